@@ -1,0 +1,76 @@
+"""The ASGI application: both APIs, the shared conventions, and the source side's background sync."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from prometheus_client import make_asgi_app
+from starlette.requests import Request
+from starlette.responses import Response
+
+from livemigrate import __version__
+from livemigrate.context import AppContext
+from livemigrate.crypto import SecretBox
+from livemigrate.directory.routes import directory_router
+from livemigrate.http import exception_handlers
+from livemigrate.http.auth import Authenticator
+from livemigrate.http.middleware import RequestContextMiddleware
+from livemigrate.http.nonces import NonceBook
+from livemigrate.http.responses import respond
+from livemigrate.settings import Settings, load_secret_key
+from livemigrate.source import routes as source_routes
+from livemigrate.source.link import LinkService
+from livemigrate.source.sync import LinkSyncer
+from livemigrate.store.database import Store
+from livemigrate.target import routes as target_routes
+
+log = logging.getLogger("livemigrate")
+
+
+def create_app(settings: Settings, store: Store | None = None) -> FastAPI:
+    store = store or Store(settings.database_url)
+    secret = load_secret_key(settings)
+    context = AppContext(
+        settings=settings,
+        store=store,
+        authenticator=Authenticator(store, NonceBook(secret, settings.digest_nonce_seconds)),
+        secret_box=SecretBox(secret),
+    )
+    link_service = LinkService(store, context.secret_box, settings)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        syncer = LinkSyncer(link_service, settings.link_sync_seconds)
+        context.inventory_changed = syncer.inventory_changed
+        syncer.start()
+        try:
+            yield
+        finally:
+            await syncer.stop()
+
+    app = FastAPI(
+        title="livemigrate",
+        version=__version__,
+        description="Push live migration: a Cloud Manager-role source API and an Atlas-role target API.",
+        lifespan=lifespan,
+        docs_url="/docs",
+        redoc_url=None,
+    )
+    app.state.context = context
+    app.state.link_service = link_service
+    exception_handlers.install(app)
+    app.add_middleware(RequestContextMiddleware, max_body_bytes=settings.max_body_bytes)
+    app.include_router(directory_router("source", source_routes.PREFIX))
+    app.include_router(source_routes.router)
+    app.include_router(directory_router("target", target_routes.PREFIX))
+    app.include_router(target_routes.router)
+    app.mount("/metrics", make_asgi_app())
+
+    @app.get("/healthz", summary="Liveness, without authentication", tags=["operations"])
+    def healthz(request: Request) -> Response:
+        return respond(request, {"status": "OK", "version": __version__})
+
+    return app

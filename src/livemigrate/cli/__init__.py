@@ -1,0 +1,1 @@
+"""The `livemigrate` command line: serve, admin, source …, target …"""

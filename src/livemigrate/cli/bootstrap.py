@@ -1,0 +1,32 @@
+"""First start of `livemigrate serve`: one source org and one target org, each with an owner key."""
+
+from __future__ import annotations
+
+from sqlalchemy import func, select
+
+from livemigrate.directory.orgs import create_org
+from livemigrate.store.database import Store
+from livemigrate.store.models import Organization
+
+
+def bootstrap_if_empty(store: Store, base_url: str) -> bool:
+    """Create the two orgs when the store has none, and print their credentials once."""
+    with store.read() as session:
+        if session.scalar(select(func.count()).select_from(Organization)):
+            return False
+    source = create_org(store, "source", "Source organization", "Organization owner (first start)")
+    target = create_org(store, "target", "Target organization", "Organization owner (first start)")
+    assert source.api_key is not None and target.api_key is not None
+    print(
+        "\nFirst start: created two organizations. Their private keys are shown only now; keep them.\n\n"
+        f"  SOURCE (Cloud Manager role, {base_url}/api/public/v1.0)\n"
+        f"    org id       {source.org.id}\n"
+        f"    public key   {source.api_key.api_key.public_key}\n"
+        f"    private key  {source.api_key.private_key}\n\n"
+        f"  TARGET (Atlas role, {base_url}/api/atlas/v2)\n"
+        f"    org id       {target.org.id}\n"
+        f"    public key   {target.api_key.api_key.public_key}\n"
+        f"    private key  {target.api_key.private_key}\n",
+        flush=True,
+    )
+    return True

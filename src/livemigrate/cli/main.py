@@ -1,0 +1,96 @@
+"""The `livemigrate` command: one typer app, one sub-app per area."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+
+import typer
+
+from livemigrate.cli.link import source_link, target_link_token
+from livemigrate.cli.output import OUTPUT_OPTION, OutputFormat, console
+from livemigrate.directory.orgs import create_org
+from livemigrate.settings import Settings
+
+app = typer.Typer(help="livemigrate: push live migration of MongoDB deployments.", no_args_is_help=True,
+                  pretty_exceptions_enable=False)
+source_app = typer.Typer(help="Source side (Cloud Manager role).", no_args_is_help=True)
+target_app = typer.Typer(help="Target side (Atlas role).", no_args_is_help=True)
+admin_app = typer.Typer(help="Operator commands that act on the store directly.", no_args_is_help=True)
+app.add_typer(source_app, name="source")
+app.add_typer(target_app, name="target")
+app.add_typer(admin_app, name="admin")
+source_app.add_typer(source_link, name="link")
+target_app.add_typer(target_link_token, name="link-token")
+
+DB_OPTION = typer.Option(None, "--db", help="Store URL (default: env LIVEMIGRATE_DATABASE_URL or the embedded SQLite file).")
+
+
+def _settings(db: str | None) -> Settings:
+    return Settings(database_url=db) if db else Settings()
+
+
+def _configure_logging(level: str) -> None:
+    logging.basicConfig(level=level.upper(), stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per link push is noise
+
+
+@app.command()
+def serve(
+    host: str = typer.Option("127.0.0.1", "--host"),
+    port: int = typer.Option(8080, "--port"),
+    db: str | None = DB_OPTION,
+    access_log: bool = typer.Option(False, "--access-log/--no-access-log", help="Log every request."),
+) -> None:
+    """Run both APIs with the embedded store; on first start, create and print a source and a target org."""
+    import uvicorn
+
+    from livemigrate.app import create_app
+    from livemigrate.cli.bootstrap import bootstrap_if_empty
+    from livemigrate.store.database import Store
+
+    settings = _settings(db)
+    _configure_logging(settings.log_level)
+    store = Store(settings.database_url)
+    store.migrate()
+    bootstrap_if_empty(store, f"http://{host}:{port}")
+    uvicorn.run(create_app(settings, store), host=host, port=port, log_level=settings.log_level.lower(),
+                access_log=access_log, log_config=None)
+
+
+@admin_app.command("create-org")
+def admin_create_org(
+    side: str = typer.Option(..., "--side", help="source or target."),
+    name: str = typer.Option(..., "--name"),
+    db: str | None = DB_OPTION,
+    output: OutputFormat = OUTPUT_OPTION,
+) -> None:
+    """Create an org and an ORG_OWNER key directly in the store; print {orgId, publicKey, privateKey}."""
+    from livemigrate.store.database import Store
+
+    if side not in ("source", "target"):
+        console.print(f"Error: --side must be source or target, not {side!r}.")
+        raise typer.Exit(2)
+    store = Store(_settings(db).database_url)
+    store.migrate()
+    created = create_org(store, side, name, "Organization owner (admin create-org)")
+    assert created.api_key is not None
+    record = {"orgId": created.org.id, "publicKey": created.api_key.api_key.public_key,
+              "privateKey": created.api_key.private_key}
+    if output is OutputFormat.json:
+        typer.echo(json.dumps(record))
+    else:
+        console.print(f"Created {side} organization {name!r}", highlight=False)
+        for label, value in record.items():
+            typer.echo(f"  {label:<11} {value}")
+
+
+def main() -> None:  # pragma: no cover - console entry point convenience
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    app(prog_name=Path(sys.argv[0]).name)

@@ -1,0 +1,74 @@
+"""A typed client for the two APIs, over httpx with digest authentication.
+
+`base_url` is the server root (e.g. http://127.0.0.1:8080); the source and target prefixes are
+added here, so one configured client reaches both sides of the embedded default.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+
+from livemigrate.client.errors import ApiCallError
+
+SOURCE_PREFIX = "/api/public/v1.0"
+TARGET_PREFIX = "/api/atlas/v2"
+
+
+class ApiClient:
+    def __init__(self, base_url: str, public_key: str, private_key: str, timeout_seconds: float = 30.0) -> None:
+        self._http = httpx.Client(
+            base_url=base_url.rstrip("/"),
+            auth=httpx.DigestAuth(public_key, private_key),
+            timeout=timeout_seconds,
+            headers={"Accept": "application/json", "User-Agent": "livemigrate-cli/1"},
+        )
+
+    def __enter__(self) -> ApiClient:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._http.close()
+
+    def _call(self, method: str, path: str, json: Any = None) -> Any:
+        response = self._http.request(method, path, json=json)
+        if response.status_code >= 400:
+            raise ApiCallError.from_response(response)
+        return response.json() if response.content else None
+
+    # --- target side -------------------------------------------------------------------------------
+
+    def create_link_token(self, target_org_id: str, access_list_ips: list[str]) -> str:
+        body = self._call("POST", f"{TARGET_PREFIX}/orgs/{target_org_id}/liveMigrations/linkTokens",
+                          {"accessListIps": access_list_ips})
+        return str(body["linkToken"])
+
+    def revoke_link_tokens(self, target_org_id: str) -> None:
+        self._call("DELETE", f"{TARGET_PREFIX}/orgs/{target_org_id}/liveMigrations/linkTokens")
+
+    def available_projects(self, target_org_id: str) -> list[dict[str, Any]]:
+        return list(self._call("GET", f"{TARGET_PREFIX}/orgs/{target_org_id}/liveMigrations/availableProjects"))
+
+    # --- source side -------------------------------------------------------------------------------
+
+    def connect_link(self, source_org_id: str, link_token: str) -> str:
+        body = self._call("POST", f"{SOURCE_PREFIX}/orgs/{source_org_id}/liveExport/migrationLink",
+                          {"linkToken": link_token})
+        return str(body["status"])
+
+    def link_status(self, source_org_id: str) -> str:
+        return str(self._call("GET", f"{SOURCE_PREFIX}/orgs/{source_org_id}/liveExport/migrationLink/status")["status"])
+
+    def describe_link(self, source_org_id: str) -> dict[str, Any]:
+        return dict(self._call("GET", f"{SOURCE_PREFIX}/orgs/{source_org_id}/liveExport/migrationLink"))
+
+    def delete_link(self, source_org_id: str) -> None:
+        self._call("DELETE", f"{SOURCE_PREFIX}/orgs/{source_org_id}/liveExport/migrationLink")
+
+    def create_project(self, side: str, org_id: str, name: str) -> dict[str, Any]:
+        prefix = SOURCE_PREFIX if side == "source" else TARGET_PREFIX
+        return dict(self._call("POST", f"{prefix}/groups", {"name": name, "orgId": org_id}))

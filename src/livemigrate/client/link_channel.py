@@ -1,0 +1,61 @@
+"""The source side's calls to the target side (API.md §5), authenticated with the link key.
+
+Every call is outbound from the source environment. A push has three outcomes the caller must
+tell apart: accepted, refused by the target (the token is no longer good — say why), or the
+target could not be reached (try again later).
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from livemigrate.client.errors import ApiCallError
+
+
+class PushOutcome(enum.Enum):
+    ACCEPTED = "accepted"
+    REJECTED = "rejected"
+    UNREACHABLE = "unreachable"
+
+
+@dataclass(frozen=True, slots=True)
+class PushResult:
+    outcome: PushOutcome
+    reason: str | None = None
+    last_synced_at: str | None = None
+
+
+# Answers that mean "this link key is not (or no longer) good here", as opposed to a passing fault.
+_REJECTING_STATUSES = {401, 403, 404}
+
+
+class LinkChannel:
+    def __init__(self, target_base_url: str, public_key: str, private_key: str, timeout_seconds: float) -> None:
+        self._client = httpx.AsyncClient(
+            base_url=target_base_url.rstrip("/"),
+            auth=httpx.DigestAuth(public_key, private_key),
+            timeout=timeout_seconds,
+            headers={"User-Agent": "livemigrate-link/1"},
+        )
+
+    async def __aenter__(self) -> LinkChannel:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self._client.aclose()
+
+    async def push_inventory(self, target_org_id: str, source_org_id: str, inventory: dict[str, Any]) -> PushResult:
+        path = f"/orgs/{target_org_id}/liveMigrations/links/{source_org_id}"
+        try:
+            response = await self._client.put(path, json=inventory)
+        except httpx.HTTPError as error:
+            return PushResult(PushOutcome.UNREACHABLE, f"target unreachable: {type(error).__name__}: {error}")
+        if response.status_code == 200:
+            return PushResult(PushOutcome.ACCEPTED, last_synced_at=response.json().get("lastSyncedAt"))
+        error = ApiCallError.from_response(response)
+        outcome = PushOutcome.REJECTED if response.status_code in _REJECTING_STATUSES else PushOutcome.UNREACHABLE
+        return PushResult(outcome, f"{error.error_code}: {error.detail}")

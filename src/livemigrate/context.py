@@ -1,0 +1,45 @@
+"""What a request handler may reach: the store, settings and the shared machinery of one process.
+
+Built once by `app.create_app()` and kept on `app.state.context`; handlers fetch it with
+`context_of(request)` instead of importing globals.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from starlette.requests import Request
+
+from livemigrate.crypto import SecretBox
+from livemigrate.directory.orgs import find_org
+from livemigrate.http.auth import Authenticator, Principal, check_org_id, require_org_role
+from livemigrate.http.roles import OrgRole
+from livemigrate.settings import Settings
+from livemigrate.store.database import Store
+from livemigrate.store.models import Organization
+
+
+def _ignore(_org_id: str) -> None:
+    return None
+
+
+@dataclass
+class AppContext:
+    settings: Settings
+    store: Store
+    authenticator: Authenticator
+    secret_box: SecretBox
+    inventory_changed: Callable[[str], None] = field(default=_ignore)
+
+    def authorize_org(self, request: Request, org_id: str, side: str, role: OrgRole) -> tuple[Principal, Organization]:
+        """Authenticate, then check the org id's form, the org's existence and the role — in that order."""
+        principal = self.authenticator.authenticate(request)
+        check_org_id(org_id)
+        org = find_org(self.store, org_id, side)
+        require_org_role(principal, org_id, role)
+        return principal, org
+
+
+def context_of(request: Request) -> AppContext:
+    return request.app.state.context  # type: ignore[no-any-return]

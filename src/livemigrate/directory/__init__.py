@@ -1,0 +1,1 @@
+"""Organizations, their API keys and projects: the same resources on both sides, kept apart by `side`."""

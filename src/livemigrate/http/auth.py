@@ -1,0 +1,158 @@
+"""Who is calling: digest authentication of programmatic API keys, access lists, and role checks.
+
+`Authenticator.authenticate()` turns a request into a `Principal` or raises the documented error:
+401 with a fresh challenge for anything wrong with the credentials, 403 for an address that is not
+on the key's access list.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+
+from livemigrate.http import access_list, digest
+from livemigrate.http.errors import ApiError, ErrorCode
+from livemigrate.http.nonces import NonceBook, NonceState
+from livemigrate.http.roles import OrgRole, satisfies
+from livemigrate.ids import is_object_id
+from livemigrate.store.database import Store
+from livemigrate.store.models import AccessListEntry, ApiKey, Organization
+
+LINK_PURPOSE = "link"
+PRINCIPAL_KEY = "livemigrate.principal"
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """An authenticated API key and what it may do."""
+
+    key_id: str
+    public_key: str
+    org_id: str
+    org_side: str
+    roles: frozenset[str]
+    purpose: str
+
+    @property
+    def is_link_key(self) -> bool:
+        return self.purpose == LINK_PURPOSE
+
+
+@dataclass(frozen=True, slots=True)
+class _KeyRecord:
+    principal: Principal
+    ha1: dict[str, str]
+    revoked: bool
+    cidr_blocks: tuple[str, ...]
+    access_list_required: bool
+
+
+class Authenticator:
+    def __init__(self, store: Store, nonces: NonceBook) -> None:
+        self._store = store
+        self._nonces = nonces
+
+    def challenge(self, detail: str = "You are not authorized for this resource.", *, stale: bool = False) -> ApiError:
+        header = digest.DigestChallenge(nonce=self._nonces.issue(), stale=stale).header()
+        return ApiError(ErrorCode.USER_UNAUTHORIZED, detail, WWW_Authenticate=header)
+
+    def authenticate(self, request: Request) -> Principal:
+        """Authenticate once per request (a nonce count may be consumed only once); later calls reuse it."""
+        principal: Principal | None = request.scope.get(PRINCIPAL_KEY)
+        if principal is None:
+            principal = request.scope[PRINCIPAL_KEY] = self._authenticate(request)
+        return principal
+
+    async def authenticate_async(self, request: Request) -> Principal:
+        return await run_in_threadpool(self.authenticate, request)
+
+    def _authenticate(self, request: Request) -> Principal:
+        header = request.headers.get("authorization")
+        if not header:
+            raise self.challenge()
+        try:
+            credentials = digest.parse_authorization(header)
+        except digest.DigestError as error:
+            raise self.challenge(str(error)) from None
+        record = self._load_key(credentials.username)
+        request_uri = _request_uri(request)
+        if record is None or not digest.verify(
+            credentials, record.ha1[credentials.algorithm], request.method, request_uri
+        ):
+            raise self.challenge("Invalid API key or digest response for this request.")
+        nonce_state = self._nonces.check(credentials.nonce)
+        if nonce_state is NonceState.INVALID:
+            raise self.challenge("The digest nonce was not issued by this server.")
+        if nonce_state is NonceState.STALE:
+            raise self.challenge("The digest nonce has expired.", stale=True)
+        consumed = self._nonces.consume(credentials.nonce, credentials.nonce_count)
+        if consumed is NonceState.REPLAYED:
+            raise self.challenge("This nonce count was already used with this nonce: the request was replayed.")
+        if consumed is NonceState.STALE:
+            raise self.challenge("The digest nonce has been used too often.", stale=True)
+        return self._admit(request, record)
+
+    def _admit(self, request: Request, record: _KeyRecord) -> Principal:
+        if record.revoked:
+            raise self.challenge("This API key was revoked: its link-token was revoked by the target organization.")
+        caller_ip = request.client.host if request.client else None
+        if record.cidr_blocks or record.access_list_required:
+            if not access_list.is_allowed(caller_ip, record.cidr_blocks):
+                raise ApiError(
+                    ErrorCode.IP_ADDRESS_NOT_ON_ACCESS_LIST,
+                    f"IP address {caller_ip} is not allowed to access this resource.",
+                    [caller_ip],
+                )
+        return record.principal
+
+    def _load_key(self, public_key: str) -> _KeyRecord | None:
+        with self._store.read() as session:
+            row = session.execute(
+                select(ApiKey, Organization.side, Organization.api_access_list_required)
+                .join(Organization, Organization.id == ApiKey.org_id)
+                .where(ApiKey.public_key == public_key)
+            ).first()
+            if row is None:
+                return None
+            key, side, required = row
+            blocks = tuple(
+                session.scalars(select(AccessListEntry.cidr_block).where(AccessListEntry.api_key_id == key.id))
+            )
+        principal = Principal(key.id, key.public_key, key.org_id, side, frozenset(key.roles), key.purpose)
+        return _KeyRecord(
+            principal=principal,
+            ha1={"MD5": key.ha1_md5, "SHA-256": key.ha1_sha256},
+            revoked=key.revoked_at is not None,
+            cidr_blocks=blocks,
+            access_list_required=required,
+        )
+
+
+def _request_uri(request: Request) -> str:
+    """The request-target exactly as the client sent it, which is what the digest covers."""
+    raw_path = request.scope.get("raw_path") or request.url.path.encode()
+    query = request.scope.get("query_string", b"")
+    return (raw_path + (b"?" + query if query else b"")).decode("latin-1")
+
+
+def check_org_id(org_id: str) -> None:
+    if not is_object_id(org_id):
+        raise ApiError(ErrorCode.INVALID_ORG_ID, f"An invalid organization ID {org_id} was specified.", [org_id])
+
+
+def require_org_role(principal: Principal, org_id: str, role: OrgRole) -> None:
+    """Role failures answer 401, as Cloud Manager documents, naming the role required."""
+    if principal.is_link_key:
+        raise ApiError(
+            ErrorCode.USER_UNAUTHORIZED,
+            "This API key belongs to a link-token and may only be used on the link channel.",
+        )
+    if principal.org_id != org_id or not satisfies(principal.roles, role):
+        raise ApiError(
+            ErrorCode.USER_UNAUTHORIZED,
+            f"The API key is not authorized for this resource: the {role.value} role on organization {org_id} is required.",
+            [role.value],
+        )

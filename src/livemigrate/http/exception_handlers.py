@@ -1,0 +1,52 @@
+"""Every error leaves through here, in the catalogue's shape, honouring `pretty` and `envelope`."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+
+from livemigrate.http.errors import ApiError, ErrorCode
+from livemigrate.http.responses import error_response
+
+
+async def _api_error(request: Request, error: Exception) -> Response:
+    assert isinstance(error, ApiError)
+    return error_response(request.scope, error)
+
+
+async def _http_exception(request: Request, error: Exception) -> Response:
+    assert isinstance(error, StarletteHTTPException)
+    if error.status_code == 404:
+        api_error = ApiError(ErrorCode.RESOURCE_NOT_FOUND, f"Cannot find resource {request.url.path}.", [request.url.path])
+    elif error.status_code == 405:
+        allow = (error.headers or {}).get("Allow", "")
+        api_error = ApiError(
+            ErrorCode.METHOD_NOT_ALLOWED,
+            f"Method {request.method} is not allowed on {request.url.path}.",
+            [request.method],
+            Allow=allow,
+        )
+    else:
+        api_error = ApiError(ErrorCode.UNEXPECTED_ERROR, str(error.detail))
+    return error_response(request.scope, api_error)
+
+
+async def _validation_error(request: Request, error: Exception) -> Response:
+    assert isinstance(error, RequestValidationError)
+    problem = error.errors()[0]
+    location = problem.get("loc", ("", ""))
+    name = str(location[-1])
+    if location and location[0] == "query":
+        api_error = ApiError(ErrorCode.INVALID_QUERY_PARAMETER, f"Invalid query parameter {name}: {problem['msg']}.", [name])
+    else:
+        api_error = ApiError(ErrorCode.INVALID_ATTRIBUTE, f"Invalid attribute {name} specified: {problem['msg']}.", [name])
+    return error_response(request.scope, api_error)
+
+
+def install(app: FastAPI) -> None:
+    app.add_exception_handler(ApiError, _api_error)
+    app.add_exception_handler(StarletteHTTPException, _http_exception)
+    app.add_exception_handler(RequestValidationError, _validation_error)

@@ -1,0 +1,69 @@
+"""Rendering of every response: `pretty` indents, `envelope` wraps (API.md §2).
+
+The two query flags are parsed once per request by `middleware.RequestContextMiddleware` and
+kept in the ASGI scope, so that error responses produced outside any route (404, 405, 413) are
+rendered the same way as route results.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from livemigrate.http.errors import ApiError
+
+FLAGS_KEY = "livemigrate.flags"
+
+
+class RenderFlags:
+    __slots__ = ("pretty", "envelope")
+
+    def __init__(self, pretty: bool = False, envelope: bool = False) -> None:
+        self.pretty = pretty
+        self.envelope = envelope
+
+
+PLAIN = RenderFlags()
+
+
+def flags_of(scope: dict[str, Any]) -> RenderFlags:
+    return scope.get(FLAGS_KEY, PLAIN)
+
+
+def render(scope: dict[str, Any], body: Any, status: int = 200, headers: dict[str, str] | None = None,
+           *, keep_status: bool = False) -> Response:
+    """Serialize `body` with the request's flags.
+
+    With `envelope=true` the HTTP status becomes 200 and the real one moves into the body — except
+    when `keep_status` is set: a digest challenge must stay a real 401 or no client could answer it.
+    """
+    flags = flags_of(scope)
+    http_status = status
+    if flags.envelope:
+        if isinstance(body, dict) and "results" in body:
+            body = {**body, "status": status}
+        else:
+            body = {"status": status, "content": body}
+        if not keep_status:
+            http_status = 200
+    if body is None:
+        return Response(status_code=http_status, headers=headers)
+    text = json.dumps(body, indent=2 if flags.pretty else None, separators=None if flags.pretty else (",", ":"),
+                      default=str)
+    return Response(text, status_code=http_status, headers=headers, media_type="application/json")
+
+
+def respond(request: Request, body: Any, status: int = 200) -> Response:
+    return render(request.scope, body, status)
+
+
+def no_content(request: Request) -> Response:
+    return render(request.scope, None, 204)
+
+
+def error_response(scope: dict[str, Any], error: ApiError) -> Response:
+    keep_status = "WWW-Authenticate" in error.headers
+    return render(scope, error.body(), error.status, error.headers or None, keep_status=keep_status)

@@ -1,0 +1,62 @@
+"""Process-wide settings, read once from `LIVEMIGRATE_*` environment variables (or `.env`).
+
+Every tunable the README lists lives here so that the server, the CLI and the tests agree on
+names and defaults.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_STATE_DIR = Path(".livemigrate")
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="LIVEMIGRATE_", env_file=".env", extra="ignore")
+
+    database_url: str = Field(
+        default=f"sqlite:///{DEFAULT_STATE_DIR / 'livemigrate.db'}",
+        description="SQLAlchemy URL of the store: SQLite by default, postgresql+psycopg://… in production.",
+    )
+    secret_key: str | None = Field(
+        default=None,
+        description="Secret that encrypts stored link credentials and signs digest nonces. "
+        "When unset, one is generated and kept in secret_key_file.",
+    )
+    secret_key_file: Path = DEFAULT_STATE_DIR / "secret.key"
+    link_sync_seconds: float = Field(default=60.0, gt=0, description="Interval of the background inventory push.")
+    link_push_timeout_seconds: float = Field(default=10.0, gt=0)
+    digest_nonce_seconds: float = Field(default=300.0, gt=0, description="Lifetime of a digest nonce.")
+    public_url: str | None = Field(
+        default=None,
+        description="Base URL of the target API written into link-tokens; defaults to the URL the "
+        "token request arrived on.",
+    )
+    max_body_bytes: int = 1024 * 1024
+    log_level: str = "INFO"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()
+
+
+def load_secret_key(settings: Settings) -> bytes:
+    """Return the server secret, creating the key file (mode 0600) on first use."""
+    if settings.secret_key:
+        return settings.secret_key.encode()
+    path = settings.secret_key_file
+    if path.exists():
+        return path.read_bytes().strip()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    key = secrets.token_urlsafe(48).encode()
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(key)
+    return key

@@ -1,0 +1,179 @@
+"""The liveExport migration link of a source org: connect, status, delete, and each inventory push.
+
+Every change to one org's link happens under that org's lock, so a connect, a delete and a
+background push of the same org never interleave; the database transaction makes each write whole.
+A push never resurrects a link deleted meanwhile, nor overwrites one replaced by another token.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import delete, select
+from starlette.concurrency import run_in_threadpool
+
+from livemigrate import link_token
+from livemigrate.client.link_channel import LinkChannel, PushOutcome, PushResult
+from livemigrate.crypto import SecretBox
+from livemigrate.http.errors import ApiError, ErrorCode
+from livemigrate.settings import Settings
+from livemigrate.source.inventory import build_inventory
+from livemigrate.store.database import Store
+from livemigrate.store.models import SourceLink, utcnow
+
+log = logging.getLogger("livemigrate.source.link")
+
+SYNCED = "SYNCED"
+NOT_SYNCED = "NOT_SYNCED"
+
+
+@dataclass(frozen=True, slots=True)
+class LinkCredentials:
+    target_org_id: str
+    target_base_url: str
+    public_key: str
+    private_key: str
+    fingerprint: str
+
+    def __repr__(self) -> str:
+        return f"LinkCredentials(target_org_id={self.target_org_id!r})"
+
+
+class LinkService:
+    def __init__(self, store: Store, secret_box: SecretBox, settings: Settings) -> None:
+        self._store = store
+        self._secret_box = secret_box
+        self._settings = settings
+        self._locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
+
+    # --- reads ---------------------------------------------------------------------------------
+
+    def get_link(self, org_id: str) -> SourceLink:
+        with self._store.read() as session:
+            link = session.get(SourceLink, org_id)
+        if link is None:
+            raise ApiError(ErrorCode.ORG_LINK_NOT_FOUND, f"Organization {org_id} has no migration link.", [org_id])
+        return link
+
+    def linked_org_ids(self) -> list[str]:
+        with self._store.read() as session:
+            return list(session.scalars(select(SourceLink.source_org_id)))
+
+    # --- connect / delete ------------------------------------------------------------------------
+
+    async def connect(self, org_id: str, token_text: str) -> str:
+        """Link `org_id` with a link-token; answer SYNCED or NOT_SYNCED, or raise INVALID_LINK_TOKEN."""
+        try:
+            claims = link_token.decode(token_text)
+        except link_token.InvalidLinkToken as error:
+            raise ApiError(ErrorCode.INVALID_LINK_TOKEN, f"The link-token is invalid: {error}.") from None
+        credentials = LinkCredentials(claims.targetOrgId, claims.targetBaseUrl, claims.publicKey,
+                                      claims.privateKey, link_token.fingerprint(token_text))
+        async with self._locks[org_id]:
+            result = await self._push(org_id, credentials)
+            if result.outcome is PushOutcome.REJECTED:
+                log.warning("link connect refused: source_org=%s target_org=%s reason=%s",
+                            org_id, credentials.target_org_id, result.reason)
+                raise ApiError(ErrorCode.INVALID_LINK_TOKEN,
+                               f"The target organization rejected the link-token: {result.reason}")
+            status = await run_in_threadpool(self._save_new_link, org_id, credentials, result)
+        log.info("link connected: source_org=%s target_org=%s status=%s%s", org_id, credentials.target_org_id,
+                 status, f" reason={result.reason}" if result.reason else "")
+        return status
+
+    async def delete(self, org_id: str) -> None:
+        async with self._locks[org_id]:
+            await run_in_threadpool(self._delete_link, org_id)
+        log.info("link deleted: source_org=%s", org_id)
+
+    # --- background push ---------------------------------------------------------------------------
+
+    async def refresh(self, org_id: str) -> PushResult | None:
+        """Push the inventory of a linked org again and record the outcome; None if no longer linked."""
+        async with self._locks[org_id]:
+            credentials = await run_in_threadpool(self._credentials_of, org_id)
+            if credentials is None:
+                return None
+            result = await self._push(org_id, credentials)
+            status = await run_in_threadpool(self._record_push, org_id, credentials.fingerprint, result)
+        if result.outcome is PushOutcome.ACCEPTED:
+            log.debug("link push: source_org=%s status=%s", org_id, status)
+        else:
+            log.warning("link push: source_org=%s target_org=%s status=%s reason=%s",
+                        org_id, credentials.target_org_id, status, result.reason)
+        return result
+
+    async def _push(self, org_id: str, credentials: LinkCredentials) -> PushResult:
+        inventory = await run_in_threadpool(build_inventory, self._store, org_id)
+        async with LinkChannel(credentials.target_base_url, credentials.public_key, credentials.private_key,
+                               self._settings.link_push_timeout_seconds) as channel:
+            return await channel.push_inventory(credentials.target_org_id, org_id, inventory)
+
+    # --- store work (run in a thread) ---------------------------------------------------------------
+
+    def _save_new_link(self, org_id: str, credentials: LinkCredentials, result: PushResult) -> str:
+        accepted = result.outcome is PushOutcome.ACCEPTED
+        now = utcnow()
+        with self._store.write() as session:
+            link = session.get(SourceLink, org_id)
+            if link is None:
+                link = SourceLink(source_org_id=org_id, created_at=now)
+                session.add(link)
+            link.target_org_id = credentials.target_org_id
+            link.target_base_url = credentials.target_base_url
+            link.link_public_key = credentials.public_key
+            link.link_private_key_encrypted = self._secret_box.seal(credentials.private_key)
+            link.token_fingerprint = credentials.fingerprint
+            link.status = SYNCED if accepted else NOT_SYNCED
+            link.last_synced_at = now if accepted else link.last_synced_at
+            link.last_sync_error = None if accepted else result.reason
+            link.consecutive_failures = 0 if accepted else 1
+            return link.status
+
+    def _delete_link(self, org_id: str) -> None:
+        with self._store.write() as session:
+            deleted = session.execute(delete(SourceLink).where(SourceLink.source_org_id == org_id)).rowcount
+        if not deleted:
+            raise ApiError(ErrorCode.ORG_LINK_NOT_FOUND, f"Organization {org_id} has no migration link.", [org_id])
+
+    def _credentials_of(self, org_id: str) -> LinkCredentials | None:
+        with self._store.read() as session:
+            link = session.get(SourceLink, org_id)
+        if link is None:
+            return None
+        return LinkCredentials(link.target_org_id, link.target_base_url, link.link_public_key,
+                               self._secret_box.open(link.link_private_key_encrypted), link.token_fingerprint)
+
+    def _record_push(self, org_id: str, fingerprint: str, result: PushResult) -> str | None:
+        with self._store.write() as session:
+            link = session.get(SourceLink, org_id)
+            if link is None or link.token_fingerprint != fingerprint:
+                return None
+            if result.outcome is PushOutcome.ACCEPTED:
+                link.status, link.last_synced_at, link.last_sync_error = SYNCED, utcnow(), None
+                link.consecutive_failures = 0
+            else:
+                link.status, link.last_sync_error = NOT_SYNCED, result.reason
+                link.consecutive_failures += 1
+            return link.status
+
+
+def link_view(link: SourceLink) -> dict[str, object]:
+    """The link as `source link describe` shows it: never the key or the token."""
+
+    def iso(moment: datetime | None) -> str | None:
+        return moment.strftime("%Y-%m-%dT%H:%M:%SZ") if moment else None
+
+    return {
+        "status": link.status,
+        "targetOrgId": link.target_org_id,
+        "targetBaseUrl": link.target_base_url,
+        "linkedAt": iso(link.created_at),
+        "lastSyncedAt": iso(link.last_synced_at),
+        "lastSyncError": link.last_sync_error,
+        "consecutiveFailures": link.consecutive_failures,
+    }

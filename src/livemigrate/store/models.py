@@ -1,0 +1,146 @@
+"""The tables of both sides. One schema serves the embedded default and split deployments alike.
+
+Secrets are never stored in clear: API keys keep only the digest HA1 values, and the link
+credentials a source org keeps for the target are encrypted with the server secret.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any
+
+from sqlalchemy import JSON, Boolean, DateTime, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.types import TypeDecorator
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """SQLite drops tzinfo; this keeps every datetime aware and in UTC on the way out."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            raise ValueError("naive datetime stored")
+        return value.astimezone(timezone.utc) if value is not None else None
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            return value.replace(tzinfo=timezone.utc)
+        return value
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Organization(Base):
+    """An organization of either side: `side` is 'source' (Cloud Manager role) or 'target' (Atlas role)."""
+
+    __tablename__ = "organizations"
+
+    id: Mapped[str] = mapped_column(String(24), primary_key=True)
+    side: Mapped[str] = mapped_column(String(8), index=True)
+    name: Mapped[str] = mapped_column(String(255))
+    api_access_list_required: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+
+class ApiKey(Base):
+    """A programmatic API key. `purpose` is 'programmatic' or 'link' (a target key behind a link-token)."""
+
+    __tablename__ = "api_keys"
+
+    id: Mapped[str] = mapped_column(String(24), primary_key=True)
+    org_id: Mapped[str] = mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"), index=True)
+    public_key: Mapped[str] = mapped_column(String(32), unique=True)
+    ha1_md5: Mapped[str] = mapped_column(String(32))
+    ha1_sha256: Mapped[str] = mapped_column(String(64))
+    description: Mapped[str] = mapped_column(String(250), default="")
+    roles: Mapped[list[str]] = mapped_column(JSON, default=list)
+    purpose: Mapped[str] = mapped_column(String(16), default="programmatic")
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    revoked_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+
+    access_list: Mapped[list[AccessListEntry]] = relationship(
+        back_populates="api_key", cascade="all, delete-orphan", lazy="selectin", order_by="AccessListEntry.cidr_block"
+    )
+
+
+class AccessListEntry(Base):
+    """One IP or CIDR block a key may be used from; `ip_address` is set when the block is a single address."""
+
+    __tablename__ = "api_key_access_list"
+
+    api_key_id: Mapped[str] = mapped_column(ForeignKey("api_keys.id", ondelete="CASCADE"), primary_key=True)
+    cidr_block: Mapped[str] = mapped_column(String(64), primary_key=True)
+    ip_address: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+    api_key: Mapped[ApiKey] = relationship(back_populates="access_list")
+
+
+class Project(Base):
+    """A project (Cloud Manager/Atlas 'group') of an organization of either side."""
+
+    __tablename__ = "projects"
+    __table_args__ = (UniqueConstraint("org_id", "name"),)
+
+    id: Mapped[str] = mapped_column(String(24), primary_key=True)
+    org_id: Mapped[str] = mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+
+class LinkToken(Base):
+    """Target side: a link-token issued by a target org, and the link key behind it."""
+
+    __tablename__ = "link_tokens"
+
+    id: Mapped[str] = mapped_column(String(24), primary_key=True)
+    org_id: Mapped[str] = mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"), index=True)
+    api_key_id: Mapped[str] = mapped_column(ForeignKey("api_keys.id", ondelete="CASCADE"), unique=True)
+    access_list_ips: Mapped[list[str]] = mapped_column(JSON, default=list)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    revoked_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+
+
+class TargetLink(Base):
+    """Target side: a source org linked to a target org, with the inventory it last pushed."""
+
+    __tablename__ = "target_links"
+    __table_args__ = (UniqueConstraint("target_org_id", "source_org_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    target_org_id: Mapped[str] = mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"), index=True)
+    source_org_id: Mapped[str] = mapped_column(String(24))
+    link_token_id: Mapped[str] = mapped_column(ForeignKey("link_tokens.id", ondelete="CASCADE"), index=True)
+    inventory: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    last_synced_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+
+class SourceLink(Base):
+    """Source side: this org's link to a target org. The link key's private key is kept encrypted."""
+
+    __tablename__ = "source_links"
+
+    source_org_id: Mapped[str] = mapped_column(
+        ForeignKey("organizations.id", ondelete="CASCADE"), primary_key=True
+    )
+    target_org_id: Mapped[str] = mapped_column(String(24))
+    target_base_url: Mapped[str] = mapped_column(Text)
+    link_public_key: Mapped[str] = mapped_column(String(32))
+    link_private_key_encrypted: Mapped[str] = mapped_column(Text)
+    token_fingerprint: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(16))
+    last_synced_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    last_sync_error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    consecutive_failures: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, onupdate=utcnow)

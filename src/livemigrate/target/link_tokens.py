@@ -1,0 +1,50 @@
+"""Link-tokens: issued by a target org for source orgs to connect with, and revoked all at once.
+
+Each token gets its own API key (purpose 'link', no org role, bound to `accessListIps`), which
+is what the source side authenticates with on the link channel.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from sqlalchemy import delete, select, update
+
+from livemigrate import link_token
+from livemigrate.directory.api_keys import create_api_key, parse_entry
+from livemigrate.http.auth import LINK_PURPOSE
+from livemigrate.ids import new_object_id
+from livemigrate.store.database import Store
+from livemigrate.store.models import ApiKey, LinkToken, TargetLink, utcnow
+
+
+def create_link_token(store: Store, org_id: str, access_list_ips: Sequence[str], target_base_url: str) -> str:
+    """Create the link key and its token record in one transaction; return the token text."""
+    blocks = [parse_entry(ip)[0] for ip in access_list_ips]
+    with store.write() as session:
+        created = create_api_key(session, org_id, "live migration link-token", [], LINK_PURPOSE, blocks)
+        token = LinkToken(id=new_object_id(), org_id=org_id, api_key_id=created.api_key.id,
+                          access_list_ips=list(access_list_ips))
+        session.add(token)
+        claims = link_token.LinkTokenClaims(
+            tokenId=token.id,
+            targetOrgId=org_id,
+            targetBaseUrl=target_base_url,
+            publicKey=created.api_key.public_key,
+            privateKey=created.private_key,
+        )
+    return link_token.encode(claims)
+
+
+def revoke_link_tokens(store: Store, org_id: str) -> int:
+    """Revoke every token of the org, the keys behind them and the links made with them."""
+    now = utcnow()
+    with store.write() as session:
+        key_ids = list(session.scalars(
+            select(LinkToken.api_key_id).where(LinkToken.org_id == org_id, LinkToken.revoked_at.is_(None))))
+        session.execute(update(LinkToken).where(LinkToken.org_id == org_id, LinkToken.revoked_at.is_(None))
+                        .values(revoked_at=now))
+        if key_ids:
+            session.execute(update(ApiKey).where(ApiKey.id.in_(key_ids)).values(revoked_at=now))
+        session.execute(delete(TargetLink).where(TargetLink.target_org_id == org_id))
+    return len(key_ids)

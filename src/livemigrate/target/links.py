@@ -1,0 +1,49 @@
+"""The receiving end of the link channel: source orgs register and refresh their inventory here."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+
+from livemigrate.http.auth import Principal
+from livemigrate.http.errors import ApiError, ErrorCode
+from livemigrate.store.database import Store
+from livemigrate.store.models import LinkToken, TargetLink, utcnow
+
+
+def require_link_key(principal: Principal, target_org_id: str) -> None:
+    """Only a link key of this very target org may use the link channel."""
+    if not principal.is_link_key or principal.org_id != target_org_id:
+        raise ApiError(
+            ErrorCode.USER_UNAUTHORIZED,
+            f"Only the API key of a link-token issued by organization {target_org_id} may use the link channel.",
+        )
+
+
+def register_link(store: Store, principal: Principal, target_org_id: str, source_org_id: str,
+                  inventory: dict[str, Any]) -> datetime:
+    """Record (or refresh) the link of `source_org_id` and the inventory it pushed."""
+    now = utcnow()
+    with store.write() as session:
+        token_id = session.scalar(select(LinkToken.id).where(LinkToken.api_key_id == principal.key_id))
+        if token_id is None:
+            raise ApiError(ErrorCode.USER_UNAUTHORIZED, "This API key belongs to no link-token.")
+        link = session.scalar(select(TargetLink).where(
+            TargetLink.target_org_id == target_org_id, TargetLink.source_org_id == source_org_id))
+        if link is None:
+            link = TargetLink(target_org_id=target_org_id, source_org_id=source_org_id)
+            session.add(link)
+        link.link_token_id = token_id
+        link.inventory = inventory
+        link.last_synced_at = now
+    return now
+
+
+def available_projects(store: Store, target_org_id: str) -> list[dict[str, Any]]:
+    """What every linked source org last pushed, flattened to its projects."""
+    with store.read() as session:
+        links = session.scalars(
+            select(TargetLink).where(TargetLink.target_org_id == target_org_id).order_by(TargetLink.id))
+        return [project for link in links for project in link.inventory.get("projects", [])]
