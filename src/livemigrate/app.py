@@ -36,7 +36,8 @@ def create_app(settings: Settings, store: Store | None = None) -> FastAPI:
     context = AppContext(
         settings=settings,
         store=store,
-        authenticator=Authenticator(store, NonceBook(secret, settings.digest_nonce_seconds)),
+        authenticator=Authenticator(store, NonceBook(secret, settings.digest_nonce_seconds),
+                                    settings.read_cache_seconds),
         secret_box=SecretBox(secret),
     )
     link_service = LinkService(store, context.secret_box, settings)
@@ -70,7 +71,7 @@ def create_app(settings: Settings, store: Store | None = None) -> FastAPI:
     app.mount("/metrics", make_asgi_app())
 
     @app.get("/healthz", summary="Liveness, without authentication", tags=["operations"])
-    def healthz(request: Request) -> Response:
+    async def healthz(request: Request) -> Response:
         return respond(request, {"status": "OK", "version": __version__})
 
     return app

@@ -13,6 +13,7 @@ from starlette.requests import Request
 
 from livemigrate.crypto import SecretBox
 from livemigrate.directory.orgs import find_org
+from livemigrate.http.errors import ApiError, ErrorCode
 from livemigrate.http.auth import Authenticator, Principal, check_org_id, require_org_role
 from livemigrate.http.roles import OrgRole
 from livemigrate.settings import Settings
@@ -32,13 +33,19 @@ class AppContext:
     secret_box: SecretBox
     inventory_changed: Callable[[str], None] = field(default=_ignore)
 
-    def authorize_org(self, request: Request, org_id: str, side: str, role: OrgRole) -> tuple[Principal, Organization]:
+    def authorize(self, request: Request, org_id: str, side: str, role: OrgRole) -> Principal:
         """Authenticate, then check the org id's form, the org's existence and the role — in that order."""
         principal = self.authenticator.authenticate(request)
         check_org_id(org_id)
-        org = find_org(self.store, org_id, side)
+        if self.authenticator.org_side(org_id) != side:
+            raise ApiError(ErrorCode.ORG_NOT_FOUND, f"Organization {org_id} not found.", [org_id])
         require_org_role(principal, org_id, role)
-        return principal, org
+        return principal
+
+    def authorize_org(self, request: Request, org_id: str, side: str, role: OrgRole) -> tuple[Principal, Organization]:
+        """`authorize`, and the org itself for handlers that show it."""
+        principal = self.authorize(request, org_id, side, role)
+        return principal, find_org(self.store, org_id, side)
 
 
 def context_of(request: Request) -> AppContext:

@@ -47,9 +47,12 @@ def _b64decode(text: str) -> bytes:
     if not text or any(char not in "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_" for char in text):
         raise InvalidLinkToken("the link-token is not base64url-encoded")
     try:
-        return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+        raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
     except (binascii.Error, ValueError):
         raise InvalidLinkToken("the link-token is not base64url-encoded") from None
+    if _b64encode(raw) != text:  # a changed padding bit decodes to the same bytes: still an altered token
+        raise InvalidLinkToken("the link-token was altered: it is not in canonical form")
+    return raw
 
 
 def _tag(private_key: str, signed_part: str) -> bytes:

@@ -33,6 +33,11 @@ class Settings(BaseSettings):
     link_sync_seconds: float = Field(default=60.0, gt=0, description="Interval of the background inventory push.")
     link_push_timeout_seconds: float = Field(default=10.0, gt=0)
     digest_nonce_seconds: float = Field(default=300.0, gt=0, description="Lifetime of a digest nonce.")
+    read_cache_seconds: float = Field(
+        default=2.0, ge=0,
+        description="How long a hot read (API key, org, link status) may be reused; writes in this "
+        "process invalidate at once, so this bounds only changes made by other processes.",
+    )
     public_url: str | None = Field(
         default=None,
         description="Base URL of the target API written into link-tokens; defaults to the URL the "

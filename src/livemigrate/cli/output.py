@@ -15,7 +15,6 @@ from rich.console import Console
 from livemigrate.client.errors import ApiCallError
 
 console = Console()
-error_console = Console(stderr=True)
 
 
 class OutputFormat(str, Enum):
@@ -35,12 +34,12 @@ def emit(output: OutputFormat, value: Any, human: Callable[[], None]) -> None:
 
 @contextmanager
 def api_errors() -> Iterator[None]:
-    """Turn an API error into one clear line with its errorCode and exit status 1."""
+    """Turn an API error into one clear line (never wrapped) with its errorCode, and exit status 1."""
     try:
         yield
     except ApiCallError as error:
-        error_console.print(f"Error: {error.error_code} ({error.status}): {error.detail}", markup=False, highlight=False)
+        typer.echo(f"Error: {error.error_code} ({error.status}): {error.detail}", err=True)
         raise typer.Exit(1) from None
     except httpx.HTTPError as error:
-        error_console.print(f"Error: cannot reach the API: {error}", markup=False, highlight=False)
+        typer.echo(f"Error: cannot reach the API: {error}", err=True)
         raise typer.Exit(1) from None

@@ -105,7 +105,7 @@ def directory_router(side: str, prefix: str) -> APIRouter:
     @router.delete("/orgs/{org_id}", summary="Delete an organization with no projects and no link")
     def delete_org(request: Request, org_id: str) -> Response:
         context = context_of(request)
-        context.authorize_org(request, org_id, side, OrgRole.ORG_OWNER)
+        context.authorize(request, org_id, side, OrgRole.ORG_OWNER)
         orgs.delete_org(context.store, org_id, side)
         return no_content(request)
 
@@ -122,7 +122,7 @@ def directory_router(side: str, prefix: str) -> APIRouter:
         body = await parse_body(request, OrgSettingsPatch, allow_atlas_versioned=atlas)
 
         def update() -> dict[str, Any]:
-            context.authorize_org(request, org_id, side, OrgRole.ORG_OWNER)
+            context.authorize(request, org_id, side, OrgRole.ORG_OWNER)
             org = orgs.set_access_list_required(context.store, org_id, side, body.apiAccessListRequired)
             return views.org_settings_view(org)
 
@@ -133,7 +133,7 @@ def directory_router(side: str, prefix: str) -> APIRouter:
     @router.get("/orgs/{org_id}/apiKeys", summary="API keys of an organization")
     def list_keys(request: Request, org_id: str) -> Response:
         context = context_of(request)
-        context.authorize_org(request, org_id, side, OrgRole.ORG_MEMBER)
+        context.authorize(request, org_id, side, OrgRole.ORG_MEMBER)
         found = api_keys.list_api_keys(context.store, org_id)
         return respond(request, paginated(request, found, lambda key: views.api_key_view(request, prefix, key)))
 
@@ -145,7 +145,7 @@ def directory_router(side: str, prefix: str) -> APIRouter:
         body = await parse_body(request, ApiKeyRequest, read_only=READ_ONLY, allow_atlas_versioned=atlas)
 
         def create() -> dict[str, Any]:
-            context.authorize_org(request, org_id, side, OrgRole.ORG_OWNER)
+            context.authorize(request, org_id, side, OrgRole.ORG_OWNER)
             created = api_keys.new_api_key(context.store, org_id, body.desc, [role.value for role in body.roles])
             return views.created_api_key_view(request, prefix, created)
 
@@ -154,7 +154,7 @@ def directory_router(side: str, prefix: str) -> APIRouter:
     @router.get("/orgs/{org_id}/apiKeys/{key_id}", summary="One API key")
     def get_key(request: Request, org_id: str, key_id: str) -> Response:
         context = context_of(request)
-        context.authorize_org(request, org_id, side, OrgRole.ORG_MEMBER)
+        context.authorize(request, org_id, side, OrgRole.ORG_MEMBER)
         return respond(request, views.api_key_view(request, prefix, api_keys.find_api_key(context.store, org_id, key_id)))
 
     @router.patch("/orgs/{org_id}/apiKeys/{key_id}", summary="Change an API key's description or roles",
@@ -165,7 +165,7 @@ def directory_router(side: str, prefix: str) -> APIRouter:
         body = await parse_body(request, ApiKeyPatch, read_only=READ_ONLY, allow_atlas_versioned=atlas)
 
         def update() -> dict[str, Any]:
-            context.authorize_org(request, org_id, side, OrgRole.ORG_OWNER)
+            context.authorize(request, org_id, side, OrgRole.ORG_OWNER)
             roles = [role.value for role in body.roles] if body.roles is not None else None
             updated = api_keys.update_api_key(context.store, org_id, key_id, body.desc, roles)
             return views.api_key_view(request, prefix, updated)
@@ -175,14 +175,14 @@ def directory_router(side: str, prefix: str) -> APIRouter:
     @router.delete("/orgs/{org_id}/apiKeys/{key_id}", summary="Delete an API key")
     def delete_key(request: Request, org_id: str, key_id: str) -> Response:
         context = context_of(request)
-        context.authorize_org(request, org_id, side, OrgRole.ORG_OWNER)
+        context.authorize(request, org_id, side, OrgRole.ORG_OWNER)
         api_keys.delete_api_key(context.store, org_id, key_id)
         return no_content(request)
 
     @router.get("/orgs/{org_id}/apiKeys/{key_id}/accessList", summary="Access list of an API key")
     def list_access(request: Request, org_id: str, key_id: str) -> Response:
         context = context_of(request)
-        context.authorize_org(request, org_id, side, OrgRole.ORG_MEMBER)
+        context.authorize(request, org_id, side, OrgRole.ORG_MEMBER)
         api_key = api_keys.find_api_key(context.store, org_id, key_id)
         return respond(request, paginated(
             request, api_key.access_list, lambda entry: views.access_list_entry_view(request, prefix, api_key, entry)))
@@ -198,7 +198,7 @@ def directory_router(side: str, prefix: str) -> APIRouter:
         entries = _access_list_entries(payload)
 
         def add() -> dict[str, Any]:
-            context.authorize_org(request, org_id, side, OrgRole.ORG_OWNER)
+            context.authorize(request, org_id, side, OrgRole.ORG_OWNER)
             api_key = api_keys.add_access_list_entries(context.store, org_id, key_id, entries)
             return paginated(
                 request, api_key.access_list, lambda entry: views.access_list_entry_view(request, prefix, api_key, entry))
@@ -209,7 +209,7 @@ def directory_router(side: str, prefix: str) -> APIRouter:
                    summary="Remove one entry from an API key's access list")
     def delete_access(request: Request, org_id: str, key_id: str, ip_or_cidr: str) -> Response:
         context = context_of(request)
-        context.authorize_org(request, org_id, side, OrgRole.ORG_OWNER)
+        context.authorize(request, org_id, side, OrgRole.ORG_OWNER)
         api_keys.delete_access_list_entry(context.store, org_id, key_id, ip_or_cidr)
         return no_content(request)
 
@@ -231,7 +231,7 @@ def directory_router(side: str, prefix: str) -> APIRouter:
         body = await parse_body(request, CreateProjectRequest, read_only=READ_ONLY, allow_atlas_versioned=atlas)
 
         def create() -> dict[str, Any]:
-            context.authorize_org(request, body.orgId, side, OrgRole.ORG_GROUP_CREATOR)
+            context.authorize(request, body.orgId, side, OrgRole.ORG_GROUP_CREATOR)
             project = projects.create_project(context.store, body.orgId, body.name)
             context.inventory_changed(body.orgId)
             return views.project_view(request, prefix, project)
@@ -243,7 +243,7 @@ def directory_router(side: str, prefix: str) -> APIRouter:
         context = context_of(request)
         context.authenticator.authenticate(request)
         project = projects.find_project(context.store, group_id, side)
-        context.authorize_org(request, project.org_id, side, OrgRole.ORG_READ_ONLY)
+        context.authorize(request, project.org_id, side, OrgRole.ORG_READ_ONLY)
         return respond(request, views.project_view(request, prefix, project))
 
     @router.delete("/groups/{group_id}", summary="Delete a project")
@@ -251,7 +251,7 @@ def directory_router(side: str, prefix: str) -> APIRouter:
         context = context_of(request)
         context.authenticator.authenticate(request)
         project = projects.find_project(context.store, group_id, side)
-        context.authorize_org(request, project.org_id, side, OrgRole.ORG_OWNER)
+        context.authorize(request, project.org_id, side, OrgRole.ORG_OWNER)
         projects.delete_project(context.store, group_id, side)
         context.inventory_changed(project.org_id)
         return no_content(request)

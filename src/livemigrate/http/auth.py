@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 
@@ -18,6 +18,7 @@ from livemigrate.http.errors import ApiError, ErrorCode
 from livemigrate.http.nonces import NonceBook, NonceState
 from livemigrate.http.roles import OrgRole, satisfies
 from livemigrate.ids import is_object_id
+from livemigrate.store.cache import GenerationCache
 from livemigrate.store.database import Store
 from livemigrate.store.models import AccessListEntry, ApiKey, Organization
 
@@ -51,9 +52,11 @@ class _KeyRecord:
 
 
 class Authenticator:
-    def __init__(self, store: Store, nonces: NonceBook) -> None:
+    def __init__(self, store: Store, nonces: NonceBook, cache_seconds: float) -> None:
         self._store = store
         self._nonces = nonces
+        self._keys: GenerationCache[str, _KeyRecord] = GenerationCache(store, cache_seconds)
+        self._org_sides: GenerationCache[str, str] = GenerationCache(store, cache_seconds)
 
     def challenge(self, detail: str = "You are not authorized for this resource.", *, stale: bool = False) -> ApiError:
         header = digest.DigestChallenge(nonce=self._nonces.issue(), stale=stale).header()
@@ -77,7 +80,7 @@ class Authenticator:
             credentials = digest.parse_authorization(header)
         except digest.DigestError as error:
             raise self.challenge(str(error)) from None
-        record = self._load_key(credentials.username)
+        record = self._keys.get(credentials.username, self._load_key)
         request_uri = _request_uri(request)
         if record is None or not digest.verify(
             credentials, record.ha1[credentials.algorithm], request.method, request_uri
@@ -108,27 +111,43 @@ class Authenticator:
                 )
         return record.principal
 
+    def org_side(self, org_id: str) -> str | None:
+        """Which side an org belongs to (None if unknown): checked on every org-scoped call, so cached."""
+        return self._org_sides.get(org_id, self._load_org_side)
+
+    def _load_org_side(self, org_id: str) -> str | None:
+        with self._store.engine.connect() as connection:
+            return connection.execute(_ORG_SIDE_QUERY, {"org_id": org_id}).scalar()
+
     def _load_key(self, public_key: str) -> _KeyRecord | None:
-        with self._store.read() as session:
-            row = session.execute(
-                select(ApiKey, Organization.side, Organization.api_access_list_required)
-                .join(Organization, Organization.id == ApiKey.org_id)
-                .where(ApiKey.public_key == public_key)
-            ).first()
-            if row is None:
-                return None
-            key, side, required = row
-            blocks = tuple(
-                session.scalars(select(AccessListEntry.cidr_block).where(AccessListEntry.api_key_id == key.id))
-            )
-        principal = Principal(key.id, key.public_key, key.org_id, side, frozenset(key.roles), key.purpose)
+        """One Core query (key, org and access list joined): this runs on every authenticated request."""
+        with self._store.engine.connect() as connection:
+            rows = connection.execute(_KEY_QUERY, {"public_key": public_key}).all()
+        if not rows:
+            return None
+        first = rows[0]
+        principal = Principal(first.id, first.public_key, first.org_id, first.side, frozenset(first.roles),
+                              first.purpose)
         return _KeyRecord(
             principal=principal,
-            ha1={"MD5": key.ha1_md5, "SHA-256": key.ha1_sha256},
-            revoked=key.revoked_at is not None,
-            cidr_blocks=blocks,
-            access_list_required=required,
+            ha1={"MD5": first.ha1_md5, "SHA-256": first.ha1_sha256},
+            revoked=first.revoked_at is not None,
+            cidr_blocks=tuple(row.cidr_block for row in rows if row.cidr_block is not None),
+            access_list_required=bool(first.api_access_list_required),
         )
+
+
+_KEY_QUERY = (
+    select(ApiKey.id, ApiKey.public_key, ApiKey.org_id, ApiKey.roles, ApiKey.purpose, ApiKey.ha1_md5,
+           ApiKey.ha1_sha256, ApiKey.revoked_at, Organization.side, Organization.api_access_list_required,
+           AccessListEntry.cidr_block)
+    .join(Organization, Organization.id == ApiKey.org_id)
+    .outerjoin(AccessListEntry, AccessListEntry.api_key_id == ApiKey.id)
+    .where(ApiKey.public_key == bindparam("public_key"))
+)
+
+
+_ORG_SIDE_QUERY = select(Organization.side).where(Organization.id == bindparam("org_id"))
 
 
 def _request_uri(request: Request) -> str:

@@ -74,7 +74,7 @@ def parse_authorization(header: str) -> DigestCredentials:
         if not match or match.end() == position:
             raise DigestError("The Authorization header is malformed.")
         quoted, bare = match.group(2), match.group(3)
-        value = re.sub(r"\\(.)", r"\1", quoted) if quoted is not None else bare
+        value = bare if quoted is None else re.sub(r"\\(.)", r"\1", quoted) if "\\" in quoted else quoted
         params[match.group(1).lower()] = value
         position = match.end()
     missing = [name for name in _REQUIRED if not params.get(name)]

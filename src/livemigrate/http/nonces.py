@@ -54,7 +54,8 @@ class NonceBook:
 
     def check(self, nonce: str) -> NonceState:
         """Is this nonce ours and still in its lifetime? (Does not consume a count.)"""
-        issued_at = self._issued_at(nonce)
+        known = self._used.get(nonce)
+        issued_at = known[0] - self._lifetime if known is not None else self._issued_at(nonce)
         if issued_at is None:
             return NonceState.INVALID
         if time.time() - issued_at > self._lifetime:
@@ -62,12 +63,21 @@ class NonceBook:
         return NonceState.FRESH
 
     def consume(self, nonce: str, nonce_count: int) -> NonceState:
-        """Record `nonce_count` for `nonce` once credentials are proven; a count seen before is a replay."""
+        """Record `nonce_count` for `nonce` once credentials are proven; a count seen before is a replay.
+
+        The nonce's expiry is kept with its counts, so a nonce seen before is not HMAC-checked again.
+        """
         now = time.time()
         with self._lock:
             if now >= self._next_prune:
                 self._prune(now)
-            expires, counts = self._used.setdefault(nonce, (now + self._lifetime, set()))
+            entry = self._used.get(nonce)
+            if entry is None:
+                issued_at = self._issued_at(nonce)
+                if issued_at is None:
+                    return NonceState.INVALID
+                entry = self._used[nonce] = (issued_at + self._lifetime, set())
+            counts = entry[1]
             if nonce_count in counts:
                 return NonceState.REPLAYED
             if len(counts) >= _MAX_COUNTS_PER_NONCE:

@@ -13,7 +13,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import delete, select
+from sqlalchemy import bindparam, delete, select
 from starlette.concurrency import run_in_threadpool
 
 from livemigrate import link_token
@@ -22,6 +22,7 @@ from livemigrate.crypto import SecretBox
 from livemigrate.http.errors import ApiError, ErrorCode
 from livemigrate.settings import Settings
 from livemigrate.source.inventory import build_inventory
+from livemigrate.store.cache import GenerationCache
 from livemigrate.store.database import Store
 from livemigrate.store.models import SourceLink, utcnow
 
@@ -49,6 +50,7 @@ class LinkService:
         self._secret_box = secret_box
         self._settings = settings
         self._locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
+        self._statuses: GenerationCache[str, str] = GenerationCache(store, settings.read_cache_seconds)
 
     # --- reads ---------------------------------------------------------------------------------
 
@@ -56,8 +58,20 @@ class LinkService:
         with self._store.read() as session:
             link = session.get(SourceLink, org_id)
         if link is None:
-            raise ApiError(ErrorCode.ORG_LINK_NOT_FOUND, f"Organization {org_id} has no migration link.", [org_id])
+            raise _link_not_found(org_id)
         return link
+
+    def status(self, org_id: str) -> str:
+        """SYNCED or NOT_SYNCED. Clients poll this, so it is read through the store's generation cache:
+        every push, connect or delete is a write in this process and invalidates it at once."""
+        found = self._statuses.get(org_id, self._load_status)
+        if found is None:
+            raise _link_not_found(org_id)
+        return found
+
+    def _load_status(self, org_id: str) -> str | None:
+        with self._store.engine.connect() as connection:
+            return connection.execute(_STATUS_QUERY, {"org_id": org_id}).scalar()
 
     def linked_org_ids(self) -> list[str]:
         with self._store.read() as session:
@@ -138,7 +152,7 @@ class LinkService:
         with self._store.write() as session:
             deleted = session.execute(delete(SourceLink).where(SourceLink.source_org_id == org_id)).rowcount
         if not deleted:
-            raise ApiError(ErrorCode.ORG_LINK_NOT_FOUND, f"Organization {org_id} has no migration link.", [org_id])
+            raise _link_not_found(org_id)
 
     def _credentials_of(self, org_id: str) -> LinkCredentials | None:
         with self._store.read() as session:
@@ -160,6 +174,13 @@ class LinkService:
                 link.status, link.last_sync_error = NOT_SYNCED, result.reason
                 link.consecutive_failures += 1
             return link.status
+
+
+_STATUS_QUERY = select(SourceLink.status).where(SourceLink.source_org_id == bindparam("org_id"))
+
+
+def _link_not_found(org_id: str) -> ApiError:
+    return ApiError(ErrorCode.ORG_LINK_NOT_FOUND, f"Organization {org_id} has no migration link.", [org_id])
 
 
 def link_view(link: SourceLink) -> dict[str, object]:

@@ -34,7 +34,7 @@ def link_service(request: Request) -> LinkService:
 async def connect(request: Request, org_id: str) -> Response:
     context = context_of(request)
     await context.authenticator.authenticate_async(request)
-    await run_in_threadpool(context.authorize_org, request, org_id, SIDE, OrgRole.ORG_OWNER)
+    await run_in_threadpool(context.authorize, request, org_id, SIDE, OrgRole.ORG_OWNER)
     body = await parse_body(request, ConnectRequest)
     status = await link_service(request).connect(org_id, body.linkToken)
     context.inventory_changed(org_id)
@@ -42,21 +42,21 @@ async def connect(request: Request, org_id: str) -> Response:
 
 
 @router.get("/orgs/{org_id}/liveExport/migrationLink/status", summary="Whether the organization is synchronized with its target")
-def status(request: Request, org_id: str) -> Response:
-    context_of(request).authorize_org(request, org_id, SIDE, OrgRole.ORG_OWNER)
-    return respond(request, {"status": link_service(request).get_link(org_id).status})
+async def status(request: Request, org_id: str) -> Response:
+    context_of(request).authorize(request, org_id, SIDE, OrgRole.ORG_OWNER)
+    return respond(request, {"status": link_service(request).status(org_id)})
 
 
 @router.get("/orgs/{org_id}/liveExport/migrationLink",
             summary="The link in detail: target, last push and its error (livemigrate extension)")
 def describe(request: Request, org_id: str) -> Response:
-    context_of(request).authorize_org(request, org_id, SIDE, OrgRole.ORG_OWNER)
+    context_of(request).authorize(request, org_id, SIDE, OrgRole.ORG_OWNER)
     return respond(request, link_view(link_service(request).get_link(org_id)))
 
 
 @router.delete("/orgs/{org_id}/liveExport/migrationLink", summary="Remove the organization's link")
 async def delete(request: Request, org_id: str) -> Response:
     context = context_of(request)
-    await run_in_threadpool(context.authorize_org, request, org_id, SIDE, OrgRole.ORG_OWNER)
+    await run_in_threadpool(context.authorize, request, org_id, SIDE, OrgRole.ORG_OWNER)
     await link_service(request).delete(org_id)
     return no_content(request)

@@ -37,6 +37,7 @@ class Store:
             event.listen(self.engine, "connect", _sqlite_pragmas)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
         self._write_lock = threading.Lock() if self.is_sqlite else None
+        self.generation = 0
 
     @contextmanager
     def read(self) -> Iterator[Session]:
@@ -45,10 +46,17 @@ class Store:
 
     @contextmanager
     def write(self) -> Iterator[Session]:
-        """A transaction committed on success and rolled back on any error: no half-written record."""
+        """A transaction committed on success and rolled back on any error: no half-written record.
+
+        Every write transaction, committed or not, advances `generation`, which is how in-process
+        caches of hot reads (see `cache.py`) learn that what they hold may be out of date.
+        """
         with self._write_lock or nullcontext():
-            with self._sessions() as session, session.begin():
-                yield session
+            try:
+                with self._sessions() as session, session.begin():
+                    yield session
+            finally:
+                self.generation += 1
 
     def migrate(self) -> None:
         """Bring the schema to the newest Alembic revision."""

@@ -56,7 +56,7 @@ async def create_link_token(request: Request, org_id: str) -> Response:
     body = await parse_body(request, LinkTokenRequest, allow_atlas_versioned=True)
 
     def create() -> dict[str, str]:
-        context.authorize_org(request, org_id, SIDE, OrgRole.ORG_OWNER)
+        context.authorize(request, org_id, SIDE, OrgRole.ORG_OWNER)
         token = link_tokens.create_link_token(context.store, org_id, body.accessListIps, _target_api_url(request))
         return {"linkToken": token}
 
@@ -67,7 +67,7 @@ async def create_link_token(request: Request, org_id: str) -> Response:
                summary="Revoke every link-token of the organization, their keys and their links")
 def delete_link_tokens(request: Request, org_id: str) -> Response:
     context = context_of(request)
-    context.authorize_org(request, org_id, SIDE, OrgRole.ORG_OWNER)
+    context.authorize(request, org_id, SIDE, OrgRole.ORG_OWNER)
     link_tokens.revoke_link_tokens(context.store, org_id)
     return no_content(request)
 
@@ -76,7 +76,7 @@ def delete_link_tokens(request: Request, org_id: str) -> Response:
             summary="Projects of linked source organizations that can be migrated")
 def available_projects(request: Request, org_id: str) -> Response:
     context = context_of(request)
-    context.authorize_org(request, org_id, SIDE, OrgRole.ORG_OWNER)
+    context.authorize(request, org_id, SIDE, OrgRole.ORG_OWNER)
     return respond(request, links.available_projects(context.store, org_id))
 
 

@@ -1,0 +1,143 @@
+"""Test support: real server processes on loopback ports, and the helpers to talk to them.
+
+Nothing here imitates a component of ours: the server is `livemigrate serve` in a subprocess,
+orgs are created with the real `livemigrate admin create-org` or the real API, and the store is
+read back with sqlite3 to check what a request left behind.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+BIN = Path(sys.executable).parent
+LIVEMIGRATE = str(BIN / "livemigrate")
+SOURCE = "/api/public/v1.0"
+TARGET = "/api/atlas/v2"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass(frozen=True)
+class OrgCredentials:
+    org_id: str
+    public_key: str
+    private_key: str
+
+    @property
+    def auth(self) -> httpx.DigestAuth:
+        return httpx.DigestAuth(self.public_key, self.private_key)
+
+
+class ServerProcess:
+    """`livemigrate serve` on a free loopback port with its own SQLite store and log file."""
+
+    def __init__(self, directory: Path, *, sync_seconds: float = 1.0, port: int | None = None,
+                 extra_env: dict[str, str] | None = None) -> None:
+        self.directory = directory
+        directory.mkdir(parents=True, exist_ok=True)
+        self.port = port or free_port()
+        self.db_path = directory / "livemigrate.db"
+        self.log_path = directory / "server.log"
+        self.env = {
+            **os.environ,
+            "LIVEMIGRATE_DATABASE_URL": f"sqlite:///{self.db_path}",
+            "LIVEMIGRATE_SECRET_KEY_FILE": str(directory / "secret.key"),
+            "LIVEMIGRATE_LINK_SYNC_SECONDS": str(sync_seconds),
+            "LIVEMIGRATE_LOG_LEVEL": "DEBUG",
+            **(extra_env or {}),
+        }
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def admin_create_org(self, side: str, name: str) -> OrgCredentials:
+        output = subprocess.run(
+            [LIVEMIGRATE, "admin", "create-org", "--side", side, "--name", name, "-o", "json"],
+            env=self.env, check=True, capture_output=True, text=True,
+        ).stdout
+        record = json.loads(output)
+        return OrgCredentials(record["orgId"], record["publicKey"], record["privateKey"])
+
+    def start(self) -> ServerProcess:
+        log = open(self.log_path, "ab")
+        self.process = subprocess.Popen(
+            [LIVEMIGRATE, "serve", "--host", "127.0.0.1", "--port", str(self.port), "--access-log"],
+            env=self.env, stdout=log, stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"server exited early:\n{self.log_path.read_text()}")
+            try:
+                if httpx.get(f"{self.base_url}/healthz", timeout=1).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        raise RuntimeError(f"server did not start:\n{self.log_path.read_text()}")
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+    def log_text(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def query(self, sql: str, *params: Any) -> list[tuple[Any, ...]]:
+        """Read the store directly, as a test of what a request left behind."""
+        with sqlite3.connect(self.db_path) as connection:
+            return list(connection.execute(sql, params))
+
+    def client(self, credentials: OrgCredentials | None = None) -> httpx.Client:
+        return httpx.Client(base_url=self.base_url, auth=credentials.auth if credentials else None, timeout=30)
+
+    def new_org(self, root: OrgCredentials, side: str, name: str) -> OrgCredentials:
+        """A fresh org with its own ORG_OWNER key, created through the API by another owner of the side."""
+        prefix = SOURCE if side == "source" else TARGET
+        with self.client(root) as client:
+            response = client.post(f"{prefix}/orgs", json={"name": name, "apiKey": {"desc": "owner"}})
+        assert response.status_code == 201, response.text
+        body = response.json()
+        return OrgCredentials(body["id"], body["apiKey"]["publicKey"], body["apiKey"]["privateKey"])
+
+    def link_token(self, target: OrgCredentials, access_list_ips: list[str] | None = None) -> str:
+        with self.client(target) as client:
+            response = client.post(f"{TARGET}/orgs/{target.org_id}/liveMigrations/linkTokens",
+                                   json={"accessListIps": access_list_ips if access_list_ips is not None else ["127.0.0.1"]})
+        assert response.status_code == 200, response.text
+        return str(response.json()["linkToken"])
+
+    def source_link_rows(self, org_id: str) -> list[tuple[Any, ...]]:
+        return self.query("SELECT status, token_fingerprint, last_sync_error FROM source_links WHERE source_org_id = ?",
+                          org_id)
+
+
+def wait_for(predicate: Any, timeout: float, interval: float = 0.1) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(interval)
+    return bool(predicate())
