@@ -51,6 +51,7 @@ def create_app(settings: Settings, store: Store | None = None) -> FastAPI:
             yield
         finally:
             await syncer.stop()
+            await link_service.close()
 
     app = FastAPI(
         title="livemigrate",

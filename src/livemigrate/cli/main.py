@@ -35,7 +35,8 @@ def _settings(db: str | None) -> Settings:
 def _configure_logging(level: str) -> None:
     logging.basicConfig(level=level.upper(), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per link push is noise
+    for noisy in ("httpx", "httpcore"):  # a line per link push, or per socket event, is noise
+        logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
 @app.command()

@@ -42,10 +42,7 @@ class LinkChannel:
             headers={"User-Agent": "livemigrate-link/1"},
         )
 
-    async def __aenter__(self) -> LinkChannel:
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
+    async def aclose(self) -> None:
         await self._client.aclose()
 
     async def push_inventory(self, target_org_id: str, source_org_id: str, inventory: dict[str, Any]) -> PushResult:

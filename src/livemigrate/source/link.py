@@ -50,6 +50,7 @@ class LinkService:
         self._secret_box = secret_box
         self._settings = settings
         self._locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
+        self._channels: dict[str, tuple[str, LinkChannel]] = {}
         self._statuses: GenerationCache[str, str] = GenerationCache(store, settings.read_cache_seconds)
 
     # --- reads ---------------------------------------------------------------------------------
@@ -102,6 +103,7 @@ class LinkService:
     async def delete(self, org_id: str) -> None:
         async with self._locks[org_id]:
             await run_in_threadpool(self._delete_link, org_id)
+            await self._drop_channel(org_id)
         log.info("link deleted: source_org=%s", org_id)
 
     # --- background push ---------------------------------------------------------------------------
@@ -111,6 +113,7 @@ class LinkService:
         async with self._locks[org_id]:
             credentials = await run_in_threadpool(self._credentials_of, org_id)
             if credentials is None:
+                await self._drop_channel(org_id)
                 return None
             result = await self._push(org_id, credentials)
             status = await run_in_threadpool(self._record_push, org_id, credentials.fingerprint, result)
@@ -123,9 +126,29 @@ class LinkService:
 
     async def _push(self, org_id: str, credentials: LinkCredentials) -> PushResult:
         inventory = await run_in_threadpool(build_inventory, self._store, org_id)
-        async with LinkChannel(credentials.target_base_url, credentials.public_key, credentials.private_key,
-                               self._settings.link_push_timeout_seconds) as channel:
-            return await channel.push_inventory(credentials.target_org_id, org_id, inventory)
+        channel = await self._channel(org_id, credentials)
+        return await channel.push_inventory(credentials.target_org_id, org_id, inventory)
+
+    async def _channel(self, org_id: str, credentials: LinkCredentials) -> LinkChannel:
+        """One channel per link, kept between pushes so its connection and digest nonce are reused.
+        Called under the org's lock, so the channel it replaces is no longer in use."""
+        kept = self._channels.get(org_id)
+        if kept is not None and kept[0] == credentials.fingerprint:
+            return kept[1]
+        await self._drop_channel(org_id)
+        channel = LinkChannel(credentials.target_base_url, credentials.public_key, credentials.private_key,
+                              self._settings.link_push_timeout_seconds)
+        self._channels[org_id] = (credentials.fingerprint, channel)
+        return channel
+
+    async def _drop_channel(self, org_id: str) -> None:
+        kept = self._channels.pop(org_id, None)
+        if kept is not None:
+            await kept[1].aclose()
+
+    async def close(self) -> None:
+        for org_id in list(self._channels):
+            await self._drop_channel(org_id)
 
     # --- store work (run in a thread) ---------------------------------------------------------------
 

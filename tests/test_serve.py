@@ -1,0 +1,57 @@
+"""`livemigrate serve` from nothing: it creates the store, prints usable credentials once, and they work."""
+
+from __future__ import annotations
+
+import re
+import time
+from pathlib import Path
+
+import httpx
+
+from tests.support import SOURCE, OrgCredentials, ServerProcess
+
+CREDENTIALS = re.compile(
+    r"(SOURCE|TARGET) \(.*?\)\n\s+org id\s+([0-9a-f]{24})\n\s+public key\s+(\S+)\n\s+private key\s+(\S+)")
+
+
+def printed_credentials(server: ServerProcess) -> dict[str, OrgCredentials]:
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        found = CREDENTIALS.findall(server.log_text())
+        if len(found) == 2:
+            return {side: OrgCredentials(org, public, private) for side, org, public, private in found}
+        time.sleep(0.1)
+    raise AssertionError(f"no credentials printed:\n{server.log_text()}")
+
+
+def test_first_start_prints_credentials_that_link_the_two_orgs(tmp_path: Path) -> None:
+    server = ServerProcess(tmp_path / "fresh")
+    assert not server.db_path.exists()
+    server.start()
+    try:
+        printed = printed_credentials(server)
+        token = server.link_token(printed["TARGET"])
+        source = printed["SOURCE"]
+        with httpx.Client(auth=source.auth) as client:
+            response = client.post(f"{server.base_url}{SOURCE}/orgs/{source.org_id}/liveExport/migrationLink",
+                                   json={"linkToken": token})
+        assert (response.status_code, response.json()) == (200, {"status": "SYNCED"})
+    finally:
+        server.stop()
+
+    server.start()  # second start: the store is kept, nothing is printed again
+    try:
+        assert len(re.findall(r"private key  ", server.log_text())) == 2
+        with httpx.Client(auth=source.auth) as client:
+            status = client.get(f"{server.base_url}{SOURCE}/orgs/{source.org_id}/liveExport/migrationLink/status")
+        assert status.json() == {"status": "SYNCED"}
+    finally:
+        server.stop()
+
+
+def test_openapi_document_describes_the_seed_endpoint(server: ServerProcess) -> None:
+    document = httpx.get(f"{server.base_url}/openapi.json").json()
+    operation = document["paths"]["/api/public/v1.0/orgs/{org_id}/liveExport/migrationLink"]["post"]
+    schema = operation["requestBody"]["content"]["application/json"]["schema"]
+    assert schema["required"] == ["linkToken"] and schema["additionalProperties"] is False
+    assert "/api/atlas/v2/orgs/{org_id}/liveMigrations/linkTokens" in document["paths"]
