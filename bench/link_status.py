@@ -12,9 +12,9 @@ import tempfile
 from pathlib import Path
 
 import httpx
+from tests.support import SOURCE, ServerProcess
 
 from bench.http_load import run_load
-from tests.support import SOURCE, ServerProcess
 
 SECONDS = 8.0
 CONNECTIONS = 8

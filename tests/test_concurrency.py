@@ -23,7 +23,7 @@ def test_fifty_concurrent_connects_of_fifty_orgs_all_succeed(server: ServerProce
             return await client.post(link_url(server, org), json={"linkToken": token})
 
     async def everyone() -> list[httpx.Response]:
-        return await asyncio.gather(*(connect(org, token) for org, token in zip(sources, tokens)))
+        return await asyncio.gather(*(connect(org, token) for org, token in zip(sources, tokens, strict=True)))
 
     responses = asyncio.run(everyone())
     assert [response.status_code for response in responses] == [200] * 50

@@ -13,8 +13,8 @@ from starlette.requests import Request
 
 from livemigrate.crypto import SecretBox
 from livemigrate.directory.orgs import find_org
-from livemigrate.http.errors import ApiError, ErrorCode
 from livemigrate.http.auth import Authenticator, Principal, check_org_id, require_org_role
+from livemigrate.http.errors import ApiError, ErrorCode
 from livemigrate.http.roles import OrgRole
 from livemigrate.settings import Settings
 from livemigrate.store.database import Store

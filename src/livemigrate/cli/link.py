@@ -23,9 +23,11 @@ def create_link_token(
     """Create a link-token to hand to the source organization's owner."""
     with api_errors(), client(base_url, public_key, private_key) as api:
         token = api.create_link_token(org, access_list_ip)
-    emit(output, {"linkToken": token}, lambda: (
-        console.print("Link-token created. Give it to the source organization's owner; it is shown only now:"),
-        print(token)))
+    def human() -> None:
+        console.print("Link-token created. Give it to the source organization's owner; it is shown only now:")
+        typer.echo(token)
+
+    emit(output, {"linkToken": token}, human)
 
 
 @target_link_token.command("delete")

@@ -11,8 +11,10 @@ import typer
 
 from livemigrate.cli.link import source_link, target_link_token
 from livemigrate.cli.output import OUTPUT_OPTION, OutputFormat, console
-from livemigrate.directory.orgs import create_org
 from livemigrate.settings import Settings
+
+# Server-side modules (SQLAlchemy, FastAPI) are imported inside the commands that need them, so
+# that the API commands start quickly.
 
 app = typer.Typer(help="livemigrate: push live migration of MongoDB deployments.", no_args_is_help=True,
                   pretty_exceptions_enable=False)
@@ -70,6 +72,7 @@ def admin_create_org(
     output: OutputFormat = OUTPUT_OPTION,
 ) -> None:
     """Create an org and an ORG_OWNER key directly in the store; print {orgId, publicKey, privateKey}."""
+    from livemigrate.directory.orgs import create_org
     from livemigrate.store.database import Store
 
     if side not in ("source", "target"):

@@ -53,6 +53,6 @@ class LinkChannel:
             return PushResult(PushOutcome.UNREACHABLE, f"target unreachable: {type(error).__name__}: {error}")
         if response.status_code == 200:
             return PushResult(PushOutcome.ACCEPTED, last_synced_at=response.json().get("lastSyncedAt"))
-        error = ApiCallError.from_response(response)
+        refusal = ApiCallError.from_response(response)
         outcome = PushOutcome.REJECTED if response.status_code in _REJECTING_STATUSES else PushOutcome.UNREACHABLE
-        return PushResult(outcome, f"{error.error_code}: {error.detail}")
+        return PushResult(outcome, f"{refusal.error_code}: {refusal.detail}")

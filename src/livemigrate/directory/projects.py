@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -11,7 +10,6 @@ from livemigrate.http.errors import ApiError, ErrorCode
 from livemigrate.ids import is_object_id, new_object_id
 from livemigrate.store.database import Store
 from livemigrate.store.models import Organization, Project
-
 
 
 def check_group_id(group_id: str) -> None:

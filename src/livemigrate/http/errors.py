@@ -17,7 +17,7 @@ class ErrorCode(str, Enum):
     def __new__(cls, value: str, status: int) -> ErrorCode:
         member = str.__new__(cls, value)
         member._value_ = value
-        member.status = status  # type: ignore[attr-defined]
+        member.status = status
         return member
 
     status: int

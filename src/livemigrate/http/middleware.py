@@ -11,6 +11,7 @@ from __future__ import annotations
 import itertools
 import logging
 import secrets
+from collections.abc import MutableMapping
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -110,7 +111,7 @@ class RequestContextMiddleware:
         return receive_limited
 
 
-def _content_length(scope: dict[str, Any]) -> int | None:
+def _content_length(scope: MutableMapping[str, Any]) -> int | None:
     for name, value in scope.get("headers", []):
         if name == b"content-length":
             try:

@@ -50,7 +50,8 @@ class NonceBook:
         issued, tag = raw[:16], raw[16:]
         if not hmac.compare_digest(tag, hmac.new(self._key, issued, hashlib.sha256).digest()[:16]):
             return None
-        return struct.unpack(">d", issued[:8])[0]
+        issued_at: float = struct.unpack(">d", issued[:8])[0]
+        return issued_at
 
     def check(self, nonce: str) -> NonceState:
         """Is this nonce ours and still in its lifetime? (Does not consume a count.)"""

@@ -8,6 +8,7 @@ rendered the same way as route results.
 from __future__ import annotations
 
 import json
+from collections.abc import MutableMapping
 from typing import Any
 
 from starlette.requests import Request
@@ -29,11 +30,12 @@ class RenderFlags:
 PLAIN = RenderFlags()
 
 
-def flags_of(scope: dict[str, Any]) -> RenderFlags:
-    return scope.get(FLAGS_KEY, PLAIN)
+def flags_of(scope: MutableMapping[str, Any]) -> RenderFlags:
+    flags: RenderFlags = scope.get(FLAGS_KEY, PLAIN)
+    return flags
 
 
-def render(scope: dict[str, Any], body: Any, status: int = 200, headers: dict[str, str] | None = None,
+def render(scope: MutableMapping[str, Any], body: Any, status: int = 200, headers: dict[str, str] | None = None,
            *, keep_status: bool = False) -> Response:
     """Serialize `body` with the request's flags.
 
@@ -64,6 +66,6 @@ def no_content(request: Request) -> Response:
     return render(request.scope, None, 204)
 
 
-def error_response(scope: dict[str, Any], error: ApiError) -> Response:
+def error_response(scope: MutableMapping[str, Any], error: ApiError) -> Response:
     keep_status = "WWW-Authenticate" in error.headers
     return render(scope, error.body(), error.status, error.headers or None, keep_status=keep_status)

@@ -13,7 +13,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import bindparam, delete, select
+from sqlalchemy import bindparam, select
 from starlette.concurrency import run_in_threadpool
 
 from livemigrate import link_token
@@ -173,8 +173,10 @@ class LinkService:
 
     def _delete_link(self, org_id: str) -> None:
         with self._store.write() as session:
-            deleted = session.execute(delete(SourceLink).where(SourceLink.source_org_id == org_id)).rowcount
-        if not deleted:
+            link = session.get(SourceLink, org_id)
+            if link is not None:
+                session.delete(link)
+        if link is None:
             raise _link_not_found(org_id)
 
     def _credentials_of(self, org_id: str) -> LinkCredentials | None:
