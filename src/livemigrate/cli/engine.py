@@ -1,0 +1,151 @@
+"""`livemigrate migrate` and `livemigrate verify`: the engine on its own, URI to URI."""
+
+from __future__ import annotations
+
+import json
+import logging
+import signal
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn
+from rich.table import Table
+
+EXIT_MISMATCH = 1
+EXIT_ENGINE_ERROR = 2
+EXIT_STOPPED = 130
+
+err_console = Console(stderr=True)
+
+
+def _options(include: list[str], exclude: list[str], drop_target: bool, workers: int, batch_size: int,
+             capture: str) -> Any:
+    from livemigrate.engine import CaptureScope, MigrationOptions
+    from livemigrate.engine.options import NamespaceFilter
+
+    return MigrationOptions(namespaces=NamespaceFilter(tuple(include), tuple(exclude)), drop_target=drop_target,
+                            workers=workers, batch_size=batch_size, capture=CaptureScope(capture))
+
+
+class ProgressView:
+    """Per-namespace bars, docs/s and lag, redrawn from the engine's events (any thread)."""
+
+    def __init__(self, console: Console) -> None:
+        self.progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                 TextColumn("{task.fields[note]}"), console=console, transient=False)
+        self.status = self.progress.add_task("starting", total=None, note="")
+        self.tasks: dict[str, TaskID] = {}
+
+    def __call__(self, event: Any) -> None:
+        lag = "-" if event.lag_seconds is None else f"{event.lag_seconds:.1f}s"
+        self.progress.update(self.status, description=f"[bold]{event.phase.value}[/bold]",
+                             note=f"{event.docs_per_second:,.0f} docs/s  lag {lag}  applied {event.applied_events}"
+                                  + (f"  {event.message}" if event.message else ""))
+        for namespace in event.namespaces:
+            task = self.tasks.get(namespace.namespace)
+            if task is None:
+                task = self.tasks[namespace.namespace] = self.progress.add_task(
+                    namespace.namespace, total=max(namespace.total, 1), note="")
+            self.progress.update(task, completed=namespace.copied, total=max(namespace.total, namespace.copied, 1),
+                                 note="done" if namespace.done else "")
+
+
+def migrate(
+    source_uri: str = typer.Argument(..., help="mongodb:// URI of the source deployment."),
+    target_uri: str = typer.Argument(..., help="mongodb:// URI of the target deployment."),
+    include: list[str] = typer.Option([], "--include", help="Namespace to migrate: db, db.coll or a wildcard; repeat."),
+    exclude: list[str] = typer.Option([], "--exclude", help="Namespace to leave out; repeat."),
+    drop_target: bool = typer.Option(False, "--drop-target", help="Drop the target's copies of the namespaces first."),
+    state_dir: Path = typer.Option(Path(".livemigrate/migrate"), "--state-dir", help="Where checkpoints are kept."),
+    workers: int = typer.Option(4, "--workers", min=1, help="Parallel copy workers."),
+    batch_size: int = typer.Option(1000, "--batch-size", min=1),
+    capture: str = typer.Option("auto", "--capture", help="Change capture: auto, cluster or collection."),
+    until_caught_up: bool = typer.Option(False, "--until-caught-up",
+                                         help="Exit 0 once the copy is done and the lag is zero."),
+) -> None:
+    """Copy SOURCE into TARGET and keep replicating changes: until Ctrl-C (a checkpoint is kept),
+    until caught up, or until SIGUSR1 asks for cutover (drain, verify, exit)."""
+    from livemigrate.engine import EngineError, Migration
+    from livemigrate.engine.checkpoints import SqliteCheckpointStore
+    from livemigrate.engine.events import Phase
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    checkpoints = SqliteCheckpointStore(state_dir)
+    view = ProgressView(err_console)
+    try:
+        migration = Migration(source_uri, target_uri,
+                              _options(include, exclude, drop_target, workers, batch_size, capture), checkpoints, view)
+    except ValueError as error:
+        typer.echo(f"Error: {error}", err=True)
+        raise typer.Exit(EXIT_ENGINE_ERROR) from None
+
+    def on_interrupt(signum: int, frame: FrameType | None) -> None:
+        err_console.print("stopping at the next checkpoint… (Ctrl-C again to abort at once)")
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        migration.stop()
+
+    signal.signal(signal.SIGINT, on_interrupt)
+    signal.signal(signal.SIGTERM, on_interrupt)
+    signal.signal(signal.SIGUSR1, lambda signum, frame: migration.request_cutover())
+    try:
+        with view.progress:
+            result = migration.run(until_caught_up=until_caught_up)
+    except EngineError as error:
+        typer.echo(f"Error: {error}", err=True)
+        raise typer.Exit(EXIT_ENGINE_ERROR) from None
+    finally:
+        checkpoints.close()
+    if result.report is not None:
+        _print_report(result.report)
+    if result.phase is Phase.STOPPED:
+        raise typer.Exit(EXIT_STOPPED)
+    if result.phase is Phase.FAILED:
+        raise typer.Exit(EXIT_MISMATCH)
+
+
+def verify(
+    source_uri: str = typer.Argument(...),
+    target_uri: str = typer.Argument(...),
+    include: list[str] = typer.Option([], "--include", help="Namespace to compare; repeat."),
+    exclude: list[str] = typer.Option([], "--exclude", help="Namespace to leave out; repeat."),
+    output: str = typer.Option("human", "--output", "-o", help="human or json."),
+) -> None:
+    """Compare SOURCE and TARGET per namespace (count and content hash); exit 1 on any mismatch."""
+    from livemigrate.engine import EngineError
+    from livemigrate.engine.connect import connect
+    from livemigrate.engine.discover import discover
+    from livemigrate.engine.options import NamespaceFilter
+    from livemigrate.engine.verify import verify as compare
+
+    try:
+        source = connect(source_uri, "source")
+        target = connect(target_uri, "target")
+    except EngineError as error:
+        typer.echo(f"Error: {error}", err=True)
+        raise typer.Exit(EXIT_ENGINE_ERROR) from None
+    with source, target:
+        namespaces = [spec.namespace for spec in discover(source, NamespaceFilter(tuple(include), tuple(exclude))).copied]
+        report = compare(source, target, namespaces)
+    if output == "json":
+        typer.echo(json.dumps(report.to_document(), indent=2))
+    else:
+        _print_report(report)
+    if not report.equal:
+        raise typer.Exit(EXIT_MISMATCH)
+
+
+def _print_report(report: Any) -> None:
+    table = Table(title="verification")
+    for column in ("namespace", "source docs", "target docs", "hash", "mismatched _ids"):
+        table.add_column(column)
+    for comparison in report.namespaces:
+        table.add_row(comparison.namespace, str(comparison.source_count), str(comparison.target_count),
+                      "equal" if comparison.source_hash == comparison.target_hash else "DIFFERENT",
+                      ", ".join(str(value) for value in comparison.mismatched_ids)
+                      + (f" (+{comparison.mismatch_count - len(comparison.mismatched_ids)} more)"
+                         if comparison.mismatch_count > len(comparison.mismatched_ids) else ""))
+    Console(width=160).print(table)
+    typer.echo("EQUAL" if report.equal else "DIFFERENT")

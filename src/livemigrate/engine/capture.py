@@ -1,0 +1,158 @@
+"""Change capture on the source: one deployment-wide change stream, or one stream per collection.
+
+Both record their start point before the copy begins (the resume token a new stream reports) and
+hand back events with the token to save once they are applied. MongoDB 4.0+ offers the
+deployment-wide stream; MongoDB 3.6 — or a user allowed to watch only its collections — needs a
+stream per collection, which sees only the collections that existed when it started.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from bson.timestamp import Timestamp
+from pymongo import MongoClient
+from pymongo.change_stream import ChangeStream
+from pymongo.errors import OperationFailure
+
+from livemigrate.engine.errors import EngineError, EngineErrorCode
+from livemigrate.engine.options import NamespaceFilter
+
+log = logging.getLogger("livemigrate.engine.capture")
+
+CLUSTER_STREAM = "*"
+# Server answers to a resume token whose history is gone: ChangeStreamHistoryLost,
+# ChangeStreamFatalError, CappedPositionLost.
+HISTORY_LOST_CODES = frozenset({286, 280, 136})
+WIRE_VERSION_SHOW_EXPANDED_EVENTS = 17  # MongoDB 6.0: create, createIndexes, dropIndexes, modify events
+
+
+@dataclass(frozen=True)
+class CapturedEvent:
+    stream: str
+    event: dict[str, Any]
+
+
+def event_time(event: Mapping[str, Any]) -> float | None:
+    """Seconds since the epoch at which the source made the change (clusterTime, or wallTime)."""
+    moment = event.get("clusterTime") or event.get("wallTime")
+    if isinstance(moment, Timestamp):
+        return float(moment.time)
+    if isinstance(moment, datetime):
+        aware = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+        return aware.timestamp()
+    return None
+
+
+def history_lost(error: OperationFailure) -> bool:
+    labels = (error.details or {}).get("errorLabels", [])
+    return error.code in HISTORY_LOST_CODES or "NonResumableChangeStreamError" in labels
+
+
+def _history_lost_error(stream: str, error: OperationFailure) -> EngineError:
+    return EngineError(
+        EngineErrorCode.RESUME_TOKEN_LOST,
+        f"the source no longer has the changes after the saved resume token of stream {stream!r} "
+        f"({error.code}: {(error.details or {}).get('errmsg', error)}); a fresh sync is needed: "
+        "start again with a new --state-dir and --drop-target",
+    )
+
+
+class Capture(Protocol):
+    def tokens(self) -> dict[str, Any]:
+        """The resume token of every stream now: saved as the start point, and after each applied batch."""
+
+    def poll(self, max_events: int) -> list[CapturedEvent]:
+        """Up to `max_events` new events, in source order per stream; empty when the source is quiet."""
+
+    def close(self) -> None: ...
+
+
+class ClusterCapture:
+    def __init__(self, client: MongoClient[Any], namespaces: NamespaceFilter, token: Any | None,
+                 wire_version: int, max_await_ms: int) -> None:
+        self._namespaces = namespaces
+        options: dict[str, Any] = {"full_document": "updateLookup", "max_await_time_ms": max_await_ms}
+        if wire_version >= WIRE_VERSION_SHOW_EXPANDED_EVENTS:
+            options["show_expanded_events"] = True
+        try:
+            self._stream: ChangeStream[Any] = client.watch(resume_after=token, **options)
+        except OperationFailure as error:
+            if history_lost(error):
+                raise _history_lost_error(CLUSTER_STREAM, error) from None
+            raise
+
+    def tokens(self) -> dict[str, Any]:
+        return {CLUSTER_STREAM: self._stream.resume_token}
+
+    def poll(self, max_events: int) -> list[CapturedEvent]:
+        found: list[CapturedEvent] = []
+        try:
+            while len(found) < max_events:
+                event = self._stream.try_next()
+                if event is None:
+                    break
+                ns = event.get("ns") or {}
+                wanted = (self._namespaces.wants(f"{ns.get('db')}.{ns['coll']}") if ns.get("coll")
+                          else self._namespaces.wants_database(str(ns.get("db"))))
+                if wanted:
+                    found.append(CapturedEvent(CLUSTER_STREAM, event))
+        except OperationFailure as error:
+            if history_lost(error):
+                raise _history_lost_error(CLUSTER_STREAM, error) from None
+            raise
+        return found
+
+    def close(self) -> None:
+        self._stream.close()
+
+
+class CollectionCapture:
+    """One stream per collection; a stream that sees its collection dropped ends (invalidate)."""
+
+    def __init__(self, client: MongoClient[Any], namespaces: list[str], tokens: Mapping[str, Any],
+                 max_await_ms: int) -> None:
+        self._streams: dict[str, ChangeStream[Any]] = {}
+        for namespace in namespaces:
+            database, name = namespace.split(".", 1)
+            try:
+                self._streams[namespace] = client[database][name].watch(
+                    resume_after=tokens.get(namespace), full_document="updateLookup", max_await_time_ms=max_await_ms)
+            except OperationFailure as error:
+                if history_lost(error):
+                    raise _history_lost_error(namespace, error) from None
+                raise
+
+    def tokens(self) -> dict[str, Any]:
+        return {namespace: stream.resume_token for namespace, stream in self._streams.items()}
+
+    def poll(self, max_events: int) -> list[CapturedEvent]:
+        found: list[CapturedEvent] = []
+        per_stream = max(1, max_events // max(len(self._streams), 1))
+        for namespace, stream in list(self._streams.items()):
+            taken = 0
+            try:
+                while taken < per_stream:
+                    event = stream.try_next()
+                    if event is None:
+                        break
+                    taken += 1
+                    found.append(CapturedEvent(namespace, event))
+                    if event.get("operationType") == "invalidate":
+                        log.info("change stream of %s ended (collection dropped or renamed)", namespace)
+                        stream.close()
+                        del self._streams[namespace]
+                        break
+            except OperationFailure as error:
+                if history_lost(error):
+                    raise _history_lost_error(namespace, error) from None
+                raise
+        return found
+
+    def close(self) -> None:
+        for stream in self._streams.values():
+            stream.close()

@@ -1,0 +1,48 @@
+"""Errors a person can act on: one code, one sentence, and never a password from a connection string."""
+
+from __future__ import annotations
+
+import re
+from enum import Enum
+
+
+class EngineErrorCode(str, Enum):
+    SOURCE_UNREACHABLE = "SOURCE_UNREACHABLE"
+    TARGET_UNREACHABLE = "TARGET_UNREACHABLE"
+    SOURCE_AUTH_FAILED = "SOURCE_AUTH_FAILED"
+    TARGET_AUTH_FAILED = "TARGET_AUTH_FAILED"
+    TARGET_NOT_EMPTY = "TARGET_NOT_EMPTY"
+    RESUME_TOKEN_LOST = "RESUME_TOKEN_LOST"
+    STATE_MISMATCH = "STATE_MISMATCH"
+    INVALID_URI = "INVALID_URI"
+    SOURCE_FAILED = "SOURCE_FAILED"
+    TARGET_FAILED = "TARGET_FAILED"
+
+
+class EngineError(Exception):
+    def __init__(self, code: EngineErrorCode, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+    def __str__(self) -> str:
+        return f"{self.code.value}: {self.message}"
+
+
+_CREDENTIALS_IN_URI = re.compile(r"(mongodb(?:\+srv)?://)([^@/\s]+)@")
+
+
+def redact_uri(uri: str) -> str:
+    """A URI fit for logs and messages: the user is kept, the password is not."""
+    return _CREDENTIALS_IN_URI.sub(lambda match: f"{match.group(1)}{match.group(2).split(':', 1)[0]}:***@", uri)
+
+
+def redact(text: str, *uris: str) -> str:
+    """Remove every URI's password from a driver message that may quote it."""
+    for uri in uris:
+        match = _CREDENTIALS_IN_URI.search(uri)
+        if match and ":" in match.group(2):
+            password = match.group(2).split(":", 1)[1]
+            if password:
+                text = text.replace(password, "***")
+    return _CREDENTIALS_IN_URI.sub(lambda m: f"{m.group(1)}{m.group(2).split(':', 1)[0]}:***@", text)

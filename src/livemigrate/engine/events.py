@@ -1,0 +1,49 @@
+"""Progress as structured events, for the CLI's display, the agent's reports and logs alike."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+
+
+class Phase(str, Enum):
+    CONNECTING = "CONNECTING"
+    INITIAL_SYNC = "INITIAL_SYNC"
+    BUILDING_INDEXES = "BUILDING_INDEXES"
+    REPLICATING = "REPLICATING"
+    CUTTING_OVER = "CUTTING_OVER"
+    VERIFYING = "VERIFYING"
+    COMPLETE = "COMPLETE"
+    STOPPED = "STOPPED"
+    FAILED = "FAILED"
+
+
+@dataclass(frozen=True)
+class NamespaceProgress:
+    namespace: str
+    copied: int
+    total: int
+    done: bool
+
+
+@dataclass(frozen=True)
+class MigrationEvent:
+    """A snapshot of the migration: emitted on every phase change, copy batch and replay round."""
+
+    phase: Phase
+    namespaces: tuple[NamespaceProgress, ...] = ()
+    docs_per_second: float = 0.0
+    lag_seconds: float | None = None
+    applied_events: int = 0
+    resumed: bool = False
+    message: str | None = None
+    last_error: str | None = None
+    details: dict[str, object] = field(default_factory=dict)
+
+    @property
+    def copied(self) -> int:
+        return sum(progress.copied for progress in self.namespaces)
+
+    @property
+    def total(self) -> int:
+        return sum(progress.total for progress in self.namespaces)

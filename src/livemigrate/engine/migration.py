@@ -1,0 +1,394 @@
+"""The coordinator: one migration from a source deployment to a target, phase by phase.
+
+    checks → start point → plan → copy (parallel `_id` ranges) → indexes, views → replay → cutover → verify
+
+Guarantees, and where they come from:
+- nothing is written to the target before both ends answer and the target is known to be empty
+  (or `drop_target` is set);
+- the change-capture start point is saved before the first document is copied, so every change
+  made during the copy is replayed afterwards;
+- copy progress (the last `_id` of every range) and the resume token of every stream are
+  checkpointed after each batch; a process killed at any moment resumes from there, and what it
+  re-sends is absorbed (duplicate keys skipped, changes replayed as idempotent writes).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+from dataclasses import dataclass
+from typing import Any
+
+from pymongo import MongoClient
+from pymongo.errors import PyMongoError
+
+from livemigrate.engine import writer
+from livemigrate.engine.apply import CommandChange, DocumentWrite, translate
+from livemigrate.engine.capture import Capture, CapturedEvent, ClusterCapture, CollectionCapture, event_time
+from livemigrate.engine.checkpoints import CheckpointStore, Document
+from livemigrate.engine.connect import connect, wire_version
+from livemigrate.engine.discover import CollectionSpec, discover
+from livemigrate.engine.errors import EngineError, EngineErrorCode, redact, redact_uri
+from livemigrate.engine.events import MigrationEvent, NamespaceProgress, Phase
+from livemigrate.engine.options import CaptureScope, MigrationOptions
+from livemigrate.engine.reader import IdRange, plan_ranges, read_batches, single_bracket
+from livemigrate.engine.verify import VerifyReport, verify
+
+log = logging.getLogger("livemigrate.engine")
+
+WIRE_VERSION_CLUSTER_STREAMS = 7  # MongoDB 4.0
+_EMIT_INTERVAL = 0.25
+
+EventListener = Callable[[MigrationEvent], None]
+
+
+@dataclass(frozen=True)
+class MigrationResult:
+    phase: Phase
+    report: VerifyReport | None = None
+    resumed: bool = False
+
+
+@dataclass
+class _RangeState:
+    namespace: str
+    index: int
+    id_range: IdRange
+    resumable: bool
+    copied: int = 0
+    last_id: Any = None
+    has_last: bool = False
+    done: bool = False
+
+    @property
+    def key(self) -> str:
+        return f"range:{self.namespace}:{self.index:04d}"
+
+    def to_document(self) -> Document:
+        return {"namespace": self.namespace, "index": self.index, "lower": self.id_range.lower,
+                "upper": self.id_range.upper, "resumable": self.resumable, "copied": self.copied,
+                "last": self.last_id, "hasLast": self.has_last, "done": self.done}
+
+    @classmethod
+    def from_document(cls, document: Document) -> _RangeState:
+        return cls(document["namespace"], document["index"], IdRange(document["lower"], document["upper"]),
+                   document["resumable"], document["copied"], document["last"], document["hasLast"], document["done"])
+
+
+class Migration:
+    """Build it with URIs, options and a checkpoint store; `run()` it; `stop()` or `request_cutover()` it
+    from another thread."""
+
+    def __init__(self, source_uri: str, target_uri: str, options: MigrationOptions, checkpoints: CheckpointStore,
+                 on_event: EventListener | None = None) -> None:
+        self.source_uri = source_uri
+        self.target_uri = target_uri
+        self.options = options
+        self.checkpoints = checkpoints
+        self._listeners: list[EventListener] = [on_event] if on_event else []
+        self._stopping = threading.Event()
+        self._cutover = threading.Event()
+        self._progress_lock = threading.Lock()
+        self._totals: dict[str, int] = {}
+        self._ranges: list[_RangeState] = []
+        self._copied_now = 0
+        self._copy_started = time.monotonic()
+        self._last_emit = 0.0
+        self._applied = 0
+        self._resumed = False
+        self._phase = Phase.CONNECTING
+        self._specs: list[CollectionSpec] = []
+
+    # --- control from other threads ------------------------------------------------------------
+
+    def stop(self) -> None:
+        """Stop at the next safe point; everything done so far is checkpointed."""
+        self._stopping.set()
+
+    def request_cutover(self) -> None:
+        """Apply every change the source has made, then stop reading, verify and complete."""
+        self._cutover.set()
+
+    def add_listener(self, listener: EventListener) -> None:
+        self._listeners.append(listener)
+
+    # --- the run -------------------------------------------------------------------------------
+
+    def run(self, *, until_caught_up: bool = False) -> MigrationResult:
+        """Run until stopped, cut over, or (with `until_caught_up`) the copy is done and the lag is zero."""
+        self._emit(Phase.CONNECTING, force=True)
+        source = connect(self.source_uri, "source")
+        target = connect(self.target_uri, "target")
+        capture: Capture | None = None
+        try:
+            meta = self.checkpoints.load("meta").get("meta")
+            if meta is None:
+                meta, capture = self._start(source, target)
+            else:
+                self._check_state(meta)
+                self._resumed = True
+                capture = self._reopen_capture(source, meta)
+            self._load_plan()
+            if meta["phase"] == "copy":
+                if not self._copy(source, target):
+                    return self._stopped()
+                meta = self._set_phase(meta, "indexes")
+            if meta["phase"] == "indexes":
+                self._emit(Phase.BUILDING_INDEXES, force=True)
+                self._build_indexes_and_views(target)
+                meta = self._set_phase(meta, "replay")
+            if meta["phase"] == "complete":
+                log.info("this migration is already complete; verifying again")
+                return self._verify(source, target)
+            return self._replay(source, target, capture, meta, until_caught_up)
+        except PyMongoError as error:
+            message = redact(str(error), self.source_uri, self.target_uri)
+            self._emit(Phase.FAILED, force=True, last_error=message)
+            raise
+        finally:
+            if capture is not None:
+                capture.close()
+            source.close()
+            target.close()
+
+    # --- start, or resume ------------------------------------------------------------------------
+
+    def _start(self, source: MongoClient[Any], target: MongoClient[Any]) -> tuple[Document, Capture]:
+        discovery = discover(source, self.options.namespaces)
+        namespaces = [spec.namespace for spec in discovery.collections]
+        occupied = writer.non_empty_namespaces(target, namespaces)
+        if occupied and not self.options.drop_target:
+            raise EngineError(EngineErrorCode.TARGET_NOT_EMPTY,
+                              f"the target already holds documents in {', '.join(occupied)}; "
+                              "pass --drop-target to replace them, or exclude those namespaces")
+        scope = self.options.capture
+        if scope is CaptureScope.AUTO:
+            scope = (CaptureScope.CLUSTER if wire_version(source) >= WIRE_VERSION_CLUSTER_STREAMS
+                     else CaptureScope.COLLECTION)
+        meta: Document = {"source": redact_uri(self.source_uri), "target": redact_uri(self.target_uri),
+                          "capture": scope.value, "phase": "copy", "startedAt": time.time()}
+        if self.options.drop_target:
+            writer.drop_namespaces(target, namespaces)
+        # The start point, before anything is copied.
+        capture = self._open_capture(source, meta, {}, [spec.namespace for spec in discovery.copied])
+        tokens = capture.tokens()
+        plan: dict[str, Document] = {"meta": meta}
+        for stream, token in tokens.items():
+            plan[f"token:{stream}"] = {"stream": stream, "token": token}
+        for spec in discovery.collections:
+            plan[f"ns:{spec.namespace}"] = spec.to_document()
+        for spec in discovery.copied:
+            database, name = spec.database, spec.name
+            total = source[database][name].estimated_document_count()
+            ranges = plan_ranges(source, spec.namespace, total, self.options.split_threshold, self.options.workers)
+            resumable = single_bracket(source, spec.namespace)
+            for index, id_range in enumerate(ranges):
+                state = _RangeState(spec.namespace, index, id_range, resumable)
+                plan[state.key] = state.to_document()
+            plan[f"total:{spec.namespace}"] = {"total": total}
+            writer.create_collection(target, spec)
+        self.checkpoints.save(plan)
+        log.info("starting a fresh sync of %d collection(s) and %d view(s); change capture: %s%s",
+                 len(discovery.copied), len(discovery.views), scope.value,
+                 f"; skipped time-series: {', '.join(discovery.skipped)}" if discovery.skipped else "")
+        return meta, capture
+
+    def _check_state(self, meta: Document) -> None:
+        if meta["source"] != redact_uri(self.source_uri) or meta["target"] != redact_uri(self.target_uri):
+            raise EngineError(EngineErrorCode.STATE_MISMATCH,
+                              f"the state directory belongs to a migration from {meta['source']} to {meta['target']}; "
+                              "use another --state-dir for this one")
+
+    def _reopen_capture(self, source: MongoClient[Any], meta: Document) -> Capture:
+        tokens = {doc["stream"]: doc["token"] for doc in self.checkpoints.load("token:").values()}
+        namespaces = [key for key in tokens if key != "*"]
+        return self._open_capture(source, meta, tokens, namespaces)
+
+    def _open_capture(self, source: MongoClient[Any], meta: Document, tokens: dict[str, Any],
+                      namespaces: list[str]) -> Capture:
+        if meta["capture"] == CaptureScope.CLUSTER.value:
+            return ClusterCapture(source, self.options.namespaces, tokens.get("*"), wire_version(source),
+                                  max_await_ms=int(self.options.poll_seconds * 1000))
+        # Many streams are polled one after another: each may wait only a little.
+        return CollectionCapture(source, namespaces, tokens, max_await_ms=50)
+
+    def _set_phase(self, meta: Document, phase: str) -> Document:
+        updated = {**meta, "phase": phase}
+        self.checkpoints.save({"meta": updated})
+        return updated
+
+    # --- copy ------------------------------------------------------------------------------------
+
+    def _load_plan(self) -> None:
+        self._specs = [CollectionSpec.from_document(dict(doc)) for doc in self.checkpoints.load("ns:").values()]
+        self._ranges = sorted((_RangeState.from_document(doc) for doc in self.checkpoints.load("range:").values()),
+                              key=lambda state: state.key)
+        self._totals = {key.split(":", 1)[1]: int(doc["total"]) for key, doc in self.checkpoints.load("total:").items()}
+
+    def _copy(self, source: MongoClient[Any], target: MongoClient[Any]) -> bool:
+        """Copy every range not yet done; False if stopped before the end."""
+        already = sum(state.copied for state in self._ranges)
+        if self._resumed:
+            log.info("resuming the copy from its checkpoint: %d of about %d documents already copied, "
+                     "%d of %d ranges done", already, sum(self._totals.values()),
+                     sum(state.done for state in self._ranges), len(self._ranges))
+        self._copy_started = time.monotonic()
+        self._emit(Phase.INITIAL_SYNC, force=True)
+        pending = [state for state in self._ranges if not state.done]
+        with ThreadPoolExecutor(max_workers=max(1, self.options.workers), thread_name_prefix="copy") as pool:
+            futures = [pool.submit(self._copy_range, source, target, state) for state in pending]
+            finished, _ = wait(futures, return_when=FIRST_EXCEPTION)
+            for future in finished:
+                if future.exception() is not None:
+                    self._stopping.set()
+                    raise future.exception()  # type: ignore[misc]
+        return not self._stopping.is_set()
+
+    def _copy_range(self, source: MongoClient[Any], target: MongoClient[Any], state: _RangeState) -> None:
+        has_after = state.has_last and state.resumable
+        if state.has_last and not state.resumable:
+            log.info("%s: range %d has mixed _id types and restarts from its beginning (duplicates are skipped)",
+                     state.namespace, state.index)
+        for batch in read_batches(source, state.namespace, state.id_range, state.last_id, has_after,
+                                  self.options.batch_size):
+            writer.insert_batch(target, state.namespace, batch)
+            with self._progress_lock:
+                state.copied += len(batch)
+                state.last_id, state.has_last = batch[-1]["_id"], True
+                self._copied_now += len(batch)
+            self.checkpoints.save({state.key: state.to_document()})
+            self._emit(Phase.INITIAL_SYNC)
+            if self._stopping.is_set():
+                return
+        state.done = True
+        self.checkpoints.save({state.key: state.to_document()})
+        self._emit(Phase.INITIAL_SYNC)
+
+    def _build_indexes_and_views(self, target: MongoClient[Any]) -> None:
+        for spec in self._specs:
+            if spec.kind == "collection":
+                writer.build_indexes(target, spec.namespace, spec.indexes)
+            else:
+                writer.create_view(target, spec)
+
+    # --- replay ----------------------------------------------------------------------------------
+
+    def _replay(self, source: MongoClient[Any], target: MongoClient[Any], capture: Capture | None, meta: Document,
+                until_caught_up: bool) -> MigrationResult:
+        assert capture is not None
+        self._emit(Phase.REPLICATING, force=True, lag=None)
+        saved_tokens: dict[str, Any] = {}
+        while not self._stopping.is_set():
+            cutting_over = self._cutover.is_set()
+            captured = capture.poll(self.options.batch_size)
+            if captured:
+                self._apply(target, captured)
+            tokens = capture.tokens()
+            if tokens != saved_tokens:
+                self.checkpoints.save({f"token:{stream}": {"stream": stream, "token": token}
+                                       for stream, token in tokens.items()})
+                saved_tokens = tokens
+            lag = self._lag(captured)
+            self._emit(Phase.CUTTING_OVER if cutting_over else Phase.REPLICATING, force=not captured, lag=lag)
+            if not captured:
+                if cutting_over:
+                    log.info("cutover: every change of the source is applied; verifying")
+                    self._set_phase(meta, "complete")
+                    return self._verify(source, target)
+                if until_caught_up:
+                    log.info("caught up: the copy is done and the lag is zero")
+                    return MigrationResult(Phase.REPLICATING, resumed=self._resumed)
+                self._stopping.wait(self.options.poll_seconds)
+        return self._stopped()
+
+    def _apply(self, target: MongoClient[Any], captured: list[CapturedEvent]) -> None:
+        """Apply in source order: document writes grouped per namespace, flushed before any DDL."""
+        pending: dict[str, list[Any]] = {}
+
+        def flush() -> None:
+            for namespace, operations in pending.items():
+                writer.write_in_order(target, namespace, operations)
+            pending.clear()
+
+        for item in captured:
+            change = translate(item.event)
+            if isinstance(change, DocumentWrite):
+                pending.setdefault(change.namespace, []).extend(change.operations)
+            elif isinstance(change, CommandChange):
+                flush()
+                self._apply_command(target, change)
+        flush()
+        self._applied += len(captured)
+
+    def _apply_command(self, target: MongoClient[Any], change: CommandChange) -> None:
+        log.info("replaying %s on %s", change.kind, change.namespace)
+        if change.kind == "drop":
+            writer.drop_namespaces(target, [change.namespace])
+        elif change.kind == "dropDatabase":
+            target.drop_database(change.namespace)
+        elif change.kind == "rename":
+            writer.rename(target, change.namespace, str(change.detail["to"]))
+        elif change.kind == "create":
+            database, name = change.namespace.split(".", 1)
+            options = {key: value for key, value in change.detail.items() if key not in ("idIndex",)}
+            writer.create_collection(target, CollectionSpec(database, name, "collection", options))
+        elif change.kind == "createIndexes":
+            writer.build_indexes(target, change.namespace, [
+                {**{k: v for k, v in index.items() if k not in ("v", "ns")},
+                 "key": [[name, direction] for name, direction in dict(index["key"]).items()]}
+                for index in change.detail.get("indexes", [])])
+        elif change.kind == "dropIndexes":
+            for index in change.detail.get("indexes", []):
+                writer.drop_index(target, change.namespace, str(index["name"]))
+
+    def _lag(self, captured: list[CapturedEvent]) -> float:
+        if not captured:
+            return 0.0
+        moment = event_time(captured[-1].event)
+        return max(0.0, time.time() - moment) if moment is not None else 0.0
+
+    # --- the end ---------------------------------------------------------------------------------
+
+    def _verify(self, source: MongoClient[Any], target: MongoClient[Any]) -> MigrationResult:
+        self._emit(Phase.VERIFYING, force=True)
+        namespaces = [spec.namespace for spec in self._specs if spec.kind == "collection"]
+        report = verify(source, target, namespaces, self.options.mismatch_sample)
+        if report.equal:
+            self._emit(Phase.COMPLETE, force=True, lag=0.0, message="verified: source and target are equal")
+            return MigrationResult(Phase.COMPLETE, report, self._resumed)
+        unequal = [comparison.namespace for comparison in report.namespaces if not comparison.equal]
+        message = f"verification found differences in {', '.join(unequal)}"
+        self._emit(Phase.FAILED, force=True, last_error=message)
+        return MigrationResult(Phase.FAILED, report, self._resumed)
+
+    def _stopped(self) -> MigrationResult:
+        self._emit(Phase.STOPPED, force=True, message="stopped; progress is checkpointed")
+        return MigrationResult(Phase.STOPPED, resumed=self._resumed)
+
+    # --- events ----------------------------------------------------------------------------------
+
+    def _progress(self) -> tuple[NamespaceProgress, ...]:
+        copied: dict[str, int] = {}
+        done: dict[str, bool] = {}
+        with self._progress_lock:
+            for state in self._ranges:
+                copied[state.namespace] = copied.get(state.namespace, 0) + state.copied
+                done[state.namespace] = done.get(state.namespace, True) and state.done
+        return tuple(NamespaceProgress(namespace, copied.get(namespace, 0), total, done.get(namespace, False))
+                     for namespace, total in sorted(self._totals.items()))
+
+    def _emit(self, phase: Phase, *, force: bool = False, lag: float | None = None, message: str | None = None,
+              last_error: str | None = None) -> None:
+        now = time.monotonic()
+        if not force and phase == self._phase and now - self._last_emit < _EMIT_INTERVAL:
+            return
+        self._phase, self._last_emit = phase, now
+        elapsed = max(now - self._copy_started, 1e-6)
+        event = MigrationEvent(phase=phase, namespaces=self._progress(), docs_per_second=self._copied_now / elapsed,
+                               lag_seconds=lag, applied_events=self._applied, resumed=self._resumed, message=message,
+                               last_error=last_error)
+        for listener in self._listeners:
+            listener(event)

@@ -1,0 +1,63 @@
+"""What a migration is asked to do: which namespaces, how hard to push, how to capture changes."""
+
+from __future__ import annotations
+
+import fnmatch
+from dataclasses import dataclass, field
+from enum import Enum
+
+SYSTEM_DATABASES = frozenset({"admin", "local", "config"})
+
+
+class CaptureScope(str, Enum):
+    """How changes are captured. `auto` chooses by the source's wire version: a deployment-wide
+    change stream on MongoDB 4.0+, one stream per collection on 3.6. `collection` forces the
+    latter, e.g. for a user allowed to watch only its collections."""
+
+    AUTO = "auto"
+    CLUSTER = "cluster"
+    COLLECTION = "collection"
+
+
+@dataclass(frozen=True)
+class NamespaceFilter:
+    """`--include` / `--exclude` patterns: `db` (whole database), `db.coll`, or shell wildcards (`db.logs_*`)."""
+
+    include: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ()
+
+    @staticmethod
+    def _matches(namespace: str, pattern: str) -> bool:
+        if "." not in pattern and not any(char in pattern for char in "*?["):
+            return namespace.split(".", 1)[0] == pattern
+        return fnmatch.fnmatchcase(namespace, pattern)
+
+    def wants(self, namespace: str) -> bool:
+        database, _, collection = namespace.partition(".")
+        if database in SYSTEM_DATABASES or collection.startswith("system."):
+            return False
+        if self.include and not any(self._matches(namespace, pattern) for pattern in self.include):
+            return False
+        return not any(self._matches(namespace, pattern) for pattern in self.exclude)
+
+    def wants_database(self, database: str) -> bool:
+        if database in SYSTEM_DATABASES:
+            return False
+        if not self.include:
+            return True
+        return any(pattern.split(".", 1)[0] == database or any(c in pattern.split(".", 1)[0] for c in "*?[")
+                   for pattern in self.include)
+
+
+@dataclass(frozen=True)
+class MigrationOptions:
+    namespaces: NamespaceFilter = field(default_factory=NamespaceFilter)
+    drop_target: bool = False
+    workers: int = 4
+    batch_size: int = 1000
+    # A collection with more documents than this is split into `_id` ranges copied concurrently.
+    split_threshold: int = 20_000
+    capture: CaptureScope = CaptureScope.AUTO
+    # How long one poll of the change streams may wait for an event before reporting lag 0.
+    poll_seconds: float = 0.2
+    mismatch_sample: int = 20

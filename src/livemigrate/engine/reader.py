@@ -1,0 +1,90 @@
+"""Reading the source for the initial copy: `_id` ranges, and batches of raw BSON in `_id` order.
+
+Documents stay raw BSON from the source socket to the target socket (RawBSONDocument): the engine
+never decodes what it only forwards, which is most of what a copy costs in Python.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from bson.codec_options import CodecOptions
+from bson.raw_bson import RawBSONDocument
+from pymongo import ASCENDING, MongoClient
+from pymongo.collection import Collection
+
+RAW = CodecOptions(document_class=RawBSONDocument)
+
+# BSON comparison brackets: values of one bracket sort together and `$gt`/`$lt` compare only within it.
+_NUMBERS = (int, float)
+
+
+@dataclass(frozen=True)
+class IdRange:
+    """[lower, upper) in `_id` order; None is unbounded. `typed` ranges may resume with `$gt`."""
+
+    lower: Any = None
+    upper: Any = None
+
+
+def raw_collection(client: MongoClient[Any], namespace: str) -> Collection[RawBSONDocument]:
+    database, name = namespace.split(".", 1)
+    return client[database].get_collection(name, codec_options=RAW)
+
+
+def _bracket(value: Any) -> str:
+    return "number" if isinstance(value, _NUMBERS) and not isinstance(value, bool) else type(value).__name__
+
+
+def _edge_id(collection: Collection[Any], direction: int) -> Any:
+    found = collection.find_one({}, {"_id": 1}, sort=[("_id", direction)])
+    return None if found is None else found["_id"]
+
+
+def single_bracket(client: MongoClient[Any], namespace: str) -> bool:
+    """True when every `_id` is of one comparison bracket — then ranges and `$gt` resumption are exact."""
+    database, name = namespace.split(".", 1)
+    collection = client[database][name]
+    lowest, highest = _edge_id(collection, ASCENDING), _edge_id(collection, -1)
+    return lowest is None or _bracket(lowest) == _bracket(highest)
+
+
+def plan_ranges(client: MongoClient[Any], namespace: str, count: int, split_threshold: int,
+                parts: int) -> list[IdRange]:
+    """Split a large single-bracket collection into about `parts` ranges of similar size."""
+    if count <= split_threshold or parts < 2 or not single_bracket(client, namespace):
+        return [IdRange()]
+    database, name = namespace.split(".", 1)
+    collection = client[database][name]
+    step = max(count // parts, 1)
+    bounds: list[Any] = []
+    for index in range(1, parts):
+        found = list(collection.find({}, {"_id": 1}).sort("_id", ASCENDING).skip(step * index).limit(1))
+        if found and (not bounds or found[0]["_id"] != bounds[-1]):
+            bounds.append(found[0]["_id"])
+    edges = [None, *bounds, None]
+    return [IdRange(edges[index], edges[index + 1]) for index in range(len(edges) - 1)]
+
+
+def read_batches(client: MongoClient[Any], namespace: str, id_range: IdRange, after: Any, has_after: bool,
+                 batch_size: int) -> Iterator[list[RawBSONDocument]]:
+    """Batches of documents of the range in `_id` order, starting after `after` when resuming."""
+    bounds: dict[str, Any] = {}
+    if has_after:
+        bounds["$gt"] = after
+    elif id_range.lower is not None:
+        bounds["$gte"] = id_range.lower
+    if id_range.upper is not None:
+        bounds["$lt"] = id_range.upper
+    query = {"_id": bounds} if bounds else {}
+    cursor = raw_collection(client, namespace).find(query).sort("_id", ASCENDING).batch_size(batch_size)
+    batch: list[RawBSONDocument] = []
+    for document in cursor:
+        batch.append(document)
+        if len(batch) >= batch_size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
