@@ -9,10 +9,17 @@ document), deletes are by key.
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from pymongo import DeleteOne, ReplaceOne, UpdateOne
+from pymongo import DeleteOne, MongoClient, ReplaceOne, UpdateOne
+
+from livemigrate.engine import writer
+from livemigrate.engine.discover import CollectionSpec, secondary_indexes
+
+log = logging.getLogger("livemigrate.engine.apply")
 
 DOCUMENT_OPERATIONS = frozenset({"insert", "update", "replace", "delete"})
 COMMAND_OPERATIONS = frozenset({"drop", "rename", "dropDatabase", "create", "createIndexes", "dropIndexes",
@@ -80,3 +87,47 @@ def translate(event: dict[str, Any]) -> DocumentWrite | CommandChange | None:
             detail.update(event.get("operationDescription") or {})
         return CommandChange(kind, namespace, detail)
     return None
+
+
+def apply_changes(target: MongoClient[Any], events: Sequence[dict[str, Any]]) -> None:
+    """Apply events in source order: document writes grouped per namespace (in order), flushed
+    before any change to collections, which must see every write that preceded it."""
+    pending: dict[str, list[Any]] = {}
+
+    def flush() -> None:
+        for namespace, operations in pending.items():
+            writer.write_in_order(target, namespace, operations)
+        pending.clear()
+
+    for event in events:
+        change = translate(event)
+        if isinstance(change, DocumentWrite):
+            pending.setdefault(change.namespace, []).extend(change.operations)
+        elif isinstance(change, CommandChange):
+            flush()
+            apply_command(target, change)
+    flush()
+
+
+def apply_command(target: MongoClient[Any], change: CommandChange) -> None:
+    if change.kind in ("invalidate", "modify"):
+        return
+    log.info("replaying %s on %s", change.kind, change.namespace)
+    if change.kind == "drop":
+        writer.drop_namespaces(target, [change.namespace])
+    elif change.kind == "dropDatabase":
+        target.drop_database(change.namespace)
+    elif change.kind == "rename":
+        writer.rename(target, change.namespace, str(change.detail["to"]))
+    elif change.kind == "create":
+        database, name = change.namespace.split(".", 1)
+        options = {key: value for key, value in change.detail.items() if key != "idIndex"}
+        if "viewOn" in options:
+            writer.create_view(target, CollectionSpec(database, name, "view", options))
+        else:
+            writer.create_collection(target, CollectionSpec(database, name, "collection", options))
+    elif change.kind == "createIndexes":
+        writer.build_indexes(target, change.namespace, secondary_indexes(list(change.detail.get("indexes", []))))
+    elif change.kind == "dropIndexes":
+        for index in change.detail.get("indexes", []):
+            writer.drop_index(target, change.namespace, str(index["name"]))

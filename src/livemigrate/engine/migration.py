@@ -26,7 +26,7 @@ from pymongo import MongoClient
 from pymongo.errors import PyMongoError
 
 from livemigrate.engine import writer
-from livemigrate.engine.apply import CommandChange, DocumentWrite, translate
+from livemigrate.engine.apply import apply_changes
 from livemigrate.engine.capture import Capture, CapturedEvent, ClusterCapture, CollectionCapture, event_time
 from livemigrate.engine.checkpoints import CheckpointStore, Document
 from livemigrate.engine.connect import connect, wire_version
@@ -280,12 +280,14 @@ class Migration:
                 until_caught_up: bool) -> MigrationResult:
         assert capture is not None
         self._emit(Phase.REPLICATING, force=True, lag=None)
+        log.info("replicating changes from the saved resume tokens")
         saved_tokens: dict[str, Any] = {}
         while not self._stopping.is_set():
             cutting_over = self._cutover.is_set()
             captured = capture.poll(self.options.batch_size)
             if captured:
-                self._apply(target, captured)
+                apply_changes(target, [item.event for item in captured])
+                self._applied += len(captured)
             tokens = capture.tokens()
             if tokens != saved_tokens:
                 self.checkpoints.save({f"token:{stream}": {"stream": stream, "token": token}
@@ -303,46 +305,6 @@ class Migration:
                     return MigrationResult(Phase.REPLICATING, resumed=self._resumed)
                 self._stopping.wait(self.options.poll_seconds)
         return self._stopped()
-
-    def _apply(self, target: MongoClient[Any], captured: list[CapturedEvent]) -> None:
-        """Apply in source order: document writes grouped per namespace, flushed before any DDL."""
-        pending: dict[str, list[Any]] = {}
-
-        def flush() -> None:
-            for namespace, operations in pending.items():
-                writer.write_in_order(target, namespace, operations)
-            pending.clear()
-
-        for item in captured:
-            change = translate(item.event)
-            if isinstance(change, DocumentWrite):
-                pending.setdefault(change.namespace, []).extend(change.operations)
-            elif isinstance(change, CommandChange):
-                flush()
-                self._apply_command(target, change)
-        flush()
-        self._applied += len(captured)
-
-    def _apply_command(self, target: MongoClient[Any], change: CommandChange) -> None:
-        log.info("replaying %s on %s", change.kind, change.namespace)
-        if change.kind == "drop":
-            writer.drop_namespaces(target, [change.namespace])
-        elif change.kind == "dropDatabase":
-            target.drop_database(change.namespace)
-        elif change.kind == "rename":
-            writer.rename(target, change.namespace, str(change.detail["to"]))
-        elif change.kind == "create":
-            database, name = change.namespace.split(".", 1)
-            options = {key: value for key, value in change.detail.items() if key not in ("idIndex",)}
-            writer.create_collection(target, CollectionSpec(database, name, "collection", options))
-        elif change.kind == "createIndexes":
-            writer.build_indexes(target, change.namespace, [
-                {**{k: v for k, v in index.items() if k not in ("v", "ns")},
-                 "key": [[name, direction] for name, direction in dict(index["key"]).items()]}
-                for index in change.detail.get("indexes", [])])
-        elif change.kind == "dropIndexes":
-            for index in change.detail.get("indexes", []):
-                writer.drop_index(target, change.namespace, str(index["name"]))
 
     def _lag(self, captured: list[CapturedEvent]) -> float:
         if not captured:

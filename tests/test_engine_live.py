@@ -1,0 +1,87 @@
+"""The engine end to end against two nx-27017 servers: copy while the source changes, replay, cutover,
+verify — and the same run killed with SIGKILL during the copy and during replay."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.engine_support import MigrateProcess, Writer, index_shapes, namespaces, seed, wait_until
+from tests.nx import NxServer
+from tests.support import LIVEMIGRATE
+
+
+@pytest.fixture
+def servers(tmp_path: Path) -> Iterator[tuple[NxServer, NxServer]]:
+    source, target = NxServer(tmp_path / "source").start(), NxServer(tmp_path / "target").start()
+    yield source, target
+    source.stop()
+    target.stop()
+
+
+def verify(source: NxServer, target: NxServer) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([LIVEMIGRATE, "verify", source.uri, target.uri], capture_output=True, text=True, timeout=300)
+
+
+def test_live_migration_with_a_writer_ends_equal(servers: tuple[NxServer, NxServer], tmp_path: Path) -> None:
+    source, target = servers
+    with source.client() as client:
+        seed(client)
+        writer = Writer(client)
+        migration = MigrateProcess(source.uri, target.uri, tmp_path / "state").start()
+        writer.start()
+        try:
+            assert wait_until(lambda: migration.phase() == "replay", timeout=180), migration.log_text()
+            assert wait_until(lambda: writer.counts["delete"] > 20, timeout=30)
+        finally:
+            writer.finish()
+        assert migration.cutover_and_wait() == 0, migration.log_text()
+    assert "EQUAL" in migration.log_text()
+    result = verify(source, target)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "DIFFERENT" not in result.stdout
+    with source.client() as source_client, target.client() as target_client:
+        for database, name in namespaces():
+            assert index_shapes(target_client, database, name) == index_shapes(source_client, database, name)
+            assert len(index_shapes(target_client, database, name)) == 3
+        total = sum(source_client[database][name].count_documents({}) for database, name in namespaces())
+    assert total > 19_000 and writer.counts["update"] > 0
+
+
+def test_killed_during_copy_and_during_replay_resumes_and_ends_equal(servers: tuple[NxServer, NxServer],
+                                                                     tmp_path: Path) -> None:
+    source, target = servers
+    state = tmp_path / "state"
+    arguments = ("--workers", "1", "--batch-size", "200")
+    with source.client() as client:
+        seed(client)
+        writer = Writer(client, per_second=100)
+        writer.start()
+        try:
+            first = MigrateProcess(source.uri, target.uri, state, *arguments).start()
+            assert wait_until(lambda: first.copied() >= 3000, timeout=120), first.log_text()
+            first.kill()
+            copied_at_kill = first.copied()
+            assert 0 < copied_at_kill < 20_000
+
+            second = MigrateProcess(source.uri, target.uri, state, *arguments).start()
+            assert wait_until(lambda: second.phase() == "replay", timeout=180), second.log_text()
+            assert wait_until(lambda: second.checkpoint("token:sales.alpha") is not None, timeout=10)
+            time.sleep(1.0)  # replay is under way, with the writer still writing
+            second.kill()
+        finally:
+            writer.finish()
+        resumed_log = second.log_text()
+        assert "resuming the copy from its checkpoint" in resumed_log
+        already = int(resumed_log.split("resuming the copy from its checkpoint: ")[1].split(" ")[0])
+        assert already >= copied_at_kill > 0  # the copy did not restart from zero
+
+        third = MigrateProcess(source.uri, target.uri, state, *arguments).start()
+        assert third.cutover_and_wait() == 0, third.log_text()
+    assert "EQUAL" in third.log_text()
+    result = verify(source, target)
+    assert result.returncode == 0, result.stdout + result.stderr
