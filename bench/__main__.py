@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import sys
 
-from bench import link_status
+from bench import engine, link_status
 
 
 def main() -> int:
     failures = link_status.run()
+    print()
+    failures += engine.run()
     return 1 if failures else 0
 
 

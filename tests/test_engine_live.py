@@ -32,7 +32,9 @@ def test_live_migration_with_a_writer_ends_equal(servers: tuple[NxServer, NxServ
     with source.client() as client:
         seed(client)
         writer = Writer(client)
-        migration = MigrateProcess(source.uri, target.uri, tmp_path / "state").start()
+        # Small ranges and three workers: the parallel range copy is exercised on a small data set.
+        migration = MigrateProcess(source.uri, target.uri, tmp_path / "state", "--workers", "3",
+                                   "--split-threshold", "500").start()
         writer.start()
         try:
             assert wait_until(lambda: migration.phase() == "replay", timeout=180), migration.log_text()
@@ -41,6 +43,8 @@ def test_live_migration_with_a_writer_ends_equal(servers: tuple[NxServer, NxServ
             writer.finish()
         assert migration.cutover_and_wait() == 0, migration.log_text()
     assert "EQUAL" in migration.log_text()
+    split = migration.checkpoint("range:sales.alpha:0002")
+    assert split is not None and split["done"] and split["lower"] is not None  # copied as parallel ranges
     result = verify(source, target)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "DIFFERENT" not in result.stdout

@@ -22,12 +22,13 @@ err_console = Console(stderr=True)
 
 
 def _options(include: list[str], exclude: list[str], drop_target: bool, workers: int, batch_size: int,
-             capture: str) -> Any:
+             capture: str, split_threshold: int) -> Any:
     from livemigrate.engine import CaptureScope, MigrationOptions
     from livemigrate.engine.options import NamespaceFilter
 
     return MigrationOptions(namespaces=NamespaceFilter(tuple(include), tuple(exclude)), drop_target=drop_target,
-                            workers=workers, batch_size=batch_size, capture=CaptureScope(capture))
+                            workers=workers, batch_size=batch_size, capture=CaptureScope(capture),
+                            split_threshold=split_threshold)
 
 
 class ProgressView:
@@ -62,6 +63,8 @@ def migrate(
     state_dir: Path = typer.Option(Path(".livemigrate/migrate"), "--state-dir", help="Where checkpoints are kept."),
     workers: int = typer.Option(4, "--workers", min=1, help="Parallel copy workers."),
     batch_size: int = typer.Option(1000, "--batch-size", min=1),
+    split_threshold: int = typer.Option(100_000, "--split-threshold", min=1,
+                                        help="Collections with more documents are copied as parallel _id ranges."),
     capture: str = typer.Option("auto", "--capture", help="Change capture: auto, cluster or collection."),
     until_caught_up: bool = typer.Option(False, "--until-caught-up",
                                          help="Exit 0 once the copy is done and the lag is zero."),
@@ -77,8 +80,8 @@ def migrate(
     view = ProgressView(err_console)
     try:
         migration = Migration(source_uri, target_uri,
-                              _options(include, exclude, drop_target, workers, batch_size, capture), checkpoints, view)
-    except ValueError as error:
+                              _options(include, exclude, drop_target, workers, batch_size, capture, split_threshold), checkpoints, view)
+    except ValueError as error:  # an unknown --capture value
         typer.echo(f"Error: {error}", err=True)
         raise typer.Exit(EXIT_ENGINE_ERROR) from None
 

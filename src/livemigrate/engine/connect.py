@@ -16,9 +16,11 @@ def connect(uri: str, role: str, timeout_ms: int = 5000) -> MongoClient[Any]:
     """Open a client on `uri` and prove it works (ping, authentication) before anything is written."""
     unreachable = EngineErrorCode.SOURCE_UNREACHABLE if role == "source" else EngineErrorCode.TARGET_UNREACHABLE
     auth_failed = EngineErrorCode.SOURCE_AUTH_FAILED if role == "source" else EngineErrorCode.TARGET_AUTH_FAILED
+    lowered = uri.lower()
+    timeouts = {name: timeout_ms for name in ("serverSelectionTimeoutMS", "connectTimeoutMS")
+                if name.lower() not in lowered}  # a timeout set in the URI wins
     try:
-        client: MongoClient[Any] = MongoClient(uri, serverSelectionTimeoutMS=timeout_ms, connectTimeoutMS=timeout_ms,
-                                               appname="livemigrate")
+        client: MongoClient[Any] = MongoClient(uri, appname="livemigrate", **timeouts)
     except (InvalidURI, ConfigurationError, ValueError) as error:
         raise EngineError(EngineErrorCode.INVALID_URI,
                           f"the {role} URI {redact_uri(uri)} is not valid: {redact(str(error), uri)}") from None

@@ -34,7 +34,7 @@ from livemigrate.engine.discover import CollectionSpec, discover
 from livemigrate.engine.errors import EngineError, EngineErrorCode, redact, redact_uri
 from livemigrate.engine.events import MigrationEvent, NamespaceProgress, Phase
 from livemigrate.engine.options import CaptureScope, MigrationOptions
-from livemigrate.engine.reader import IdRange, plan_ranges, read_batches, single_bracket
+from livemigrate.engine.reader import IdRange, plan_ranges, prefetch, read_batches, single_bracket
 from livemigrate.engine.verify import VerifyReport, verify
 
 log = logging.getLogger("livemigrate.engine")
@@ -252,8 +252,8 @@ class Migration:
         if state.has_last and not state.resumable:
             log.info("%s: range %d has mixed _id types and restarts from its beginning (duplicates are skipped)",
                      state.namespace, state.index)
-        for batch in read_batches(source, state.namespace, state.id_range, state.last_id, has_after,
-                                  self.options.batch_size):
+        for batch in prefetch(read_batches(source, state.namespace, state.id_range, state.last_id, has_after,
+                                           self.options.batch_size)):
             writer.insert_batch(target, state.namespace, batch)
             with self._progress_lock:
                 state.copied += len(batch)

@@ -56,7 +56,9 @@ class MigrationOptions:
     workers: int = 4
     batch_size: int = 1000
     # A collection with more documents than this is split into `_id` ranges copied concurrently.
-    split_threshold: int = 20_000
+    # Smaller collections are copied whole (several at once): splitting costs one sorted index
+    # walk per boundary and one range query per part, which only pays off on large collections.
+    split_threshold: int = 100_000
     capture: CaptureScope = CaptureScope.AUTO
     # How long one poll of the change streams may wait for an event before reporting lag 0.
     poll_seconds: float = 0.2

@@ -6,8 +6,10 @@ never decodes what it only forwards, which is most of what a copy costs in Pytho
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
+from queue import Full, Queue
 from typing import Any
 
 from bson.codec_options import CodecOptions
@@ -88,3 +90,47 @@ def read_batches(client: MongoClient[Any], namespace: str, id_range: IdRange, af
             batch = []
     if batch:
         yield batch
+
+
+class _End:
+    """Marks the end of a prefetched stream, carrying the reader's error if it failed."""
+
+    def __init__(self, error: BaseException | None = None) -> None:
+        self.error = error
+
+
+def prefetch(batches: Iterator[list[RawBSONDocument]], depth: int = 2) -> Iterator[list[RawBSONDocument]]:
+    """Read ahead on a thread of its own, so that the source is read while the target writes.
+
+    Without it a copy worker alternates between waiting on the source and waiting on the target;
+    with it the two overlap and the copy runs at the pace of the slower end.
+    """
+    queue: Queue[list[RawBSONDocument] | _End] = Queue(maxsize=depth)
+    abandoned = threading.Event()
+
+    def produce() -> None:
+        try:
+            for batch in batches:
+                while not abandoned.is_set():
+                    try:
+                        queue.put(batch, timeout=0.1)
+                        break
+                    except Full:
+                        continue
+                if abandoned.is_set():
+                    return
+            queue.put(_End())
+        except BaseException as error:  # handed to the consumer, which raises it
+            queue.put(_End(error))
+
+    threading.Thread(target=produce, name="copy-read", daemon=True).start()
+    try:
+        while True:
+            item = queue.get()
+            if isinstance(item, _End):
+                if item.error is not None:
+                    raise item.error
+                return
+            yield item
+    finally:
+        abandoned.set()

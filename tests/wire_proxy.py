@@ -1,0 +1,100 @@
+"""A MongoDB wire-protocol proxy that answers like a server whose change-stream history is gone.
+
+It forwards every message between a client and a real server (nx-27017), except an `aggregate`
+that resumes a change stream (`$changeStream.resumeAfter`): that one is answered with
+ChangeStreamHistoryLost (code 286), exactly as MongoDB answers when the oplog no longer holds the
+resume point — which nx-27017, keeping its whole history, never does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import struct
+import threading
+from typing import Any
+
+import bson
+
+from tests.support import free_port
+
+OP_MSG = 2013
+
+
+def _command_of(message: bytes) -> dict[str, Any] | None:
+    opcode = struct.unpack_from("<i", message, 12)[0]
+    if opcode != OP_MSG or message[20] != 0:
+        return None
+    length = struct.unpack_from("<i", message, 21)[0]
+    return bson.decode(message[21:21 + length])
+
+
+def _resumes_change_stream(command: dict[str, Any] | None) -> bool:
+    if not command or "aggregate" not in command:
+        return False
+    pipeline = command.get("pipeline") or []
+    first = pipeline[0] if pipeline else {}
+    stage = first.get("$changeStream") if isinstance(first, dict) else None
+    return isinstance(stage, dict) and ("resumeAfter" in stage or "startAfter" in stage)
+
+
+def _history_lost_reply(request: bytes) -> bytes:
+    request_id = struct.unpack_from("<i", request, 4)[0]
+    body = bson.encode({"ok": 0.0, "errmsg": "Resume of change stream was not possible, as the resume point may no "
+                        "longer be in the oplog.", "code": 286, "codeName": "ChangeStreamHistoryLost"})
+    payload = struct.pack("<i", 0) + b"\x00" + body
+    return struct.pack("<iiii", 16 + len(payload), 1, request_id, OP_MSG) + payload
+
+
+class HistoryLostProxy:
+    def __init__(self, upstream_port: int) -> None:
+        self.upstream_port = upstream_port
+        self.port = free_port()
+        self.refused = 0
+        self._loop = asyncio.new_event_loop()
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+
+    @property
+    def uri(self) -> str:
+        return f"mongodb://127.0.0.1:{self.port}/?directConnection=true"
+
+    def start(self) -> HistoryLostProxy:
+        self._thread.start()
+        self._ready.wait(10)
+        return self
+
+    def stop(self) -> None:
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=5)
+
+    def _serve(self) -> None:
+        asyncio.set_event_loop(self._loop)
+        server = self._loop.run_until_complete(asyncio.start_server(self._client, "127.0.0.1", self.port))
+        self._ready.set()
+        try:
+            self._loop.run_forever()
+        finally:
+            server.close()
+
+    async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.upstream_port)
+        try:
+            while True:
+                header = await reader.readexactly(4)
+                message = header + await reader.readexactly(struct.unpack("<i", header)[0] - 4)
+                if _resumes_change_stream(_command_of(message)):
+                    self.refused += 1
+                    writer.write(_history_lost_reply(message))
+                    await writer.drain()
+                    continue
+                up_writer.write(message)
+                await up_writer.drain()
+                reply_header = await up_reader.readexactly(4)
+                reply = reply_header + await up_reader.readexactly(struct.unpack("<i", reply_header)[0] - 4)
+                writer.write(reply)
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            up_writer.close()
+            writer.close()
