@@ -17,7 +17,7 @@ def connect(uri: str, role: str, timeout_ms: int = 5000) -> MongoClient[Any]:
     unreachable = EngineErrorCode.SOURCE_UNREACHABLE if role == "source" else EngineErrorCode.TARGET_UNREACHABLE
     auth_failed = EngineErrorCode.SOURCE_AUTH_FAILED if role == "source" else EngineErrorCode.TARGET_AUTH_FAILED
     lowered = uri.lower()
-    timeouts = {name: timeout_ms for name in ("serverSelectionTimeoutMS", "connectTimeoutMS")
+    timeouts: dict[str, Any] = {name: timeout_ms for name in ("serverSelectionTimeoutMS", "connectTimeoutMS")
                 if name.lower() not in lowered}  # a timeout set in the URI wins
     try:
         client: MongoClient[Any] = MongoClient(uri, appname="livemigrate", **timeouts)
