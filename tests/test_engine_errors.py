@@ -109,3 +109,31 @@ def test_lost_resume_token_says_a_fresh_sync_is_needed(servers: tuple[NxServer, 
     line = error_line(again)
     assert line.startswith("Error: RESUME_TOKEN_LOST: ") and "fresh sync is needed" in line
     assert proxy.refused >= 1
+
+
+def test_ctrl_c_stops_cleanly_and_the_next_run_resumes(servers: tuple[NxServer, NxServer], tmp_path: Path) -> None:
+    import signal
+    import time
+
+    source, target = servers
+    state = tmp_path / "state"
+    log_path = tmp_path / "interrupted.log"
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen([LIVEMIGRATE, "migrate", source.uri, target.uri, "--state-dir", str(state),
+                                    "--capture", "collection"], stdout=log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 60
+        while "replicating changes" not in log_path.read_text() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        with source.client() as client:
+            client.shop.orders.insert_one({"_id": "late", "total": 1})
+        time.sleep(0.5)
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=30) == 130
+    assert "stopping at the next checkpoint" in log_path.read_text()
+    assert "Traceback" not in log_path.read_text()
+
+    resumed = migrate(source.uri, target.uri, state)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "fresh sync" not in resumed.stderr and "replicating changes" in resumed.stderr
+    with target.client() as client:
+        assert client.shop.orders.find_one({"_id": "late"}) == {"_id": "late", "total": 1}
