@@ -17,6 +17,7 @@ import bson
 from pymongo import MongoClient
 
 from tests.support import LIVEMIGRATE
+from tests.support import wait_for as wait_until
 
 _runs = itertools.count(1)
 
@@ -139,15 +140,6 @@ class MigrateProcess:
         assert wait_until(self.replicating, timeout=60), self.log_text()  # its SIGUSR1 handler is in place
         self.process.send_signal(signal.SIGUSR1)
         return self.process.wait(timeout=timeout)
-
-
-def wait_until(predicate: Any, timeout: float, interval: float = 0.05) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(interval)
-    return False
 
 
 def index_shapes(client: MongoClient[Any], database: str, name: str) -> list[tuple[Any, ...]]:

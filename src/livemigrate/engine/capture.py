@@ -9,7 +9,8 @@ stream per collection, which sees only the collections that existed when it star
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -53,13 +54,20 @@ def history_lost(error: OperationFailure) -> bool:
     return error.code in HISTORY_LOST_CODES or "NonResumableChangeStreamError" in labels
 
 
-def _history_lost_error(stream: str, error: OperationFailure) -> EngineError:
-    return EngineError(
-        EngineErrorCode.RESUME_TOKEN_LOST,
-        f"the source no longer has the changes after the saved resume token of stream {stream!r} "
-        f"({error.code}: {(error.details or {}).get('errmsg', error)}); a fresh sync is needed: "
-        "start again with a new --state-dir and --drop-target",
-    )
+@contextmanager
+def history_guard(stream: str) -> Iterator[None]:
+    """Turn the server's "that history is gone" into the error a person can act on."""
+    try:
+        yield
+    except OperationFailure as error:
+        if not history_lost(error):
+            raise
+        raise EngineError(
+            EngineErrorCode.RESUME_TOKEN_LOST,
+            f"the source no longer has the changes after the saved resume token of stream {stream!r} "
+            f"({error.code}: {(error.details or {}).get('errmsg', error)}); a fresh sync is needed: "
+            "start again with a new --state-dir and --drop-target",
+        ) from None
 
 
 class Capture(Protocol):
@@ -79,19 +87,15 @@ class ClusterCapture:
         options: dict[str, Any] = {"full_document": "updateLookup", "max_await_time_ms": max_await_ms}
         if wire_version >= WIRE_VERSION_SHOW_EXPANDED_EVENTS:
             options["show_expanded_events"] = True
-        try:
+        with history_guard(CLUSTER_STREAM):
             self._stream: ChangeStream[Any] = client.watch(resume_after=token, **options)
-        except OperationFailure as error:
-            if history_lost(error):
-                raise _history_lost_error(CLUSTER_STREAM, error) from None
-            raise
 
     def tokens(self) -> dict[str, Any]:
         return {CLUSTER_STREAM: self._stream.resume_token}
 
     def poll(self, max_events: int) -> list[CapturedEvent]:
         found: list[CapturedEvent] = []
-        try:
+        with history_guard(CLUSTER_STREAM):
             while len(found) < max_events:
                 event = self._stream.try_next()
                 if event is None:
@@ -101,10 +105,6 @@ class ClusterCapture:
                           else self._namespaces.wants_database(str(ns.get("db"))))
                 if wanted:
                     found.append(CapturedEvent(CLUSTER_STREAM, event))
-        except OperationFailure as error:
-            if history_lost(error):
-                raise _history_lost_error(CLUSTER_STREAM, error) from None
-            raise
         return found
 
     def close(self) -> None:
@@ -119,13 +119,9 @@ class CollectionCapture:
         self._streams: dict[str, ChangeStream[Any]] = {}
         for namespace in namespaces:
             database, name = namespace.split(".", 1)
-            try:
+            with history_guard(namespace):
                 self._streams[namespace] = client[database][name].watch(
                     resume_after=tokens.get(namespace), full_document="updateLookup", max_await_time_ms=max_await_ms)
-            except OperationFailure as error:
-                if history_lost(error):
-                    raise _history_lost_error(namespace, error) from None
-                raise
 
     def tokens(self) -> dict[str, Any]:
         return {namespace: stream.resume_token for namespace, stream in self._streams.items()}
@@ -135,7 +131,7 @@ class CollectionCapture:
         per_stream = max(1, max_events // max(len(self._streams), 1))
         for namespace, stream in list(self._streams.items()):
             taken = 0
-            try:
+            with history_guard(namespace):
                 while taken < per_stream:
                     event = stream.try_next()
                     if event is None:
@@ -147,10 +143,6 @@ class CollectionCapture:
                         stream.close()
                         del self._streams[namespace]
                         break
-            except OperationFailure as error:
-                if history_lost(error):
-                    raise _history_lost_error(namespace, error) from None
-                raise
         return found
 
     def close(self) -> None:
