@@ -21,8 +21,10 @@ from livemigrate.http.middleware import RequestContextMiddleware
 from livemigrate.http.nonces import NonceBook
 from livemigrate.http.responses import respond
 from livemigrate.settings import Settings, load_secret_key
+from livemigrate.source import inventory_routes as source_inventory_routes
 from livemigrate.source import routes as source_routes
 from livemigrate.source.link import LinkService
+from livemigrate.source.monitor import HostMonitor
 from livemigrate.source.sync import LinkSyncer
 from livemigrate.store.database import Store
 from livemigrate.target import routes as target_routes
@@ -46,10 +48,13 @@ def create_app(settings: Settings, store: Store | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         syncer = LinkSyncer(link_service, settings.link_sync_seconds)
         context.inventory_changed = syncer.inventory_changed
+        monitor = HostMonitor(store, context.secret_box, settings.host_probe_seconds, syncer.inventory_changed)
         syncer.start()
+        monitor.start()
         try:
             yield
         finally:
+            await monitor.stop()
             await syncer.stop()
             await link_service.close()
 
@@ -67,6 +72,7 @@ def create_app(settings: Settings, store: Store | None = None) -> FastAPI:
     app.add_middleware(RequestContextMiddleware, max_body_bytes=settings.max_body_bytes)
     app.include_router(directory_router("source", source_routes.PREFIX))
     app.include_router(source_routes.router)
+    app.include_router(source_inventory_routes.router)
     app.include_router(directory_router("target", target_routes.PREFIX))
     app.include_router(target_routes.router)
     app.mount("/metrics", make_asgi_app())

@@ -31,6 +31,9 @@ class Settings(BaseSettings):
     )
     secret_key_file: Path = DEFAULT_STATE_DIR / "secret.key"
     link_sync_seconds: float = Field(default=60.0, gt=0, description="Interval of the background inventory push.")
+    host_probe_seconds: float = Field(default=60.0, gt=0, description="Interval at which monitored hosts are probed.")
+    migration_host_alive_seconds: float = Field(
+        default=120.0, gt=0, description="A migration host without a heartbeat for this long is not alive.")
     link_push_timeout_seconds: float = Field(default=10.0, gt=0)
     digest_nonce_seconds: float = Field(default=300.0, gt=0, description="Lifetime of a digest nonce.")
     read_cache_seconds: float = Field(

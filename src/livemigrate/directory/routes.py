@@ -85,7 +85,7 @@ def directory_router(side: str, prefix: str) -> APIRouter:
 
         def create() -> dict[str, Any]:
             principal = context.authenticator.authenticate(request)
-            if principal.org_side != side or principal.is_link_key or OrgRole.ORG_OWNER.value not in principal.roles:
+            if principal.org_side != side or principal.purpose != "programmatic" or OrgRole.ORG_OWNER.value not in principal.roles:
                 raise ApiError(ErrorCode.USER_UNAUTHORIZED,
                                "Creating an organization requires an ORG_OWNER key of an organization of this API.",
                                [OrgRole.ORG_OWNER.value])
@@ -219,7 +219,7 @@ def directory_router(side: str, prefix: str) -> APIRouter:
     def list_groups(request: Request) -> Response:
         context = context_of(request)
         principal = context.authenticator.authenticate(request)
-        if principal.is_link_key or principal.org_side != side:
+        if principal.purpose != "programmatic" or principal.org_side != side:
             raise ApiError(ErrorCode.USER_UNAUTHORIZED, "This API key cannot list projects here.")
         found = projects.list_projects(context.store, principal.org_id)
         return respond(request, paginated(request, found, lambda project: views.project_view(request, prefix, project)))

@@ -23,6 +23,8 @@ from livemigrate.store.database import Store
 from livemigrate.store.models import AccessListEntry, ApiKey, Organization
 
 LINK_PURPOSE = "link"
+AGENT_PURPOSE = "agent"
+PROGRAMMATIC_PURPOSE = "programmatic"
 PRINCIPAL_KEY = "livemigrate.principal"
 
 
@@ -36,10 +38,15 @@ class Principal:
     org_side: str
     roles: frozenset[str]
     purpose: str
+    project_id: str | None = None
 
     @property
     def is_link_key(self) -> bool:
         return self.purpose == LINK_PURPOSE
+
+    @property
+    def is_agent_key(self) -> bool:
+        return self.purpose == AGENT_PURPOSE
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,7 +134,7 @@ class Authenticator:
             return None
         first = rows[0]
         principal = Principal(first.id, first.public_key, first.org_id, first.side, frozenset(first.roles),
-                              first.purpose)
+                              first.purpose, first.project_id)
         return _KeyRecord(
             principal=principal,
             ha1={"MD5": first.ha1_md5, "SHA-256": first.ha1_sha256},
@@ -138,7 +145,8 @@ class Authenticator:
 
 
 _KEY_QUERY = (
-    select(ApiKey.id, ApiKey.public_key, ApiKey.org_id, ApiKey.roles, ApiKey.purpose, ApiKey.ha1_md5,
+    select(ApiKey.id, ApiKey.public_key, ApiKey.org_id, ApiKey.roles, ApiKey.purpose, ApiKey.project_id,
+           ApiKey.ha1_md5,
            ApiKey.ha1_sha256, ApiKey.revoked_at, Organization.side, Organization.api_access_list_required,
            AccessListEntry.cidr_block)
     .join(Organization, Organization.id == ApiKey.org_id)
@@ -164,14 +172,19 @@ def check_org_id(org_id: str) -> None:
 
 def require_org_role(principal: Principal, org_id: str, role: OrgRole) -> None:
     """Role failures answer 401, as Cloud Manager documents, naming the role required."""
-    if principal.is_link_key:
-        raise ApiError(
-            ErrorCode.USER_UNAUTHORIZED,
-            "This API key belongs to a link-token and may only be used on the link channel.",
-        )
+    if principal.purpose != PROGRAMMATIC_PURPOSE:
+        reach = "the link channel" if principal.is_link_key else "its project's migration-host calls"
+        raise ApiError(ErrorCode.USER_UNAUTHORIZED, f"This {principal.purpose} API key may only be used on {reach}.")
     if principal.org_id != org_id or not satisfies(principal.roles, role):
         raise ApiError(
             ErrorCode.USER_UNAUTHORIZED,
             f"The API key is not authorized for this resource: the {role.value} role on organization {org_id} is required.",
             [role.value],
         )
+
+
+def require_agent_key(principal: Principal, project_id: str) -> None:
+    """Only an agent API key of this very project may speak for its migration hosts."""
+    if not principal.is_agent_key or principal.project_id != project_id:
+        raise ApiError(ErrorCode.USER_UNAUTHORIZED,
+                       f"Only an agent API key of group {project_id} may call this resource.", [project_id])

@@ -125,7 +125,8 @@ class LinkService:
         return result
 
     async def _push(self, org_id: str, credentials: LinkCredentials) -> PushResult:
-        inventory = await run_in_threadpool(build_inventory, self._store, org_id)
+        inventory = await run_in_threadpool(build_inventory, self._store, org_id,
+                                            self._settings.migration_host_alive_seconds)
         channel = await self._channel(org_id, credentials)
         return await channel.push_inventory(credentials.target_org_id, org_id, inventory)
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, DateTime, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy import JSON, Boolean, DateTime, Float, ForeignKey, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
 
@@ -52,7 +52,8 @@ class Organization(Base):
 
 
 class ApiKey(Base):
-    """A programmatic API key. `purpose` is 'programmatic' or 'link' (a target key behind a link-token)."""
+    """An API key. `purpose` is 'programmatic', 'link' (a target key behind a link-token) or 'agent'
+    (a source project's agent API key, which a migration host authenticates with)."""
 
     __tablename__ = "api_keys"
 
@@ -64,6 +65,8 @@ class ApiKey(Base):
     description: Mapped[str] = mapped_column(String(250), default="")
     roles: Mapped[list[str]] = mapped_column(JSON, default=list)
     purpose: Mapped[str] = mapped_column(String(16), default="programmatic")
+    # Agent keys ('agent') belong to one project of a source org.
+    project_id: Mapped[str | None] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"), nullable=True)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
     revoked_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
 
@@ -144,3 +147,44 @@ class SourceLink(Base):
     consecutive_failures: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, onupdate=utcnow)
+
+
+class SourceHost(Base):
+    """Source side: a monitored MongoDB host of a project, its encrypted credentials and what the
+    last probe of it found (`cluster_name` groups the hosts of one deployment)."""
+
+    __tablename__ = "source_hosts"
+    __table_args__ = (UniqueConstraint("project_id", "hostname", "port"),)
+
+    id: Mapped[str] = mapped_column(String(24), primary_key=True)
+    project_id: Mapped[str] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"), index=True)
+    hostname: Mapped[str] = mapped_column(String(255))
+    port: Mapped[int] = mapped_column(Integer)
+    username: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    password_encrypted: Mapped[str | None] = mapped_column(Text, nullable=True)
+    auth_mechanism: Mapped[str] = mapped_column(String(32), default="NONE")
+    ssl_enabled: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    cluster_name: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    replica_set_name: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    version: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    feature_compatibility_version: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    sharded: Mapped[bool] = mapped_column(Boolean, default=False)
+    data_size_bytes: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    oplog_size_mb: Mapped[float | None] = mapped_column(Float, nullable=True)
+    last_ping_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+
+class MigrationHost(Base):
+    """Source side: a machine running `livemigrate agent` for a project, known by its heartbeats."""
+
+    __tablename__ = "migration_hosts"
+    __table_args__ = (UniqueConstraint("project_id", "hostname"),)
+
+    id: Mapped[str] = mapped_column(String(24), primary_key=True)
+    project_id: Mapped[str] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"), index=True)
+    hostname: Mapped[str] = mapped_column(String(255))
+    agent_version: Mapped[str] = mapped_column(String(64), default="")
+    first_seen_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    last_heartbeat_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)

@@ -1,0 +1,47 @@
+"""The host monitor: probe every registered host on an interval, and re-push inventories that changed."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+
+from starlette.concurrency import run_in_threadpool
+
+from livemigrate.crypto import SecretBox
+from livemigrate.source.hosts import refresh_hosts
+from livemigrate.store.database import Store
+
+log = logging.getLogger("livemigrate.source.monitor")
+
+
+class HostMonitor:
+    def __init__(self, store: Store, secret_box: SecretBox, interval_seconds: float,
+                 inventory_changed: Callable[[str], None]) -> None:
+        self._store = store
+        self._secret_box = secret_box
+        self._interval = interval_seconds
+        self._inventory_changed = inventory_changed
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="host-monitor")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(self._interval)
+            try:
+                changed = await run_in_threadpool(refresh_hosts, self._store, self._secret_box)
+            except Exception:
+                log.exception("host monitoring round failed")
+                continue
+            for org_id in changed:
+                self._inventory_changed(org_id)
