@@ -21,12 +21,14 @@ from livemigrate.http.middleware import RequestContextMiddleware
 from livemigrate.http.nonces import NonceBook
 from livemigrate.http.responses import respond
 from livemigrate.settings import Settings, load_secret_key
+from livemigrate.source import agent_routes as source_agent_routes
 from livemigrate.source import inventory_routes as source_inventory_routes
 from livemigrate.source import routes as source_routes
 from livemigrate.source.link import LinkService
 from livemigrate.source.monitor import HostMonitor
 from livemigrate.source.sync import LinkSyncer
 from livemigrate.store.database import Store
+from livemigrate.target import migration_routes as target_migration_routes
 from livemigrate.target import routes as target_routes
 
 log = logging.getLogger("livemigrate")
@@ -68,13 +70,16 @@ def create_app(settings: Settings, store: Store | None = None) -> FastAPI:
     )
     app.state.context = context
     app.state.link_service = link_service
+    app.state.background_tasks = set()  # validations running; kept referenced until done
     exception_handlers.install(app)
     app.add_middleware(RequestContextMiddleware, max_body_bytes=settings.max_body_bytes)
     app.include_router(directory_router("source", source_routes.PREFIX))
     app.include_router(source_routes.router)
     app.include_router(source_inventory_routes.router)
+    app.include_router(source_agent_routes.router)
     app.include_router(directory_router("target", target_routes.PREFIX))
     app.include_router(target_routes.router)
+    app.include_router(target_migration_routes.router)
     app.mount("/metrics", make_asgi_app())
 
     @app.get("/healthz", summary="Liveness, without authentication", tags=["operations"])

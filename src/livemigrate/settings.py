@@ -34,6 +34,12 @@ class Settings(BaseSettings):
     host_probe_seconds: float = Field(default=60.0, gt=0, description="Interval at which monitored hosts are probed.")
     migration_host_alive_seconds: float = Field(
         default=120.0, gt=0, description="A migration host without a heartbeat for this long is not alive.")
+    cutover_window_hours: float = Field(
+        default=120.0, gt=0, description="A migration ready for cutover this long without one becomes EXPIRED.")
+    agent_retries: int = Field(default=5, ge=0, description="Retries of a job whose source or target cannot be reached.")
+    agent_retry_seconds: float = Field(default=2.0, gt=0, description="First wait between retries; doubled each time.")
+    agent_ready_lag_seconds: float = Field(default=5.0, gt=0, description="Lag under which a job is readyForCutover.")
+    agent_capture: str = Field(default="auto", description="Change capture of the agent's jobs: auto, cluster, collection.")
     link_push_timeout_seconds: float = Field(default=10.0, gt=0)
     digest_nonce_seconds: float = Field(default=300.0, gt=0, description="Lifetime of a digest nonce.")
     read_cache_seconds: float = Field(

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import typer
 
+from livemigrate.cli import agent as agent_command
 from livemigrate.cli import engine as engine_commands
 from livemigrate.cli.link import source_link, target_link_token
 from livemigrate.cli.output import OUTPUT_OPTION, OutputFormat, console
@@ -27,6 +28,7 @@ app.add_typer(target_app, name="target")
 app.add_typer(admin_app, name="admin")
 source_app.add_typer(source_link, name="link")
 app.command("migrate")(engine_commands.migrate)
+app.command("agent")(agent_command.agent)
 app.command("verify")(engine_commands.verify)
 target_app.add_typer(target_link_token, name="link-token")
 

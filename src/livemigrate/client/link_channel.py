@@ -45,6 +45,23 @@ class LinkChannel:
     async def aclose(self) -> None:
         await self._client.aclose()
 
+    async def list_jobs(self, target_org_id: str, source_org_id: str) -> list[dict[str, Any]]:
+        """The running migrations of this source org (they carry connection strings: never log them)."""
+        try:
+            response = await self._client.get(f"/orgs/{target_org_id}/liveMigrations/links/{source_org_id}/jobs")
+        except httpx.HTTPError as error:
+            raise LinkCallFailed(f"target unreachable: {type(error).__name__}: {error}") from None
+        return list((await _checked(response))["results"])
+
+    async def report_progress(self, target_org_id: str, source_org_id: str, job_id: str,
+                              report: dict[str, Any]) -> dict[str, Any]:
+        try:
+            response = await self._client.patch(
+                f"/orgs/{target_org_id}/liveMigrations/links/{source_org_id}/jobs/{job_id}", json=report)
+        except httpx.HTTPError as error:
+            raise LinkCallFailed(f"target unreachable: {type(error).__name__}: {error}") from None
+        return dict(await _checked(response))
+
     async def push_inventory(self, target_org_id: str, source_org_id: str, inventory: dict[str, Any]) -> PushResult:
         path = f"/orgs/{target_org_id}/liveMigrations/links/{source_org_id}"
         try:
@@ -56,3 +73,14 @@ class LinkChannel:
         refusal = ApiCallError.from_response(response)
         outcome = PushOutcome.REJECTED if response.status_code in _REJECTING_STATUSES else PushOutcome.UNREACHABLE
         return PushResult(outcome, f"{refusal.error_code}: {refusal.detail}")
+
+
+class LinkCallFailed(Exception):
+    """A job call over the link did not get an answer it could use; the message says why."""
+
+
+async def _checked(response_or_error: httpx.Response) -> Any:
+    if response_or_error.status_code >= 400:
+        refusal = ApiCallError.from_response(response_or_error)
+        raise LinkCallFailed(f"the target answered {refusal.status} {refusal.error_code}: {refusal.detail}")
+    return response_or_error.json()

@@ -10,6 +10,7 @@ import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from urllib.parse import quote_plus
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
@@ -127,3 +128,20 @@ def _observed(host: SourceHost) -> tuple[object, ...]:
 
 def iso(moment: datetime | None) -> str | None:
     return moment.strftime("%Y-%m-%dT%H:%M:%SZ") if moment else None
+
+
+def cluster_uri(deployment: Deployment, secret_box: SecretBox, username: str | None, password: str | None,
+                ssl: bool) -> str:
+    """A connection string to the whole deployment for the migration host; it carries a password, so
+    it is handed only to the agent of the project and never logged. The migration request's
+    credentials win over the ones registered for monitoring."""
+    first = address_of(deployment.primary, secret_box)
+    user, secret = (username, password) if username else (first.username, first.password)
+    credentials = f"{quote_plus(user)}:{quote_plus(secret or '')}@" if user and (username or
+                                                                                 first.auth_mechanism != "NONE") else ""
+    members = ",".join(f"{host.hostname}:{host.port}" for host in deployment.hosts)
+    options = [f"replicaSet={deployment.primary.replica_set_name}"] if deployment.primary.replica_set_name \
+        else ["directConnection=true"]
+    if ssl or first.ssl_enabled:
+        options.append("tls=true")
+    return f"mongodb://{credentials}{members}/?{'&'.join(options)}"

@@ -9,15 +9,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import bindparam, select
 from starlette.concurrency import run_in_threadpool
 
 from livemigrate import link_token
-from livemigrate.client.link_channel import LinkChannel, PushOutcome, PushResult
+from livemigrate.client.link_channel import LinkCallFailed, LinkChannel, PushOutcome, PushResult
 from livemigrate.crypto import SecretBox
 from livemigrate.http.errors import ApiError, ErrorCode
 from livemigrate.settings import Settings
@@ -51,6 +53,7 @@ class LinkService:
         self._settings = settings
         self._locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         self._channels: dict[str, tuple[str, LinkChannel]] = {}
+        self._jobs: dict[str, tuple[float, list[dict[str, Any]]]] = {}
         self._statuses: GenerationCache[str, str] = GenerationCache(store, settings.read_cache_seconds)
 
     # --- reads ---------------------------------------------------------------------------------
@@ -74,6 +77,9 @@ class LinkService:
         with self._store.engine.connect() as connection:
             return connection.execute(_STATUS_QUERY, {"org_id": org_id}).scalar()
 
+    def is_linked(self, org_id: str) -> bool:
+        return self._credentials_of(org_id) is not None
+
     def linked_org_ids(self) -> list[str]:
         with self._store.read() as session:
             return list(session.scalars(select(SourceLink.source_org_id)))
@@ -89,6 +95,10 @@ class LinkService:
         credentials = LinkCredentials(claims.targetOrgId, claims.targetBaseUrl, claims.publicKey,
                                       claims.privateKey, link_token.fingerprint(token_text))
         async with self._locks[org_id]:
+            current = await run_in_threadpool(self._credentials_of, org_id)
+            if current is not None and current.fingerprint != credentials.fingerprint:
+                await self._refuse_while_running(org_id, current, ErrorCode.CANNOT_RELINK_ORG_WITH_RUNNING_LIVE_EXPORT,
+                                                 "relinked to another target")
             result = await self._push(org_id, credentials)
             if result.outcome is PushOutcome.REJECTED:
                 log.warning("link connect refused: source_org=%s target_org=%s reason=%s",
@@ -102,9 +112,50 @@ class LinkService:
 
     async def delete(self, org_id: str) -> None:
         async with self._locks[org_id]:
+            current = await run_in_threadpool(self._credentials_of, org_id)
+            if current is None:
+                raise _link_not_found(org_id)
+            await self._refuse_while_running(org_id, current, ErrorCode.CANNOT_DELETE_ORG_LINK_WITH_RUNNING_LIVE_EXPORT,
+                                             "deleted")
             await run_in_threadpool(self._delete_link, org_id)
             await self._drop_channel(org_id)
         log.info("link deleted: source_org=%s", org_id)
+
+    # --- migration jobs, relayed between the migration hosts and the target ---------------------
+
+    async def jobs(self, org_id: str, max_age_seconds: float = 1.0) -> list[dict[str, Any]]:
+        """The org's running migrations as the target lists them, fetched at most every `max_age_seconds`."""
+        cached = self._jobs.get(org_id)
+        if cached is not None and time.monotonic() - cached[0] <= max_age_seconds:
+            return cached[1]
+        credentials = await run_in_threadpool(self._credentials_of, org_id)
+        if credentials is None:
+            raise _link_not_found(org_id)
+        channel = await self._channel(org_id, credentials)
+        found = await channel.list_jobs(credentials.target_org_id, org_id)
+        self._jobs[org_id] = (time.monotonic(), found)
+        return found
+
+    async def report_progress(self, org_id: str, job_id: str, report: dict[str, Any]) -> dict[str, Any]:
+        credentials = await run_in_threadpool(self._credentials_of, org_id)
+        if credentials is None:
+            raise _link_not_found(org_id)
+        channel = await self._channel(org_id, credentials)
+        return await channel.report_progress(credentials.target_org_id, org_id, job_id, report)
+
+    async def _refuse_while_running(self, org_id: str, credentials: LinkCredentials, code: ErrorCode,
+                                    action: str) -> None:
+        """409 when a migration of the org runs; when the target cannot say, the last list it gave decides."""
+        try:
+            channel = await self._channel(org_id, credentials)
+            running = await channel.list_jobs(credentials.target_org_id, org_id)
+            self._jobs[org_id] = (time.monotonic(), running)
+        except LinkCallFailed:
+            running = self._jobs.get(org_id, (0.0, []))[1]
+        projects = sorted({str(job["sourceProjectId"]) for job in running})
+        if projects:
+            raise ApiError(code, f"Organization {org_id} cannot be {action} while a live migration of its project(s) "
+                                 f"{', '.join(projects)} is running.", projects)
 
     # --- background push ---------------------------------------------------------------------------
 

@@ -16,6 +16,14 @@ from pymongo.errors import PyMongoError
 from livemigrate.engine.errors import redact
 
 PROBE_TIMEOUT_MS = 3000
+# The release that introduced each wire version: the version a server reports by its wire
+# protocol when buildInfo does not name one.
+RELEASE_OF_WIRE_VERSION = {6: "3.6", 7: "4.0", 8: "4.2", 9: "4.4", 13: "5.0", 17: "6.0", 21: "7.0", 25: "8.0"}
+
+
+def release_of(max_wire_version: int) -> str | None:
+    known = [wire for wire in RELEASE_OF_WIRE_VERSION if wire <= max_wire_version]
+    return RELEASE_OF_WIRE_VERSION[max(known)] if known else None
 
 
 @dataclass(frozen=True)
@@ -82,7 +90,7 @@ def probe(address: HostAddress) -> ProbeResult:
             return ProbeResult(
                 reachable=True,
                 replica_set_name=hello.get("setName"),
-                version=build.get("version"),
+                version=build.get("version") or release_of(int(hello.get("maxWireVersion", 0))),
                 feature_compatibility_version=_fcv(client),
                 sharded=hello.get("msg") == "isdbgrid",
                 data_size_bytes=int(databases.get("totalSize") or 0),

@@ -188,3 +188,64 @@ class MigrationHost(Base):
     agent_version: Mapped[str] = mapped_column(String(64), default="")
     first_seen_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
     last_heartbeat_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+
+class TargetCluster(Base):
+    """Target side: an existing MongoDB deployment registered to a project by connection string
+    (kept encrypted: it usually carries a password)."""
+
+    __tablename__ = "target_clusters"
+    __table_args__ = (UniqueConstraint("project_id", "name"),)
+
+    id: Mapped[str] = mapped_column(String(24), primary_key=True)
+    project_id: Mapped[str] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(64))
+    uri_encrypted: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+
+class LiveMigration(Base):
+    """Target side: a push live migration of a source deployment into a target cluster, and the
+    progress its migration host last reported."""
+
+    __tablename__ = "live_migrations"
+
+    id: Mapped[str] = mapped_column(String(24), primary_key=True)
+    project_id: Mapped[str] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"), index=True)
+    target_org_id: Mapped[str] = mapped_column(String(24), index=True)
+    source_org_id: Mapped[str] = mapped_column(String(24), index=True)
+    source_project_id: Mapped[str] = mapped_column(String(24))
+    source_cluster_name: Mapped[str] = mapped_column(String(255))
+    source_username: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    source_password_encrypted: Mapped[str | None] = mapped_column(Text, nullable=True)
+    source_ssl: Mapped[bool] = mapped_column(Boolean, default=False)
+    destination_cluster_name: Mapped[str] = mapped_column(String(64))
+    hostname_schema_type: Mapped[str] = mapped_column(String(16), default="PUBLIC")
+    migration_host: Mapped[str] = mapped_column(String(255))
+    drop_destination_data: Mapped[bool] = mapped_column(Boolean, default=False)
+    sharding: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    status: Mapped[str] = mapped_column(String(16), default="NEW")
+    phase: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    lag_time_seconds: Mapped[float | None] = mapped_column(Float, nullable=True)
+    ready_for_cutover: Mapped[bool] = mapped_column(Boolean, default=False)
+    ready_since: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    cutover_requested_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    copied_documents: Mapped[int] = mapped_column(Integer, default=0)
+    total_documents: Mapped[int] = mapped_column(Integer, default=0)
+    progress: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    error_message: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, onupdate=utcnow)
+
+
+class LiveMigrationValidation(Base):
+    """Target side: a validation of a migration request; PENDING until the checks have run."""
+
+    __tablename__ = "live_migration_validations"
+
+    id: Mapped[str] = mapped_column(String(24), primary_key=True)
+    project_id: Mapped[str] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"), index=True)
+    source_project_id: Mapped[str] = mapped_column(String(24))
+    status: Mapped[str] = mapped_column(String(16), default="PENDING")
+    error_message: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)

@@ -1,0 +1,132 @@
+"""One job on a migration host: the engine in a thread, retried when an end cannot be reached, and its
+latest progress turned into the report the target expects.
+
+Retries: an unreachable source or target (or a driver error mid-run) is retried `retries` times,
+waiting `retry_seconds`, then twice that, and so on; each retry resumes from the job's checkpoints.
+After the last one the job ends FAILED with the engine's sentence, which names the end at fault.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pymongo.errors import PyMongoError
+
+from livemigrate.engine import CaptureScope, EngineError, Migration, MigrationEvent, MigrationOptions
+from livemigrate.engine.checkpoints import SqliteCheckpointStore
+from livemigrate.engine.errors import EngineErrorCode, redact
+from livemigrate.engine.events import Phase
+
+log = logging.getLogger("livemigrate.agent")
+
+RETRYABLE = frozenset({EngineErrorCode.SOURCE_UNREACHABLE, EngineErrorCode.TARGET_UNREACHABLE,
+                       EngineErrorCode.SOURCE_FAILED, EngineErrorCode.TARGET_FAILED})
+
+
+@dataclass(frozen=True)
+class RunnerSettings:
+    state_dir: Path
+    capture: CaptureScope
+    retries: int
+    retry_seconds: float
+    ready_lag_seconds: float
+
+
+class JobRunner:
+    def __init__(self, job: dict[str, Any], settings: RunnerSettings) -> None:
+        self.job_id = str(job["id"])
+        self._source_uri = str(job["sourceUri"])
+        self._target_uri = str(job["destinationUri"])
+        self._settings = settings
+        self._options = MigrationOptions(drop_target=bool(job.get("dropDestinationData")), capture=settings.capture)
+        self._lock = threading.Lock()
+        self._latest: MigrationEvent | None = None
+        self._final: dict[str, Any] | None = None
+        self._stopping = threading.Event()
+        self._cutover = threading.Event()
+        self._migration: Migration | None = None
+        self._thread = threading.Thread(target=self._run, name=f"job-{self.job_id}", daemon=True)
+
+    def start(self) -> JobRunner:
+        self._thread.start()
+        return self
+
+    def request_cutover(self) -> None:
+        self._cutover.set()
+        with self._lock:
+            if self._migration is not None:
+                self._migration.request_cutover()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        with self._lock:
+            if self._migration is not None:
+                self._migration.stop()
+
+    def join(self, timeout: float | None = None) -> None:
+        self._thread.join(timeout)
+
+    @property
+    def finished(self) -> bool:
+        return self._final is not None
+
+    def report(self) -> dict[str, Any]:
+        """What to tell the target now: the final outcome once there is one, else the latest progress."""
+        if self._final is not None:
+            return self._final
+        with self._lock:
+            event = self._latest
+        if event is None:
+            return {"status": "WORKING", "phase": "STARTING"}
+        lag = event.lag_seconds
+        ready = event.phase is Phase.REPLICATING and lag is not None and lag <= self._settings.ready_lag_seconds
+        return {
+            "status": "WORKING", "phase": event.phase.value, "lagTimeSeconds": lag, "readyForCutover": ready,
+            "copiedDocuments": event.copied, "totalDocuments": event.total,
+            "namespaces": [{"namespace": p.namespace, "copied": p.copied, "total": p.total, "done": p.done}
+                           for p in event.namespaces],
+        }
+
+    def _on_event(self, event: MigrationEvent) -> None:
+        with self._lock:
+            self._latest = event
+
+    def _run(self) -> None:
+        checkpoints = SqliteCheckpointStore(self._settings.state_dir / self.job_id)
+        failures = 0
+        try:
+            while not self._stopping.is_set():
+                migration = Migration(self._source_uri, self._target_uri, self._options, checkpoints, self._on_event)
+                with self._lock:
+                    self._migration = migration
+                if self._cutover.is_set():
+                    migration.request_cutover()
+                try:
+                    result = migration.run()
+                except (EngineError, PyMongoError) as error:
+                    retryable = not isinstance(error, EngineError) or error.code in RETRYABLE
+                    message = redact(str(error), self._source_uri, self._target_uri)
+                    failures += 1
+                    if not retryable or failures > self._settings.retries:
+                        attempts = f" after {failures} attempts" if retryable else ""
+                        log.error("job %s failed%s: %s", self.job_id, attempts, message)
+                        self._final = {"status": "FAILED", "errorMessage": f"{message}{attempts}"}
+                        return
+                    wait = self._settings.retry_seconds * 2 ** (failures - 1)
+                    log.warning("job %s: %s; retry %d of %d in %.1f s", self.job_id, message, failures,
+                                self._settings.retries, wait)
+                    self._stopping.wait(wait)
+                    continue
+                if result.phase is Phase.COMPLETE:
+                    self._final = {"status": "COMPLETE", "phase": "COMPLETE", "lagTimeSeconds": 0,
+                                   "readyForCutover": False}
+                elif result.phase is Phase.FAILED:
+                    self._final = {"status": "FAILED", "errorMessage": "verification after cutover found differences "
+                                                                       "between source and destination"}
+                return
+        finally:
+            checkpoints.close()

@@ -1,0 +1,50 @@
+"""`livemigrate agent`: run a migration host."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import socket
+from pathlib import Path
+from types import FrameType
+
+import typer
+
+
+def agent(
+    base_url: str = typer.Option(..., "--base-url", envvar="LIVEMIGRATE_BASE_URL", help="Source API root URL."),
+    group: str = typer.Option(..., "--group", help="Source project (group) id the agent key belongs to."),
+    agent_key: str = typer.Option(..., "--agent-key", envvar="LIVEMIGRATE_AGENT_KEY",
+                                  help="Agent API key of the project (env LIVEMIGRATE_AGENT_KEY)."),
+    hostname: str = typer.Option(socket.getfqdn(), "--hostname", help="The name this migration host reports."),
+    state_dir: Path = typer.Option(Path(".livemigrate/agent"), "--state-dir", help="Where job checkpoints are kept."),
+) -> None:
+    """Heartbeat as a migration host of the project, run the migrations assigned to it, report progress."""
+    from livemigrate.agent.host import MigrationHostAgent
+    from livemigrate.agent.runner import RunnerSettings
+    from livemigrate.client.agent_api import AgentApi
+    from livemigrate.engine import CaptureScope
+    from livemigrate.settings import Settings
+
+    settings = Settings()
+    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for noisy in ("httpx", "httpcore"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    try:
+        api = AgentApi(base_url, group, agent_key)
+    except ValueError as error:
+        typer.echo(f"Error: {error}", err=True)
+        raise typer.Exit(2) from None
+    host = MigrationHostAgent(api, hostname, RunnerSettings(
+        state_dir=state_dir, capture=CaptureScope(settings.agent_capture), retries=settings.agent_retries,
+        retry_seconds=settings.agent_retry_seconds, ready_lag_seconds=settings.agent_ready_lag_seconds))
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        host.stop()
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    try:
+        host.run()
+    finally:
+        api.close()

@@ -1,0 +1,224 @@
+"""Target-side (Atlas role) routes for clusters and push live migrations, and the link channel's job calls."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+from typing import Any, Literal
+
+from fastapi import APIRouter
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StrictStr, model_validator
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import Response
+
+from livemigrate.context import AppContext, context_of
+from livemigrate.directory.projects import find_project
+from livemigrate.directory.views import iso, self_links
+from livemigrate.http.auth import check_org_id
+from livemigrate.http.bodies import openapi_body, parse_body
+from livemigrate.http.pagination import paginated
+from livemigrate.http.responses import respond
+from livemigrate.http.roles import OrgRole
+from livemigrate.store.models import Project, TargetCluster
+from livemigrate.target import clusters, migrations
+from livemigrate.target.links import require_link_key
+
+PREFIX = "/api/atlas/v2"
+SIDE = "target"
+
+router = APIRouter(prefix=PREFIX, tags=["target: live migrations"])
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ClusterRequest(Strict):
+    name: StrictStr = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_]*$")
+    connectionString: StrictStr = Field(min_length=10, max_length=4096)
+
+
+class SourceRequest(Strict):
+    clusterName: StrictStr
+    groupId: StrictStr
+    managedAuthentication: StrictBool = False
+    ssl: StrictBool = False
+    caCertificatePath: StrictStr | None = None
+    username: StrictStr | None = None
+    password: StrictStr | None = None
+
+
+class DestinationRequest(Strict):
+    clusterName: StrictStr
+    groupId: StrictStr
+    hostnameSchemaType: Literal["PUBLIC", "PRIVATE_LINK", "VPC_PEERING"] = "PUBLIC"
+
+
+class LiveMigrationRequest(Strict):
+    source: SourceRequest
+    destination: DestinationRequest
+    migrationHosts: list[StrictStr] = Field(min_length=1, max_length=1)
+    dropDestinationData: StrictBool | None = None
+    dropEnabled: StrictBool | None = None  # the older name of dropDestinationData
+    sharding: dict[str, Any] | None = None
+
+    @model_validator(mode="after")
+    def one_drop_flag(self) -> LiveMigrationRequest:
+        if self.dropDestinationData is not None and self.dropEnabled is not None \
+                and self.dropDestinationData != self.dropEnabled:
+            raise ValueError("dropDestinationData and its alias dropEnabled disagree")
+        return self
+
+    def to_request(self) -> migrations.MigrationRequest:
+        source = self.source
+        return migrations.MigrationRequest(
+            source=migrations.SourceSpec(source.clusterName, source.groupId, source.managedAuthentication, source.ssl,
+                                         source.caCertificatePath, source.username, source.password),
+            destination_cluster_name=self.destination.clusterName, destination_group_id=self.destination.groupId,
+            hostname_schema_type=self.destination.hostnameSchemaType, migration_host=self.migrationHosts[0],
+            drop_destination_data=bool(self.dropDestinationData if self.dropDestinationData is not None
+                                       else self.dropEnabled),
+            sharding=self.sharding)
+
+
+class ProgressReport(Strict):
+    status: Literal["WORKING", "COMPLETE", "FAILED"] = "WORKING"
+    phase: StrictStr | None = None
+    lagTimeSeconds: StrictFloat | StrictInt | None = None
+    readyForCutover: StrictBool = False
+    copiedDocuments: StrictInt = 0
+    totalDocuments: StrictInt = 0
+    namespaces: list[dict[str, Any]] | None = None
+    errorMessage: StrictStr | None = None
+
+
+def window(context: AppContext) -> timedelta:
+    return timedelta(hours=context.settings.cutover_window_hours)
+
+
+def _project(context: AppContext, request: Request, group_id: str, role: OrgRole) -> Project:
+    context.authenticator.authenticate(request)
+    project = find_project(context.store, group_id, SIDE)
+    context.authorize(request, project.org_id, SIDE, role)
+    return project
+
+
+def cluster_view(request: Request, cluster: TargetCluster) -> dict[str, Any]:
+    return {"id": cluster.id, "name": cluster.name, "groupId": cluster.project_id, "created": iso(cluster.created_at),
+            "links": self_links(request, PREFIX, f"/groups/{cluster.project_id}/clusters/{cluster.name}")}
+
+
+@router.post("/groups/{group_id}/clusters", summary="Register an existing deployment by connection string",
+             openapi_extra=openapi_body(ClusterRequest))
+async def register_cluster(request: Request, group_id: str) -> Response:
+    context = context_of(request)
+    await context.authenticator.authenticate_async(request)
+    body = await parse_body(request, ClusterRequest, allow_atlas_versioned=True)
+
+    def register() -> dict[str, Any]:
+        project = _project(context, request, group_id, OrgRole.ORG_OWNER)
+        cluster = clusters.register_cluster(context.store, context.secret_box, project.id, body.name,
+                                            body.connectionString)
+        return cluster_view(request, cluster)
+
+    return respond(request, await run_in_threadpool(register), 201)
+
+
+@router.get("/groups/{group_id}/clusters", summary="Clusters registered in the group (never their connection strings)")
+def list_clusters(request: Request, group_id: str) -> Response:
+    context = context_of(request)
+    project = _project(context, request, group_id, OrgRole.ORG_READ_ONLY)
+    return respond(request, paginated(request, clusters.list_clusters(context.store, project.id),
+                                      lambda cluster: cluster_view(request, cluster)))
+
+
+@router.post("/groups/{group_id}/liveMigrations/validate", summary="Validate a migration request (PENDING at once)",
+             openapi_extra=openapi_body(LiveMigrationRequest))
+async def validate(request: Request, group_id: str) -> Response:
+    context = context_of(request)
+    await context.authenticator.authenticate_async(request)
+    body = await parse_body(request, LiveMigrationRequest, allow_atlas_versioned=True)
+    migration_request = body.to_request()
+
+    def start() -> tuple[Project, Any]:
+        project = _project(context, request, group_id, OrgRole.ORG_OWNER)
+        return project, migrations.start_validation(context.store, project.id, migration_request)
+
+    project, validation = await run_in_threadpool(start)
+    task = asyncio.create_task(run_in_threadpool(migrations.run_validation, context.store, context.secret_box,
+                                                 project.org_id, validation.id, migration_request))
+    request.app.state.background_tasks.add(task)
+    task.add_done_callback(request.app.state.background_tasks.discard)
+    return respond(request, migrations.validation_view(validation))
+
+
+@router.get("/groups/{group_id}/liveMigrations/validate/{validation_id}", summary="One validation")
+def get_validation(request: Request, group_id: str, validation_id: str) -> Response:
+    context = context_of(request)
+    project = _project(context, request, group_id, OrgRole.ORG_OWNER)
+    return respond(request, migrations.validation_view(migrations.get_validation(context.store, project.id,
+                                                                                 validation_id)))
+
+
+@router.post("/groups/{group_id}/liveMigrations", summary="Create a push live migration",
+             openapi_extra=openapi_body(LiveMigrationRequest))
+async def create(request: Request, group_id: str) -> Response:
+    context = context_of(request)
+    await context.authenticator.authenticate_async(request)
+    body = await parse_body(request, LiveMigrationRequest, allow_atlas_versioned=True)
+
+    def create_it() -> dict[str, Any]:
+        project = _project(context, request, group_id, OrgRole.ORG_OWNER)
+        migration = migrations.create_migration(context.store, context.secret_box, project.org_id, project.id,
+                                                body.to_request())
+        return migrations.migration_view(migration)
+
+    return respond(request, await run_in_threadpool(create_it), 201)
+
+
+@router.get("/groups/{group_id}/liveMigrations/{migration_id}", summary="One live migration")
+def get_migration(request: Request, group_id: str, migration_id: str) -> Response:
+    context = context_of(request)
+    project = _project(context, request, group_id, OrgRole.ORG_MEMBER)
+    return respond(request, migrations.migration_view(
+        migrations.get_migration(context.store, project.id, migration_id, window(context))))
+
+
+@router.put("/groups/{group_id}/liveMigrations/{migration_id}/cutover", summary="Cut over: drain, verify, complete",
+            status_code=202)
+def cutover(request: Request, group_id: str, migration_id: str) -> Response:
+    context = context_of(request)
+    project = _project(context, request, group_id, OrgRole.ORG_OWNER)
+    migrations.request_cutover(context.store, project.id, migration_id, window(context))
+    return respond(request, None, 202)
+
+
+@router.get("/orgs/{org_id}/liveMigrations/links/{source_org_id}/jobs",
+            summary="Link channel: the running migrations of a linked source org")
+def jobs(request: Request, org_id: str, source_org_id: str) -> Response:
+    context = context_of(request)
+    principal = context.authenticator.authenticate(request)
+    check_org_id(org_id)
+    check_org_id(source_org_id)
+    require_link_key(principal, org_id)
+    return respond(request, {"results": migrations.jobs_for(context.store, context.secret_box, org_id, source_org_id,
+                                                            window(context))})
+
+
+@router.patch("/orgs/{org_id}/liveMigrations/links/{source_org_id}/jobs/{job_id}",
+              summary="Link channel: progress of a migration, relayed from its migration host",
+              openapi_extra=openapi_body(ProgressReport))
+async def report(request: Request, org_id: str, source_org_id: str, job_id: str) -> Response:
+    context = context_of(request)
+    principal = await context.authenticator.authenticate_async(request)
+    body = await parse_body(request, ProgressReport, allow_atlas_versioned=True)
+
+    def record() -> dict[str, Any]:
+        check_org_id(org_id)
+        require_link_key(principal, org_id)
+        migration = migrations.record_progress(context.store, org_id, source_org_id, job_id,
+                                               body.model_dump(exclude_none=True), window(context))
+        return {"status": migration.status, "cutoverRequested": migration.cutover_requested_at is not None}
+
+    return respond(request, await run_in_threadpool(record))

@@ -1,0 +1,307 @@
+"""Push live migrations on the target side: validation, creation, the job queue the link serves, progress,
+cutover and expiry.
+
+A migration's life: NEW (created) → WORKING (its migration host reported) → readyForCutover (the
+copy is done and the lag is small) → cutover requested → COMPLETE; FAILED on any error the host
+reports; EXPIRED when ready for longer than the cutover window without a cutover. Expiry is
+decided whenever a migration is read, so no clock of its own is needed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from pymongo.errors import PyMongoError
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from livemigrate.crypto import SecretBox
+from livemigrate.http.errors import ApiError, ErrorCode
+from livemigrate.ids import is_object_id, new_object_id
+from livemigrate.store.database import Store
+from livemigrate.store.models import LiveMigration, LiveMigrationValidation, TargetLink, utcnow
+from livemigrate.target import clusters
+
+RUNNING = ("NEW", "WORKING")
+FINISHED = ("COMPLETE", "FAILED", "EXPIRED")
+MINIMUM_SOURCE_VERSION = (3, 6)
+
+
+@dataclass(frozen=True)
+class SourceSpec:
+    cluster_name: str
+    group_id: str
+    managed_authentication: bool
+    ssl: bool
+    ca_certificate_path: str | None
+    username: str | None
+    password: str | None
+
+
+@dataclass(frozen=True)
+class MigrationRequest:
+    source: SourceSpec
+    destination_cluster_name: str
+    destination_group_id: str
+    hostname_schema_type: str
+    migration_host: str
+    drop_destination_data: bool
+    sharding: dict[str, Any] | None
+
+
+@dataclass(frozen=True)
+class SourceFinding:
+    """What the linked inventory says about the request's source."""
+
+    source_org_id: str
+    deployment: dict[str, Any]
+
+
+def _version_tuple(version: str | None) -> tuple[int, ...] | None:
+    try:
+        return tuple(int(part) for part in str(version).split(".")[:2])
+    except ValueError:
+        return None
+
+
+def find_source(store: Store, target_org_id: str, request: MigrationRequest) -> SourceFinding:
+    """Check the request against what linked source orgs pushed; raise with a reason a person can act on."""
+    with store.read() as session:
+        links = list(session.scalars(select(TargetLink).where(TargetLink.target_org_id == target_org_id)))
+    for link in links:
+        for project in link.inventory.get("projects", []):
+            if project.get("projectId") != request.source.group_id:
+                continue
+            deployment = next((d for d in project.get("deployments", []) if d.get("name") == request.source.cluster_name),
+                              None)
+            if deployment is None:
+                raise _invalid(f"Source cluster {request.source.cluster_name!r} was not found in source project "
+                               f"{request.source.group_id}: register its hosts on the source side first.")
+            if request.migration_host not in project.get("migrationHosts", []):
+                raise _invalid(f"Migration host {request.migration_host!r} is unknown or not alive in source project "
+                               f"{request.source.group_id}: start `livemigrate agent` on it with an agent API key of "
+                               "that project.")
+            if deployment.get("lastError"):
+                raise _invalid(f"Source cluster {request.source.cluster_name!r} cannot be reached from the source "
+                               f"side: {deployment['lastError']}")
+            version = _version_tuple(deployment.get("mongoDBVersion"))
+            if version is None or version < MINIMUM_SOURCE_VERSION:
+                raise _invalid(f"Source cluster {request.source.cluster_name!r} runs MongoDB "
+                               f"{deployment.get('mongoDBVersion') or 'of an unknown version'}; live migration needs "
+                               f"{'.'.join(map(str, MINIMUM_SOURCE_VERSION))} or newer: upgrade the source first.")
+            return SourceFinding(link.source_org_id, deployment)
+    raise _invalid(f"Source project {request.source.group_id} is not available: no source organization linked to "
+                   f"organization {target_org_id} has pushed it.")
+
+
+def check_destination(store: Store, secret_box: SecretBox, project_id: str, request: MigrationRequest, *,
+                      probe: bool) -> str:
+    """The destination's connection string, once it is known (and, with `probe`, reachable and empty enough)."""
+    if request.destination_group_id != project_id:
+        raise _invalid(f"destination.groupId {request.destination_group_id} must be the group of this call, "
+                       f"{project_id}.")
+    cluster = clusters.find_cluster(store, project_id, request.destination_cluster_name)
+    if cluster is None:
+        raise _invalid(f"Destination cluster {request.destination_cluster_name!r} is not registered in group "
+                       f"{project_id}: register it with POST /groups/{project_id}/clusters.")
+    uri = secret_box.open(cluster.uri_encrypted)
+    if probe:
+        try:
+            occupied = clusters.occupied_namespaces(uri)
+        except PyMongoError as error:
+            raise _invalid(f"Destination cluster {request.destination_cluster_name!r} is unreachable: "
+                           f"{clusters.describe_unreachable(uri, error)}") from None
+        if occupied and not request.drop_destination_data:
+            shown = ", ".join(occupied[:10]) + (f" and {len(occupied) - 10} more" if len(occupied) > 10 else "")
+            raise _invalid(f"Destination cluster {request.destination_cluster_name!r} is not empty ({shown}); set "
+                           "dropDestinationData to replace its data.")
+    return uri
+
+
+def _invalid(reason: str) -> ApiError:
+    return ApiError(ErrorCode.LIVE_MIGRATION_INVALID_REQUEST, reason)
+
+
+# --- validations --------------------------------------------------------------------------------------
+
+
+def start_validation(store: Store, project_id: str, request: MigrationRequest) -> LiveMigrationValidation:
+    validation = LiveMigrationValidation(id=new_object_id(), project_id=project_id,
+                                         source_project_id=request.source.group_id, status="PENDING")
+    with store.write() as session:
+        session.add(validation)
+    return validation
+
+
+def run_validation(store: Store, secret_box: SecretBox, target_org_id: str, validation_id: str,
+                   request: MigrationRequest) -> None:
+    """Every check, then SUCCESS or FAILED with the first reason found."""
+    try:
+        find_source(store, target_org_id, request)
+        with store.read() as session:
+            project_id = session.get(LiveMigrationValidation, validation_id).project_id  # type: ignore[union-attr]
+        check_destination(store, secret_box, project_id, request, probe=True)
+        status, message = "SUCCESS", None
+    except ApiError as error:
+        status, message = "FAILED", error.detail
+    with store.write() as session:
+        validation = session.get(LiveMigrationValidation, validation_id)
+        if validation is not None:
+            validation.status, validation.error_message = status, message
+
+
+def get_validation(store: Store, project_id: str, validation_id: str) -> LiveMigrationValidation:
+    with store.read() as session:
+        validation = session.get(LiveMigrationValidation, validation_id) if is_object_id(validation_id) else None
+    if validation is None or validation.project_id != project_id:
+        raise ApiError(ErrorCode.VALIDATION_NOT_FOUND, f"No validation {validation_id} in group {project_id}.",
+                       [validation_id])
+    return validation
+
+
+# --- migrations ---------------------------------------------------------------------------------------
+
+
+def create_migration(store: Store, secret_box: SecretBox, target_org_id: str, project_id: str,
+                     request: MigrationRequest) -> LiveMigration:
+    finding = find_source(store, target_org_id, request)
+    check_destination(store, secret_box, project_id, request, probe=False)
+    migration = LiveMigration(
+        id=new_object_id(), project_id=project_id, target_org_id=target_org_id, source_org_id=finding.source_org_id,
+        source_project_id=request.source.group_id, source_cluster_name=request.source.cluster_name,
+        source_username=request.source.username,
+        source_password_encrypted=secret_box.seal(request.source.password) if request.source.password else None,
+        source_ssl=request.source.ssl, destination_cluster_name=request.destination_cluster_name,
+        hostname_schema_type=request.hostname_schema_type, migration_host=request.migration_host,
+        drop_destination_data=request.drop_destination_data, sharding=request.sharding, status="NEW",
+    )
+    with store.write() as session:
+        session.add(migration)
+    return migration
+
+
+def _expire_if_due(migration: LiveMigration, window: timedelta) -> bool:
+    if (migration.status == "WORKING" and migration.ready_since is not None
+            and migration.cutover_requested_at is None and utcnow() - migration.ready_since > window):
+        migration.status = "EXPIRED"
+        migration.ready_for_cutover = False
+        migration.error_message = (f"Ready for cutover since {migration.ready_since:%Y-%m-%dT%H:%M:%SZ} but no cutover "
+                                   f"came within {window.total_seconds() / 3600:g} hours.")
+        return True
+    return False
+
+
+def _load(session: Session, project_id: str, migration_id: str) -> LiveMigration:
+    migration = session.get(LiveMigration, migration_id) if is_object_id(migration_id) else None
+    if migration is None or migration.project_id != project_id:
+        raise ApiError(ErrorCode.LIVE_MIGRATION_NOT_FOUND, f"No live migration {migration_id} in group {project_id}.",
+                       [migration_id])
+    return migration
+
+
+def get_migration(store: Store, project_id: str, migration_id: str, window: timedelta) -> LiveMigration:
+    with store.write() as session:
+        migration = _load(session, project_id, migration_id)
+        _expire_if_due(migration, window)
+        return migration
+
+
+def request_cutover(store: Store, project_id: str, migration_id: str, window: timedelta) -> None:
+    with store.write() as session:
+        migration = _load(session, project_id, migration_id)
+        _expire_if_due(migration, window)
+        if migration.status in FINISHED:
+            raise ApiError(ErrorCode.LIVE_MIGRATION_ALREADY_FINISHED,
+                           f"Live migration {migration_id} is {migration.status}.", [migration.status])
+        if not migration.ready_for_cutover:
+            raise ApiError(ErrorCode.LIVE_MIGRATION_NOT_READY_FOR_CUTOVER,
+                           f"Live migration {migration_id} is not ready for cutover yet.", [migration_id])
+        migration.cutover_requested_at = migration.cutover_requested_at or utcnow()
+
+
+def jobs_for(store: Store, secret_box: SecretBox, target_org_id: str, source_org_id: str,
+             window: timedelta) -> list[dict[str, Any]]:
+    """The running migrations of one linked source org, with what its migration hosts need to run them.
+    This is the only place a destination connection string or a source password leaves the store."""
+    with store.write() as session:
+        running = list(session.scalars(select(LiveMigration).where(
+            LiveMigration.target_org_id == target_org_id, LiveMigration.source_org_id == source_org_id,
+            LiveMigration.status.in_(RUNNING)).order_by(LiveMigration.id)))
+        jobs = []
+        for migration in running:
+            if _expire_if_due(migration, window):
+                continue
+            cluster = clusters.find_cluster(store, migration.project_id, migration.destination_cluster_name)
+            jobs.append({
+                "id": migration.id, "status": migration.status, "sourceProjectId": migration.source_project_id,
+                "sourceClusterName": migration.source_cluster_name, "migrationHost": migration.migration_host,
+                "sourceUsername": migration.source_username,
+                "sourcePassword": (secret_box.open(migration.source_password_encrypted)
+                                   if migration.source_password_encrypted else None),
+                "sourceSsl": migration.source_ssl,
+                "destinationUri": secret_box.open(cluster.uri_encrypted) if cluster else None,
+                "dropDestinationData": migration.drop_destination_data,
+                "cutoverRequested": migration.cutover_requested_at is not None,
+            })
+        return jobs
+
+
+def record_progress(store: Store, target_org_id: str, source_org_id: str, migration_id: str,
+                    report: dict[str, Any], window: timedelta) -> LiveMigration:
+    """Progress relayed from a migration host; a finished migration is not changed any more."""
+    with store.write() as session:
+        migration = session.get(LiveMigration, migration_id) if is_object_id(migration_id) else None
+        if migration is None or migration.target_org_id != target_org_id or migration.source_org_id != source_org_id:
+            raise ApiError(ErrorCode.LIVE_MIGRATION_NOT_FOUND, f"No live migration {migration_id} for this link.",
+                           [migration_id])
+        if _expire_if_due(migration, window) or migration.status in FINISHED:
+            return migration
+        status = report.get("status", "WORKING")
+        if status == "COMPLETE" and migration.cutover_requested_at is None:
+            status = "WORKING"  # only a cutover completes a migration
+        migration.status = status
+        migration.phase = report.get("phase", migration.phase)
+        migration.lag_time_seconds = report.get("lagTimeSeconds", migration.lag_time_seconds)
+        ready = bool(report.get("readyForCutover", False)) and status == "WORKING"
+        if ready and migration.ready_since is None:
+            migration.ready_since = utcnow()
+        migration.ready_for_cutover = ready or (status == "WORKING" and migration.cutover_requested_at is not None
+                                                and migration.ready_for_cutover)
+        migration.copied_documents = int(report.get("copiedDocuments", migration.copied_documents))
+        migration.total_documents = int(report.get("totalDocuments", migration.total_documents))
+        if "namespaces" in report:
+            migration.progress = {"namespaces": report["namespaces"]}
+        if status == "FAILED":
+            migration.error_message = str(report.get("errorMessage") or "the migration host reported a failure")
+            migration.ready_for_cutover = False
+        elif status == "COMPLETE":
+            migration.ready_for_cutover = False
+            migration.lag_time_seconds = 0.0
+        return migration
+
+
+def migration_view(migration: LiveMigration) -> dict[str, Any]:
+    return {
+        "_id": migration.id,
+        "groupId": migration.project_id,
+        "status": migration.status,
+        "lagTimeSeconds": migration.lag_time_seconds,
+        "readyForCutover": migration.ready_for_cutover,
+        "migrationHosts": [migration.migration_host],
+        "phase": migration.phase,
+        "copiedDocuments": migration.copied_documents,
+        "totalDocuments": migration.total_documents,
+        "namespaces": migration.progress.get("namespaces", []) if migration.progress else [],
+        "errorMessage": migration.error_message,
+        "source": {"clusterName": migration.source_cluster_name, "groupId": migration.source_project_id},
+        "destination": {"clusterName": migration.destination_cluster_name, "groupId": migration.project_id,
+                        "hostnameSchemaType": migration.hostname_schema_type},
+        "dropDestinationData": migration.drop_destination_data,
+    }
+
+
+def validation_view(validation: LiveMigrationValidation) -> dict[str, Any]:
+    return {"_id": validation.id, "groupId": validation.project_id, "sourceGroupId": validation.source_project_id,
+            "status": validation.status, "errorMessage": validation.error_message}

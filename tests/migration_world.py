@@ -1,0 +1,138 @@
+"""A whole push-live-migration world on one machine, driven over HTTP only: the API server, a source
+and a destination nx-27017, a linked pair of orgs, a monitored source host, a migration host agent and a
+registered destination cluster."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from tests.nx import NxServer
+from tests.support import LIVEMIGRATE, SOURCE, TARGET, ServerProcess, wait_for
+
+MIGRATION_HOST = "mh1.example"
+
+
+class World:
+    def __init__(self, directory: Path, *, api_env: dict[str, str] | None = None,
+                 agent_env: dict[str, str] | None = None) -> None:
+        self.directory = directory
+        self.source_db = NxServer(directory / "source-db").start()
+        self.destination_db = NxServer(directory / "destination-db").start()
+        self.api = ServerProcess(directory / "api", sync_seconds=1.0, extra_env=api_env)
+        self.source = self.api.admin_create_org("source", "cloud manager org")
+        self.target = self.api.admin_create_org("target", "atlas org")
+        self.api.start()
+        self.agent_env = {**os.environ, "LIVEMIGRATE_LOG_LEVEL": "INFO",
+                          # nx-27017's deployment-wide change stream never emits (TESTING.md)
+                          "LIVEMIGRATE_AGENT_CAPTURE": "collection", **(agent_env or {})}
+        self.agent: subprocess.Popen[bytes] | None = None
+        self.agent_runs = 0
+
+    # --- the steps a user takes ---------------------------------------------------------------
+
+    def link(self) -> None:
+        with self.api.client(self.source) as client:
+            response = client.post(f"{SOURCE}/orgs/{self.source.org_id}/liveExport/migrationLink",
+                                   json={"linkToken": self.api.link_token(self.target)})
+        assert response.json() == {"status": "SYNCED"}, response.text
+
+    def add_source_project_and_host(self) -> None:
+        with self.api.client(self.source) as client:
+            self.source_project = client.post(f"{SOURCE}/groups", json={"name": "shop", "orgId": self.source.org_id}).json()
+            host = client.post(f"{SOURCE}/groups/{self.source_project['id']}/hosts",
+                               json={"hostname": "127.0.0.1", "port": self.source_db.port})
+            assert host.status_code == 201 and host.json()["lastError"] is None, host.text
+            self.source_cluster_name = host.json()["clusterName"]
+            key = client.post(f"{SOURCE}/groups/{self.source_project['id']}/agentapikeys", json={"desc": "mh1"})
+            self.agent_key = key.json()["key"]
+
+    def start_agent(self) -> None:
+        self.agent_runs += 1
+        log = open(self.directory / f"agent-{self.agent_runs}.log", "wb")
+        self.agent = subprocess.Popen(
+            [LIVEMIGRATE, "agent", "--base-url", self.api.base_url, "--group", self.source_project["id"],
+             "--agent-key", self.agent_key, "--hostname", MIGRATION_HOST, "--state-dir",
+             str(self.directory / "agent-state")], env=self.agent_env, stdout=log, stderr=subprocess.STDOUT)
+
+    def kill_agent(self) -> None:
+        assert self.agent is not None
+        self.agent.send_signal(signal.SIGKILL)
+        self.agent.wait(timeout=10)
+
+    def agent_log(self) -> str:
+        return "".join((self.directory / f"agent-{run}.log").read_text(errors="replace")
+                       for run in range(1, self.agent_runs + 1))
+
+    def add_target_project_and_cluster(self, uri: str | None = None) -> None:
+        with self.api.client(self.target) as client:
+            self.target_project = client.post(f"{TARGET}/groups", json={"name": "atlas-shop",
+                                                                         "orgId": self.target.org_id}).json()
+            cluster = client.post(f"{TARGET}/groups/{self.target_project['id']}/clusters",
+                                  json={"name": "Destination", "connectionString": uri or self.destination_db.uri})
+            assert cluster.status_code == 201, cluster.text
+            assert "connectionString" not in cluster.text
+
+    def available_projects(self) -> list[dict[str, Any]]:
+        with self.api.client(self.target) as client:
+            return list(client.get(f"{TARGET}/orgs/{self.target.org_id}/liveMigrations/availableProjects").json())
+
+    def request_body(self, **overrides: Any) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "source": {"clusterName": self.source_cluster_name, "groupId": self.source_project["id"],
+                       "managedAuthentication": False, "ssl": False},
+            "destination": {"clusterName": "Destination", "groupId": self.target_project["id"],
+                            "hostnameSchemaType": "PUBLIC"},
+            "migrationHosts": [MIGRATION_HOST],
+            "dropDestinationData": False,
+        }
+        for key, value in overrides.items():
+            body[key] = value
+        return body
+
+    def target_call(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        with self.api.client(self.target) as client:
+            return client.request(method, f"{TARGET}/groups/{self.target_project['id']}{path}", **kwargs)
+
+    def validate(self, body: dict[str, Any]) -> dict[str, Any]:
+        started = self.target_call("POST", "/liveMigrations/validate", json=body)
+        assert started.status_code == 200 and started.json()["status"] == "PENDING", started.text
+        validation_id = started.json()["_id"]
+        outcome: dict[str, Any] = {}
+
+        def done() -> bool:
+            outcome.update(self.target_call("GET", f"/liveMigrations/validate/{validation_id}").json())
+            return outcome["status"] != "PENDING"
+
+        assert wait_for(done, timeout=30)
+        return outcome
+
+    def migration(self, migration_id: str) -> dict[str, Any]:
+        return dict(self.target_call("GET", f"/liveMigrations/{migration_id}").json())
+
+    def wait_migration(self, migration_id: str, predicate: Any, timeout: float) -> dict[str, Any]:
+        seen: dict[str, Any] = {}
+
+        def check() -> bool:
+            seen.clear()
+            seen.update(self.migration(migration_id))
+            return bool(predicate(seen))
+
+        assert wait_for(check, timeout=timeout, interval=0.2), (seen, self.agent_log()[-3000:])
+        return seen
+
+    def close(self) -> None:
+        if self.agent is not None and self.agent.poll() is None:
+            self.agent.terminate()
+            try:
+                self.agent.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.agent.kill()
+        self.api.stop()
+        self.source_db.stop()
+        self.destination_db.stop()

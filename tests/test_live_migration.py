@@ -1,0 +1,72 @@
+"""Push live migration through the two APIs, as a user drives it: link, inventory, agent, validate,
+create, replicate under writes, cutover, verify."""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.engine_support import Writer, seed
+from tests.migration_world import MIGRATION_HOST, World
+from tests.support import LIVEMIGRATE, SOURCE, wait_for
+
+
+@pytest.fixture
+def world(tmp_path: Path) -> Iterator[World]:
+    built = World(tmp_path)
+    yield built
+    built.close()
+
+
+def test_full_migration_through_the_apis(world: World) -> None:
+    with world.source_db.client() as client:
+        seed(client, total=6000)
+    world.link()
+    world.add_source_project_and_host()
+    world.start_agent()
+    world.add_target_project_and_cluster()
+
+    def listed() -> bool:
+        projects = world.available_projects()
+        return bool(projects) and projects[0]["migrationHosts"] == [MIGRATION_HOST]
+
+    assert wait_for(listed, timeout=20), world.agent_log()
+    [project] = world.available_projects()
+    assert project["projectId"] == world.source_project["id"]
+    [deployment] = project["deployments"]
+    assert deployment["name"] == world.source_cluster_name and deployment["dbSizeBytes"] > 0
+    assert deployment["mongoDBVersion"] and deployment["sharded"] is False
+
+    validation = world.validate(world.request_body())
+    assert (validation["status"], validation["errorMessage"]) == ("SUCCESS", None)
+    assert validation["sourceGroupId"] == world.source_project["id"]
+    created = world.target_call("POST", "/liveMigrations", json=world.request_body())
+    assert created.status_code == 201, created.text
+    assert created.json()["status"] == "NEW"
+    migration_id = created.json()["_id"]
+
+    with world.source_db.client() as client:
+        writer = Writer(client, per_second=50)
+        writer.start()
+        try:
+            world.wait_migration(migration_id, lambda m: m["status"] == "WORKING", timeout=30)
+            with world.api.client(world.source) as source:
+                refused = source.delete(f"{SOURCE}/orgs/{world.source.org_id}/liveExport/migrationLink")
+            assert refused.status_code == 409, refused.text
+            assert refused.json()["errorCode"] == "CANNOT_DELETE_ORG_LINK_WITH_RUNNING_LIVE_EXPORT"
+            assert refused.json()["parameters"] == [world.source_project["id"]]
+            ready = world.wait_migration(migration_id, lambda m: m["readyForCutover"], timeout=120)
+            assert ready["lagTimeSeconds"] is not None and ready["lagTimeSeconds"] < 5
+            assert ready["copiedDocuments"] >= 6000
+        finally:
+            writer.finish()
+
+    assert world.target_call("PUT", f"/liveMigrations/{migration_id}/cutover").status_code == 202
+    done = world.wait_migration(migration_id, lambda m: m["status"] in ("COMPLETE", "FAILED"), timeout=120)
+    assert done["status"] == "COMPLETE", done
+    verified = subprocess.run([LIVEMIGRATE, "verify", world.source_db.uri, world.destination_db.uri],
+                              capture_output=True, text=True, timeout=120)
+    assert verified.returncode == 0, verified.stdout + verified.stderr
