@@ -113,15 +113,7 @@ class MigrateProcess:
         return bson.decode(row[0]) if row else None
 
     def copied(self) -> int:
-        path = self.state_dir / "checkpoints.sqlite"
-        if not path.exists():
-            return 0
-        try:
-            with sqlite3.connect(path, timeout=5) as connection:
-                rows = connection.execute("SELECT value FROM checkpoints WHERE key LIKE 'range:%'").fetchall()
-        except sqlite3.Error:
-            return 0
-        return sum(bson.decode(row[0])["copied"] for row in rows)
+        return copied_in(self.state_dir)
 
     def phase(self) -> str | None:
         meta = self.checkpoint("meta")
@@ -140,6 +132,19 @@ class MigrateProcess:
         assert wait_until(self.replicating, timeout=60), self.log_text()  # its SIGUSR1 handler is in place
         self.process.send_signal(signal.SIGUSR1)
         return self.process.wait(timeout=timeout)
+
+
+def copied_in(state_dir: Path) -> int:
+    """Documents the checkpoints in `state_dir` record as copied."""
+    path = state_dir / "checkpoints.sqlite"
+    if not path.exists():
+        return 0
+    try:
+        with sqlite3.connect(path, timeout=5) as connection:
+            rows = connection.execute("SELECT value FROM checkpoints WHERE key LIKE 'range:%'").fetchall()
+    except sqlite3.Error:
+        return 0
+    return sum(bson.decode(row[0])["copied"] for row in rows)
 
 
 def index_shapes(client: MongoClient[Any], database: str, name: str) -> list[tuple[Any, ...]]:

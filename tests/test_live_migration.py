@@ -70,3 +70,54 @@ def test_full_migration_through_the_apis(world: World) -> None:
     verified = subprocess.run([LIVEMIGRATE, "verify", world.source_db.uri, world.destination_db.uri],
                               capture_output=True, text=True, timeout=120)
     assert verified.returncode == 0, verified.stdout + verified.stderr
+
+
+def test_each_validation_failure_is_reported_in_error_message(world: World) -> None:
+    from tests.support import free_port
+    from tests.wire_proxy import OldVersionProxy
+
+    with world.source_db.client() as client:
+        client.shop.orders.insert_one({"_id": "o1"})
+    old = OldVersionProxy(world.source_db.port).start()
+    try:
+        world.link()
+        world.add_source_project_and_host()
+        with world.api.client(world.source) as client:
+            legacy = client.post(f"{SOURCE}/groups/{world.source_project['id']}/hosts",
+                                 json={"hostname": "127.0.0.1", "port": old.port})
+        assert legacy.status_code == 201 and legacy.json()["version"] == "3.4.24"
+        world.start_agent()
+        world.add_target_project_and_cluster()
+        gone = world.target_call("POST", "/clusters", json={
+            "name": "Gone", "connectionString": f"mongodb://127.0.0.1:{free_port()}/?directConnection=true"})
+        assert gone.status_code == 201
+        assert wait_for(lambda: any(p["migrationHosts"] for p in world.available_projects()), timeout=20)
+
+        body = world.request_body()
+        cases = {
+            "unknown source project": ({**body, "source": {**body["source"], "groupId": "5f" + "0" * 22}},
+                                       "is not available"),
+            "unknown source cluster": ({**body, "source": {**body["source"], "clusterName": "nowhere"}},
+                                       "was not found in source project"),
+            "migration host unknown": ({**body, "migrationHosts": ["ghost.example"]}, "is unknown or not alive"),
+            "source version unsupported": ({**body, "source": {**body["source"],
+                                                               "clusterName": legacy.json()["clusterName"]}},
+                                           "runs MongoDB 3.4.24"),
+            "destination unreachable": ({**body, "destination": {**body["destination"], "clusterName": "Gone"}},
+                                        "is unreachable"),
+        }
+        for name, (request, reason) in cases.items():
+            outcome = world.validate(request)
+            assert outcome["status"] == "FAILED", (name, outcome)
+            assert reason in outcome["errorMessage"], (name, outcome)
+
+        with world.destination_db.client() as client:
+            client.legacy.leftovers.insert_one({"_id": 1})
+        occupied = world.validate(body)
+        assert occupied["status"] == "FAILED" and "is not empty (legacy.leftovers)" in occupied["errorMessage"]
+        assert "dropDestinationData" in occupied["errorMessage"]
+        assert world.validate({**body, "dropDestinationData": True})["status"] == "SUCCESS"
+        assert world.validate({**{k: v for k, v in body.items() if k != "dropDestinationData"},
+                               "dropEnabled": True})["status"] == "SUCCESS"  # the older alias
+    finally:
+        old.stop()

@@ -1,9 +1,12 @@
-"""A MongoDB wire-protocol proxy that answers like a server whose change-stream history is gone.
+"""MongoDB wire-protocol proxies that make a real server (nx-27017) answer one command the way another
+MongoDB would, to reach states nx-27017 never shows:
 
-It forwards every message between a client and a real server (nx-27017), except an `aggregate`
-that resumes a change stream (`$changeStream.resumeAfter`): that one is answered with
-ChangeStreamHistoryLost (code 286), exactly as MongoDB answers when the oplog no longer holds the
-resume point — which nx-27017, keeping its whole history, never does.
+- `HistoryLostProxy`: an `aggregate` that resumes a change stream (`$changeStream.resumeAfter`) is
+  answered with ChangeStreamHistoryLost (code 286), as MongoDB answers when the oplog no longer
+  holds the resume point;
+- `OldVersionProxy`: `buildInfo` says MongoDB 3.4, a release live migration does not support.
+
+Every other message is forwarded unchanged.
 """
 
 from __future__ import annotations
@@ -37,19 +40,22 @@ def _resumes_change_stream(command: dict[str, Any] | None) -> bool:
     return isinstance(stage, dict) and ("resumeAfter" in stage or "startAfter" in stage)
 
 
-def _history_lost_reply(request: bytes) -> bytes:
+def _reply(request: bytes, document: dict[str, Any]) -> bytes:
     request_id = struct.unpack_from("<i", request, 4)[0]
-    body = bson.encode({"ok": 0.0, "errmsg": "Resume of change stream was not possible, as the resume point may no "
-                        "longer be in the oplog.", "code": 286, "codeName": "ChangeStreamHistoryLost"})
-    payload = struct.pack("<i", 0) + b"\x00" + body
+    payload = struct.pack("<i", 0) + b"\x00" + bson.encode(document)
     return struct.pack("<iiii", 16 + len(payload), 1, request_id, OP_MSG) + payload
 
 
-class HistoryLostProxy:
+class WireProxy:
+    """Forwards messages to the upstream server; `answer()` may answer a command in its place."""
+
+    def answer(self, command: dict[str, Any] | None) -> dict[str, Any] | None:
+        return None
+
     def __init__(self, upstream_port: int) -> None:
         self.upstream_port = upstream_port
         self.port = free_port()
-        self.refused = 0
+        self.answered = 0
         self._loop = asyncio.new_event_loop()
         self._ready = threading.Event()
         self._thread = threading.Thread(target=self._serve, daemon=True)
@@ -58,7 +64,7 @@ class HistoryLostProxy:
     def uri(self) -> str:
         return f"mongodb://127.0.0.1:{self.port}/?directConnection=true"
 
-    def start(self) -> HistoryLostProxy:
+    def start(self) -> WireProxy:
         self._thread.start()
         self._ready.wait(10)
         return self
@@ -82,9 +88,10 @@ class HistoryLostProxy:
             while True:
                 header = await reader.readexactly(4)
                 message = header + await reader.readexactly(struct.unpack("<i", header)[0] - 4)
-                if _resumes_change_stream(_command_of(message)):
-                    self.refused += 1
-                    writer.write(_history_lost_reply(message))
+                replacement = self.answer(_command_of(message))
+                if replacement is not None:
+                    self.answered += 1
+                    writer.write(_reply(message, replacement))
                     await writer.drain()
                     continue
                 up_writer.write(message)
@@ -98,3 +105,18 @@ class HistoryLostProxy:
         finally:
             up_writer.close()
             writer.close()
+
+
+class HistoryLostProxy(WireProxy):
+    def answer(self, command: dict[str, Any] | None) -> dict[str, Any] | None:
+        if not _resumes_change_stream(command):
+            return None
+        return {"ok": 0.0, "errmsg": "Resume of change stream was not possible, as the resume point may no longer "
+                "be in the oplog.", "code": 286, "codeName": "ChangeStreamHistoryLost"}
+
+
+class OldVersionProxy(WireProxy):
+    def answer(self, command: dict[str, Any] | None) -> dict[str, Any] | None:
+        if not command or not ({"buildInfo", "buildinfo"} & set(command)):
+            return None
+        return {"ok": 1.0, "version": "3.4.24", "versionArray": [3, 4, 24, 0]}

@@ -1,0 +1,94 @@
+"""What goes wrong in a push live migration, and how the APIs report it: a killed agent, a source that
+goes away, a cutover that never comes, a relink while a migration runs."""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.engine_support import copied_in, seed
+from tests.migration_world import World
+from tests.support import LIVEMIGRATE, SOURCE, wait_for
+
+
+def prepared(world: World, documents: int) -> str:
+    """Seed, link, register, start the agent, create the migration; return its id."""
+    with world.source_db.client() as client:
+        seed(client, total=documents)
+    world.link()
+    world.add_source_project_and_host()
+    world.start_agent()
+    world.add_target_project_and_cluster()
+    assert wait_for(lambda: any(p["migrationHosts"] for p in world.available_projects()), timeout=20)
+    created = world.target_call("POST", "/liveMigrations", json=world.request_body())
+    assert created.status_code == 201, created.text
+    return str(created.json()["_id"])
+
+
+@pytest.fixture
+def world(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[World]:
+    options = getattr(request, "param", {})
+    built = World(tmp_path, **options)
+    yield built
+    built.close()
+
+
+def test_agent_killed_during_the_copy_resumes_and_completes_equal(world: World) -> None:
+    migration_id = prepared(world, 20_000)
+    state = world.directory / "agent-state" / migration_id
+    assert wait_for(lambda: copied_in(state) >= 1000, timeout=60, interval=0.05), world.agent_log()
+    world.kill_agent()
+    copied_at_kill = copied_in(state)
+    assert 0 < copied_at_kill < 20_000
+    world.start_agent()
+    world.wait_migration(migration_id, lambda m: m["readyForCutover"], timeout=180)
+    assert "resuming the copy from its checkpoint" in world.agent_log()
+    assert world.target_call("PUT", f"/liveMigrations/{migration_id}/cutover").status_code == 202
+    done = world.wait_migration(migration_id, lambda m: m["status"] in ("COMPLETE", "FAILED"), timeout=120)
+    assert done["status"] == "COMPLETE", done
+    verified = subprocess.run([LIVEMIGRATE, "verify", world.source_db.uri, world.destination_db.uri],
+                              capture_output=True, text=True, timeout=120)
+    assert verified.returncode == 0, verified.stdout
+
+
+@pytest.mark.parametrize("world", [{"agent_env": {"LIVEMIGRATE_AGENT_RETRIES": "2",
+                                                  "LIVEMIGRATE_AGENT_RETRY_SECONDS": "0.5"}}], indirect=True)
+def test_source_stopped_mid_migration_ends_failed_naming_the_source(world: World) -> None:
+    migration_id = prepared(world, 2000)
+    world.wait_migration(migration_id, lambda m: m["readyForCutover"], timeout=120)
+    world.source_db.stop()
+    statuses: list[str] = []
+
+    def failed() -> bool:
+        statuses.append(world.migration(migration_id)["status"])
+        return statuses[-1] == "FAILED"
+
+    assert wait_for(failed, timeout=120, interval=0.5), world.agent_log()[-3000:]
+    final = world.migration(migration_id)
+    assert "source" in final["errorMessage"] and "after 3 attempts" in final["errorMessage"], final
+    assert "COMPLETE" not in statuses and final["readyForCutover"] is False
+    assert "retry 2 of 2" in world.agent_log()
+
+
+@pytest.mark.parametrize("world", [{"api_env": {"LIVEMIGRATE_CUTOVER_WINDOW_HOURS": "0.0006"}}], indirect=True)
+def test_ready_without_cutover_expires_after_the_window(world: World) -> None:
+    migration_id = prepared(world, 500)
+    world.wait_migration(migration_id, lambda m: m["readyForCutover"], timeout=120)
+    expired = world.wait_migration(migration_id, lambda m: m["status"] == "EXPIRED", timeout=30)
+    assert "no cutover" in expired["errorMessage"] and expired["readyForCutover"] is False
+    late = world.target_call("PUT", f"/liveMigrations/{migration_id}/cutover")
+    assert (late.status_code, late.json()["errorCode"]) == (409, "LIVE_MIGRATION_ALREADY_FINISHED")
+    assert wait_for(lambda: "no longer running on the target side" in world.agent_log(), timeout=15)
+
+
+def test_relink_with_another_token_while_running_is_refused(world: World) -> None:
+    migration_id = prepared(world, 500)
+    world.wait_migration(migration_id, lambda m: m["status"] == "WORKING", timeout=60)
+    with world.api.client(world.source) as client:
+        refused = client.post(f"{SOURCE}/orgs/{world.source.org_id}/liveExport/migrationLink",
+                              json={"linkToken": world.api.link_token(world.target)})
+    assert (refused.status_code, refused.json()["errorCode"]) == (409, "CANNOT_RELINK_ORG_WITH_RUNNING_LIVE_EXPORT")
+    assert refused.json()["parameters"] == [world.source_project["id"]]
