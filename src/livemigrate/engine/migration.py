@@ -101,6 +101,7 @@ class Migration:
         self._resumed = False
         self._phase = Phase.CONNECTING
         self._specs: list[CollectionSpec] = []
+        self._capture: Capture | None = None
 
     # --- control from other threads ------------------------------------------------------------
 
@@ -121,38 +122,50 @@ class Migration:
         """Run until stopped, cut over, or (with `until_caught_up`) the copy is done and the lag is zero."""
         self._emit(Phase.CONNECTING, force=True)
         source = connect(self.source_uri, "source")
-        target = connect(self.target_uri, "target")
-        capture: Capture | None = None
         try:
-            meta = self.checkpoints.load("meta").get("meta")
-            if meta is None:
-                meta, capture = self._start(source, target)
-            else:
-                self._check_state(meta)
-                self._resumed = True
-                capture = self._reopen_capture(source, meta)
-            self._load_plan()
-            if meta["phase"] == "copy":
-                if not self._copy(source, target):
-                    return self._stopped()
-                meta = self._set_phase(meta, "indexes")
-            if meta["phase"] == "indexes":
-                self._emit(Phase.BUILDING_INDEXES, force=True)
-                self._build_indexes_and_views(target)
-                meta = self._set_phase(meta, "replay")
-            if meta["phase"] == "complete":
-                log.info("this migration is already complete; verifying again")
-                return self._verify(source, target)
-            return self._replay(source, target, capture, meta, until_caught_up)
+            target = connect(self.target_uri, "target")
+        except EngineError:
+            source.close()
+            raise
+        self._capture = None
+        clean_exit = False
+        try:
+            result = self._run_phases(source, target, until_caught_up)
+            clean_exit = True
+            return result
         except PyMongoError as error:
             message = redact(str(error), self.source_uri, self.target_uri)
             self._emit(Phase.FAILED, force=True, last_error=message)
             raise
         finally:
-            if capture is not None:
-                capture.close()
+            # After a failure the streams' server may be gone: closing them would wait on it for
+            # nothing, and closing the client releases them anyway.
+            if self._capture is not None and clean_exit:
+                self._capture.close()
             source.close()
             target.close()
+
+    def _run_phases(self, source: MongoClient[Any], target: MongoClient[Any], until_caught_up: bool) -> MigrationResult:
+        meta = self.checkpoints.load("meta").get("meta")
+        if meta is None:
+            meta, self._capture = self._start(source, target)
+        else:
+            self._check_state(meta)
+            self._resumed = True
+            self._capture = self._reopen_capture(source, meta)
+        self._load_plan()
+        if meta["phase"] == "copy":
+            if not self._copy(source, target):
+                return self._stopped()
+            meta = self._set_phase(meta, "indexes")
+        if meta["phase"] == "indexes":
+            self._emit(Phase.BUILDING_INDEXES, force=True)
+            self._build_indexes_and_views(target)
+            meta = self._set_phase(meta, "replay")
+        if meta["phase"] == "complete":
+            log.info("this migration is already complete; verifying again")
+            return self._verify(source, target)
+        return self._replay(source, target, self._capture, meta, until_caught_up)
 
     # --- start, or resume ------------------------------------------------------------------------
 
