@@ -20,11 +20,12 @@ MIGRATION_HOST = "mh1.example"
 
 class World:
     def __init__(self, directory: Path, *, api_env: dict[str, str] | None = None,
-                 agent_env: dict[str, str] | None = None) -> None:
+                 agent_env: dict[str, str] | None = None, embedded_agent: bool = False) -> None:
         self.directory = directory
         self.source_db = NxServer(directory / "source-db").start()
         self.destination_db = NxServer(directory / "destination-db").start()
-        self.api = ServerProcess(directory / "api", sync_seconds=1.0, extra_env=api_env)
+        self.api = ServerProcess(directory / "api", sync_seconds=1.0, embedded_agent=embedded_agent, extra_env={
+            "LIVEMIGRATE_AGENT_CAPTURE": "collection", **(api_env or {})})  # nx-27017: no deployment-wide stream
         self.source = self.api.admin_create_org("source", "cloud manager org")
         self.target = self.api.admin_create_org("target", "atlas org")
         self.api.start()
@@ -82,13 +83,13 @@ class World:
         with self.api.client(self.target) as client:
             return list(client.get(f"{TARGET}/orgs/{self.target.org_id}/liveMigrations/availableProjects").json())
 
-    def request_body(self, **overrides: Any) -> dict[str, Any]:
+    def request_body(self, host: str = MIGRATION_HOST, **overrides: Any) -> dict[str, Any]:
         body: dict[str, Any] = {
             "source": {"clusterName": self.source_cluster_name, "groupId": self.source_project["id"],
                        "managedAuthentication": False, "ssl": False},
             "destination": {"clusterName": "Destination", "groupId": self.target_project["id"],
                             "hostnameSchemaType": "PUBLIC"},
-            "migrationHosts": [MIGRATION_HOST],
+            "migrationHosts": [host],
             "dropDestinationData": False,
         }
         for key, value in overrides.items():

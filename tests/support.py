@@ -24,6 +24,7 @@ import httpx
 BIN = Path(sys.executable).parent
 LIVEMIGRATE = str(BIN / "livemigrate")
 SOURCE = "/api/public/v1.0"
+EMBEDDED_AGENT_HOSTNAME = "embedded.example"
 TARGET = "/api/atlas/v2"
 
 
@@ -48,7 +49,8 @@ class ServerProcess:
     """`livemigrate serve` on a free loopback port with its own SQLite store and log file."""
 
     def __init__(self, directory: Path, *, sync_seconds: float = 1.0, port: int | None = None,
-                 extra_env: dict[str, str] | None = None) -> None:
+                 extra_env: dict[str, str] | None = None, embedded_agent: bool = False) -> None:
+        self.embedded_agent = embedded_agent
         self.directory = directory
         directory.mkdir(parents=True, exist_ok=True)
         self.port = port or free_port()
@@ -78,9 +80,10 @@ class ServerProcess:
 
     def start(self) -> ServerProcess:
         log = open(self.log_path, "ab")
-        self.process = subprocess.Popen(
-            [LIVEMIGRATE, "serve", "--host", "127.0.0.1", "--port", str(self.port), "--access-log"],
-            env=self.env, stdout=log, stderr=subprocess.STDOUT,
+        self.process = subprocess.Popen(  # the test's own directory is the working directory: .livemigrate/ lands there
+            [LIVEMIGRATE, "serve", "--host", "127.0.0.1", "--port", str(self.port), "--access-log",
+             *(["--agent", "--agent-hostname", EMBEDDED_AGENT_HOSTNAME] if self.embedded_agent else ["--no-agent"])],
+            env=self.env, stdout=log, stderr=subprocess.STDOUT, cwd=self.directory,
         )
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:

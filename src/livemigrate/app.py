@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from prometheus_client import make_asgi_app
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -34,7 +35,10 @@ from livemigrate.target import routes as target_routes
 log = logging.getLogger("livemigrate")
 
 
-def create_app(settings: Settings, store: Store | None = None) -> FastAPI:
+def create_app(settings: Settings, store: Store | None = None, *, on_started: Callable[[], None] | None = None,
+               on_stopping: Callable[[], None] | None = None) -> FastAPI:
+    """The application; `on_started`/`on_stopping` run once the server listens / before it stops
+    (the in-process agent of `livemigrate serve` hangs there)."""
     store = store or Store(settings.database_url)
     secret = load_secret_key(settings)
     context = AppContext(
@@ -53,9 +57,13 @@ def create_app(settings: Settings, store: Store | None = None) -> FastAPI:
         monitor = HostMonitor(store, context.secret_box, settings.host_probe_seconds, syncer.inventory_changed)
         syncer.start()
         monitor.start()
+        if on_started is not None:
+            on_started()
         try:
             yield
         finally:
+            if on_stopping is not None:
+                await run_in_threadpool(on_stopping)
             await monitor.stop()
             await syncer.stop()
             await link_service.close()

@@ -52,8 +52,12 @@ def serve(
     port: int = typer.Option(8080, "--port"),
     db: str | None = DB_OPTION,
     access_log: bool = typer.Option(False, "--access-log/--no-access-log", help="Log every request."),
+    agent: bool = typer.Option(True, "--agent/--no-agent",
+                               help="Run an in-process migration host for every source project (default)."),
+    agent_hostname: str | None = typer.Option(None, "--agent-hostname", help="Hostname the in-process agent reports."),
 ) -> None:
-    """Run both APIs with the embedded store; on first start, create and print a source and a target org."""
+    """Run both APIs with the embedded store and an in-process migration host; on first start, create and
+    print a source and a target org."""
     import uvicorn
 
     from livemigrate.app import create_app
@@ -65,8 +69,18 @@ def serve(
     store = Store(settings.database_url)
     store.migrate()
     bootstrap_if_empty(store, f"http://{host}:{port}")
-    uvicorn.run(create_app(settings, store), host=host, port=port, log_level=settings.log_level.lower(),
-                access_log=access_log, log_config=None)
+    embedded = None
+    if agent:
+        from livemigrate.agent.embedded import EmbeddedAgents, default_state_dir
+        from livemigrate.agent.runner import RunnerSettings
+        from livemigrate.engine import CaptureScope
+
+        embedded = EmbeddedAgents(store, f"http://{host}:{port}", RunnerSettings(
+            default_state_dir(), CaptureScope(settings.agent_capture), settings.agent_retries,
+            settings.agent_retry_seconds, settings.agent_ready_lag_seconds), agent_hostname)
+    uvicorn.run(create_app(settings, store, on_started=embedded.start if embedded else None,
+                           on_stopping=embedded.stop if embedded else None),
+                host=host, port=port, log_level=settings.log_level.lower(), access_log=access_log, log_config=None)
 
 
 @admin_app.command("create-org")
