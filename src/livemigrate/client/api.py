@@ -69,6 +69,40 @@ class ApiClient:
     def delete_link(self, source_org_id: str) -> None:
         self._call("DELETE", f"{SOURCE_PREFIX}/orgs/{source_org_id}/liveExport/migrationLink")
 
+    def add_host(self, group_id: str, host: dict[str, Any]) -> dict[str, Any]:
+        return dict(self._call("POST", f"{SOURCE_PREFIX}/groups/{group_id}/hosts", host))
+
+    def list_hosts(self, group_id: str) -> list[dict[str, Any]]:
+        return list(self._call("GET", f"{SOURCE_PREFIX}/groups/{group_id}/hosts?itemsPerPage=500")["results"])
+
+    def list_source_clusters(self, group_id: str) -> list[dict[str, Any]]:
+        return list(self._call("GET", f"{SOURCE_PREFIX}/groups/{group_id}/clusters?itemsPerPage=500")["results"])
+
+    def create_agent_key(self, group_id: str, description: str) -> dict[str, Any]:
+        return dict(self._call("POST", f"{SOURCE_PREFIX}/groups/{group_id}/agentapikeys", {"desc": description}))
+
+    def add_target_cluster(self, group_id: str, name: str, connection_string: str) -> dict[str, Any]:
+        return dict(self._call("POST", f"{TARGET_PREFIX}/groups/{group_id}/clusters",
+                               {"name": name, "connectionString": connection_string}))
+
+    def list_target_clusters(self, group_id: str) -> list[dict[str, Any]]:
+        return list(self._call("GET", f"{TARGET_PREFIX}/groups/{group_id}/clusters?itemsPerPage=500")["results"])
+
+    def validate_migration(self, group_id: str, request: dict[str, Any]) -> dict[str, Any]:
+        return dict(self._call("POST", f"{TARGET_PREFIX}/groups/{group_id}/liveMigrations/validate", request))
+
+    def validation(self, group_id: str, validation_id: str) -> dict[str, Any]:
+        return dict(self._call("GET", f"{TARGET_PREFIX}/groups/{group_id}/liveMigrations/validate/{validation_id}"))
+
+    def create_migration(self, group_id: str, request: dict[str, Any]) -> dict[str, Any]:
+        return dict(self._call("POST", f"{TARGET_PREFIX}/groups/{group_id}/liveMigrations", request))
+
+    def migration(self, group_id: str, migration_id: str) -> dict[str, Any]:
+        return dict(self._call("GET", f"{TARGET_PREFIX}/groups/{group_id}/liveMigrations/{migration_id}"))
+
+    def cutover(self, group_id: str, migration_id: str) -> None:
+        self._call("PUT", f"{TARGET_PREFIX}/groups/{group_id}/liveMigrations/{migration_id}/cutover")
+
     def create_project(self, side: str, org_id: str, name: str) -> dict[str, Any]:
         prefix = SOURCE_PREFIX if side == "source" else TARGET_PREFIX
         return dict(self._call("POST", f"{prefix}/groups", {"name": name, "orgId": org_id}))

@@ -1,0 +1,247 @@
+"""`livemigrate source hosts|agent-keys …` and `livemigrate target clusters|live-migrations …`, Atlas CLI style."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import typer
+from rich.live import Live
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+from rich.table import Table
+
+from livemigrate.cli.connection import BASE_URL, PRIVATE_KEY, PUBLIC_KEY, client
+from livemigrate.cli.output import OUTPUT_OPTION, OutputFormat, api_errors, console, emit
+
+source_hosts = typer.Typer(help="Monitored MongoDB hosts of a source project.", no_args_is_help=True)
+source_agent_keys = typer.Typer(help="Agent API keys of a source project.", no_args_is_help=True)
+target_clusters = typer.Typer(help="Destination clusters of a target project.", no_args_is_help=True)
+live_migrations = typer.Typer(help="Push live migrations into a target project.", no_args_is_help=True)
+validation = typer.Typer(help="Validations of migration requests.", no_args_is_help=True)
+live_migrations.add_typer(validation, name="validation")
+
+source_projects = typer.Typer(help="Projects of a source organization.", no_args_is_help=True)
+target_projects = typer.Typer(help="Projects of a target organization.", no_args_is_help=True)
+
+GROUP = typer.Option(..., "--group", help="Project (group) id.")
+ID = typer.Option(..., "--id", help="The migration's or validation's id.")
+FINISHED = ("COMPLETE", "FAILED", "EXPIRED")
+
+
+def _table(rows: list[dict[str, Any]], columns: list[tuple[str, str]]) -> None:
+    table = Table()
+    for title, _ in columns:
+        table.add_column(title)
+    for row in rows:
+        table.add_row(*("-" if row.get(key) is None else str(row.get(key)) for _, key in columns))
+    console.print(table)
+
+
+def _fields(record: dict[str, Any], keys: list[str]) -> None:
+    for key in keys:
+        console.print(f"{key:<22} {record.get(key) if record.get(key) is not None else '-'}", markup=False,
+                      highlight=False)
+
+
+def _create_project(side: str, org: str, name: str, output: OutputFormat, base_url: str, public_key: str,
+                    private_key: str) -> None:
+    with api_errors(), client(base_url, public_key, private_key) as api:
+        project = api.create_project(side, org, name)
+    emit(output, project, lambda: _fields(project, ["id", "name", "orgId"]))
+
+
+@source_projects.command("create")
+def source_project_create(org: str = typer.Option(..., "--org"), name: str = typer.Option(..., "--name"),
+                          output: OutputFormat = OUTPUT_OPTION, base_url: str = BASE_URL,
+                          public_key: str = PUBLIC_KEY, private_key: str = PRIVATE_KEY) -> None:
+    """Create a project in a source organization."""
+    _create_project("source", org, name, output, base_url, public_key, private_key)
+
+
+@target_projects.command("create")
+def target_project_create(org: str = typer.Option(..., "--org"), name: str = typer.Option(..., "--name"),
+                          output: OutputFormat = OUTPUT_OPTION, base_url: str = BASE_URL,
+                          public_key: str = PUBLIC_KEY, private_key: str = PRIVATE_KEY) -> None:
+    """Create a project in a target organization."""
+    _create_project("target", org, name, output, base_url, public_key, private_key)
+
+
+@source_hosts.command("add")
+def hosts_add(group: str = GROUP, hostname: str = typer.Option(..., "--hostname"),
+              port: int = typer.Option(27017, "--port"), username: str | None = typer.Option(None, "--username"),
+              password: str | None = typer.Option(None, "--password", envvar="LIVEMIGRATE_HOST_PASSWORD"),
+              auth_mechanism: str = typer.Option("NONE", "--auth-mechanism",
+                                                 help="NONE, SCRAM-SHA-1, SCRAM-SHA-256 or DEFAULT."),
+              ssl: bool = typer.Option(False, "--ssl"), output: OutputFormat = OUTPUT_OPTION,
+              base_url: str = BASE_URL, public_key: str = PUBLIC_KEY, private_key: str = PRIVATE_KEY) -> None:
+    """Monitor a MongoDB host; the source side probes it at once (credentials are never shown again)."""
+    body: dict[str, Any] = {"hostname": hostname, "port": port, "authMechanismName": auth_mechanism, "sslEnabled": ssl}
+    if username:
+        body.update(username=username, password=password)
+    with api_errors(), client(base_url, public_key, private_key) as api:
+        host = api.add_host(group, body)
+    emit(output, host, lambda: _fields(host, ["id", "hostname", "port", "clusterName", "version", "lastPing",
+                                              "lastError"]))
+
+
+@source_hosts.command("list")
+def hosts_list(group: str = GROUP, output: OutputFormat = OUTPUT_OPTION, base_url: str = BASE_URL,
+               public_key: str = PUBLIC_KEY, private_key: str = PRIVATE_KEY) -> None:
+    """Monitored hosts, with what the last probe found (or why it failed)."""
+    with api_errors(), client(base_url, public_key, private_key) as api:
+        found = api.list_hosts(group)
+    emit(output, found, lambda: _table(found, [("ID", "id"), ("HOST", "hostname"), ("PORT", "port"),
+                                               ("CLUSTER", "clusterName"), ("VERSION", "version"),
+                                               ("LAST PING", "lastPing"), ("LAST ERROR", "lastError")]))
+
+
+@source_agent_keys.command("create")
+def agent_keys_create(group: str = GROUP, desc: str = typer.Option("migration host", "--desc"),
+                      output: OutputFormat = OUTPUT_OPTION, base_url: str = BASE_URL, public_key: str = PUBLIC_KEY,
+                      private_key: str = PRIVATE_KEY) -> None:
+    """Create an agent API key for `livemigrate agent`; it is shown only now."""
+    with api_errors(), client(base_url, public_key, private_key) as api:
+        key = api.create_agent_key(group, desc)
+
+    def human() -> None:
+        console.print("Agent API key created; pass it to `livemigrate agent --agent-key` (shown only now):")
+        typer.echo(key["key"])
+
+    emit(output, key, human)
+
+
+@target_clusters.command("add")
+def clusters_add(group: str = GROUP, name: str = typer.Option(..., "--name"),
+                 connection_string: str = typer.Option(..., "--connection-string",
+                                                       envvar="LIVEMIGRATE_CONNECTION_STRING"),
+                 output: OutputFormat = OUTPUT_OPTION, base_url: str = BASE_URL, public_key: str = PUBLIC_KEY,
+                 private_key: str = PRIVATE_KEY) -> None:
+    """Register an existing deployment as a destination (its connection string is never shown again)."""
+    with api_errors(), client(base_url, public_key, private_key) as api:
+        cluster = api.add_target_cluster(group, name, connection_string)
+    emit(output, cluster, lambda: _fields(cluster, ["id", "name", "groupId", "created"]))
+
+
+@target_clusters.command("list")
+def clusters_list(group: str = GROUP, output: OutputFormat = OUTPUT_OPTION, base_url: str = BASE_URL,
+                  public_key: str = PUBLIC_KEY, private_key: str = PRIVATE_KEY) -> None:
+    """Destination clusters of the project."""
+    with api_errors(), client(base_url, public_key, private_key) as api:
+        found = api.list_target_clusters(group)
+    emit(output, found, lambda: _table(found, [("ID", "id"), ("NAME", "name"), ("CREATED", "created")]))
+
+
+def _request(group: str, source_group: str, source_cluster: str, destination_cluster: str, migration_host: str,
+             drop_destination_data: bool, source_username: str | None, source_password: str | None,
+             source_ssl: bool) -> dict[str, Any]:
+    source: dict[str, Any] = {"clusterName": source_cluster, "groupId": source_group, "managedAuthentication": False,
+                              "ssl": source_ssl}
+    if source_username:
+        source.update(username=source_username, password=source_password)
+    return {"source": source, "destination": {"clusterName": destination_cluster, "groupId": group,
+                                              "hostnameSchemaType": "PUBLIC"},
+            "migrationHosts": [migration_host], "dropDestinationData": drop_destination_data}
+
+
+SOURCE_GROUP = typer.Option(..., "--source-group", help="Source project id (from availableProjects).")
+SOURCE_CLUSTER = typer.Option(..., "--source-cluster", help="Source deployment name.")
+DESTINATION = typer.Option(..., "--destination-cluster", help="Destination cluster name in --group.")
+MIGRATION_HOST = typer.Option(..., "--migration-host", help="Hostname of the migration host to run it.")
+DROP = typer.Option(False, "--drop-destination-data", help="Replace what the destination holds.")
+SOURCE_USER = typer.Option(None, "--source-username")
+SOURCE_PASSWORD = typer.Option(None, "--source-password", envvar="LIVEMIGRATE_SOURCE_PASSWORD")
+SOURCE_SSL = typer.Option(False, "--source-ssl")
+
+
+@live_migrations.command("validate")
+def migrations_validate(group: str = GROUP, source_group: str = SOURCE_GROUP, source_cluster: str = SOURCE_CLUSTER,
+                        destination_cluster: str = DESTINATION, migration_host: str = MIGRATION_HOST,
+                        drop_destination_data: bool = DROP, source_username: str | None = SOURCE_USER,
+                        source_password: str | None = SOURCE_PASSWORD, source_ssl: bool = SOURCE_SSL,
+                        output: OutputFormat = OUTPUT_OPTION, base_url: str = BASE_URL,
+                        public_key: str = PUBLIC_KEY, private_key: str = PRIVATE_KEY) -> None:
+    """Start a validation of a migration request (PENDING); see it with `validation describe`."""
+    request = _request(group, source_group, source_cluster, destination_cluster, migration_host,
+                       drop_destination_data, source_username, source_password, source_ssl)
+    with api_errors(), client(base_url, public_key, private_key) as api:
+        started = api.validate_migration(group, request)
+    emit(output, started, lambda: _fields(started, ["_id", "status", "sourceGroupId", "errorMessage"]))
+
+
+@validation.command("describe")
+def validation_describe(group: str = GROUP, validation_id: str = ID, output: OutputFormat = OUTPUT_OPTION,
+                        base_url: str = BASE_URL, public_key: str = PUBLIC_KEY, private_key: str = PRIVATE_KEY) -> None:
+    """A validation: PENDING, SUCCESS, or FAILED with the reason."""
+    with api_errors(), client(base_url, public_key, private_key) as api:
+        found = api.validation(group, validation_id)
+    emit(output, found, lambda: _fields(found, ["_id", "status", "sourceGroupId", "errorMessage"]))
+
+
+@live_migrations.command("create")
+def migrations_create(group: str = GROUP, source_group: str = SOURCE_GROUP, source_cluster: str = SOURCE_CLUSTER,
+                      destination_cluster: str = DESTINATION, migration_host: str = MIGRATION_HOST,
+                      drop_destination_data: bool = DROP, source_username: str | None = SOURCE_USER,
+                      source_password: str | None = SOURCE_PASSWORD, source_ssl: bool = SOURCE_SSL,
+                      output: OutputFormat = OUTPUT_OPTION, base_url: str = BASE_URL,
+                      public_key: str = PUBLIC_KEY, private_key: str = PRIVATE_KEY) -> None:
+    """Create the migration; its migration host picks it up at once."""
+    request = _request(group, source_group, source_cluster, destination_cluster, migration_host,
+                       drop_destination_data, source_username, source_password, source_ssl)
+    with api_errors(), client(base_url, public_key, private_key) as api:
+        created = api.create_migration(group, request)
+    emit(output, created, lambda: _fields(created, ["_id", "status", "migrationHosts"]))
+
+
+@live_migrations.command("describe")
+def migrations_describe(group: str = GROUP, migration_id: str = ID, output: OutputFormat = OUTPUT_OPTION,
+                        base_url: str = BASE_URL, public_key: str = PUBLIC_KEY, private_key: str = PRIVATE_KEY) -> None:
+    """The migration's status, phase, lag and readiness for cutover."""
+    with api_errors(), client(base_url, public_key, private_key) as api:
+        found = api.migration(group, migration_id)
+    emit(output, found, lambda: _fields(found, ["_id", "status", "phase", "lagTimeSeconds", "readyForCutover",
+                                                "copiedDocuments", "totalDocuments", "migrationHosts",
+                                                "errorMessage"]))
+
+
+@live_migrations.command("cutover")
+def migrations_cutover(group: str = GROUP, migration_id: str = ID,
+                       force: bool = typer.Option(False, "--force", help="Do not ask for confirmation."),
+                       base_url: str = BASE_URL, public_key: str = PUBLIC_KEY, private_key: str = PRIVATE_KEY) -> None:
+    """Cut over: stop writes to the source first; the migration drains, verifies and completes."""
+    if not force and not typer.confirm("Writes to the source are stopped, and you want to cut over now?"):
+        raise typer.Exit(1)
+    with api_errors(), client(base_url, public_key, private_key) as api:
+        api.cutover(group, migration_id)
+    console.print(f"Cutover of {migration_id} requested; `live-migrations watch` follows it to COMPLETE.")
+
+
+@live_migrations.command("watch")
+def migrations_watch(group: str = GROUP, migration_id: str = ID,
+                     interval: float = typer.Option(1.0, "--interval", min=0.2),
+                     base_url: str = BASE_URL, public_key: str = PUBLIC_KEY, private_key: str = PRIVATE_KEY) -> None:
+    """A live view — phase, per-namespace bars, lag — until the migration ends; exits 1 unless COMPLETE."""
+    progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), console=console)
+    tasks: dict[str, Any] = {}
+    status = progress.add_task("", total=None)
+    with api_errors(), client(base_url, public_key, private_key) as api, Live(progress, console=console,
+                                                                             refresh_per_second=4):
+        while True:
+            found = api.migration(group, migration_id)
+            lag = found.get("lagTimeSeconds")
+            progress.update(status, description=(
+                f"[bold]{found['status']}[/bold] {found.get('phase') or ''}  lag "
+                f"{'-' if lag is None else f'{lag:.1f}s'}  ready for cutover: {found['readyForCutover']}"))
+            for namespace in found.get("namespaces", []):
+                task = tasks.get(namespace["namespace"])
+                if task is None:
+                    task = tasks[namespace["namespace"]] = progress.add_task(namespace["namespace"],
+                                                                             total=max(namespace["total"], 1))
+                progress.update(task, completed=namespace["copied"],
+                                total=max(namespace["total"], namespace["copied"], 1))
+            if found["status"] in FINISHED:
+                break
+            time.sleep(interval)
+    console.print(f"{migration_id}: {found['status']}" + (f" — {found['errorMessage']}" if found.get("errorMessage")
+                                                          else ""), markup=False, highlight=False)
+    if found["status"] != "COMPLETE":
+        raise typer.Exit(1)
