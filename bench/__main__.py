@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import sys
 
-from bench import engine, link_status
+from bench import control_plane, engine, link_status
 
 
 def main() -> int:
     failures = link_status.run()
     print()
     failures += engine.run()
+    print()
+    failures += control_plane.run()
     return 1 if failures else 0
 
 

@@ -116,7 +116,7 @@ class World:
     def migration(self, migration_id: str) -> dict[str, Any]:
         return dict(self.target_call("GET", f"/liveMigrations/{migration_id}").json())
 
-    def wait_migration(self, migration_id: str, predicate: Any, timeout: float) -> dict[str, Any]:
+    def wait_migration(self, migration_id: str, predicate: Any, timeout: float, interval: float = 0.2) -> dict[str, Any]:
         seen: dict[str, Any] = {}
 
         def check() -> bool:
@@ -124,7 +124,7 @@ class World:
             seen.update(self.migration(migration_id))
             return bool(predicate(seen))
 
-        assert wait_for(check, timeout=timeout, interval=0.2), (seen, self.agent_log()[-3000:])
+        assert wait_for(check, timeout=timeout, interval=interval), (seen, self.agent_log()[-3000:])
         return seen
 
     def close(self) -> None:

@@ -24,16 +24,18 @@ HEARTBEAT_SECONDS = 10.0
 
 
 class MigrationHostAgent:
-    def __init__(self, api: AgentApi, hostname: str, settings: RunnerSettings, poll_seconds: float = 1.0) -> None:
+    def __init__(self, api: AgentApi, hostname: str, settings: RunnerSettings, poll_seconds: float = 0.25) -> None:
         self._api = api
         self.hostname = hostname
         self._settings = settings
         self._poll = poll_seconds
         self._runners: dict[str, JobRunner] = {}
         self._stopping = threading.Event()
+        self._wake = threading.Event()  # a finished job is reported at once, not at the next tick
 
     def stop(self) -> None:
         self._stopping.set()
+        self._wake.set()
 
     def run(self) -> None:
         last_heartbeat = 0.0
@@ -47,7 +49,8 @@ class MigrationHostAgent:
                     self._tick()
                 except (ApiCallError, httpx.HTTPError) as error:
                     log.warning("migration host %s: %s", self.hostname, error)
-                self._stopping.wait(self._poll)
+                self._wake.wait(self._poll)
+                self._wake.clear()
         finally:
             for runner in self._runners.values():
                 runner.stop()
@@ -59,7 +62,7 @@ class MigrationHostAgent:
         for job_id, job in jobs.items():
             if job_id not in self._runners and job.get("sourceUri") and job.get("destinationUri"):
                 log.info("job %s: starting the migration of %s", job_id, job.get("sourceClusterName"))
-                self._runners[job_id] = JobRunner(job, self._settings).start()
+                self._runners[job_id] = JobRunner(job, self._settings, on_finished=self._wake.set).start()
             if job.get("cutoverRequested") and job_id in self._runners:
                 self._runners[job_id].request_cutover()
         for job_id in [job_id for job_id in self._runners if job_id not in jobs]:

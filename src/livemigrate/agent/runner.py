@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,7 +38,9 @@ class RunnerSettings:
 
 
 class JobRunner:
-    def __init__(self, job: dict[str, Any], settings: RunnerSettings) -> None:
+    def __init__(self, job: dict[str, Any], settings: RunnerSettings,
+                 on_finished: Callable[[], None] | None = None) -> None:
+        self._on_finished = on_finished
         self.job_id = str(job["id"])
         self._source_uri = str(job["sourceUri"])
         self._target_uri = str(job["destinationUri"])
@@ -130,3 +133,5 @@ class JobRunner:
                 return
         finally:
             checkpoints.close()
+            if self._on_finished is not None:
+                self._on_finished()

@@ -91,6 +91,7 @@ class Migration:
         self._listeners: list[EventListener] = [on_event] if on_event else []
         self._stopping = threading.Event()
         self._cutover = threading.Event()
+        self._wake = threading.Event()  # cuts a quiet poll's wait short when stop or cutover is asked
         self._progress_lock = threading.Lock()
         self._totals: dict[str, int] = {}
         self._ranges: list[_RangeState] = []
@@ -108,10 +109,12 @@ class Migration:
     def stop(self) -> None:
         """Stop at the next safe point; everything done so far is checkpointed."""
         self._stopping.set()
+        self._wake.set()
 
     def request_cutover(self) -> None:
         """Apply every change the source has made, then stop reading, verify and complete."""
         self._cutover.set()
+        self._wake.set()
 
     def add_listener(self, listener: EventListener) -> None:
         self._listeners.append(listener)
@@ -316,7 +319,8 @@ class Migration:
                 if until_caught_up:
                     log.info("caught up: the copy is done and the lag is zero")
                     return MigrationResult(Phase.REPLICATING, resumed=self._resumed)
-                self._stopping.wait(self.options.poll_seconds)
+                self._wake.wait(self.options.poll_seconds)
+                self._wake.clear()
         return self._stopped()
 
     def _lag(self, captured: list[CapturedEvent]) -> float:

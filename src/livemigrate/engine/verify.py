@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -65,7 +66,10 @@ def _namespace_hash(digests: dict[bytes, tuple[Any, bytes]]) -> str:
 
 def compare_namespace(source: MongoClient[Any], target: MongoClient[Any], namespace: str,
                       sample: int) -> NamespaceComparison:
-    on_source, on_target = _digests(source, namespace), _digests(target, namespace)
+    # Both sides are read at once: the two servers work in parallel and verification takes half as long.
+    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="verify") as pool:
+        source_digests, target_digests = pool.submit(_digests, source, namespace), pool.submit(_digests, target, namespace)
+        on_source, on_target = source_digests.result(), target_digests.result()
     mismatched = [identifier for key, (identifier, digest) in on_source.items()
                   if on_target.get(key, (None, b""))[1] != digest]
     mismatched += [identifier for key, (identifier, _) in on_target.items() if key not in on_source]

@@ -123,7 +123,7 @@ class LinkService:
 
     # --- migration jobs, relayed between the migration hosts and the target ---------------------
 
-    async def jobs(self, org_id: str, max_age_seconds: float = 1.0) -> list[dict[str, Any]]:
+    async def jobs(self, org_id: str, max_age_seconds: float = 0.2) -> list[dict[str, Any]]:
         """The org's running migrations as the target lists them, fetched at most every `max_age_seconds`."""
         cached = self._jobs.get(org_id)
         if cached is not None and time.monotonic() - cached[0] <= max_age_seconds:

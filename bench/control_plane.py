@@ -1,0 +1,80 @@
+"""Control plane: a 10,000-document deployment migrated through the APIs, against the engine alone.
+
+Both run on the same data in the same run, between the same kind of servers: the control plane's
+time is create → readyForCutover plus cutover → COMPLETE (which includes the verification), the
+engine's is `livemigrate migrate --until-caught-up` from start to exit. Their ratio is the control
+plane's overhead. Target (issue: push live migrations): ratio <= 1.2.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+from tests.engine_support import seed
+from tests.migration_world import World
+from tests.nx import NxServer
+from tests.support import LIVEMIGRATE, wait_for
+
+DOCUMENTS = 10_000
+TARGET_RATIO = 1.2
+
+
+def engine_alone(directory: Path) -> float:
+    source, target = NxServer(directory / "engine-src").start(), NxServer(directory / "engine-dst").start()
+    try:
+        with source.client() as client:
+            seed(client, total=DOCUMENTS)
+        started = time.perf_counter()
+        result = subprocess.run([LIVEMIGRATE, "migrate", source.uri, target.uri, "--until-caught-up",
+                                 "--capture", "collection",  # nx-27017: no deployment-wide stream (TESTING.md)
+                                 "--state-dir", str(directory / "engine-state")], capture_output=True, text=True)
+        elapsed = time.perf_counter() - started
+        assert result.returncode == 0, result.stderr
+        return elapsed
+    finally:
+        source.stop()
+        target.stop()
+
+
+def control_plane(directory: Path) -> tuple[float, float]:
+    world = World(directory / "world")
+    try:
+        with world.source_db.client() as client:
+            seed(client, total=DOCUMENTS)
+        world.link()
+        world.add_source_project_and_host()
+        world.start_agent()
+        world.add_target_project_and_cluster()
+        assert wait_for(lambda: any(p["migrationHosts"] for p in world.available_projects()), timeout=30)
+        started = time.perf_counter()
+        created = world.target_call("POST", "/liveMigrations", json=world.request_body())
+        migration_id = created.json()["_id"]
+        world.wait_migration(migration_id, lambda m: m["readyForCutover"], timeout=300, interval=0.05)
+        ready = time.perf_counter()
+        assert world.target_call("PUT", f"/liveMigrations/{migration_id}/cutover").status_code == 202
+        done = world.wait_migration(migration_id, lambda m: m["status"] in ("COMPLETE", "FAILED"), timeout=300,
+                                   interval=0.05)
+        completed = time.perf_counter()
+        assert done["status"] == "COMPLETE", done
+        return ready - started, completed - ready
+    finally:
+        world.close()
+
+
+def run() -> list[str]:
+    with tempfile.TemporaryDirectory() as directory:
+        alone = engine_alone(Path(directory))
+        to_ready, to_complete = control_plane(Path(directory))
+    total = to_ready + to_complete
+    ratio = total / alone
+    print(f"control plane: a {DOCUMENTS:,}-document deployment through the APIs vs the engine alone")
+    print(f"  engine alone (migrate --until-caught-up)   {alone:6.2f} s")
+    print(f"  create -> readyForCutover                  {to_ready:6.2f} s")
+    print(f"  cutover -> COMPLETE (drain and verify)     {to_complete:6.2f} s")
+    print(f"  ratio                                      {ratio:6.2f}   (target <= {TARGET_RATIO})")
+    failures = [f"ratio {ratio:.2f} > {TARGET_RATIO}"] if ratio > TARGET_RATIO else []
+    print(f"  verdict                                    {'PASS' if not failures else 'FAIL: ' + failures[0]}")
+    return failures
