@@ -24,8 +24,7 @@ from livemigrate.engine.events import Phase
 
 log = logging.getLogger("livemigrate.agent")
 
-RETRYABLE = frozenset({EngineErrorCode.SOURCE_UNREACHABLE, EngineErrorCode.TARGET_UNREACHABLE,
-                       EngineErrorCode.SOURCE_FAILED, EngineErrorCode.TARGET_FAILED})
+RETRYABLE = frozenset({EngineErrorCode.SOURCE_UNREACHABLE, EngineErrorCode.TARGET_UNREACHABLE})
 
 
 @dataclass(frozen=True)

@@ -15,8 +15,6 @@ class EngineErrorCode(str, Enum):
     RESUME_TOKEN_LOST = "RESUME_TOKEN_LOST"
     STATE_MISMATCH = "STATE_MISMATCH"
     INVALID_URI = "INVALID_URI"
-    SOURCE_FAILED = "SOURCE_FAILED"
-    TARGET_FAILED = "TARGET_FAILED"
 
 
 class EngineError(Exception):
