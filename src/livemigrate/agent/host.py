@@ -60,7 +60,13 @@ class MigrationHostAgent:
     def _tick(self) -> None:
         jobs = {str(job["id"]): job for job in self._api.jobs(self.hostname)}
         for job_id, job in jobs.items():
-            if job_id not in self._runners and job.get("sourceUri") and job.get("destinationUri"):
+            if job_id not in self._runners and not (job.get("sourceUri") and job.get("destinationUri")):
+                missing = ("the source deployment has no monitored hosts on the source side"
+                           if not job.get("sourceUri") else "the destination cluster is no longer registered")
+                log.error("job %s cannot start: %s", job_id, missing)
+                self._api.report(job_id, {"status": "FAILED", "errorMessage": f"cannot start: {missing}"})
+                continue
+            if job_id not in self._runners:
                 log.info("job %s: starting the migration of %s", job_id, job.get("sourceClusterName"))
                 self._runners[job_id] = JobRunner(job, self._settings, on_finished=self._wake.set).start()
             if job.get("cutoverRequested") and job_id in self._runners:

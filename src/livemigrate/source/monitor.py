@@ -8,6 +8,7 @@ from collections.abc import Callable
 
 from starlette.concurrency import run_in_threadpool
 
+from livemigrate.background import cancel
 from livemigrate.crypto import SecretBox
 from livemigrate.source.hosts import refresh_hosts
 from livemigrate.store.database import Store
@@ -28,12 +29,7 @@ class HostMonitor:
         self._task = asyncio.create_task(self._run(), name="host-monitor")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
+        await cancel(self._task)
 
     async def _run(self) -> None:
         while True:

@@ -13,6 +13,7 @@ import time
 
 from starlette.concurrency import run_in_threadpool
 
+from livemigrate.background import cancel
 from livemigrate.client.link_channel import PushOutcome
 from livemigrate.source.link import LinkService
 
@@ -37,12 +38,7 @@ class LinkSyncer:
         self._task = asyncio.create_task(self._run(), name="link-sync")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
+        await cancel(self._task)
 
     def inventory_changed(self, org_id: str) -> None:
         """Ask for a push of `org_id` soon; callable from any thread."""

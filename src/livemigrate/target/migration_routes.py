@@ -147,7 +147,7 @@ async def validate(request: Request, group_id: str) -> Response:
 
     project, validation = await run_in_threadpool(start)
     task = asyncio.create_task(run_in_threadpool(migrations.run_validation, context.store, context.secret_box,
-                                                 project.org_id, validation.id, migration_request))
+                                                 project.org_id, project.id, validation.id, migration_request))
     request.app.state.background_tasks.add(task)
     task.add_done_callback(request.app.state.background_tasks.discard)
     return respond(request, migrations.validation_view(validation))

@@ -135,13 +135,11 @@ def start_validation(store: Store, project_id: str, request: MigrationRequest) -
     return validation
 
 
-def run_validation(store: Store, secret_box: SecretBox, target_org_id: str, validation_id: str,
+def run_validation(store: Store, secret_box: SecretBox, target_org_id: str, project_id: str, validation_id: str,
                    request: MigrationRequest) -> None:
     """Every check, then SUCCESS or FAILED with the first reason found."""
     try:
         find_source(store, target_org_id, request)
-        with store.read() as session:
-            project_id = session.get(LiveMigrationValidation, validation_id).project_id  # type: ignore[union-attr]
         check_destination(store, secret_box, project_id, request, probe=True)
         status, message = "SUCCESS", None
     except ApiError as error:
