@@ -1,9 +1,10 @@
 """Control plane: a 10,000-document deployment migrated through the APIs, against the engine alone.
 
 Both run on the same data in the same run, between the same kind of servers: the control plane's
-time is create → readyForCutover plus cutover → COMPLETE (which includes the verification), the
-engine's is `livemigrate migrate --until-caught-up` from start to exit. Their ratio is the control
-plane's overhead. Target (issue: push live migrations): ratio <= 1.2.
+times are create → readyForCutover and cutover → COMPLETE (drain and verification), the engine's
+is `livemigrate migrate --until-caught-up` from start to exit (process start included). Two ratios
+are printed: create → ready against the engine alone (the same work), and both phases against
+it; the verdict takes the stricter, both phases. Target (issue: push live migrations): <= 1.2.
 """
 
 from __future__ import annotations
@@ -70,11 +71,14 @@ def run() -> list[str]:
         to_ready, to_complete = control_plane(Path(directory))
     total = to_ready + to_complete
     ratio = total / alone
+    same_work = to_ready / alone  # both end caught up with the source; only the APIs' path differs
     print(f"control plane: a {DOCUMENTS:,}-document deployment through the APIs vs the engine alone")
     print(f"  engine alone (migrate --until-caught-up)   {alone:6.2f} s")
     print(f"  create -> readyForCutover                  {to_ready:6.2f} s")
     print(f"  cutover -> COMPLETE (drain and verify)     {to_complete:6.2f} s")
-    print(f"  ratio                                      {ratio:6.2f}   (target <= {TARGET_RATIO})")
+    print(f"  ratio, create -> ready vs engine alone     {same_work:6.2f}   (the same work: copy and catch up)")
+    print(f"  ratio, both phases vs engine alone         {ratio:6.2f}   (target <= {TARGET_RATIO}; the cutover's "
+          "drain and verification have no counterpart in the engine-alone run)")
     failures = [f"ratio {ratio:.2f} > {TARGET_RATIO}"] if ratio > TARGET_RATIO else []
     print(f"  verdict                                    {'PASS' if not failures else 'FAIL: ' + failures[0]}")
     return failures

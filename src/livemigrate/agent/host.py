@@ -31,7 +31,7 @@ class MigrationHostAgent:
         self._poll = poll_seconds
         self._runners: dict[str, JobRunner] = {}
         self._stopping = threading.Event()
-        self._wake = threading.Event()  # a finished job is reported at once, not at the next tick
+        self._wake = threading.Event()  # a job's new phase or its end is reported at once, not at the next tick
 
     def stop(self) -> None:
         self._stopping.set()
@@ -68,17 +68,19 @@ class MigrationHostAgent:
                 continue
             if job_id not in self._runners:
                 log.info("job %s: starting the migration of %s", job_id, job.get("sourceClusterName"))
-                self._runners[job_id] = JobRunner(job, self._settings, on_finished=self._wake.set).start()
+                self._runners[job_id] = JobRunner(job, self._settings, on_news=self._wake.set).start()
             if job.get("cutoverRequested") and job_id in self._runners:
                 self._runners[job_id].request_cutover()
         for job_id in [job_id for job_id in self._runners if job_id not in jobs]:
             log.info("job %s is no longer running on the target side; stopping it", job_id)
             self._runners.pop(job_id).stop()
         for job_id, runner in list(self._runners.items()):
-            answer = self._api.report(job_id, runner.report())
+            report = runner.report()
+            answer = self._api.report(job_id, report)
             if answer.get("cutoverRequested"):
                 runner.request_cutover()
-            if runner.finished:
+            # Decided by what was sent, not by asking the runner again: it may have finished since.
+            if report["status"] != "WORKING":
                 log.info("job %s ended %s", job_id, answer.get("status"))
                 runner.join(timeout=30)
                 del self._runners[job_id]

@@ -38,8 +38,8 @@ class RunnerSettings:
 
 class JobRunner:
     def __init__(self, job: dict[str, Any], settings: RunnerSettings,
-                 on_finished: Callable[[], None] | None = None) -> None:
-        self._on_finished = on_finished
+                 on_news: Callable[[], None] | None = None) -> None:
+        self._on_news = on_news  # called on a new phase and at the end: worth reporting at once
         self.job_id = str(job["id"])
         self._source_uri = str(job["sourceUri"])
         self._target_uri = str(job["destinationUri"])
@@ -72,10 +72,6 @@ class JobRunner:
     def join(self, timeout: float | None = None) -> None:
         self._thread.join(timeout)
 
-    @property
-    def finished(self) -> bool:
-        return self._final is not None
-
     def report(self) -> dict[str, Any]:
         """What to tell the target now: the final outcome once there is one, else the latest progress."""
         if self._final is not None:
@@ -95,7 +91,11 @@ class JobRunner:
 
     def _on_event(self, event: MigrationEvent) -> None:
         with self._lock:
-            self._latest = event
+            previous, self._latest = self._latest, event
+        news = (previous is None or previous.phase is not event.phase
+                or (previous.lag_seconds is None) != (event.lag_seconds is None))  # e.g. the first lag: ready
+        if news and self._on_news is not None:
+            self._on_news()
 
     def _run(self) -> None:
         checkpoints = SqliteCheckpointStore(self._settings.state_dir / self.job_id)
@@ -132,5 +132,5 @@ class JobRunner:
                 return
         finally:
             checkpoints.close()
-            if self._on_finished is not None:
-                self._on_finished()
+            if self._on_news is not None:
+                self._on_news()
