@@ -72,7 +72,7 @@ def describe_link(
         for label, key in (("STATUS", "status"), ("TARGET ORG", "targetOrgId"), ("TARGET URL", "targetBaseUrl"),
                            ("LINKED AT", "linkedAt"), ("LAST SYNCED AT", "lastSyncedAt"),
                            ("LAST ERROR", "lastSyncError")):
-            console.print(f"{label:<15} {link.get(key) or '-'}", markup=False, highlight=False)
+            typer.echo(f"{label:<15} {link.get(key) or '-'}")  # one line each, never wrapped
 
     emit(output, link, human)
 

@@ -39,8 +39,7 @@ def _table(rows: list[dict[str, Any]], columns: list[tuple[str, str]]) -> None:
 
 def _fields(record: dict[str, Any], keys: list[str]) -> None:
     for key in keys:
-        console.print(f"{key:<22} {record.get(key) if record.get(key) is not None else '-'}", markup=False,
-                      highlight=False)
+        typer.echo(f"{key:<22} {record.get(key) if record.get(key) is not None else '-'}")  # never wrapped
 
 
 def _create_project(side: str, org: str, name: str, output: OutputFormat, base_url: str, public_key: str,
