@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 import typer
@@ -12,6 +13,7 @@ from rich.table import Table
 
 from livemigrate.cli.connection import BASE_URL, PRIVATE_KEY, PUBLIC_KEY, client
 from livemigrate.cli.output import OUTPUT_OPTION, OutputFormat, api_errors, console, emit
+from livemigrate.client.api import ApiClient
 
 source_hosts = typer.Typer(help="Monitored MongoDB hosts of a source project.", no_args_is_help=True)
 source_agent_keys = typer.Typer(help="Agent API keys of a source project.", no_args_is_help=True)
@@ -152,19 +154,33 @@ SOURCE_PASSWORD = typer.Option(None, "--source-password", envvar="LIVEMIGRATE_SO
 SOURCE_SSL = typer.Option(False, "--source-ssl")
 
 
-@live_migrations.command("validate")
-def migrations_validate(group: str = GROUP, source_group: str = SOURCE_GROUP, source_cluster: str = SOURCE_CLUSTER,
-                        destination_cluster: str = DESTINATION, migration_host: str = MIGRATION_HOST,
-                        drop_destination_data: bool = DROP, source_username: str | None = SOURCE_USER,
-                        source_password: str | None = SOURCE_PASSWORD, source_ssl: bool = SOURCE_SSL,
-                        output: OutputFormat = OUTPUT_OPTION, base_url: str = BASE_URL,
-                        public_key: str = PUBLIC_KEY, private_key: str = PRIVATE_KEY) -> None:
-    """Start a validation of a migration request (PENDING); see it with `validation describe`."""
-    request = _request(group, source_group, source_cluster, destination_cluster, migration_host,
-                       drop_destination_data, source_username, source_password, source_ssl)
-    with api_errors(), client(base_url, public_key, private_key) as api:
-        started = api.validate_migration(group, request)
-    emit(output, started, lambda: _fields(started, ["_id", "status", "sourceGroupId", "errorMessage"]))
+def _request_command(send: Callable[[ApiClient, str, dict[str, Any]], dict[str, Any]],
+                     shown: list[str], summary: str) -> Callable[..., None]:
+    """A command that sends one migration request (validate and create take the same options)."""
+
+    def command(group: str = GROUP, source_group: str = SOURCE_GROUP, source_cluster: str = SOURCE_CLUSTER,
+                destination_cluster: str = DESTINATION, migration_host: str = MIGRATION_HOST,
+                drop_destination_data: bool = DROP, source_username: str | None = SOURCE_USER,
+                source_password: str | None = SOURCE_PASSWORD, source_ssl: bool = SOURCE_SSL,
+                output: OutputFormat = OUTPUT_OPTION, base_url: str = BASE_URL,
+                public_key: str = PUBLIC_KEY, private_key: str = PRIVATE_KEY) -> None:
+        request = _request(group, source_group, source_cluster, destination_cluster, migration_host,
+                           drop_destination_data, source_username, source_password, source_ssl)
+        with api_errors(), client(base_url, public_key, private_key) as api:
+            answer = send(api, group, request)
+        emit(output, answer, lambda: _fields(answer, shown))
+
+    command.__doc__ = summary
+    return command
+
+
+live_migrations.command("validate")(_request_command(
+    lambda api, group, request: api.validate_migration(group, request), ["_id", "status", "sourceGroupId",
+                                                                          "errorMessage"],
+    "Start a validation of a migration request (PENDING); see it with `validation describe`."))
+live_migrations.command("create")(_request_command(
+    lambda api, group, request: api.create_migration(group, request), ["_id", "status", "migrationHosts"],
+    "Create the migration; its migration host picks it up at once."))
 
 
 @validation.command("describe")
@@ -174,21 +190,6 @@ def validation_describe(group: str = GROUP, validation_id: str = ID, output: Out
     with api_errors(), client(base_url, public_key, private_key) as api:
         found = api.validation(group, validation_id)
     emit(output, found, lambda: _fields(found, ["_id", "status", "sourceGroupId", "errorMessage"]))
-
-
-@live_migrations.command("create")
-def migrations_create(group: str = GROUP, source_group: str = SOURCE_GROUP, source_cluster: str = SOURCE_CLUSTER,
-                      destination_cluster: str = DESTINATION, migration_host: str = MIGRATION_HOST,
-                      drop_destination_data: bool = DROP, source_username: str | None = SOURCE_USER,
-                      source_password: str | None = SOURCE_PASSWORD, source_ssl: bool = SOURCE_SSL,
-                      output: OutputFormat = OUTPUT_OPTION, base_url: str = BASE_URL,
-                      public_key: str = PUBLIC_KEY, private_key: str = PRIVATE_KEY) -> None:
-    """Create the migration; its migration host picks it up at once."""
-    request = _request(group, source_group, source_cluster, destination_cluster, migration_host,
-                       drop_destination_data, source_username, source_password, source_ssl)
-    with api_errors(), client(base_url, public_key, private_key) as api:
-        created = api.create_migration(group, request)
-    emit(output, created, lambda: _fields(created, ["_id", "status", "migrationHosts"]))
 
 
 @live_migrations.command("describe")
