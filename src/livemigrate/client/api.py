@@ -75,9 +75,6 @@ class ApiClient:
     def list_hosts(self, group_id: str) -> list[dict[str, Any]]:
         return list(self._call("GET", f"{SOURCE_PREFIX}/groups/{group_id}/hosts?itemsPerPage=500")["results"])
 
-    def list_source_clusters(self, group_id: str) -> list[dict[str, Any]]:
-        return list(self._call("GET", f"{SOURCE_PREFIX}/groups/{group_id}/clusters?itemsPerPage=500")["results"])
-
     def create_agent_key(self, group_id: str, description: str) -> dict[str, Any]:
         return dict(self._call("POST", f"{SOURCE_PREFIX}/groups/{group_id}/agentapikeys", {"desc": description}))
 

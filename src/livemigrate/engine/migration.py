@@ -116,9 +116,6 @@ class Migration:
         self._cutover.set()
         self._wake.set()
 
-    def add_listener(self, listener: EventListener) -> None:
-        self._listeners.append(listener)
-
     # --- the run -------------------------------------------------------------------------------
 
     def run(self, *, until_caught_up: bool = False) -> MigrationResult:

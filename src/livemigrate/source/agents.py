@@ -27,14 +27,6 @@ class CreatedAgentKey:
     key: str  # "<public>.<private>": what `livemigrate agent --agent-key` takes; shown once
 
 
-def split_agent_key(key: str) -> tuple[str, str]:
-    """The digest username and password inside an agent key."""
-    public, _, private = key.partition(KEY_SEPARATOR)
-    if not public or not private:
-        raise ValueError("an agent API key looks like <public>.<private>")
-    return public, private
-
-
 def create_agent_key(store: Store, project: Project, description: str) -> CreatedAgentKey:
     with store.write() as session:
         created = create_api_key(session, project.org_id, description, [], AGENT_PURPOSE)

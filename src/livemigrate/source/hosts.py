@@ -9,7 +9,6 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
 from urllib.parse import quote_plus
 
 from sqlalchemy import select
@@ -124,10 +123,6 @@ def refresh_hosts(store: Store, secret_box: SecretBox) -> set[str]:
 def _observed(host: SourceHost) -> tuple[object, ...]:
     return (host.cluster_name, host.version, host.feature_compatibility_version, host.sharded, host.data_size_bytes,
             host.oplog_size_mb, host.last_error)
-
-
-def iso(moment: datetime | None) -> str | None:
-    return moment.strftime("%Y-%m-%dT%H:%M:%SZ") if moment else None
 
 
 def cluster_uri(deployment: Deployment, secret_box: SecretBox, username: str | None, password: str | None,

@@ -12,7 +12,6 @@ import logging
 import time
 from collections import defaultdict
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 from sqlalchemy import bindparam, select
@@ -21,6 +20,7 @@ from starlette.concurrency import run_in_threadpool
 from livemigrate import link_token
 from livemigrate.client.link_channel import LinkCallFailed, LinkChannel, PushOutcome, PushResult
 from livemigrate.crypto import SecretBox
+from livemigrate.directory.views import iso
 from livemigrate.http.errors import ApiError, ErrorCode
 from livemigrate.settings import Settings
 from livemigrate.source.inventory import build_inventory
@@ -262,10 +262,6 @@ def _link_not_found(org_id: str) -> ApiError:
 
 def link_view(link: SourceLink) -> dict[str, object]:
     """The link as `source link describe` shows it: never the key or the token."""
-
-    def iso(moment: datetime | None) -> str | None:
-        return moment.strftime("%Y-%m-%dT%H:%M:%SZ") if moment else None
-
     return {
         "status": link.status,
         "targetOrgId": link.target_org_id,
