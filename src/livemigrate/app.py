@@ -1,4 +1,5 @@
-"""The ASGI application: both APIs, the shared conventions, and the source side's background sync."""
+"""The ASGI application: both APIs, the shared conventions, and the source side's background loops
+(link sync, host monitor)."""
 
 from __future__ import annotations
 
@@ -37,8 +38,8 @@ log = logging.getLogger("livemigrate")
 
 def create_app(settings: Settings, store: Store | None = None, *, on_started: Callable[[], None] | None = None,
                on_stopping: Callable[[], None] | None = None) -> FastAPI:
-    """The application; `on_started`/`on_stopping` run once the server listens / before it stops
-    (the in-process agent of `livemigrate serve` hangs there)."""
+    """The application; `on_started` runs at startup (the server may not listen yet: callers must
+    retry) and `on_stopping` at shutdown — the in-process agent of `livemigrate serve` hangs there."""
     store = store or Store(settings.database_url)
     secret = load_secret_key(settings)
     context = AppContext(
