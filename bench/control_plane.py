@@ -17,7 +17,7 @@ from pathlib import Path
 from tests.engine_support import seed
 from tests.migration_world import World
 from tests.nx import NxServer
-from tests.support import LIVEMIGRATE, wait_for
+from tests.support import LIVEMIGRATE
 
 DOCUMENTS = 10_000
 TARGET_RATIO = 1.2
@@ -43,13 +43,7 @@ def engine_alone(directory: Path) -> float:
 def control_plane(directory: Path) -> tuple[float, float]:
     world = World(directory / "world")
     try:
-        with world.source_db.client() as client:
-            seed(client, total=DOCUMENTS)
-        world.link()
-        world.add_source_project_and_host()
-        world.start_agent()
-        world.add_target_project_and_cluster()
-        assert wait_for(lambda: any(p["migrationHosts"] for p in world.available_projects()), timeout=30)
+        world.ready_to_migrate(DOCUMENTS)
         started = time.perf_counter()
         created = world.target_call("POST", "/liveMigrations", json=world.request_body())
         migration_id = created.json()["_id"]

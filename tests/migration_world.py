@@ -79,6 +79,20 @@ class World:
             assert cluster.status_code == 201, cluster.text
             assert "connectionString" not in cluster.text
 
+    def ready_to_migrate(self, documents: int) -> None:
+        """Seed the source, link, register the source host, start the agent, register the destination,
+        and wait until the target lists the migration host."""
+        from tests.engine_support import seed
+
+        with self.source_db.client() as client:
+            seed(client, total=documents)
+        self.link()
+        self.add_source_project_and_host()
+        self.start_agent()
+        self.add_target_project_and_cluster()
+        assert wait_for(lambda: any(p["migrationHosts"] for p in self.available_projects()), timeout=30), \
+            self.agent_log()
+
     def available_projects(self) -> list[dict[str, Any]]:
         with self.api.client(self.target) as client:
             return list(client.get(f"{TARGET}/orgs/{self.target.org_id}/liveMigrations/availableProjects").json())

@@ -9,20 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.engine_support import copied_in, seed
+from tests.engine_support import copied_in
 from tests.migration_world import World
 from tests.support import LIVEMIGRATE, SOURCE, wait_for
 
 
 def prepared(world: World, documents: int) -> str:
-    """Seed, link, register, start the agent, create the migration; return its id."""
-    with world.source_db.client() as client:
-        seed(client, total=documents)
-    world.link()
-    world.add_source_project_and_host()
-    world.start_agent()
-    world.add_target_project_and_cluster()
-    assert wait_for(lambda: any(p["migrationHosts"] for p in world.available_projects()), timeout=20)
+    """Everything up to a created migration; return its id."""
+    world.ready_to_migrate(documents)
     created = world.target_call("POST", "/liveMigrations", json=world.request_body())
     assert created.status_code == 201, created.text
     return str(created.json()["_id"])

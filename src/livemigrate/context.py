@@ -13,12 +13,13 @@ from starlette.requests import Request
 
 from livemigrate.crypto import SecretBox
 from livemigrate.directory.orgs import find_org
+from livemigrate.directory.projects import find_project
 from livemigrate.http.auth import Authenticator, Principal, check_org_id, require_org_role
 from livemigrate.http.errors import ApiError, ErrorCode
 from livemigrate.http.roles import OrgRole
 from livemigrate.settings import Settings
 from livemigrate.store.database import Store
-from livemigrate.store.models import Organization
+from livemigrate.store.models import Organization, Project
 
 
 def _ignore(_org_id: str) -> None:
@@ -41,6 +42,13 @@ class AppContext:
             raise ApiError(ErrorCode.ORG_NOT_FOUND, f"Organization {org_id} not found.", [org_id])
         require_org_role(principal, org_id, role)
         return principal
+
+    def authorize_project(self, request: Request, group_id: str, side: str, role: OrgRole) -> Project:
+        """Authenticate, find the project of this side (400/404 as documented), then check `role` on its org."""
+        self.authenticator.authenticate(request)
+        project = find_project(self.store, group_id, side)
+        self.authorize(request, project.org_id, side, role)
+        return project
 
     def authorize_org(self, request: Request, org_id: str, side: str, role: OrgRole) -> tuple[Principal, Organization]:
         """`authorize`, and the org itself for handlers that show it."""

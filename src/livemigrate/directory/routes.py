@@ -241,17 +241,13 @@ def directory_router(side: str, prefix: str) -> APIRouter:
     @router.get("/groups/{group_id}", summary="One project")
     def get_group(request: Request, group_id: str) -> Response:
         context = context_of(request)
-        context.authenticator.authenticate(request)
-        project = projects.find_project(context.store, group_id, side)
-        context.authorize(request, project.org_id, side, OrgRole.ORG_READ_ONLY)
+        project = context.authorize_project(request, group_id, side, OrgRole.ORG_READ_ONLY)
         return respond(request, views.project_view(request, prefix, project))
 
     @router.delete("/groups/{group_id}", summary="Delete a project")
     def delete_group(request: Request, group_id: str) -> Response:
         context = context_of(request)
-        context.authenticator.authenticate(request)
-        project = projects.find_project(context.store, group_id, side)
-        context.authorize(request, project.org_id, side, OrgRole.ORG_OWNER)
+        project = context.authorize_project(request, group_id, side, OrgRole.ORG_OWNER)
         projects.delete_project(context.store, group_id, side)
         context.inventory_changed(project.org_id)
         return no_content(request)

@@ -10,8 +10,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
-from livemigrate.context import AppContext, context_of
-from livemigrate.directory.projects import find_project
+from livemigrate.context import context_of
 from livemigrate.directory.views import iso, self_links
 from livemigrate.http.auth import require_agent_key
 from livemigrate.http.bodies import openapi_body, parse_body
@@ -21,7 +20,7 @@ from livemigrate.http.roles import OrgRole
 from livemigrate.source import agents, hosts
 from livemigrate.source.inventory import deployment_view
 from livemigrate.source.probe import HostAddress
-from livemigrate.store.models import MigrationHost, Project, SourceHost
+from livemigrate.store.models import MigrationHost, SourceHost
 
 PREFIX = "/api/public/v1.0"
 SIDE = "source"
@@ -49,13 +48,6 @@ class HeartbeatRequest(BaseModel):
     agentVersion: StrictStr = Field(default="", max_length=64)
 
 
-def _project(context: AppContext, request: Request, group_id: str, role: OrgRole) -> Project:
-    context.authenticator.authenticate(request)
-    project = find_project(context.store, group_id, SIDE)
-    context.authorize(request, project.org_id, SIDE, role)
-    return project
-
-
 def host_view(request: Request, host: SourceHost) -> dict[str, Any]:
     return {
         "id": host.id, "groupId": host.project_id, "hostname": host.hostname, "port": host.port,
@@ -79,7 +71,7 @@ async def add_host(request: Request, group_id: str) -> Response:
     body = await parse_body(request, HostRequest)
 
     def add() -> dict[str, Any]:
-        project = _project(context, request, group_id, OrgRole.ORG_OWNER)
+        project = context.authorize_project(request, group_id, SIDE, OrgRole.ORG_OWNER)
         address = HostAddress(body.hostname, body.port, body.username, body.password, body.authMechanismName,
                               body.sslEnabled)
         host = hosts.add_host(context.store, context.secret_box, project, address)
@@ -92,7 +84,7 @@ async def add_host(request: Request, group_id: str) -> Response:
 @router.get("/groups/{group_id}/hosts", summary="Monitored hosts of the project")
 def list_hosts(request: Request, group_id: str) -> Response:
     context = context_of(request)
-    project = _project(context, request, group_id, OrgRole.ORG_READ_ONLY)
+    project = context.authorize_project(request, group_id, SIDE, OrgRole.ORG_READ_ONLY)
     return respond(request, paginated(request, hosts.list_hosts(context.store, project.id),
                                       lambda host: host_view(request, host)))
 
@@ -100,7 +92,7 @@ def list_hosts(request: Request, group_id: str) -> Response:
 @router.delete("/groups/{group_id}/hosts/{host_id}", summary="Stop monitoring a host")
 def delete_host(request: Request, group_id: str, host_id: str) -> Response:
     context = context_of(request)
-    project = _project(context, request, group_id, OrgRole.ORG_OWNER)
+    project = context.authorize_project(request, group_id, SIDE, OrgRole.ORG_OWNER)
     hosts.delete_host(context.store, project.id, host_id)
     context.inventory_changed(project.org_id)
     return no_content(request)
@@ -109,7 +101,7 @@ def delete_host(request: Request, group_id: str, host_id: str) -> Response:
 @router.get("/groups/{group_id}/clusters", summary="Deployments of the project, as its hosts report them")
 def list_clusters(request: Request, group_id: str) -> Response:
     context = context_of(request)
-    project = _project(context, request, group_id, OrgRole.ORG_READ_ONLY)
+    project = context.authorize_project(request, group_id, SIDE, OrgRole.ORG_READ_ONLY)
 
     def view(deployment: hosts.Deployment) -> dict[str, Any]:
         return {**deployment_view(deployment), "id": deployment.cluster_id, "clusterName": deployment.name,
@@ -130,7 +122,7 @@ async def create_agent_key(request: Request, group_id: str) -> Response:
     body = await parse_body(request, AgentKeyRequest)
 
     def create() -> dict[str, Any]:
-        project = _project(context, request, group_id, OrgRole.ORG_OWNER)
+        project = context.authorize_project(request, group_id, SIDE, OrgRole.ORG_OWNER)
         created = agents.create_agent_key(context.store, project, body.desc)
         return {"_id": created.api_key.id, "desc": created.api_key.description, "key": created.key,
                 "createdTime": iso(created.api_key.created_at)}
@@ -141,7 +133,7 @@ async def create_agent_key(request: Request, group_id: str) -> Response:
 @router.get("/groups/{group_id}/agentapikeys", summary="Agent API keys of the project (without their secrets)")
 def list_agent_keys(request: Request, group_id: str) -> Response:
     context = context_of(request)
-    project = _project(context, request, group_id, OrgRole.ORG_READ_ONLY)
+    project = context.authorize_project(request, group_id, SIDE, OrgRole.ORG_READ_ONLY)
     keys = agents.list_agent_keys(context.store, project.id)
     return respond(request, paginated(request, keys, lambda key: {
         "_id": key.id, "desc": key.description, "createdTime": iso(key.created_at),
@@ -168,7 +160,7 @@ async def heartbeat(request: Request, group_id: str, hostname: str) -> Response:
 @router.get("/groups/{group_id}/liveMigrations/migrationHosts", summary="Migration hosts of the project")
 def list_migration_hosts(request: Request, group_id: str) -> Response:
     context = context_of(request)
-    project = _project(context, request, group_id, OrgRole.ORG_READ_ONLY)
+    project = context.authorize_project(request, group_id, SIDE, OrgRole.ORG_READ_ONLY)
     alive_seconds = context.settings.migration_host_alive_seconds
     return respond(request, paginated(request, agents.list_migration_hosts(context.store, project.id),
                                       lambda host: migration_host_view(host, alive_seconds)))

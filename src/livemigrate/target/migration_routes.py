@@ -13,7 +13,6 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from livemigrate.context import AppContext, context_of
-from livemigrate.directory.projects import find_project
 from livemigrate.directory.views import iso, self_links
 from livemigrate.http.auth import check_org_id
 from livemigrate.http.bodies import openapi_body, parse_body
@@ -97,13 +96,6 @@ def window(context: AppContext) -> timedelta:
     return timedelta(hours=context.settings.cutover_window_hours)
 
 
-def _project(context: AppContext, request: Request, group_id: str, role: OrgRole) -> Project:
-    context.authenticator.authenticate(request)
-    project = find_project(context.store, group_id, SIDE)
-    context.authorize(request, project.org_id, SIDE, role)
-    return project
-
-
 def cluster_view(request: Request, cluster: TargetCluster) -> dict[str, Any]:
     return {"id": cluster.id, "name": cluster.name, "groupId": cluster.project_id, "created": iso(cluster.created_at),
             "links": self_links(request, PREFIX, f"/groups/{cluster.project_id}/clusters/{cluster.name}")}
@@ -117,7 +109,7 @@ async def register_cluster(request: Request, group_id: str) -> Response:
     body = await parse_body(request, ClusterRequest, allow_atlas_versioned=True)
 
     def register() -> dict[str, Any]:
-        project = _project(context, request, group_id, OrgRole.ORG_OWNER)
+        project = context.authorize_project(request, group_id, SIDE, OrgRole.ORG_OWNER)
         cluster = clusters.register_cluster(context.store, context.secret_box, project.id, body.name,
                                             body.connectionString)
         return cluster_view(request, cluster)
@@ -128,7 +120,7 @@ async def register_cluster(request: Request, group_id: str) -> Response:
 @router.get("/groups/{group_id}/clusters", summary="Clusters registered in the group (never their connection strings)")
 def list_clusters(request: Request, group_id: str) -> Response:
     context = context_of(request)
-    project = _project(context, request, group_id, OrgRole.ORG_READ_ONLY)
+    project = context.authorize_project(request, group_id, SIDE, OrgRole.ORG_READ_ONLY)
     return respond(request, paginated(request, clusters.list_clusters(context.store, project.id),
                                       lambda cluster: cluster_view(request, cluster)))
 
@@ -142,7 +134,7 @@ async def validate(request: Request, group_id: str) -> Response:
     migration_request = body.to_request()
 
     def start() -> tuple[Project, Any]:
-        project = _project(context, request, group_id, OrgRole.ORG_OWNER)
+        project = context.authorize_project(request, group_id, SIDE, OrgRole.ORG_OWNER)
         return project, migrations.start_validation(context.store, project.id, migration_request)
 
     project, validation = await run_in_threadpool(start)
@@ -156,7 +148,7 @@ async def validate(request: Request, group_id: str) -> Response:
 @router.get("/groups/{group_id}/liveMigrations/validate/{validation_id}", summary="One validation")
 def get_validation(request: Request, group_id: str, validation_id: str) -> Response:
     context = context_of(request)
-    project = _project(context, request, group_id, OrgRole.ORG_OWNER)
+    project = context.authorize_project(request, group_id, SIDE, OrgRole.ORG_OWNER)
     return respond(request, migrations.validation_view(migrations.get_validation(context.store, project.id,
                                                                                  validation_id)))
 
@@ -169,7 +161,7 @@ async def create(request: Request, group_id: str) -> Response:
     body = await parse_body(request, LiveMigrationRequest, allow_atlas_versioned=True)
 
     def create_it() -> dict[str, Any]:
-        project = _project(context, request, group_id, OrgRole.ORG_OWNER)
+        project = context.authorize_project(request, group_id, SIDE, OrgRole.ORG_OWNER)
         migration = migrations.create_migration(context.store, context.secret_box, project.org_id, project.id,
                                                 body.to_request())
         return migrations.migration_view(migration)
@@ -180,7 +172,7 @@ async def create(request: Request, group_id: str) -> Response:
 @router.get("/groups/{group_id}/liveMigrations/{migration_id}", summary="One live migration")
 def get_migration(request: Request, group_id: str, migration_id: str) -> Response:
     context = context_of(request)
-    project = _project(context, request, group_id, OrgRole.ORG_MEMBER)
+    project = context.authorize_project(request, group_id, SIDE, OrgRole.ORG_MEMBER)
     return respond(request, migrations.migration_view(
         migrations.get_migration(context.store, project.id, migration_id, window(context))))
 
@@ -189,7 +181,7 @@ def get_migration(request: Request, group_id: str, migration_id: str) -> Respons
             status_code=202)
 def cutover(request: Request, group_id: str, migration_id: str) -> Response:
     context = context_of(request)
-    project = _project(context, request, group_id, OrgRole.ORG_OWNER)
+    project = context.authorize_project(request, group_id, SIDE, OrgRole.ORG_OWNER)
     migrations.request_cutover(context.store, project.id, migration_id, window(context))
     return respond(request, None, 202)
 
