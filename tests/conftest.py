@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.nx import NxServer
 from tests.support import OrgCredentials, ServerProcess
 
 _names = itertools.count()
@@ -44,3 +45,12 @@ def source_org(suite: Suite) -> OrgCredentials:
 @pytest.fixture
 def target_org(suite: Suite) -> OrgCredentials:
     return suite.server.new_org(suite.target_root, "target", f"target {next(_names)}")
+
+
+@pytest.fixture
+def servers(tmp_path: Path) -> Iterator[tuple[NxServer, NxServer]]:
+    """Two nx-27017 servers, a source and a target, for the engine's tests."""
+    source, target = NxServer(tmp_path / "source").start(), NxServer(tmp_path / "target").start()
+    yield source, target
+    source.stop()
+    target.stop()

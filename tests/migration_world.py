@@ -34,6 +34,7 @@ class World:
                           "LIVEMIGRATE_AGENT_CAPTURE": "collection", **(agent_env or {})}
         self.agent: subprocess.Popen[bytes] | None = None
         self.agent_runs = 0
+        self._target_client: httpx.Client | None = None  # kept alive: polling must not load what it measures
 
     # --- the steps a user takes ---------------------------------------------------------------
 
@@ -111,8 +112,9 @@ class World:
         return body
 
     def target_call(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        with self.api.client(self.target) as client:
-            return client.request(method, f"{TARGET}/groups/{self.target_project['id']}{path}", **kwargs)
+        if self._target_client is None:
+            self._target_client = self.api.client(self.target)
+        return self._target_client.request(method, f"{TARGET}/groups/{self.target_project['id']}{path}", **kwargs)
 
     def validate(self, body: dict[str, Any]) -> dict[str, Any]:
         started = self.target_call("POST", "/liveMigrations/validate", json=body)
@@ -142,6 +144,8 @@ class World:
         return seen
 
     def close(self) -> None:
+        if self._target_client is not None:
+            self._target_client.close()
         if self.agent is not None and self.agent.poll() is None:
             self.agent.terminate()
             try:

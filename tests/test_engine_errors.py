@@ -14,14 +14,13 @@ from tests.wire_proxy import HistoryLostProxy
 
 
 @pytest.fixture
-def servers(tmp_path: Path) -> Iterator[tuple[NxServer, NxServer]]:
-    source, target = NxServer(tmp_path / "source").start(), NxServer(tmp_path / "target").start()
+def servers(servers: tuple[NxServer, NxServer]) -> Iterator[tuple[NxServer, NxServer]]:
+    """The pair of conftest.py, the source holding one small collection."""
+    source, target = servers
     with source.client() as client:
         client.shop.orders.watch().close()  # nx-27017 records changes only from a collection's first watch()
         client.shop.orders.insert_many([{"_id": f"o{index}", "total": index} for index in range(50)])
     yield source, target
-    source.stop()
-    target.stop()
 
 
 def migrate(source_uri: str, target_uri: str, state: Path, *extra: str) -> subprocess.CompletedProcess[str]:

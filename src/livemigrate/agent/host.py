@@ -30,6 +30,9 @@ class MigrationHostAgent:
         self._settings = settings
         self._poll = poll_seconds
         self._runners: dict[str, JobRunner] = {}
+        # Jobs this agent ended: the job list it reads next may predate the end (the source relays a
+        # list up to a moment old), and such a job must not start again.
+        self._ended: set[str] = set()
         self._stopping = threading.Event()
         self._wake = threading.Event()  # a job's new phase or its end is reported at once, not at the next tick
 
@@ -59,12 +62,16 @@ class MigrationHostAgent:
 
     def _tick(self) -> None:
         jobs = {str(job["id"]): job for job in self._api.jobs(self.hostname)}
+        self._ended &= jobs.keys()
         for job_id, job in jobs.items():
+            if job_id in self._ended:
+                continue
             if job_id not in self._runners and not (job.get("sourceUri") and job.get("destinationUri")):
                 missing = ("the source deployment has no monitored hosts on the source side"
                            if not job.get("sourceUri") else "the destination cluster is no longer registered")
                 log.error("job %s cannot start: %s", job_id, missing)
                 self._api.report(job_id, {"status": "FAILED", "errorMessage": f"cannot start: {missing}"})
+                self._ended.add(job_id)
                 continue
             if job_id not in self._runners:
                 log.info("job %s: starting the migration of %s", job_id, job.get("sourceClusterName"))
@@ -84,3 +91,4 @@ class MigrationHostAgent:
                 log.info("job %s ended %s", job_id, answer.get("status"))
                 runner.join(timeout=30)
                 del self._runners[job_id]
+                self._ended.add(job_id)

@@ -21,6 +21,7 @@ from livemigrate.engine import CaptureScope, EngineError, Migration, MigrationEv
 from livemigrate.engine.checkpoints import SqliteCheckpointStore
 from livemigrate.engine.errors import EngineErrorCode, redact
 from livemigrate.engine.events import Phase
+from livemigrate.engine.ledger import VerificationLedger
 
 log = logging.getLogger("livemigrate.agent")
 
@@ -80,29 +81,36 @@ class JobRunner:
             event = self._latest
         if event is None:
             return {"status": "WORKING", "phase": "STARTING"}
-        lag = event.lag_seconds
-        ready = event.phase is Phase.REPLICATING and lag is not None and lag <= self._settings.ready_lag_seconds
         return {
-            "status": "WORKING", "phase": event.phase.value, "lagTimeSeconds": lag, "readyForCutover": ready,
+            "status": "WORKING", "phase": event.phase.value, "lagTimeSeconds": event.lag_seconds,
+            "readyForCutover": self._ready(event),
             "copiedDocuments": event.copied, "totalDocuments": event.total,
             "namespaces": [{"namespace": p.namespace, "copied": p.copied, "total": p.total, "done": p.done}
                            for p in event.namespaces],
         }
 
+    def _ready(self, event: MigrationEvent) -> bool:
+        """Copied, caught up within the threshold, and the destination read once for verification: a
+        cutover now takes the drain and a second look at what changes from here on, nothing more."""
+        lag = event.lag_seconds
+        return (event.phase is Phase.REPLICATING and lag is not None and lag <= self._settings.ready_lag_seconds
+                and not event.verification_pending)
+
     def _on_event(self, event: MigrationEvent) -> None:
         with self._lock:
             previous, self._latest = self._latest, event
-        news = (previous is None or previous.phase is not event.phase
-                or (previous.lag_seconds is None) != (event.lag_seconds is None))  # e.g. the first lag: ready
+        news = previous is None or previous.phase is not event.phase or self._ready(previous) != self._ready(event)
         if news and self._on_news is not None:
             self._on_news()
 
     def _run(self) -> None:
         checkpoints = SqliteCheckpointStore(self._settings.state_dir / self.job_id)
+        ledger = VerificationLedger(self._settings.state_dir / self.job_id / VerificationLedger.FILE_NAME)
         failures = 0
         try:
             while not self._stopping.is_set():
-                migration = Migration(self._source_uri, self._target_uri, self._options, checkpoints, self._on_event)
+                migration = Migration(self._source_uri, self._target_uri, self._options, checkpoints, self._on_event,
+                                      ledger)
                 with self._lock:
                     self._migration = migration
                 if self._cutover.is_set():
@@ -132,5 +140,6 @@ class JobRunner:
                 return
         finally:
             checkpoints.close()
+            ledger.close()
             if self._on_news is not None:
                 self._on_news()

@@ -67,20 +67,23 @@ def migrate(
                                         help="Collections with more documents are copied as parallel _id ranges."),
     capture: str = typer.Option("auto", "--capture", help="Change capture: auto, cluster or collection."),
     until_caught_up: bool = typer.Option(False, "--until-caught-up",
-                                         help="Exit 0 once the copy is done and the lag is zero."),
+                                         help="Exit 0 once ready for cutover: copied, lag zero, both sides read for verification."),
 ) -> None:
     """Copy SOURCE into TARGET and keep replicating changes: until Ctrl-C (a checkpoint is kept),
     until caught up, or until SIGUSR1 asks for cutover (drain, verify, exit)."""
     from livemigrate.engine import EngineError, Migration
     from livemigrate.engine.checkpoints import SqliteCheckpointStore
     from livemigrate.engine.events import Phase
+    from livemigrate.engine.ledger import VerificationLedger
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     checkpoints = SqliteCheckpointStore(state_dir)
+    ledger = VerificationLedger(state_dir / VerificationLedger.FILE_NAME)
     view = ProgressView(err_console)
     try:
         migration = Migration(source_uri, target_uri,
-                              _options(include, exclude, drop_target, workers, batch_size, capture, split_threshold), checkpoints, view)
+                              _options(include, exclude, drop_target, workers, batch_size, capture, split_threshold),
+                              checkpoints, view, ledger)
     except ValueError as error:  # an unknown --capture value
         typer.echo(f"Error: {error}", err=True)
         raise typer.Exit(EXIT_ENGINE_ERROR) from None
@@ -101,6 +104,7 @@ def migrate(
         raise typer.Exit(EXIT_ENGINE_ERROR) from None
     finally:
         checkpoints.close()
+        ledger.close()
     if result.report is not None:
         _print_report(result.report)
     if result.phase is Phase.STOPPED:

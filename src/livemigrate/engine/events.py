@@ -36,6 +36,8 @@ class MigrationEvent:
     lag_seconds: float | None = None
     applied_events: int = 0
     resumed: bool = False
+    # The target is still being read for verification: a cutover now would wait for that reading.
+    verification_pending: bool = False
     message: str | None = None
     last_error: str | None = None
     details: dict[str, object] = field(default_factory=dict)

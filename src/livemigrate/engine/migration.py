@@ -2,6 +2,9 @@
 
     checks → start point → plan → copy (parallel `_id` ranges) → indexes, views → replay → cutover → verify
 
+Verification is spread over the run (`ledger.py`): once the copy is done, one pass reads both sides
+into a ledger while changes replicate; cutover reads again only the documents changed since.
+
 Guarantees, and where they come from:
 - nothing is written to the target before both ends answer and the target is known to be empty
   (or `drop_target` is set);
@@ -17,6 +20,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass
@@ -26,21 +30,24 @@ from pymongo import MongoClient
 from pymongo.errors import PyMongoError
 
 from livemigrate.engine import writer
-from livemigrate.engine.apply import apply_changes
+from livemigrate.engine.apply import DOCUMENT_OPERATIONS, apply_changes, namespace_of
 from livemigrate.engine.capture import Capture, CapturedEvent, ClusterCapture, CollectionCapture, event_time
 from livemigrate.engine.checkpoints import CheckpointStore, Document
 from livemigrate.engine.connect import connect, wire_version
 from livemigrate.engine.discover import CollectionSpec, discover
 from livemigrate.engine.errors import EngineError, EngineErrorCode, redact, redact_uri
 from livemigrate.engine.events import MigrationEvent, NamespaceProgress, Phase
+from livemigrate.engine.ledger import VerificationLedger, document_key
 from livemigrate.engine.options import CaptureScope, MigrationOptions
 from livemigrate.engine.reader import IdRange, plan_ranges, prefetch, read_batches, single_bracket
-from livemigrate.engine.verify import VerifyReport, verify
+from livemigrate.engine.verify import VerificationPass, VerifyReport, verify, verify_changed
 
 log = logging.getLogger("livemigrate.engine")
 
 WIRE_VERSION_CLUSTER_STREAMS = 7  # MongoDB 4.0
 _EMIT_INTERVAL = 0.25
+# Changes the ledger cannot follow document by document: cutover then verifies every document.
+_LEDGER_BREAKING_OPERATIONS = frozenset({"drop", "rename", "dropDatabase", "invalidate"})
 
 EventListener = Callable[[MigrationEvent], None]
 
@@ -78,16 +85,23 @@ class _RangeState:
                    document["resumable"], document["copied"], document["last"], document["hasLast"], document["done"])
 
 
+def _migration_id(meta: Document) -> str:
+    return str(meta.get("id") or meta["startedAt"])  # state from before ids: the start time tells it apart
+
+
 class Migration:
-    """Build it with URIs, options and a checkpoint store; `run()` it; `stop()` or `request_cutover()` it
-    from another thread."""
+    """Build it with URIs, options, a checkpoint store and (to keep it across restarts) a verification
+    ledger; `run()` it; `stop()` or `request_cutover()` it from another thread."""
 
     def __init__(self, source_uri: str, target_uri: str, options: MigrationOptions, checkpoints: CheckpointStore,
-                 on_event: EventListener | None = None) -> None:
+                 on_event: EventListener | None = None, ledger: VerificationLedger | None = None) -> None:
         self.source_uri = source_uri
         self.target_uri = target_uri
         self.options = options
         self.checkpoints = checkpoints
+        self.ledger = ledger if ledger is not None else VerificationLedger()
+        self._verification_pass: VerificationPass | None = None
+        self._end_of_run = threading.Event()  # ends the verification pass with the run that started it
         self._listeners: list[EventListener] = [on_event] if on_event else []
         self._stopping = threading.Event()
         self._cutover = threading.Event()
@@ -119,7 +133,8 @@ class Migration:
     # --- the run -------------------------------------------------------------------------------
 
     def run(self, *, until_caught_up: bool = False) -> MigrationResult:
-        """Run until stopped, cut over, or (with `until_caught_up`) the copy is done and the lag is zero."""
+        """Run until stopped, cut over, or (with `until_caught_up`) ready for cutover: the copy done, the
+        lag zero and both sides read for verification, so that a later cutover is short."""
         self._emit(Phase.CONNECTING, force=True)
         source = connect(self.source_uri, "source")
         try:
@@ -138,6 +153,9 @@ class Migration:
             self._emit(Phase.FAILED, force=True, last_error=message)
             raise
         finally:
+            self._end_of_run.set()
+            if self._verification_pass is not None:
+                self._verification_pass.wait(timeout=10)
             # After a failure the streams' server may be gone: closing them would wait on it for
             # nothing, and closing the client releases them anyway.
             if self._capture is not None and clean_exit:
@@ -152,6 +170,9 @@ class Migration:
         else:
             self._check_state(meta)
             self._resumed = True
+            if not self.ledger.belongs_to(_migration_id(meta)):
+                log.info("no verification ledger of this migration here: both sides are read again after the copy")
+                self.ledger.begin(_migration_id(meta))
             self._capture = self._reopen_capture(source, meta)
         self._load_plan()
         if meta["phase"] == "copy":
@@ -160,11 +181,13 @@ class Migration:
             meta = self._set_phase(meta, "indexes")
         if meta["phase"] == "indexes":
             self._emit(Phase.BUILDING_INDEXES, force=True)
+            started = time.monotonic()
             self._build_indexes_and_views(target)
+            log.info("indexes and views built in %.1f s", time.monotonic() - started)
             meta = self._set_phase(meta, "replay")
         if meta["phase"] == "complete":
-            log.info("this migration is already complete; verifying again")
-            return self._verify(source, target)
+            log.info("this migration is already complete; verifying every document again")
+            return self._verify(source, target, through_ledger=False)
         return self._replay(source, target, self._capture, meta, until_caught_up)
 
     # --- start, or resume ------------------------------------------------------------------------
@@ -181,8 +204,10 @@ class Migration:
         if scope is CaptureScope.AUTO:
             scope = (CaptureScope.CLUSTER if wire_version(source) >= WIRE_VERSION_CLUSTER_STREAMS
                      else CaptureScope.COLLECTION)
-        meta: Document = {"source": redact_uri(self.source_uri), "target": redact_uri(self.target_uri),
-                          "capture": scope.value, "phase": "copy", "startedAt": time.time()}
+        meta: Document = {"id": uuid.uuid4().hex, "source": redact_uri(self.source_uri),
+                          "target": redact_uri(self.target_uri), "capture": scope.value, "phase": "copy",
+                          "startedAt": time.time()}
+        self.ledger.begin(_migration_id(meta))
         if self.options.drop_target:
             writer.drop_namespaces(target, namespaces)
         # The start point, before anything is copied.
@@ -258,7 +283,10 @@ class Migration:
                 if future.exception() is not None:
                     self._stopping.set()
                     raise future.exception()  # type: ignore[misc]
-        return not self._stopping.is_set()
+        if self._stopping.is_set():
+            return False
+        log.info("copy done: %d documents in %.1f s", self._copied_now, time.monotonic() - self._copy_started)
+        return True
 
     def _copy_range(self, source: MongoClient[Any], target: MongoClient[Any], state: _RangeState) -> None:
         has_after = state.has_last and state.resumable
@@ -294,12 +322,17 @@ class Migration:
         assert capture is not None
         self._emit(Phase.REPLICATING, force=True, lag=None)
         log.info("replicating changes from the saved resume tokens")
+        # Before any change is applied: every change applied from here on marks its document dirty.
+        # The pass's end wakes the replay loop, whose next event says cutover no longer waits for it.
+        self._verification_pass = VerificationPass(source, target, self.ledger, self._collections(), self._end_of_run,
+                                                   on_end=self._wake.set)
         saved_tokens: dict[str, Any] = {}
         while not self._stopping.is_set():
             cutting_over = self._cutover.is_set()
             captured = capture.poll(self.options.batch_size)
             if captured:
                 apply_changes(target, [item.event for item in captured])
+                self._note_changes([item.event for item in captured])  # before the tokens move past them
                 self._applied += len(captured)
             tokens = capture.tokens()
             if tokens != saved_tokens:
@@ -312,13 +345,21 @@ class Migration:
                 if cutting_over:
                     log.info("cutover: every change of the source is applied; verifying")
                     self._set_phase(meta, "complete")
-                    return self._verify(source, target)
-                if until_caught_up:
-                    log.info("caught up: the copy is done and the lag is zero")
+                    return self._verify(source, target, through_ledger=True)
+                if until_caught_up and not self._verification_pass.running:
+                    log.info("caught up: the copy is done, the lag is zero and both sides are read for verification")
                     return MigrationResult(Phase.REPLICATING, resumed=self._resumed)
                 self._wake.wait(self.options.poll_seconds)
                 self._wake.clear()
         return self._stopped()
+
+    def _note_changes(self, events: list[dict[str, Any]]) -> None:
+        changed = [(namespace_of(event), document_key(event["documentKey"]["_id"])) for event in events
+                   if event.get("operationType") in DOCUMENT_OPERATIONS and "_id" in (event.get("documentKey") or {})]
+        self.ledger.mark_dirty(changed)
+        breaking = [event for event in events if event.get("operationType") in _LEDGER_BREAKING_OPERATIONS]
+        if breaking:
+            self.ledger.mark_unusable(f"{breaking[0]['operationType']} of {namespace_of(breaking[0])}")
 
     def _lag(self, captured: list[CapturedEvent]) -> float:
         if not captured:
@@ -328,10 +369,16 @@ class Migration:
 
     # --- the end ---------------------------------------------------------------------------------
 
-    def _verify(self, source: MongoClient[Any], target: MongoClient[Any]) -> MigrationResult:
+    def _verify(self, source: MongoClient[Any], target: MongoClient[Any], *, through_ledger: bool) -> MigrationResult:
         self._emit(Phase.VERIFYING, force=True)
-        namespaces = [spec.namespace for spec in self._specs if spec.kind == "collection"]
-        report = verify(source, target, namespaces, self.options.mismatch_sample)
+        namespaces = self._collections()
+        report = self._verify_through_ledger(source, target, namespaces) if through_ledger else None
+        if report is not None and not report.equal:
+            # The ledger is a shortcut, never the last word on a difference.
+            log.info("the ledger shows differences in %s; confirming by reading every document",
+                     ", ".join(c.namespace for c in report.namespaces if not c.equal))
+        if report is None or not report.equal:
+            report = verify(source, target, namespaces, self.options.mismatch_sample)
         if report.equal:
             self._emit(Phase.COMPLETE, force=True, lag=0.0, message="verified: source and target are equal")
             return MigrationResult(Phase.COMPLETE, report, self._resumed)
@@ -339,6 +386,18 @@ class Migration:
         message = f"verification found differences in {', '.join(unequal)}"
         self._emit(Phase.FAILED, force=True, last_error=message)
         return MigrationResult(Phase.FAILED, report, self._resumed)
+
+    def _verify_through_ledger(self, source: MongoClient[Any], target: MongoClient[Any],
+                               namespaces: list[str]) -> VerifyReport | None:
+        passed = self._verification_pass is not None and self._verification_pass.wait()
+        reason = self.ledger.unusable_reason() or (None if passed else "the verification pass did not end")
+        if reason is not None:
+            log.info("verifying every document (%s)", reason)
+            return None
+        return verify_changed(source, target, namespaces, self.ledger, self.options.mismatch_sample)
+
+    def _collections(self) -> list[str]:
+        return [spec.namespace for spec in self._specs if spec.kind == "collection"]
 
     def _stopped(self) -> MigrationResult:
         self._emit(Phase.STOPPED, force=True, message="stopped; progress is checkpointed")
@@ -364,7 +423,8 @@ class Migration:
         self._phase, self._last_emit = phase, now
         elapsed = max(now - self._copy_started, 1e-6)
         event = MigrationEvent(phase=phase, namespaces=self._progress(), docs_per_second=self._copied_now / elapsed,
-                               lag_seconds=lag, applied_events=self._applied, resumed=self._resumed, message=message,
-                               last_error=last_error)
+                               lag_seconds=lag, applied_events=self._applied, resumed=self._resumed,
+                               verification_pending=self._verification_pass is not None and self._verification_pass.running,
+                               message=message, last_error=last_error)
         for listener in self._listeners:
             listener(event)

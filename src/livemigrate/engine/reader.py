@@ -7,7 +7,7 @@ never decodes what it only forwards, which is most of what a copy costs in Pytho
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from queue import Full, Queue
 from typing import Any
@@ -81,9 +81,13 @@ def read_batches(client: MongoClient[Any], namespace: str, id_range: IdRange, af
     if id_range.upper is not None:
         bounds["$lt"] = id_range.upper
     query = {"_id": bounds} if bounds else {}
-    cursor = raw_collection(client, namespace).find(query).sort("_id", ASCENDING).batch_size(batch_size)
+    return in_batches(raw_collection(client, namespace).find(query).sort("_id", ASCENDING).batch_size(batch_size),
+                      batch_size)
+
+
+def in_batches(documents: Iterable[RawBSONDocument], batch_size: int) -> Iterator[list[RawBSONDocument]]:
     batch: list[RawBSONDocument] = []
-    for document in cursor:
+    for document in documents:
         batch.append(document)
         if len(batch) >= batch_size:
             yield batch

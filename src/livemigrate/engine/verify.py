@@ -3,22 +3,36 @@
 Each document is hashed as the exact BSON the server returns (field order included: MongoDB
 compares documents that way too); a namespace's hash is the sum of its documents' hashes modulo
 2**256, so it does not depend on the order documents are read in. Mismatches are listed by `_id`.
+
+Two ways to get there: `verify` reads every document of both sides; `verify_changed` reads again
+only the documents the ledger marks dirty and takes the rest from it (`ledger.py` says why that is
+sound), which keeps a cutover short however large the data.
 """
 
 from __future__ import annotations
 
-import hashlib
-from collections.abc import Sequence
+import logging
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
-import bson
+from bson.raw_bson import RawBSONDocument
 from pymongo import MongoClient
+from pymongo.errors import PyMongoError
 
-from livemigrate.engine.reader import raw_collection
+from livemigrate.engine.ledger import Side, VerificationLedger, digest_of, identifier_of
+from livemigrate.engine.reader import in_batches, prefetch, raw_collection
+
+log = logging.getLogger("livemigrate.engine.verify")
+
+T = TypeVar("T")
 
 _MODULUS = 2**256
+_BATCH = 1000
 
 
 @dataclass(frozen=True)
@@ -51,46 +65,133 @@ class VerifyReport:
              "mismatchedIds": [str(value) for value in c.mismatched_ids]} for c in self.namespaces]}
 
 
-def _digests(client: MongoClient[Any], namespace: str) -> dict[bytes, tuple[Any, bytes]]:
-    digests: dict[bytes, tuple[Any, bytes]] = {}
-    for document in raw_collection(client, namespace).find({}).batch_size(1000):
-        identifier = document["_id"]
-        digests[bson.encode({"_id": identifier})] = (identifier, hashlib.sha256(document.raw).digest())
-    return digests
+Digests = dict[bytes, bytes]  # the BSON of `{_id}` -> the SHA-256 of the document
 
 
-def _namespace_hash(digests: dict[bytes, tuple[Any, bytes]]) -> str:
-    total = sum(int.from_bytes(digest, "big") for _, digest in digests.values()) % _MODULUS
+def _batches(client: MongoClient[Any], namespace: str) -> Iterator[list[RawBSONDocument]]:
+    """The whole namespace, read ahead on a thread of its own: the server sends the next batch while
+    this one is hashed, so reading goes at the server's pace rather than the server's plus ours."""
+    return prefetch(in_batches(raw_collection(client, namespace).find({}).batch_size(_BATCH), _BATCH))
+
+
+def _digests(client: MongoClient[Any], namespace: str) -> Digests:
+    return dict(digest_of(document) for batch in _batches(client, namespace) for document in batch)
+
+
+def _namespace_hash(digests: Digests) -> str:
+    total = sum(int.from_bytes(digest, "big") for digest in digests.values()) % _MODULUS
     return f"{total:064x}"
 
 
-def _digests_of_all(client: MongoClient[Any], namespaces: Sequence[str]) -> dict[str, dict[bytes, tuple[Any, bytes]]]:
-    return {namespace: _digests(client, namespace) for namespace in namespaces}
+def _on_both_sides(read: Callable[[MongoClient[Any], Side], T], source: MongoClient[Any],
+                   target: MongoClient[Any]) -> tuple[T, T]:
+    # Each side is read by a thread of its own, start to end: both servers stay busy at once, and
+    # reading takes about as long as reading the larger side.
+    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="verify") as pool:
+        source_side, target_side = pool.submit(read, source, Side.SOURCE), pool.submit(read, target, Side.TARGET)
+        return source_side.result(), target_side.result()
 
 
-def compare_namespace(namespace: str, on_source: dict[bytes, tuple[Any, bytes]],
-                      on_target: dict[bytes, tuple[Any, bytes]], sample: int) -> NamespaceComparison:
-    mismatched = [identifier for key, (identifier, digest) in on_source.items()
-                  if on_target.get(key, (None, b""))[1] != digest]
-    mismatched += [identifier for key, (identifier, _) in on_target.items() if key not in on_source]
+def compare_namespace(namespace: str, on_source: Digests, on_target: Digests, sample: int) -> NamespaceComparison:
+    mismatched = [key for key, digest in on_source.items() if on_target.get(key) != digest]
+    mismatched += [key for key in on_target if key not in on_source]
     return NamespaceComparison(
         namespace=namespace,
         source_count=len(on_source),
         target_count=len(on_target),
         source_hash=_namespace_hash(on_source),
         target_hash=_namespace_hash(on_target),
-        mismatched_ids=tuple(mismatched[:sample]),
+        mismatched_ids=tuple(identifier_of(key) for key in mismatched[:sample]),
         mismatch_count=len(mismatched),
     )
 
 
 def verify(source: MongoClient[Any], target: MongoClient[Any], namespaces: Sequence[str],
            sample: int = 20) -> VerifyReport:
-    # Each side is read by a thread of its own, start to end: both servers stay busy at once, and
-    # verification takes about as long as reading the larger side.
-    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="verify") as pool:
-        source_side = pool.submit(_digests_of_all, source, namespaces)
-        target_side = pool.submit(_digests_of_all, target, namespaces)
-        on_source, on_target = source_side.result(), target_side.result()
+    """Read every document of both sides."""
+    on_source, on_target = _on_both_sides(
+        lambda client, _: {namespace: _digests(client, namespace) for namespace in namespaces}, source, target)
     return VerifyReport(tuple(compare_namespace(namespace, on_source[namespace], on_target[namespace], sample)
+                              for namespace in namespaces))
+
+
+# --- with the ledger ---------------------------------------------------------------------------
+
+
+class VerificationPass:
+    """Both sides read whole into the ledger once the copy is done, each by a thread of its own, while
+    changes replicate — so that cutover reads again only what changes from then on.
+
+    Not during the copy: the target is the copy's bottleneck, and reading it meanwhile costs the copy
+    as much time as it saves later. A namespace already read by an earlier run of the same migration
+    (the ledger says so) is not read again."""
+
+    def __init__(self, source: MongoClient[Any], target: MongoClient[Any], ledger: VerificationLedger,
+                 namespaces: Sequence[str], stopping: threading.Event, on_end: Callable[[], None]) -> None:
+        self._clients = (source, target)
+        self._ledger = ledger
+        self._namespaces = namespaces
+        self._stopping = stopping
+        self._on_end = on_end
+        self._complete = False
+        self._thread = threading.Thread(target=self._run, name="verify-pass", daemon=True)
+        self._thread.start()
+
+    @property
+    def running(self) -> bool:
+        return self._thread.is_alive()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """True once every namespace of both sides is in the ledger."""
+        self._thread.join(timeout)
+        return self._complete
+
+    def _run(self) -> None:
+        started = time.monotonic()
+        try:
+            self._complete = all(_on_both_sides(self._read_side, *self._clients))
+            if self._complete:
+                log.info("verification pass done: both sides read in %.1f s", time.monotonic() - started)
+        except (PyMongoError, sqlite3.Error) as error:
+            log.warning("the verification pass stopped (%s): cutover will read every document", type(error).__name__)
+        finally:
+            self._on_end()
+
+    def _read_side(self, client: MongoClient[Any], side: Side) -> bool:
+        for namespace in self._namespaces:
+            if self._ledger.passed(side, namespace):
+                continue
+            self._ledger.start_pass(side, namespace)
+            for batch in _batches(client, namespace):
+                self._ledger.record(side, namespace, batch)
+                if self._stopping.is_set():
+                    return False
+            self._ledger.finish_pass(side, namespace)
+        return True
+
+
+def _read_again(client: MongoClient[Any], side: Side, namespace: str, keys: Sequence[bytes],
+                ledger: VerificationLedger) -> None:
+    collection = raw_collection(client, namespace)
+    for start in range(0, len(keys), _BATCH):
+        part = keys[start:start + _BATCH]
+        found = list(collection.find({"_id": {"$in": [identifier_of(key) for key in part]}}))
+        ledger.replace(side, namespace, part, found)
+
+
+def verify_changed(source: MongoClient[Any], target: MongoClient[Any], namespaces: Sequence[str],
+                   ledger: VerificationLedger, sample: int = 20) -> VerifyReport:
+    """Read again, on both sides, the documents changed since the ledger recorded them; compare the
+    ledger's digests. Needs a finished `VerificationPass`."""
+    dirty = {namespace: ledger.dirty_keys(namespace) for namespace in namespaces}
+    log.info("verifying through the ledger: reading again %d changed document(s) on both sides",
+             sum(len(keys) for keys in dirty.values()))
+
+    def read_again(client: MongoClient[Any], side: Side) -> None:
+        for namespace, keys in dirty.items():
+            _read_again(client, side, namespace, keys, ledger)
+
+    _on_both_sides(read_again, source, target)
+    return VerifyReport(tuple(compare_namespace(namespace, ledger.digests(Side.SOURCE, namespace),
+                                                ledger.digests(Side.TARGET, namespace), sample)
                               for namespace in namespaces))

@@ -1,0 +1,138 @@
+"""Verification through the ledger: both sides read once after the copy, cutover reading again only the
+documents changed since — checked against reading everything, on two nx-27017 servers."""
+
+from __future__ import annotations
+
+import threading
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import bson
+import pytest
+from bson import Binary, Decimal128, Int64, MaxKey, MinKey, ObjectId, Timestamp
+from bson.raw_bson import RawBSONDocument
+from pymongo import MongoClient
+
+from livemigrate.engine.ledger import VerificationLedger, digest_of, document_key, identifier_of
+from livemigrate.engine.verify import VerificationPass, VerifyReport, verify, verify_changed
+from tests.engine_support import MigrateProcess, seed
+from tests.nx import NxServer
+from tests.support import wait_for as wait_until
+
+IDENTIFIERS: list[Any] = [ObjectId(), 7, Int64(7), 2**40, 1.5, "héllo", "", {"a": 1, "b": [1, 2]},
+                          Binary(b"\x00\x01", 4), b"raw", True, datetime(2020, 1, 2, 3, 4, 5), None,
+                          Timestamp(1, 2), Decimal128("1.5"), MinKey(), MaxKey()]
+
+
+@pytest.mark.parametrize("identifier", IDENTIFIERS, ids=lambda value: type(value).__name__)
+def test_the_key_read_from_a_raw_document_is_the_key_of_its_id(identifier: Any) -> None:
+    # The copy and the pass read keys in place from raw BSON; change events give decoded `_id`s.
+    raw = RawBSONDocument(bson.encode({"_id": identifier, "x": 1}))
+    key, _ = digest_of(raw)
+    assert key == document_key(raw["_id"])
+    assert identifier_of(key) == identifier and document_key(identifier_of(key)) == key
+
+
+def test_a_document_whose_id_is_not_first_still_gets_its_key() -> None:
+    key, _ = digest_of(RawBSONDocument(bson.encode({"x": 1, "_id": "late"})))
+    assert identifier_of(key) == "late"
+
+
+NAMESPACES = ["shop.orders", "shop.users"]
+
+
+def _same_documents(source: MongoClient[Any], target: MongoClient[Any]) -> None:
+    object_id = ObjectId()
+    for client in (source, target):
+        client.shop.orders.insert_many([{"_id": f"order{index:04d}", "total": index, "lines": [index, 1]}
+                                        for index in range(300)])
+        client.shop.users.insert_many([{"_id": index, "name": f"user {index}"} for index in range(50)]
+                                      + [{"_id": Int64(1000), "name": "wide"}, {"_id": object_id, "name": "oid"}])
+
+
+def _comparable(report: VerifyReport) -> list[tuple[Any, ...]]:
+    return [(c.namespace, c.source_count, c.target_count, c.source_hash, c.target_hash, c.equal)
+            for c in report.namespaces]
+
+
+def test_the_ledger_reads_again_only_what_changed_and_agrees_with_reading_everything(
+        servers: tuple[NxServer, NxServer], tmp_path: Path) -> None:
+    source_server, target_server = servers
+    ledger = VerificationLedger(tmp_path / "ledger" / VerificationLedger.FILE_NAME)
+    with source_server.client() as source, target_server.client() as target:
+        _same_documents(source, target)
+        ledger.begin("test")
+        ended = threading.Event()
+        assert VerificationPass(source, target, ledger, NAMESPACES, threading.Event(), ended.set).wait(timeout=60)
+        assert ended.is_set()
+
+        # Changes replicated the way the engine replicates them, each marking its document dirty.
+        for client in (source, target):
+            client.shop.orders.update_one({"_id": "order0007"}, {"$set": {"total": -1}})
+            client.shop.orders.delete_one({"_id": "order0008"})
+            client.shop.orders.insert_one({"_id": "order9999", "total": 9999})
+            client.shop.users.update_one({"_id": Int64(1000)}, {"$set": {"name": "still wide"}})
+        ledger.mark_dirty([("shop.orders", document_key("order0007")), ("shop.orders", document_key("order0008")),
+                           ("shop.orders", document_key("order9999")), ("shop.users", document_key(Int64(1000)))])
+
+        through_ledger = verify_changed(source, target, NAMESPACES, ledger)
+        everything = verify(source, target, NAMESPACES)
+        assert through_ledger.equal and everything.equal
+        assert _comparable(through_ledger) == _comparable(everything)
+        assert through_ledger.namespaces[0].source_count == 300  # one deleted, one inserted
+
+        # A difference behind a changed document is found, and named.
+        target.shop.orders.update_one({"_id": "order0010"}, {"$set": {"total": "tampered"}})
+        source.shop.orders.update_one({"_id": "order0010"}, {"$set": {"seen": True}})
+        target.shop.orders.update_one({"_id": "order0010"}, {"$set": {"seen": True}})
+        ledger.mark_dirty([("shop.orders", document_key("order0010"))])
+        found = verify_changed(source, target, NAMESPACES, ledger)
+        assert not found.equal
+        orders = found.namespaces[0]
+        assert orders.mismatched_ids == ("order0010",) and orders.mismatch_count == 1
+        assert _comparable(found) == _comparable(verify(source, target, NAMESPACES))
+    ledger.close()
+
+
+def test_a_pass_interrupted_is_finished_by_the_next_run_from_the_same_ledger(
+        servers: tuple[NxServer, NxServer], tmp_path: Path) -> None:
+    source_server, target_server = servers
+    path = tmp_path / "ledger" / VerificationLedger.FILE_NAME
+    with source_server.client() as source, target_server.client() as target:
+        _same_documents(source, target)
+        first = VerificationLedger(path)
+        first.begin("test")
+        stopped = threading.Event()
+        stopped.set()  # stops after the first batch of each side
+        assert not VerificationPass(source, target, first, NAMESPACES, stopped, lambda: None).wait(timeout=60)
+        first.close()
+
+        again = VerificationLedger(path)
+        assert again.belongs_to("test")
+        assert VerificationPass(source, target, again, NAMESPACES, threading.Event(), lambda: None).wait(timeout=60)
+        assert _comparable(verify_changed(source, target, NAMESPACES, again)) == \
+            _comparable(verify(source, target, NAMESPACES))
+        again.close()
+
+
+def test_a_difference_on_the_destination_fails_the_cutover_through_the_ledger(servers: tuple[NxServer, NxServer],
+                                                                            tmp_path: Path) -> None:
+    source, target = servers
+    state = tmp_path / "state"
+    with source.client() as source_client, target.client() as target_client:
+        seed(source_client, total=12_000)
+        first = MigrateProcess(source.uri, target.uri, state, "--workers", "1", "--batch-size", "100").start()
+        assert wait_until(lambda: first.copied() >= 300, timeout=120), first.log_text()
+        first.kill()
+        assert first.phase() == "copy"  # so the verification pass has not read the destination yet
+        # Written to the destination by someone else: not on the source, and no change event says so.
+        target_client.inventory.alpha.insert_one({"_id": "intruder", "quantity": 0})
+
+        second = MigrateProcess(source.uri, target.uri, state, "--workers", "1", "--batch-size", "100").start()
+        assert wait_until(lambda: "verification pass done" in second.log_text(), timeout=120), second.log_text()
+        assert second.cutover_and_wait() == 1, second.log_text()
+    log = second.log_text()
+    assert "reading again 0 changed document(s)" in log
+    assert "the ledger shows differences in inventory.alpha; confirming by reading every document" in log
+    assert "intruder" in log and "DIFFERENT" in log
