@@ -14,7 +14,7 @@ from bson import Binary, Decimal128, Int64, MaxKey, MinKey, ObjectId, Timestamp
 from bson.raw_bson import RawBSONDocument
 from pymongo import MongoClient
 
-from livemigrate.engine.ledger import VerificationLedger, digest_of, document_key, identifier_of
+from livemigrate.engine.ledger import Side, VerificationLedger, digest_of, document_key, identifier_of
 from livemigrate.engine.verify import VerificationPass, VerifyReport, verify, verify_changed
 from tests.engine_support import MigrateProcess, seed
 from tests.nx import NxServer
@@ -81,6 +81,8 @@ def test_the_ledger_reads_again_only_what_changed_and_agrees_with_reading_everyt
         assert through_ledger.equal and everything.equal
         assert _comparable(through_ledger) == _comparable(everything)
         assert through_ledger.namespaces[0].source_count == 300  # one deleted, one inserted
+        paged = list(ledger.digest_values(Side.TARGET, "shop.orders", page=7))
+        assert len(paged) == 300 and sorted(paged) == sorted(ledger.digest_values(Side.TARGET, "shop.orders"))
 
         # A difference behind a changed document is found, and named.
         target.shop.orders.update_one({"_id": "order0010"}, {"$set": {"total": "tampered"}})

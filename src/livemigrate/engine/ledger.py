@@ -180,11 +180,40 @@ class VerificationLedger:
             rows = self._connection.execute("SELECT key FROM dirty WHERE namespace = ?", (namespace,)).fetchall()
         return [bytes(row[0]) for row in rows]
 
-    def digests(self, side: Side, namespace: str) -> dict[bytes, bytes]:
+    def count(self, side: Side, namespace: str) -> int:
         with self._lock:
-            rows = self._connection.execute("SELECT key, digest FROM digests WHERE side = ? AND namespace = ?",
-                                            (int(side), namespace)).fetchall()
-        return {bytes(key): bytes(digest) for key, digest in rows}
+            row = self._connection.execute("SELECT count(*) FROM digests WHERE side = ? AND namespace = ?",
+                                           (int(side), namespace)).fetchone()
+        return int(row[0])
+
+    def digest_values(self, side: Side, namespace: str, page: int = 10_000) -> Iterator[bytes]:
+        """Every digest of one side's namespace, a page at a time (by key, so that writes in between
+        cannot make a page skip or repeat a row): memory stays flat however large the namespace."""
+        after = b""
+        while True:
+            with self._lock:
+                rows = self._connection.execute(
+                    "SELECT key, digest FROM digests WHERE side = ? AND namespace = ? AND key > ? ORDER BY key LIMIT ?",
+                    (int(side), namespace, after, page)).fetchall()
+            for _, digest in rows:
+                yield bytes(digest)
+            if len(rows) < page:
+                return
+            after = bytes(rows[-1][0])
+
+    def mismatched_keys(self, namespace: str, sample: int) -> tuple[list[bytes], int]:
+        """Up to `sample` keys whose digests differ between the sides or that one side lacks, and how many
+        there are in all — a join in SQLite rather than both sides in memory."""
+        query = (
+            "SELECT s.key FROM digests s LEFT JOIN digests t ON t.side = 1 AND t.namespace = s.namespace "
+            "AND t.key = s.key WHERE s.side = 0 AND s.namespace = :ns AND (t.digest IS NULL OR t.digest != s.digest) "
+            "UNION ALL "
+            "SELECT t.key FROM digests t LEFT JOIN digests s ON s.side = 0 AND s.namespace = t.namespace "
+            "AND s.key = t.key WHERE t.side = 1 AND t.namespace = :ns AND s.key IS NULL")
+        with self._lock:
+            keys = self._connection.execute(f"{query} LIMIT :sample", {"ns": namespace, "sample": sample}).fetchall()
+            total = self._connection.execute(f"SELECT count(*) FROM ({query})", {"ns": namespace}).fetchone()
+        return [bytes(row[0]) for row in keys], int(total[0])
 
     def close(self) -> None:
         with self._lock:

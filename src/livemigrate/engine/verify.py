@@ -15,7 +15,7 @@ import logging
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -78,8 +78,8 @@ def _digests(client: MongoClient[Any], namespace: str) -> Digests:
     return dict(digest_of(document) for batch in _batches(client, namespace) for document in batch)
 
 
-def _namespace_hash(digests: Digests) -> str:
-    total = sum(int.from_bytes(digest, "big") for digest in digests.values()) % _MODULUS
+def _namespace_hash(digests: Iterable[bytes]) -> str:
+    total = sum(int.from_bytes(digest, "big") for digest in digests) % _MODULUS
     return f"{total:064x}"
 
 
@@ -99,8 +99,8 @@ def compare_namespace(namespace: str, on_source: Digests, on_target: Digests, sa
         namespace=namespace,
         source_count=len(on_source),
         target_count=len(on_target),
-        source_hash=_namespace_hash(on_source),
-        target_hash=_namespace_hash(on_target),
+        source_hash=_namespace_hash(on_source.values()),
+        target_hash=_namespace_hash(on_target.values()),
         mismatched_ids=tuple(identifier_of(key) for key in mismatched[:sample]),
         mismatch_count=len(mismatched),
     )
@@ -192,6 +192,17 @@ def verify_changed(source: MongoClient[Any], target: MongoClient[Any], namespace
             _read_again(client, side, namespace, keys, ledger)
 
     _on_both_sides(read_again, source, target)
-    return VerifyReport(tuple(compare_namespace(namespace, ledger.digests(Side.SOURCE, namespace),
-                                                ledger.digests(Side.TARGET, namespace), sample)
-                              for namespace in namespaces))
+    return VerifyReport(tuple(_compare_in_ledger(namespace, ledger, sample) for namespace in namespaces))
+
+
+def _compare_in_ledger(namespace: str, ledger: VerificationLedger, sample: int) -> NamespaceComparison:
+    mismatched, mismatch_count = ledger.mismatched_keys(namespace, sample)
+    return NamespaceComparison(
+        namespace=namespace,
+        source_count=ledger.count(Side.SOURCE, namespace),
+        target_count=ledger.count(Side.TARGET, namespace),
+        source_hash=_namespace_hash(ledger.digest_values(Side.SOURCE, namespace)),
+        target_hash=_namespace_hash(ledger.digest_values(Side.TARGET, namespace)),
+        mismatched_ids=tuple(identifier_of(key) for key in mismatched),
+        mismatch_count=mismatch_count,
+    )
