@@ -11,7 +11,7 @@ import pytest
 
 from tests.engine_support import copied_in
 from tests.migration_world import World
-from tests.support import LIVEMIGRATE, SOURCE, wait_for
+from tests.support import LIVEMIGRATE, SOURCE, TARGET, wait_for
 
 
 def prepared(world: World, documents: int) -> str:
@@ -86,3 +86,20 @@ def test_relink_with_another_token_while_running_is_refused(world: World) -> Non
                               json={"linkToken": world.api.link_token(world.target)})
     assert (refused.status_code, refused.json()["errorCode"]) == (409, "CANNOT_RELINK_ORG_WITH_RUNNING_LIVE_EXPORT")
     assert refused.json()["parameters"] == [world.source_project["id"]]
+
+
+def test_link_tokens_revoked_while_running_fail_the_migration_and_stop_its_host(world: World) -> None:
+    migration_id = prepared(world, 500)
+    world.wait_migration(migration_id, lambda m: m["readyForCutover"], timeout=120)
+    with world.api.client(world.target) as client:
+        assert client.delete(f"{TARGET}/orgs/{world.target.org_id}/liveMigrations/linkTokens").status_code == 204
+    failed = world.migration(migration_id)
+    assert failed["status"] == "FAILED" and "revoked" in failed["errorMessage"], failed
+    assert failed["readyForCutover"] is False
+    # The migration host stops writing to the destination: no job of a revoked link goes on.
+    assert wait_for(lambda: "no longer running on the target side; stopping it" in world.agent_log(), timeout=15), \
+        world.agent_log()[-3000:]
+    late = world.target_call("PUT", f"/liveMigrations/{migration_id}/cutover")
+    assert (late.status_code, late.json()["errorCode"]) == (409, "LIVE_MIGRATION_ALREADY_FINISHED")
+    with world.api.client(world.source) as client:  # and the source org may now unlink
+        assert client.delete(f"{SOURCE}/orgs/{world.source.org_id}/liveExport/migrationLink").status_code == 204

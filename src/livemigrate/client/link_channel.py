@@ -79,8 +79,13 @@ class LinkCallFailed(Exception):
     """A job call over the link did not get an answer it could use; the message says why."""
 
 
+class LinkKeyRefused(LinkCallFailed):
+    """The target answered 401 to the link's key: revoked or deleted there, which no retry changes."""
+
+
 async def _checked(response_or_error: httpx.Response) -> Any:
     if response_or_error.status_code >= 400:
         refusal = ApiCallError.from_response(response_or_error)
-        raise LinkCallFailed(f"the target answered {refusal.status} {refusal.error_code}: {refusal.detail}")
+        failure = LinkKeyRefused if refusal.status == 401 else LinkCallFailed
+        raise failure(f"the target answered {refusal.status} {refusal.error_code}: {refusal.detail}")
     return response_or_error.json()

@@ -3,6 +3,7 @@ progress to it; the source side relays both over the link, outbound, to the targ
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from fastapi import APIRouter
@@ -11,7 +12,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
-from livemigrate.client.link_channel import LinkCallFailed
+from livemigrate.client.link_channel import LinkCallFailed, LinkKeyRefused
 from livemigrate.context import context_of
 from livemigrate.http.auth import require_agent_key
 from livemigrate.http.bodies import parse_body
@@ -21,6 +22,8 @@ from livemigrate.source import hosts
 from livemigrate.source.link import LinkService
 
 PREFIX = "/api/public/v1.0"
+
+log = logging.getLogger("livemigrate.source")
 
 router = APIRouter(prefix=PREFIX, tags=["source: migration hosts"])
 
@@ -48,6 +51,11 @@ async def agent_jobs(request: Request, group_id: str, hostname: str) -> Response
         return respond(request, {"results": []})
     try:
         running = await _links(request).jobs(principal.org_id)
+    except LinkKeyRefused as error:
+        # The target revoked the link: no job of it may go on writing to its clusters.
+        log.warning("org %s: the target refuses the link's key (%s); its migration hosts get no jobs",
+                    principal.org_id, error)
+        running = []
     except LinkCallFailed as error:
         raise _unavailable(error) from None
     mine = [job for job in running if job["sourceProjectId"] == group_id and job["migrationHost"] == hostname]

@@ -18,7 +18,7 @@ from sqlalchemy import bindparam, select
 from starlette.concurrency import run_in_threadpool
 
 from livemigrate import link_token
-from livemigrate.client.link_channel import LinkCallFailed, LinkChannel, PushOutcome, PushResult
+from livemigrate.client.link_channel import LinkCallFailed, LinkChannel, LinkKeyRefused, PushOutcome, PushResult
 from livemigrate.crypto import SecretBox
 from livemigrate.directory.views import iso
 from livemigrate.http.errors import ApiError, ErrorCode
@@ -150,6 +150,8 @@ class LinkService:
             channel = await self._channel(org_id, credentials)
             running = await channel.list_jobs(credentials.target_org_id, org_id)
             self._jobs[org_id] = (time.monotonic(), running)
+        except LinkKeyRefused:
+            running = []  # the target revoked the link: nothing of it runs any more
         except LinkCallFailed:
             running = self._jobs.get(org_id, (0.0, []))[1]
         projects = sorted({str(job["sourceProjectId"]) for job in running})

@@ -15,7 +15,8 @@ from livemigrate.directory.api_keys import create_api_key, parse_entry
 from livemigrate.http.auth import LINK_PURPOSE
 from livemigrate.ids import new_object_id
 from livemigrate.store.database import Store
-from livemigrate.store.models import ApiKey, LinkToken, TargetLink, utcnow
+from livemigrate.store.models import ApiKey, LinkToken, LiveMigration, TargetLink, utcnow
+from livemigrate.target.migrations import RUNNING
 
 
 def create_link_token(store: Store, org_id: str, access_list_ips: Sequence[str], target_base_url: str) -> str:
@@ -36,10 +37,22 @@ def create_link_token(store: Store, org_id: str, access_list_ips: Sequence[str],
     return link_token.encode(claims)
 
 
+REVOKED_WHILE_RUNNING = ("The organization's link-tokens were revoked while this migration ran: the source "
+                         "organization can no longer reach it, and its migration host stopped. Nothing was cut "
+                         "over; link again and start a new migration (dropDestinationData) to migrate.")
+
+
 def revoke_link_tokens(store: Store, org_id: str) -> int:
-    """Revoke every token of the org, the keys behind them and the links made with them."""
+    """Revoke every token of the org, the keys behind them and the links made with them.
+
+    A migration still running over those links can never be reached again: it ends FAILED, saying
+    why, rather than showing WORKING forever (its migration host stops once the target refuses the
+    link's key)."""
     now = utcnow()
     with store.write() as session:
+        session.execute(update(LiveMigration).where(LiveMigration.target_org_id == org_id,
+                                                    LiveMigration.status.in_(RUNNING))
+                        .values(status="FAILED", error_message=REVOKED_WHILE_RUNNING, ready_for_cutover=False))
         key_ids = list(session.scalars(
             select(LinkToken.api_key_id).where(LinkToken.org_id == org_id, LinkToken.revoked_at.is_(None))))
         session.execute(update(LinkToken).where(LinkToken.org_id == org_id, LinkToken.revoked_at.is_(None))
