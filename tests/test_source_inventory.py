@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from tests.nx import NxServer
-from tests.support import SOURCE, TARGET, ServerProcess, free_port, wait_for
+from tests.support import SOURCE, TARGET, OrgCredentials, ServerProcess, free_port, wait_for
 
 
 @pytest.fixture
@@ -91,3 +91,26 @@ def test_hosts_agents_and_inventory_reach_the_target(fast: ServerProcess, mongo:
     # No heartbeat for longer than the alive window: the host leaves the live migration hosts.
     time.sleep(2.5)
     assert wait_for(lambda: available()[0]["migrationHosts"] == [], timeout=5)
+
+    # The source org unlinks: its projects leave the target's availableProjects at once.
+    with fast.client(source) as client:
+        assert client.delete(f"{SOURCE}/orgs/{source.org_id}/liveExport/migrationLink").status_code == 204
+    assert available() == []
+
+
+def test_relinking_to_another_target_withdraws_the_inventory_from_the_first(fast: ServerProcess) -> None:
+    source = fast.admin_create_org("source", "relinked source")
+    first, second = fast.admin_create_org("target", "first target"), fast.admin_create_org("target", "second")
+
+    def available(target: OrgCredentials) -> list[dict[str, object]]:
+        with fast.client(target) as client:
+            return list(client.get(f"{TARGET}/orgs/{target.org_id}/liveMigrations/availableProjects").json())
+
+    with fast.client(source) as client:
+        client.post(f"{SOURCE}/groups", json={"name": "shop", "orgId": source.org_id})
+        for target in (first, second):
+            linked = client.post(f"{SOURCE}/orgs/{source.org_id}/liveExport/migrationLink",
+                                 json={"linkToken": fast.link_token(target)})
+            assert linked.json() == {"status": "SYNCED"}, linked.text
+            assert [project["name"] for project in available(target)] == ["shop"]
+    assert available(first) == []

@@ -106,6 +106,8 @@ class LinkService:
                 raise ApiError(ErrorCode.INVALID_LINK_TOKEN,
                                f"The target organization rejected the link-token: {result.reason}")
             status = await run_in_threadpool(self._save_new_link, org_id, credentials, result)
+            if current is not None and current.fingerprint != credentials.fingerprint:
+                await self._withdraw_inventory(org_id, current)
         log.info("link connected: source_org=%s target_org=%s status=%s%s", org_id, credentials.target_org_id,
                  status, f" reason={result.reason}" if result.reason else "")
         return status
@@ -119,7 +121,21 @@ class LinkService:
                                              "deleted")
             await run_in_threadpool(self._delete_link, org_id)
             await self._drop_channel(org_id)
+            await self._withdraw_inventory(org_id, current)
         log.info("link deleted: source_org=%s", org_id)
+
+    async def _withdraw_inventory(self, org_id: str, left: LinkCredentials) -> None:
+        """Tell the target this org left, by pushing it an empty inventory: its projects stop showing
+        in availableProjects there. Best effort — an unlink never fails because the target is away."""
+        channel = LinkChannel(left.target_base_url, left.public_key, left.private_key,
+                              self._settings.link_push_timeout_seconds)
+        try:
+            result = await channel.push_inventory(left.target_org_id, org_id, {"projects": []})
+        finally:
+            await channel.aclose()
+        if result.outcome is not PushOutcome.ACCEPTED:
+            log.warning("link left: source_org=%s target_org=%s could not be told (%s); it keeps the last inventory",
+                        org_id, left.target_org_id, result.reason)
 
     # --- migration jobs, relayed between the migration hosts and the target ---------------------
 
