@@ -1,6 +1,11 @@
 """`livemigrate agent`: a migration host. It heartbeats, asks the source API for its jobs, runs each
 with the engine and reports progress — every connection outbound from where it runs.
 
+Two threads talk to the API: one waits on the job list (long polling: a new job or a cutover asked for
+on the target arrives at once, and an idle host sends one request per wait), the other heartbeats and
+reports each job's progress — every `report_seconds`, and at once on news (a new phase, readiness, an
+end).
+
 Restarted with the same `--state-dir`, it picks its running jobs up again and the engine resumes
 them from their checkpoints.
 """
@@ -10,6 +15,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from typing import Any
 
 import httpx
 
@@ -21,14 +27,18 @@ from livemigrate.client.errors import ApiCallError
 log = logging.getLogger("livemigrate.agent")
 
 HEARTBEAT_SECONDS = 10.0
+JOBS_WAIT_SECONDS = 10.0  # how long one request for the job list may wait for a change
+RETRY_SECONDS = 1.0  # after a failed request for the job list, or from a server that cannot wait
 
 
 class MigrationHostAgent:
-    def __init__(self, api: AgentApi, hostname: str, settings: RunnerSettings, poll_seconds: float = 0.25) -> None:
+    def __init__(self, api: AgentApi, hostname: str, settings: RunnerSettings, report_seconds: float = 1.0) -> None:
         self._api = api
         self.hostname = hostname
         self._settings = settings
-        self._poll = poll_seconds
+        self._report_every = report_seconds
+        self._jobs: dict[str, dict[str, Any]] | None = None  # the latest list, from the watching thread
+        self._jobs_lock = threading.Lock()
         self._runners: dict[str, JobRunner] = {}
         # Jobs this agent ended: the job list it reads next may predate the end (the source relays a
         # list up to a moment old), and such a job must not start again.
@@ -43,6 +53,8 @@ class MigrationHostAgent:
     def run(self) -> None:
         last_heartbeat = 0.0
         log.info("migration host %s started (agent %s)", self.hostname, __version__)
+        watcher = threading.Thread(target=self._watch_jobs, name=f"jobs-{self.hostname}", daemon=True)
+        watcher.start()
         try:
             while not self._stopping.is_set():
                 try:
@@ -52,7 +64,7 @@ class MigrationHostAgent:
                     self._tick()
                 except (ApiCallError, httpx.HTTPError) as error:
                     log.warning("migration host %s: %s", self.hostname, error)
-                self._wake.wait(self._poll)
+                self._wake.wait(self._report_every)
                 self._wake.clear()
         finally:
             for runner in self._runners.values():
@@ -60,8 +72,37 @@ class MigrationHostAgent:
             for runner in self._runners.values():
                 runner.join(timeout=30)
 
+    def _watch_jobs(self) -> None:
+        """Keep `_jobs` current, on a client of its own (a waiting request holds its connection)."""
+        api = self._api.clone()
+        held: str | None = None
+        try:
+            while not self._stopping.is_set():
+                try:
+                    jobs, version = api.jobs(self.hostname, held, JOBS_WAIT_SECONDS if held else None)
+                except (ApiCallError, httpx.HTTPError) as error:
+                    log.warning("migration host %s: asking for jobs: %s", self.hostname, error)
+                    self._stopping.wait(RETRY_SECONDS)
+                    continue
+                if jobs is not None:
+                    with self._jobs_lock:
+                        self._jobs = {str(job["id"]): job for job in jobs}
+                    self._wake.set()
+                held = version
+                if version is None:  # a server that cannot wait: ask again in a while
+                    self._stopping.wait(RETRY_SECONDS)
+        finally:
+            api.close()
+
     def _tick(self) -> None:
-        jobs = {str(job["id"]): job for job in self._api.jobs(self.hostname)}
+        with self._jobs_lock:
+            listed = self._jobs
+        if listed is not None:
+            self._follow(listed)
+        self._report()
+
+    def _follow(self, jobs: dict[str, dict[str, Any]]) -> None:
+        """Start the jobs new to this host, pass cutovers on, stop the jobs the target no longer runs."""
         self._ended &= jobs.keys()
         for job_id, job in jobs.items():
             if job_id in self._ended:
@@ -81,6 +122,8 @@ class MigrationHostAgent:
         for job_id in [job_id for job_id in self._runners if job_id not in jobs]:
             log.info("job %s is no longer running on the target side; stopping it", job_id)
             self._runners.pop(job_id).stop()
+
+    def _report(self) -> None:
         for job_id, runner in list(self._runners.items()):
             report = runner.report()
             answer = self._api.report(job_id, report)

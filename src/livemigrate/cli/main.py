@@ -87,7 +87,9 @@ def serve(
             settings.agent_retry_seconds, settings.agent_ready_lag_seconds), agent_hostname)
     uvicorn.run(create_app(settings, store, on_started=embedded.start if embedded else None,
                            on_stopping=embedded.stop if embedded else None),
-                host=host, port=port, log_level=settings.log_level.lower(), access_log=access_log, log_config=None)
+                host=host, port=port, log_level=settings.log_level.lower(), access_log=access_log, log_config=None,
+                # Migration hosts hold job-list requests open (long polling); they ask again elsewhere.
+                timeout_graceful_shutdown=2)
 
 
 @admin_app.command("create-org")

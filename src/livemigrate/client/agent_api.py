@@ -13,19 +13,28 @@ SOURCE_PREFIX = "/api/public/v1.0"
 
 
 class AgentApi:
+    """One HTTP client: use it from one thread at a time (`clone()` gives another thread its own)."""
+
     def __init__(self, base_url: str, group_id: str, agent_key: str, timeout_seconds: float = 30.0) -> None:
         public, _, private = agent_key.partition(".")
         if not public or not private:
             raise ValueError("an agent API key looks like <public>.<private>")
+        self._arguments = (base_url, group_id, agent_key, timeout_seconds)
         self._group = f"{SOURCE_PREFIX}/groups/{group_id}"
         self._http = httpx.Client(base_url=base_url.rstrip("/"), auth=httpx.DigestAuth(public, private),
                                   timeout=timeout_seconds, headers={"User-Agent": "livemigrate-agent/1"})
+
+    def clone(self) -> AgentApi:
+        return AgentApi(*self._arguments)
 
     def close(self) -> None:
         self._http.close()
 
     def _call(self, method: str, path: str, **kwargs: Any) -> Any:
-        response = self._http.request(method, f"{self._group}{path}", **kwargs)
+        return self._answer(self._http.request(method, f"{self._group}{path}", **kwargs))
+
+    @staticmethod
+    def _answer(response: httpx.Response) -> Any:
         if response.status_code >= 400:
             raise ApiCallError.from_response(response)
         return response.json() if response.content else None
@@ -34,8 +43,20 @@ class AgentApi:
         return dict(self._call("PUT", f"/liveMigrations/migrationHosts/{quote(hostname, safe='')}",
                                json={"agentVersion": agent_version}))
 
-    def jobs(self, hostname: str) -> list[dict[str, Any]]:
-        return list(self._call("GET", "/liveMigrations/agentJobs", params={"hostname": hostname})["results"])
+    def jobs(self, hostname: str, held: str | None = None,
+             wait_seconds: float | None = None) -> tuple[list[dict[str, Any]] | None, str | None]:
+        """This host's jobs and their version; with the version `held` and `wait_seconds`, once they
+        differ from it — or (None, version) when the wait is over with no change (long polling)."""
+        headers, timeout = {}, None
+        if held is not None and wait_seconds:
+            headers = {"If-None-Match": held, "Prefer": f"wait={wait_seconds:g}"}
+            timeout = httpx.Timeout(wait_seconds + 15)
+        response = self._http.get(f"{self._group}/liveMigrations/agentJobs", params={"hostname": hostname},
+                                  headers=headers, timeout=timeout or httpx.USE_CLIENT_DEFAULT)
+        etag = response.headers.get("etag")
+        if response.status_code == 304:
+            return None, etag
+        return list(self._answer(response)["results"]), etag
 
     def report(self, job_id: str, report: dict[str, Any]) -> dict[str, Any]:
         return dict(self._call("PATCH", f"/liveMigrations/agentJobs/{job_id}", json=report))

@@ -29,6 +29,14 @@ class PushResult:
     last_synced_at: str | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class JobList:
+    """The target's job list and its version (ETag); `results` is None when it did not change."""
+
+    results: list[dict[str, Any]] | None
+    etag: str | None
+
+
 # Answers that mean "this link key is not (or no longer) good here", as opposed to a passing fault.
 _REJECTING_STATUSES = {401, 403, 404}
 
@@ -45,13 +53,23 @@ class LinkChannel:
     async def aclose(self) -> None:
         await self._client.aclose()
 
-    async def list_jobs(self, target_org_id: str, source_org_id: str) -> list[dict[str, Any]]:
-        """The running migrations of this source org (they carry connection strings: never log them)."""
+    async def list_jobs(self, target_org_id: str, source_org_id: str, held: str | None = None,
+                        wait_seconds: float | None = None) -> JobList:
+        """The running migrations of this source org (they carry connection strings: never log them).
+        With the version `held` and `wait_seconds`, the target answers once the list differs from it,
+        or with no list when the wait is over (long polling)."""
+        headers, timeout = {}, None
+        if held is not None and wait_seconds:
+            headers = {"If-None-Match": held, "Prefer": f"wait={wait_seconds:g}"}
+            timeout = httpx.Timeout(wait_seconds + 15)
         try:
-            response = await self._client.get(f"/orgs/{target_org_id}/liveMigrations/links/{source_org_id}/jobs")
+            response = await self._client.get(f"/orgs/{target_org_id}/liveMigrations/links/{source_org_id}/jobs",
+                                              headers=headers, timeout=timeout or httpx.USE_CLIENT_DEFAULT)
         except httpx.HTTPError as error:
             raise LinkCallFailed(f"target unreachable: {type(error).__name__}: {error}") from None
-        return list((await _checked(response))["results"])
+        if response.status_code == 304:
+            return JobList(None, response.headers.get("etag"))
+        return JobList(list((await _checked(response))["results"]), response.headers.get("etag"))
 
     async def report_progress(self, target_org_id: str, source_org_id: str, job_id: str,
                               report: dict[str, Any]) -> dict[str, Any]:

@@ -3,6 +3,7 @@ progress to it; the source side relays both over the link, outbound, to the targ
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
@@ -12,8 +13,9 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
-from livemigrate.client.link_channel import LinkCallFailed, LinkKeyRefused
-from livemigrate.context import context_of
+from livemigrate.client.link_channel import JobList, LinkCallFailed, LinkKeyRefused
+from livemigrate.context import AppContext, context_of
+from livemigrate.http import long_poll
 from livemigrate.http.auth import require_agent_key
 from livemigrate.http.bodies import parse_body
 from livemigrate.http.errors import ApiError, ErrorCode
@@ -24,6 +26,8 @@ from livemigrate.source.link import LinkService
 PREFIX = "/api/public/v1.0"
 
 log = logging.getLogger("livemigrate.source")
+
+_RELOOK_SECONDS = 1.0
 
 router = APIRouter(prefix=PREFIX, tags=["source: migration hosts"])
 
@@ -44,32 +48,65 @@ def _unavailable(error: LinkCallFailed) -> ApiError:
 
 @router.get("/groups/{group_id}/liveMigrations/agentJobs", summary="Jobs of this migration host (agent API key)")
 async def agent_jobs(request: Request, group_id: str, hostname: str) -> Response:
+    """With `If-None-Match` and `Prefer: wait=N` (`http/long_poll.py`), answers when this host's jobs
+    change: the wait is passed on to the target over the link, so a migration created or cut over
+    there reaches its host at once, and an idle host costs one request per wait."""
     context = context_of(request)
     principal = await context.authenticator.authenticate_async(request)
     require_agent_key(principal, group_id)
-    if not await run_in_threadpool(_links(request).is_linked, principal.org_id):
+    links = _links(request)
+    if not await run_in_threadpool(links.is_linked, principal.org_id):
         return respond(request, {"results": []})
+
+    async def view_of(listed: JobList) -> tuple[dict[str, Any], str]:
+        mine = [job for job in listed.results or [] if job["sourceProjectId"] == group_id
+                and job["migrationHost"] == hostname]
+        view = {"results": await run_in_threadpool(lambda: [_job_for_host(context, group_id, job) for job in mine])}
+        return view, long_poll.etag_of(view, context.secret_box)
+
+    listed = await _listed(links, principal.org_id, None, None)
+    view, etag = await view_of(listed)
+    wait, held = long_poll.requested_wait(request), long_poll.held_version(request)
+    if wait is None or held != etag:
+        return long_poll.tagged(respond(request, view), etag, None)
+    deadline = long_poll.Deadline(wait)
+    while deadline.left > 0.5:
+        if listed.etag is None:  # nothing to wait on at the target (refused, or it sends no ETag): look again
+            await asyncio.sleep(min(_RELOOK_SECONDS, deadline.left))
+            listed = await _listed(links, principal.org_id, None, None)
+        else:
+            changed = await _listed(links, principal.org_id, listed.etag, deadline.left)
+            if changed.results is None:
+                break  # the target's wait is over
+            listed = changed
+        view, etag = await view_of(listed)
+        if etag != held:
+            return long_poll.tagged(respond(request, view), etag, wait)
+    return long_poll.not_modified(etag, wait)
+
+
+async def _listed(links: LinkService, org_id: str, held: str | None, wait_seconds: float | None) -> JobList:
     try:
-        running = await _links(request).jobs(principal.org_id)
+        if held is None:
+            return await links.jobs(org_id)
+        return await links.jobs_changed(org_id, held, wait_seconds)
     except LinkKeyRefused as error:
         # The target revoked the link: no job of it may go on writing to its clusters.
-        log.warning("org %s: the target refuses the link's key (%s); its migration hosts get no jobs",
-                    principal.org_id, error)
-        running = []
+        log.warning("org %s: the target refuses the link's key (%s); its migration hosts get no jobs", org_id, error)
+        return JobList([], None)
     except LinkCallFailed as error:
         raise _unavailable(error) from None
-    mine = [job for job in running if job["sourceProjectId"] == group_id and job["migrationHost"] == hostname]
 
-    def with_source_uri(job: dict[str, Any]) -> dict[str, Any]:
-        found = [deployment for deployment in hosts.deployments(hosts.list_hosts(context.store, group_id))
-                 if deployment.name == job["sourceClusterName"]]
-        source_uri = hosts.cluster_uri(found[0], context.secret_box, job.get("sourceUsername"),
-                                       job.get("sourcePassword"), bool(job.get("sourceSsl"))) if found else None
-        return {"id": job["id"], "status": job["status"], "sourceClusterName": job["sourceClusterName"],
-                "sourceUri": source_uri, "destinationUri": job["destinationUri"],
-                "dropDestinationData": job["dropDestinationData"], "cutoverRequested": job["cutoverRequested"]}
 
-    return respond(request, {"results": await run_in_threadpool(lambda: [with_source_uri(job) for job in mine])})
+def _job_for_host(context: AppContext, group_id: str, job: dict[str, Any]) -> dict[str, Any]:
+    """What the agent needs, the source's connection string built here: the target never sees it."""
+    found = [deployment for deployment in hosts.deployments(hosts.list_hosts(context.store, group_id))
+             if deployment.name == job["sourceClusterName"]]
+    source_uri = hosts.cluster_uri(found[0], context.secret_box, job.get("sourceUsername"),
+                                   job.get("sourcePassword"), bool(job.get("sourceSsl"))) if found else None
+    return {"id": job["id"], "status": job["status"], "sourceClusterName": job["sourceClusterName"],
+            "sourceUri": source_uri, "destinationUri": job["destinationUri"],
+            "dropDestinationData": job["dropDestinationData"], "cutoverRequested": job["cutoverRequested"]}
 
 
 @router.patch("/groups/{group_id}/liveMigrations/agentJobs/{job_id}",

@@ -18,7 +18,14 @@ from sqlalchemy import bindparam, select
 from starlette.concurrency import run_in_threadpool
 
 from livemigrate import link_token
-from livemigrate.client.link_channel import LinkCallFailed, LinkChannel, LinkKeyRefused, PushOutcome, PushResult
+from livemigrate.client.link_channel import (
+    JobList,
+    LinkCallFailed,
+    LinkChannel,
+    LinkKeyRefused,
+    PushOutcome,
+    PushResult,
+)
 from livemigrate.crypto import SecretBox
 from livemigrate.directory.views import iso
 from livemigrate.http.errors import ApiError, ErrorCode
@@ -53,7 +60,7 @@ class LinkService:
         self._settings = settings
         self._locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         self._channels: dict[str, tuple[str, LinkChannel]] = {}
-        self._jobs: dict[str, tuple[float, list[dict[str, Any]]]] = {}
+        self._jobs: dict[str, tuple[float, JobList]] = {}  # the last list of each org, with when it came
         self._statuses: GenerationCache[str, str] = GenerationCache(store, settings.read_cache_seconds)
 
     # --- reads ---------------------------------------------------------------------------------
@@ -139,17 +146,23 @@ class LinkService:
 
     # --- migration jobs, relayed between the migration hosts and the target ---------------------
 
-    async def jobs(self, org_id: str, max_age_seconds: float = 0.2) -> list[dict[str, Any]]:
+    async def jobs(self, org_id: str, max_age_seconds: float = 0.2) -> JobList:
         """The org's running migrations as the target lists them, fetched at most every `max_age_seconds`."""
         cached = self._jobs.get(org_id)
         if cached is not None and time.monotonic() - cached[0] <= max_age_seconds:
             return cached[1]
+        return await self.jobs_changed(org_id, None, None)
+
+    async def jobs_changed(self, org_id: str, held: str | None, wait_seconds: float | None) -> JobList:
+        """The list once it differs from version `held`, waiting up to `wait_seconds` on the target
+        (long polling); `results` None when it did not change in that time."""
         credentials = await run_in_threadpool(self._credentials_of, org_id)
         if credentials is None:
             raise _link_not_found(org_id)
         channel = await self._channel(org_id, credentials)
-        found = await channel.list_jobs(credentials.target_org_id, org_id)
-        self._jobs[org_id] = (time.monotonic(), found)
+        found = await channel.list_jobs(credentials.target_org_id, org_id, held, wait_seconds)
+        if found.results is not None:
+            self._jobs[org_id] = (time.monotonic(), found)
         return found
 
     async def report_progress(self, org_id: str, job_id: str, report: dict[str, Any]) -> dict[str, Any]:
@@ -164,12 +177,14 @@ class LinkService:
         """409 when a migration of the org runs; when the target cannot say, the last list it gave decides."""
         try:
             channel = await self._channel(org_id, credentials)
-            running = await channel.list_jobs(credentials.target_org_id, org_id)
-            self._jobs[org_id] = (time.monotonic(), running)
+            listed = await channel.list_jobs(credentials.target_org_id, org_id)
+            self._jobs[org_id] = (time.monotonic(), listed)
+            running = listed.results or []
         except LinkKeyRefused:
             running = []  # the target revoked the link: nothing of it runs any more
         except LinkCallFailed:
-            running = self._jobs.get(org_id, (0.0, []))[1]
+            kept = self._jobs.get(org_id)
+            running = (kept[1].results or []) if kept else []
         projects = sorted({str(job["sourceProjectId"]) for job in running})
         if projects:
             raise ApiError(code, f"Organization {org_id} cannot be {action} while a live migration of its project(s) "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from datetime import timedelta
 from typing import Any, Literal
 
@@ -14,6 +15,7 @@ from starlette.responses import Response
 
 from livemigrate.context import AppContext, context_of
 from livemigrate.directory.views import iso, self_links
+from livemigrate.http import long_poll
 from livemigrate.http.auth import check_org_id
 from livemigrate.http.bodies import openapi_body, parse_body
 from livemigrate.http.pagination import paginated
@@ -25,6 +27,8 @@ from livemigrate.target.links import require_link_key
 
 PREFIX = "/api/atlas/v2"
 SIDE = "target"
+_LOOK_SECONDS = 0.05  # how often a waiting job list looks for a write of this process
+_RELIST_SECONDS = 1.0  # how often it lists again regardless (writes of other processes, expiry)
 
 router = APIRouter(prefix=PREFIX, tags=["target: live migrations"])
 
@@ -188,14 +192,35 @@ def cutover(request: Request, group_id: str, migration_id: str) -> Response:
 
 @router.get("/orgs/{org_id}/liveMigrations/links/{source_org_id}/jobs",
             summary="Link channel: the running migrations of a linked source org")
-def jobs(request: Request, org_id: str, source_org_id: str) -> Response:
+async def jobs(request: Request, org_id: str, source_org_id: str) -> Response:
+    """With `If-None-Match` and `Prefer: wait=N`, answers when the list changes (long polling, see
+    `http/long_poll.py`). A change made by this process is seen within `_LOOK_SECONDS`; one made by
+    another process sharing the store, within `_RELIST_SECONDS`."""
     context = context_of(request)
-    principal = context.authenticator.authenticate(request)
+    principal = await context.authenticator.authenticate_async(request)
     check_org_id(org_id)
     check_org_id(source_org_id)
     require_link_key(principal, org_id)
-    return respond(request, {"results": migrations.jobs_for(context.store, context.secret_box, org_id, source_org_id,
-                                                            window(context))})
+
+    def listing() -> tuple[dict[str, Any], str]:
+        body = {"results": migrations.jobs_for(context.store, context.secret_box, org_id, source_org_id,
+                                               window(context))}
+        return body, long_poll.etag_of(body, context.secret_box)
+
+    body, etag = await run_in_threadpool(listing)
+    wait, held = long_poll.requested_wait(request), long_poll.held_version(request)
+    if wait is None or held != etag:
+        return long_poll.tagged(respond(request, body), etag, None)
+    deadline, seen, listed_at = long_poll.Deadline(wait), context.store.generation, time.monotonic()
+    while deadline.left > 0:
+        await asyncio.sleep(min(_LOOK_SECONDS, deadline.left))
+        if context.store.generation == seen and time.monotonic() - listed_at < _RELIST_SECONDS:
+            continue
+        seen, listed_at = context.store.generation, time.monotonic()
+        body, etag = await run_in_threadpool(listing)
+        if etag != held:
+            return long_poll.tagged(respond(request, body), etag, wait)
+    return long_poll.not_modified(etag, wait)
 
 
 @router.patch("/orgs/{org_id}/liveMigrations/links/{source_org_id}/jobs/{job_id}",

@@ -180,9 +180,13 @@ def create_migration(store: Store, secret_box: SecretBox, target_org_id: str, pr
     return migration
 
 
+def _due_to_expire(migration: LiveMigration, window: timedelta) -> bool:
+    return (migration.status == "WORKING" and migration.ready_since is not None
+            and migration.cutover_requested_at is None and utcnow() - migration.ready_since > window)
+
+
 def _expire_if_due(migration: LiveMigration, window: timedelta) -> bool:
-    if (migration.status == "WORKING" and migration.ready_since is not None
-            and migration.cutover_requested_at is None and utcnow() - migration.ready_since > window):
+    if _due_to_expire(migration, window):
         migration.status = "EXPIRED"
         migration.ready_for_cutover = False
         migration.error_message = (f"Ready for cutover since {migration.ready_since:%Y-%m-%dT%H:%M:%SZ} but no cutover "
@@ -222,28 +226,36 @@ def request_cutover(store: Store, project_id: str, migration_id: str, window: ti
 def jobs_for(store: Store, secret_box: SecretBox, target_org_id: str, source_org_id: str,
              window: timedelta) -> list[dict[str, Any]]:
     """The running migrations of one linked source org, with what its migration hosts need to run them.
-    This is the only place a destination connection string or a source password leaves the store."""
-    with store.write() as session:
+    This is the only place a destination connection string or a source password leaves the store.
+
+    A read, unless a migration is due to expire: migration hosts wait on this list (long polling),
+    and a write here would wake every one of them for nothing."""
+    with store.read() as session:
         running = list(session.scalars(select(LiveMigration).where(
             LiveMigration.target_org_id == target_org_id, LiveMigration.source_org_id == source_org_id,
             LiveMigration.status.in_(RUNNING)).order_by(LiveMigration.id)))
-        jobs = []
-        for migration in running:
-            if _expire_if_due(migration, window):
-                continue
-            cluster = clusters.find_cluster(store, migration.project_id, migration.destination_cluster_name)
-            jobs.append({
-                "id": migration.id, "status": migration.status, "sourceProjectId": migration.source_project_id,
-                "sourceClusterName": migration.source_cluster_name, "migrationHost": migration.migration_host,
-                "sourceUsername": migration.source_username,
-                "sourcePassword": (secret_box.open(migration.source_password_encrypted)
-                                   if migration.source_password_encrypted else None),
-                "sourceSsl": migration.source_ssl,
-                "destinationUri": secret_box.open(cluster.uri_encrypted) if cluster else None,
-                "dropDestinationData": migration.drop_destination_data,
-                "cutoverRequested": migration.cutover_requested_at is not None,
-            })
-        return jobs
+    due = [migration.id for migration in running if _due_to_expire(migration, window)]
+    if due:
+        with store.write() as session:
+            for migration in session.scalars(select(LiveMigration).where(LiveMigration.id.in_(due))):
+                _expire_if_due(migration, window)
+    jobs = []
+    for migration in running:
+        if migration.id in due:
+            continue
+        cluster = clusters.find_cluster(store, migration.project_id, migration.destination_cluster_name)
+        jobs.append({
+            "id": migration.id, "status": migration.status, "sourceProjectId": migration.source_project_id,
+            "sourceClusterName": migration.source_cluster_name, "migrationHost": migration.migration_host,
+            "sourceUsername": migration.source_username,
+            "sourcePassword": (secret_box.open(migration.source_password_encrypted)
+                               if migration.source_password_encrypted else None),
+            "sourceSsl": migration.source_ssl,
+            "destinationUri": secret_box.open(cluster.uri_encrypted) if cluster else None,
+            "dropDestinationData": migration.drop_destination_data,
+            "cutoverRequested": migration.cutover_requested_at is not None,
+        })
+    return jobs
 
 
 def record_progress(store: Store, target_org_id: str, source_org_id: str, migration_id: str,
