@@ -103,3 +103,15 @@ def test_link_tokens_revoked_while_running_fail_the_migration_and_stop_its_host(
     assert (late.status_code, late.json()["errorCode"]) == (409, "LIVE_MIGRATION_ALREADY_FINISHED")
     with world.api.client(world.source) as client:  # and the source org may now unlink
         assert client.delete(f"{SOURCE}/orgs/{world.source.org_id}/liveExport/migrationLink").status_code == 204
+
+
+def test_the_source_ca_certificate_path_reaches_the_migration_host(world: World) -> None:
+    world.ready_to_migrate(100)
+    body = world.request_body()
+    body["source"] |= {"ssl": True, "caCertificatePath": "/etc/livemigrate/no-such-ca.pem"}
+    created = world.target_call("POST", "/liveMigrations", json=body)
+    assert created.status_code == 201, created.text
+    failed = world.wait_migration(created.json()["_id"], lambda m: m["status"] in ("FAILED", "COMPLETE"), timeout=60)
+    # The driver on the migration host was told to trust that CA, and says it cannot read the file.
+    assert failed["status"] == "FAILED", failed
+    assert "no-such-ca.pem" in failed["errorMessage"] and "cannot read" in failed["errorMessage"], failed

@@ -24,6 +24,10 @@ def connect(uri: str, role: str, timeout_ms: int = 5000) -> MongoClient[Any]:
     except (InvalidURI, ConfigurationError, ValueError) as error:
         raise EngineError(EngineErrorCode.INVALID_URI,
                           f"the {role} URI {redact_uri(uri)} is not valid: {redact(str(error), uri)}") from None
+    except OSError as error:  # a file the URI names (tlsCAFile, tlsCertificateKeyFile) cannot be read here
+        raise EngineError(EngineErrorCode.INVALID_URI,
+                          f"the {role} URI {redact_uri(uri)} names a file this machine cannot read: "
+                          f"{redact(str(error), uri)}") from None
     try:
         client.admin.command("ping")
     except OperationFailure as error:

@@ -102,8 +102,8 @@ def _job_for_host(context: AppContext, group_id: str, job: dict[str, Any]) -> di
     """What the agent needs, the source's connection string built here: the target never sees it."""
     found = [deployment for deployment in hosts.deployments(hosts.list_hosts(context.store, group_id))
              if deployment.name == job["sourceClusterName"]]
-    source_uri = hosts.cluster_uri(found[0], context.secret_box, job.get("sourceUsername"),
-                                   job.get("sourcePassword"), bool(job.get("sourceSsl"))) if found else None
+    source_uri = hosts.cluster_uri(found[0], context.secret_box, job.get("sourceUsername"), job.get("sourcePassword"),
+                                   bool(job.get("sourceSsl")), job.get("sourceCaCertificatePath")) if found else None
     return {"id": job["id"], "status": job["status"], "sourceClusterName": job["sourceClusterName"],
             "sourceUri": source_uri, "destinationUri": job["destinationUri"],
             "dropDestinationData": job["dropDestinationData"], "cutoverRequested": job["cutoverRequested"]}

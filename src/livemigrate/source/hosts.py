@@ -126,7 +126,7 @@ def _observed(host: SourceHost) -> tuple[object, ...]:
 
 
 def cluster_uri(deployment: Deployment, secret_box: SecretBox, username: str | None, password: str | None,
-                ssl: bool) -> str:
+                ssl: bool, ca_certificate_path: str | None = None) -> str:
     """A connection string to the whole deployment for the migration host; it carries a password, so
     it is handed only to the agent of the project and never logged. The migration request's
     credentials win over the ones registered for monitoring."""
@@ -139,4 +139,6 @@ def cluster_uri(deployment: Deployment, secret_box: SecretBox, username: str | N
         else ["directConnection=true"]
     if ssl or first.ssl_enabled:
         options.append("tls=true")
+        if ca_certificate_path:  # read by the driver on the migration host, where the path is meant
+            options.append(f"tlsCAFile={quote_plus(ca_certificate_path)}")
     return f"mongodb://{credentials}{members}/?{'&'.join(options)}"

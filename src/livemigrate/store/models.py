@@ -219,6 +219,8 @@ class LiveMigration(Base):
     source_username: Mapped[str | None] = mapped_column(String(255), nullable=True)
     source_password_encrypted: Mapped[str | None] = mapped_column(Text, nullable=True)
     source_ssl: Mapped[bool] = mapped_column(Boolean, default=False)
+    # A file on the migration host: the CA that signed the source's TLS certificates.
+    source_ca_certificate_path: Mapped[str | None] = mapped_column(Text, nullable=True)
     destination_cluster_name: Mapped[str] = mapped_column(String(64))
     hostname_schema_type: Mapped[str] = mapped_column(String(16), default="PUBLIC")
     migration_host: Mapped[str] = mapped_column(String(255))

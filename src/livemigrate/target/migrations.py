@@ -171,7 +171,8 @@ def create_migration(store: Store, secret_box: SecretBox, target_org_id: str, pr
         source_project_id=request.source.group_id, source_cluster_name=request.source.cluster_name,
         source_username=request.source.username,
         source_password_encrypted=secret_box.seal(request.source.password) if request.source.password else None,
-        source_ssl=request.source.ssl, destination_cluster_name=request.destination_cluster_name,
+        source_ssl=request.source.ssl, source_ca_certificate_path=request.source.ca_certificate_path,
+        destination_cluster_name=request.destination_cluster_name,
         hostname_schema_type=request.hostname_schema_type, migration_host=request.migration_host,
         drop_destination_data=request.drop_destination_data, sharding=request.sharding, status="NEW",
     )
@@ -251,6 +252,7 @@ def jobs_for(store: Store, secret_box: SecretBox, target_org_id: str, source_org
             "sourcePassword": (secret_box.open(migration.source_password_encrypted)
                                if migration.source_password_encrypted else None),
             "sourceSsl": migration.source_ssl,
+            "sourceCaCertificatePath": migration.source_ca_certificate_path,
             "destinationUri": secret_box.open(cluster.uri_encrypted) if cluster else None,
             "dropDestinationData": migration.drop_destination_data,
             "cutoverRequested": migration.cutover_requested_at is not None,
