@@ -138,3 +138,39 @@ def test_a_difference_on_the_destination_fails_the_cutover_through_the_ledger(se
     assert "reading again 0 changed document(s)" in log
     assert "the ledger shows differences in inventory.alpha; confirming by reading every document" in log
     assert "intruder" in log and "DIFFERENT" in log
+
+
+def test_a_write_to_the_destination_after_the_pass_fails_the_cutover(servers: tuple[NxServer, NxServer],
+                                                                      tmp_path: Path) -> None:
+    source, target = servers
+    with source.client() as source_client, target.client() as target_client:
+        seed(source_client, total=1200)
+        migration = MigrateProcess(source.uri, target.uri, tmp_path / "state").start()
+        assert wait_until(lambda: "verification pass done" in migration.log_text(), timeout=120), \
+            migration.log_text()
+        # Written to the destination by someone else, to a document the source never changes again.
+        target_client.inventory.beta.update_one({"_id": "beta000003"}, {"$set": {"planted": True}})
+        assert migration.cutover_and_wait() == 1, migration.log_text()
+    log = migration.log_text()
+    assert "reading again 1 changed document(s)" in log
+    assert "the ledger shows differences in inventory.beta; confirming by reading every document" in log
+    assert "beta000003" in log and "DIFFERENT" in log
+
+
+def test_a_write_to_the_destination_between_runs_fails_the_later_cutover(servers: tuple[NxServer, NxServer],
+                                                                         tmp_path: Path) -> None:
+    source, target = servers
+    state = tmp_path / "state"
+    with source.client() as source_client, target.client() as target_client:
+        seed(source_client, total=1200)
+        ready = MigrateProcess(source.uri, target.uri, state, "--until-caught-up").start()
+        assert ready.process is not None and ready.process.wait(timeout=120) == 0, ready.log_text()
+        assert "both sides are read for verification" in ready.log_text()
+        target_client.people.gamma.delete_one({"_id": "gamma000007"})  # while no migration runs
+
+        later = MigrateProcess(source.uri, target.uri, state).start()
+        assert later.cutover_and_wait() == 1, later.log_text()
+    log = later.log_text()
+    assert "the ledger already holds both sides" in log  # the first run's reading was kept ...
+    assert "reading again 1 changed document(s)" in log  # ... and the destination's streams resumed
+    assert "gamma000007" in log and "DIFFERENT" in log

@@ -55,7 +55,7 @@ def history_lost(error: OperationFailure) -> bool:
 
 
 @contextmanager
-def history_guard(stream: str) -> Iterator[None]:
+def history_guard(stream: str, role: str = "source") -> Iterator[None]:
     """Turn the server's "that history is gone" into the error a person can act on."""
     try:
         yield
@@ -64,10 +64,18 @@ def history_guard(stream: str) -> Iterator[None]:
             raise
         raise EngineError(
             EngineErrorCode.RESUME_TOKEN_LOST,
-            f"the source no longer has the changes after the saved resume token of stream {stream!r} "
+            f"the {role} no longer has the changes after the saved resume token of stream {stream!r} "
             f"({error.code}: {(error.details or {}).get('errmsg', error)}); a fresh sync is needed: "
             "start again with a new --state-dir and --drop-target",
         ) from None
+
+
+def _stream_options(max_await_ms: int, keys_only: bool) -> dict[str, Any]:
+    """`keys_only`: which documents changed, not how — what watching the destination needs."""
+    if keys_only:
+        return {"max_await_time_ms": max_await_ms,
+                "pipeline": [{"$project": {"operationType": 1, "ns": 1, "documentKey": 1}}]}
+    return {"max_await_time_ms": max_await_ms, "full_document": "updateLookup"}
 
 
 class Capture(Protocol):
@@ -82,12 +90,13 @@ class Capture(Protocol):
 
 class ClusterCapture:
     def __init__(self, client: MongoClient[Any], namespaces: NamespaceFilter, token: Any | None,
-                 wire_version: int, max_await_ms: int) -> None:
+                 wire_version: int, max_await_ms: int, *, keys_only: bool = False, role: str = "source") -> None:
         self._namespaces = namespaces
-        options: dict[str, Any] = {"full_document": "updateLookup", "max_await_time_ms": max_await_ms}
+        self._role = role
+        options = _stream_options(max_await_ms, keys_only)
         if wire_version >= WIRE_VERSION_SHOW_EXPANDED_EVENTS:
             options["show_expanded_events"] = True
-        with history_guard(CLUSTER_STREAM):
+        with history_guard(CLUSTER_STREAM, role):
             self._stream: ChangeStream[Any] = client.watch(resume_after=token, **options)
 
     def tokens(self) -> dict[str, Any]:
@@ -95,7 +104,7 @@ class ClusterCapture:
 
     def poll(self, max_events: int) -> list[CapturedEvent]:
         found: list[CapturedEvent] = []
-        with history_guard(CLUSTER_STREAM):
+        with history_guard(CLUSTER_STREAM, self._role):
             while len(found) < max_events:
                 event = self._stream.try_next()
                 if event is None:
@@ -115,13 +124,14 @@ class CollectionCapture:
     """One stream per collection; a stream that sees its collection dropped ends (invalidate)."""
 
     def __init__(self, client: MongoClient[Any], namespaces: list[str], tokens: Mapping[str, Any],
-                 max_await_ms: int) -> None:
+                 max_await_ms: int, *, keys_only: bool = False, role: str = "source") -> None:
+        self._role = role
         self._streams: dict[str, ChangeStream[Any]] = {}
         for namespace in namespaces:
             database, name = namespace.split(".", 1)
-            with history_guard(namespace):
+            with history_guard(namespace, role):
                 self._streams[namespace] = client[database][name].watch(
-                    resume_after=tokens.get(namespace), full_document="updateLookup", max_await_time_ms=max_await_ms)
+                    resume_after=tokens.get(namespace), **_stream_options(max_await_ms, keys_only))
 
     def tokens(self) -> dict[str, Any]:
         return {namespace: stream.resume_token for namespace, stream in self._streams.items()}
@@ -131,7 +141,7 @@ class CollectionCapture:
         per_stream = max(1, max_events // max(len(self._streams), 1))
         for namespace, stream in list(self._streams.items()):
             taken = 0
-            with history_guard(namespace):
+            with history_guard(namespace, self._role):
                 while taken < per_stream:
                     event = stream.try_next()
                     if event is None:

@@ -1,18 +1,18 @@
 """The verification ledger: what a migration already knows about both sides, so that cutover reads
 again only the documents that changed.
 
-The copy records the digest of every source document as it reads it; once the copy is done, one pass
-over the target records the target's digests while changes replicate; every document a replicated
-change touches is marked dirty. At cutover, after the drain, only the dirty documents are read again
-on both sides, and the two sides' digests are compared. A document that is not dirty has not changed
-on the source since the copy read it (every change after the start point is replicated, so it would
-be dirty), nor on the target since the pass read it (only replicated changes write there).
+Once the copy is done, one pass reads both sides into it while changes replicate. From before that
+pass on, every document a replicated change touches is marked dirty, and so is every document the
+destination's change streams report written (by us, or by anyone). At cutover, after the drain,
+only the dirty documents are read again on both sides, and the two sides' digests are compared. A
+document that is not dirty has changed on neither side since the pass read it: every source change
+is replicated, and every destination write is reported, so either would have marked it.
 
 Why SQLite and not a dict: one row per document per side. A file in the state directory keeps the
 agent's memory flat on large deployments and survives a restart, so a resumed job keeps its ledger.
-Rows are written before the checkpoint they belong to, so a kill never leaves a checkpoint ahead of
-its digests; a ledger that disagrees with the data is never trusted alone (a mismatch found through
-it is confirmed by a full verification).
+Marks are written before the resume tokens that pass their changes are saved, so a kill never loses
+one; a ledger that disagrees with the data is never trusted alone (a difference found through it is
+confirmed by reading everything).
 """
 
 from __future__ import annotations

@@ -3,7 +3,8 @@
     checks → start point → plan → copy (parallel `_id` ranges) → indexes, views → replay → cutover → verify
 
 Verification is spread over the run (`ledger.py`): once the copy is done, one pass reads both sides
-into a ledger while changes replicate; cutover reads again only the documents changed since.
+into a ledger while changes replicate, and the destination is watched so that any write there marks
+its document too; cutover reads again only the documents changed since.
 
 Guarantees, and where they come from:
 - nothing is written to the target before both ends answer and the target is known to be empty
@@ -101,6 +102,7 @@ class Migration:
         self.checkpoints = checkpoints
         self.ledger = ledger if ledger is not None else VerificationLedger()
         self._verification_pass: VerificationPass | None = None
+        self._destination_watch: Capture | None = None
         self._end_of_run = threading.Event()  # ends the verification pass with the run that started it
         self._listeners: list[EventListener] = [on_event] if on_event else []
         self._stopping = threading.Event()
@@ -158,8 +160,10 @@ class Migration:
                 self._verification_pass.wait(timeout=10)
             # After a failure the streams' server may be gone: closing them would wait on it for
             # nothing, and closing the client releases them anyway.
-            if self._capture is not None and clean_exit:
-                self._capture.close()
+            if clean_exit:
+                for streams in (self._capture, self._destination_watch):
+                    if streams is not None:
+                        streams.close()
             source.close()
             target.close()
 
@@ -322,11 +326,13 @@ class Migration:
         assert capture is not None
         self._emit(Phase.REPLICATING, force=True, lag=None)
         log.info("replicating changes from the saved resume tokens")
-        # Before any change is applied: every change applied from here on marks its document dirty.
-        # The pass's end wakes the replay loop, whose next event says cutover no longer waits for it.
+        # Before the pass reads anything and before any change is applied: from here on every change
+        # applied, and every write the destination sees, marks its document dirty. The pass's end
+        # wakes the replay loop, whose next event says cutover no longer waits for it.
+        destination = self._destination_watch = self._watch_destination(target, meta)
+        saved_tokens = self._save_tokens(capture, destination, {})
         self._verification_pass = VerificationPass(source, target, self.ledger, self._collections(), self._end_of_run,
                                                    on_end=self._wake.set)
-        saved_tokens: dict[str, Any] = {}
         while not self._stopping.is_set():
             cutting_over = self._cutover.is_set()
             captured = capture.poll(self.options.batch_size)
@@ -334,11 +340,8 @@ class Migration:
                 apply_changes(target, [item.event for item in captured])
                 self._note_changes([item.event for item in captured])  # before the tokens move past them
                 self._applied += len(captured)
-            tokens = capture.tokens()
-            if tokens != saved_tokens:
-                self.checkpoints.save({f"token:{stream}": {"stream": stream, "token": token}
-                                       for stream, token in tokens.items()})
-                saved_tokens = tokens
+            self._note_destination_writes(destination, drain=cutting_over and not captured)
+            saved_tokens = self._save_tokens(capture, destination, saved_tokens)
             lag = self._lag(captured)
             self._emit(Phase.CUTTING_OVER if cutting_over else Phase.REPLICATING, force=not captured, lag=lag)
             if not captured:
@@ -352,6 +355,47 @@ class Migration:
                 self._wake.wait(self.options.poll_seconds)
                 self._wake.clear()
         return self._stopped()
+
+    def _watch_destination(self, target: MongoClient[Any], meta: Document) -> Capture:
+        """The destination's change streams, resumed where the last run left them when its ledger is
+        kept; when they cannot be (no saved point, history gone), the ledger starts over — the pass
+        reads both sides again — since the writes made in between are unknown."""
+        tokens = {doc["stream"]: doc["token"] for doc in self.checkpoints.load("dest-token:").values()}
+        if tokens:
+            try:
+                return self._open_destination_watch(target, meta, tokens)
+            except EngineError as error:
+                log.info("the destination's changes since the last run are unknown (%s); verifying from scratch",
+                         error.message)
+        self.ledger.begin(_migration_id(meta))
+        return self._open_destination_watch(target, meta, {})
+
+    def _open_destination_watch(self, target: MongoClient[Any], meta: Document, tokens: dict[str, Any]) -> Capture:
+        # Keys only, and no waiting: the source's streams set the pace of the replay loop.
+        if meta["capture"] == CaptureScope.CLUSTER.value:
+            return ClusterCapture(target, self.options.namespaces, tokens.get("*"), wire_version(target),
+                                  max_await_ms=1, keys_only=True, role="destination")
+        return CollectionCapture(target, self._collections(), tokens, max_await_ms=1, keys_only=True,
+                                 role="destination")
+
+    def _note_destination_writes(self, destination: Capture, *, drain: bool) -> None:
+        """Mark what the destination saw written: ours (already marked) and anyone else's. At cutover
+        (`drain`) until nothing is left; otherwise one batch, so replication is not held up."""
+        while True:
+            seen = destination.poll(self.options.batch_size)
+            self._note_changes([item.event for item in seen])
+            if not seen or not drain:
+                return
+
+    def _save_tokens(self, capture: Capture, destination: Capture, saved: dict[str, Document]) -> dict[str, Document]:
+        """Both sides' resume points in one checkpoint, after the changes they pass were applied and marked."""
+        tokens: dict[str, Document] = {f"token:{stream}": {"stream": stream, "token": token}
+                                       for stream, token in capture.tokens().items()}
+        tokens |= {f"dest-token:{stream}": {"stream": stream, "token": token}
+                   for stream, token in destination.tokens().items()}
+        if tokens != saved:
+            self.checkpoints.save(tokens)
+        return tokens
 
     def _note_changes(self, events: list[dict[str, Any]]) -> None:
         changed = [(namespace_of(event), document_key(event["documentKey"]["_id"])) for event in events
