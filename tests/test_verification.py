@@ -134,10 +134,7 @@ def test_a_difference_on_the_destination_fails_the_cutover_through_the_ledger(se
         second = MigrateProcess(source.uri, target.uri, state, "--workers", "1", "--batch-size", "100").start()
         assert wait_until(lambda: "verification pass done" in second.log_text(), timeout=120), second.log_text()
         assert second.cutover_and_wait() == 1, second.log_text()
-    log = second.log_text()
-    assert "reading again 0 changed document(s)" in log
-    assert "the ledger shows differences in inventory.alpha; confirming by reading every document" in log
-    assert "intruder" in log and "DIFFERENT" in log
+    _found_through_the_ledger(second.log_text(), reread=0, namespace="inventory.alpha", identifier="intruder")
 
 
 def test_a_write_to_the_destination_after_the_pass_fails_the_cutover(servers: tuple[NxServer, NxServer],
@@ -151,10 +148,7 @@ def test_a_write_to_the_destination_after_the_pass_fails_the_cutover(servers: tu
         # Written to the destination by someone else, to a document the source never changes again.
         target_client.inventory.beta.update_one({"_id": "beta000003"}, {"$set": {"planted": True}})
         assert migration.cutover_and_wait() == 1, migration.log_text()
-    log = migration.log_text()
-    assert "reading again 1 changed document(s)" in log
-    assert "the ledger shows differences in inventory.beta; confirming by reading every document" in log
-    assert "beta000003" in log and "DIFFERENT" in log
+    _found_through_the_ledger(migration.log_text(), reread=1, namespace="inventory.beta", identifier="beta000003")
 
 
 def test_a_write_to_the_destination_between_runs_fails_the_later_cutover(servers: tuple[NxServer, NxServer],
@@ -170,7 +164,14 @@ def test_a_write_to_the_destination_between_runs_fails_the_later_cutover(servers
 
         later = MigrateProcess(source.uri, target.uri, state).start()
         assert later.cutover_and_wait() == 1, later.log_text()
-    log = later.log_text()
-    assert "the ledger already holds both sides" in log  # the first run's reading was kept ...
-    assert "reading again 1 changed document(s)" in log  # ... and the destination's streams resumed
-    assert "gamma000007" in log and "DIFFERENT" in log
+    assert "the ledger already holds both sides" in later.log_text()  # the first run's reading was kept,
+    # and the destination's streams resumed where it left them:
+    _found_through_the_ledger(later.log_text(), reread=1, namespace="people.gamma", identifier="gamma000007")
+
+
+def _found_through_the_ledger(log: str, *, reread: int, namespace: str, identifier: str) -> None:
+    """The cutover read again `reread` documents, the ledger showed the difference, reading everything
+    confirmed it, and the report names the document."""
+    assert f"reading again {reread} changed document(s)" in log
+    assert f"the ledger shows differences in {namespace}; confirming by reading every document" in log
+    assert identifier in log and "DIFFERENT" in log
