@@ -19,6 +19,7 @@ from livemigrate.engine.verify import VerificationPass, VerifyReport, verify, ve
 from tests.engine_support import MigrateProcess, seed
 from tests.nx import NxServer
 from tests.support import wait_for as wait_until
+from tests.wire_proxy import StandaloneProxy
 
 IDENTIFIERS: list[Any] = [ObjectId(), 7, Int64(7), 2**40, 1.5, "héllo", "", {"a": 1, "b": [1, 2]},
                           Binary(b"\x00\x01", 4), b"raw", True, datetime(2020, 1, 2, 3, 4, 5), None,
@@ -175,3 +176,20 @@ def _found_through_the_ledger(log: str, *, reread: int, namespace: str, identifi
     assert f"reading again {reread} changed document(s)" in log
     assert f"the ledger shows differences in {namespace}; confirming by reading every document" in log
     assert identifier in log and "DIFFERENT" in log
+
+
+def test_a_destination_without_change_streams_is_verified_by_reading_everything(servers: tuple[NxServer, NxServer],
+                                                                                tmp_path: Path) -> None:
+    source, target = servers
+    standalone = StandaloneProxy(target.port).start()  # refuses change streams, as a standalone mongod does
+    try:
+        with source.client() as source_client:
+            seed(source_client, total=600)
+        migration = MigrateProcess(source.uri, standalone.uri, tmp_path / "state").start()
+        assert migration.cutover_and_wait() == 0, migration.log_text()
+    finally:
+        standalone.stop()
+    log = migration.log_text()
+    assert "the destination cannot be watched" in log and "only supported on replica sets" in log
+    assert "verifying every document (the destination cannot be watched" in log
+    assert "EQUAL" in log

@@ -4,7 +4,8 @@ MongoDB would, to reach states nx-27017 never shows:
 - `HistoryLostProxy`: an `aggregate` that resumes a change stream (`$changeStream.resumeAfter`) is
   answered with ChangeStreamHistoryLost (code 286), as MongoDB answers when the oplog no longer
   holds the resume point;
-- `OldVersionProxy`: `buildInfo` says MongoDB 3.4, a release live migration does not support.
+- `OldVersionProxy`: `buildInfo` says MongoDB 3.4, a release live migration does not support;
+- `StandaloneProxy`: every change stream is refused (code 40573), as a standalone `mongod` refuses them.
 
 Every other message is forwarded unchanged.
 """
@@ -29,6 +30,11 @@ def _command_of(message: bytes) -> dict[str, Any] | None:
         return None
     length = struct.unpack_from("<i", message, 21)[0]
     return bson.decode(message[21:21 + length])
+
+
+def _opens_change_stream(command: dict[str, Any] | None) -> bool:
+    pipeline = (command or {}).get("pipeline") or []
+    return "aggregate" in (command or {}) and bool(pipeline) and "$changeStream" in pipeline[0]
 
 
 def _resumes_change_stream(command: dict[str, Any] | None) -> bool:
@@ -120,3 +126,11 @@ class OldVersionProxy(WireProxy):
         if not command or not ({"buildInfo", "buildinfo"} & set(command)):
             return None
         return {"ok": 1.0, "version": "3.4.24", "versionArray": [3, 4, 24, 0]}
+
+
+class StandaloneProxy(WireProxy):
+    def answer(self, command: dict[str, Any] | None) -> dict[str, Any] | None:
+        if not _opens_change_stream(command):
+            return None
+        return {"ok": 0.0, "errmsg": "The $changeStream stage is only supported on replica sets", "code": 40573,
+                "codeName": "Location40573"}

@@ -88,6 +88,19 @@ class Capture(Protocol):
     def close(self) -> None: ...
 
 
+class NoCapture:
+    """Nothing watched: stands in for a deployment that offers no change streams (a standalone)."""
+
+    def tokens(self) -> dict[str, Any]:
+        return {}
+
+    def poll(self, max_events: int) -> list[CapturedEvent]:
+        return []
+
+    def close(self) -> None:
+        pass
+
+
 class ClusterCapture:
     def __init__(self, client: MongoClient[Any], namespaces: NamespaceFilter, token: Any | None,
                  wire_version: int, max_await_ms: int, *, keys_only: bool = False, role: str = "source") -> None:

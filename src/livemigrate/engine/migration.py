@@ -28,11 +28,18 @@ from dataclasses import dataclass
 from typing import Any
 
 from pymongo import MongoClient
-from pymongo.errors import PyMongoError
+from pymongo.errors import OperationFailure, PyMongoError
 
 from livemigrate.engine import writer
 from livemigrate.engine.apply import DOCUMENT_OPERATIONS, apply_changes, namespace_of
-from livemigrate.engine.capture import Capture, CapturedEvent, ClusterCapture, CollectionCapture, event_time
+from livemigrate.engine.capture import (
+    Capture,
+    CapturedEvent,
+    ClusterCapture,
+    CollectionCapture,
+    NoCapture,
+    event_time,
+)
 from livemigrate.engine.checkpoints import CheckpointStore, Document
 from livemigrate.engine.connect import connect, wire_version
 from livemigrate.engine.discover import CollectionSpec, discover
@@ -368,7 +375,13 @@ class Migration:
                 log.info("the destination's changes since the last run are unknown (%s); verifying from scratch",
                          error.message)
         self.ledger.begin(_migration_id(meta))
-        return self._open_destination_watch(target, meta, {})
+        try:
+            return self._open_destination_watch(target, meta, {})
+        except OperationFailure as error:  # a standalone destination, or a user without changeStream
+            reason = f"the destination cannot be watched ({redact(str(error), self.target_uri)})"
+            log.warning("%s: cutover will read every document", reason)
+            self.ledger.mark_unusable(reason)
+            return NoCapture()
 
     def _open_destination_watch(self, target: MongoClient[Any], meta: Document, tokens: dict[str, Any]) -> Capture:
         # Keys only, and no waiting: the source's streams set the pace of the replay loop.
