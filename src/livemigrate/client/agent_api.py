@@ -8,6 +8,7 @@ from urllib.parse import quote
 import httpx
 
 from livemigrate.client.errors import ApiCallError
+from livemigrate.client.waiting import wait_options
 
 SOURCE_PREFIX = "/api/public/v1.0"
 
@@ -47,12 +48,8 @@ class AgentApi:
              wait_seconds: float | None = None) -> tuple[list[dict[str, Any]] | None, str | None]:
         """This host's jobs and their version; with the version `held` and `wait_seconds`, once they
         differ from it — or (None, version) when the wait is over with no change (long polling)."""
-        headers, timeout = {}, None
-        if held is not None and wait_seconds:
-            headers = {"If-None-Match": held, "Prefer": f"wait={wait_seconds:g}"}
-            timeout = httpx.Timeout(wait_seconds + 15)
         response = self._http.get(f"{self._group}/liveMigrations/agentJobs", params={"hostname": hostname},
-                                  headers=headers, timeout=timeout or httpx.USE_CLIENT_DEFAULT)
+                                  **wait_options(held, wait_seconds))
         etag = response.headers.get("etag")
         if response.status_code == 304:
             return None, etag

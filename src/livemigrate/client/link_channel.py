@@ -14,6 +14,7 @@ from typing import Any
 import httpx
 
 from livemigrate.client.errors import ApiCallError
+from livemigrate.client.waiting import wait_options
 
 
 class PushOutcome(enum.Enum):
@@ -58,13 +59,9 @@ class LinkChannel:
         """The running migrations of this source org (they carry connection strings: never log them).
         With the version `held` and `wait_seconds`, the target answers once the list differs from it,
         or with no list when the wait is over (long polling)."""
-        headers, timeout = {}, None
-        if held is not None and wait_seconds:
-            headers = {"If-None-Match": held, "Prefer": f"wait={wait_seconds:g}"}
-            timeout = httpx.Timeout(wait_seconds + 15)
         try:
             response = await self._client.get(f"/orgs/{target_org_id}/liveMigrations/links/{source_org_id}/jobs",
-                                              headers=headers, timeout=timeout or httpx.USE_CLIENT_DEFAULT)
+                                              **wait_options(held, wait_seconds))
         except httpx.HTTPError as error:
             raise LinkCallFailed(f"target unreachable: {type(error).__name__}: {error}") from None
         if response.status_code == 304:

@@ -97,6 +97,11 @@ def _migration_id(meta: Document) -> str:
     return str(meta.get("id") or meta["startedAt"])  # state from before ids: the start time tells it apart
 
 
+def _token_documents(prefix: str, tokens: dict[str, Any]) -> dict[str, Document]:
+    """Resume tokens as checkpoint documents: the source's under `token:`, the destination's under `dest-token:`."""
+    return {f"{prefix}{stream}": {"stream": stream, "token": token} for stream, token in tokens.items()}
+
+
 class Migration:
     """Build it with URIs, options, a checkpoint store and (to keep it across restarts) a verification
     ledger; `run()` it; `stop()` or `request_cutover()` it from another thread."""
@@ -225,8 +230,7 @@ class Migration:
         capture = self._open_capture(source, meta, {}, [spec.namespace for spec in discovery.copied])
         tokens = capture.tokens()
         plan: dict[str, Document] = {"meta": meta}
-        for stream, token in tokens.items():
-            plan[f"token:{stream}"] = {"stream": stream, "token": token}
+        plan |= _token_documents("token:", tokens)
         for spec in discovery.collections:
             plan[f"ns:{spec.namespace}"] = spec.to_document()
         for spec in discovery.copied:
@@ -252,7 +256,7 @@ class Migration:
                               "use another --state-dir for this one")
 
     def _reopen_capture(self, source: MongoClient[Any], meta: Document) -> Capture:
-        tokens = {doc["stream"]: doc["token"] for doc in self.checkpoints.load("token:").values()}
+        tokens = self._saved_tokens("token:")
         namespaces = [key for key in tokens if key != "*"]
         return self._open_capture(source, meta, tokens, namespaces)
 
@@ -367,7 +371,7 @@ class Migration:
         """The destination's change streams, resumed where the last run left them when its ledger is
         kept; when they cannot be (no saved point, history gone), the ledger starts over — the pass
         reads both sides again — since the writes made in between are unknown."""
-        tokens = {doc["stream"]: doc["token"] for doc in self.checkpoints.load("dest-token:").values()}
+        tokens = self._saved_tokens("dest-token:")
         if tokens:
             try:
                 return self._open_destination_watch(target, meta, tokens)
@@ -400,12 +404,12 @@ class Migration:
             if not seen or not drain:
                 return
 
+    def _saved_tokens(self, prefix: str) -> dict[str, Any]:
+        return {doc["stream"]: doc["token"] for doc in self.checkpoints.load(prefix).values()}
+
     def _save_tokens(self, capture: Capture, destination: Capture, saved: dict[str, Document]) -> dict[str, Document]:
         """Both sides' resume points in one checkpoint, after the changes they pass were applied and marked."""
-        tokens: dict[str, Document] = {f"token:{stream}": {"stream": stream, "token": token}
-                                       for stream, token in capture.tokens().items()}
-        tokens |= {f"dest-token:{stream}": {"stream": stream, "token": token}
-                   for stream, token in destination.tokens().items()}
+        tokens = _token_documents("token:", capture.tokens()) | _token_documents("dest-token:", destination.tokens())
         if tokens != saved:
             self.checkpoints.save(tokens)
         return tokens
