@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from bench import control_plane, engine, link_status
+from bench import control_plane, engine, link_status, verdict
 
 
 def main() -> int:
@@ -13,6 +13,8 @@ def main() -> int:
     failures += engine.run()
     print()
     failures += control_plane.run()
+    print()
+    failures += verdict.run()
     return 1 if failures else 0
 
 

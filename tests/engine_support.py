@@ -86,11 +86,13 @@ class Writer(threading.Thread):
 class MigrateProcess:
     """`livemigrate migrate` in a subprocess, with its log in a file."""
 
-    def __init__(self, source_uri: str, target_uri: str, state_dir: Path, *args: str) -> None:
+    def __init__(self, source_uri: str, target_uri: str, state_dir: Path, *args: str,
+                 capture: str = "collection") -> None:
         self.state_dir = state_dir
         self.log_path = state_dir.parent / f"{state_dir.name}-migrate-{next(_runs)}.log"
+        # nx-27017: client.watch() never emits (TESTING.md), so tests that replicate capture per collection
         self.command = [LIVEMIGRATE, "migrate", source_uri, target_uri, "--state-dir", str(state_dir),
-                        "--capture", "collection", *args]  # nx-27017: client.watch() never emits (TESTING.md)
+                        "--capture", capture, *args]
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> MigrateProcess:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import secrets
-from functools import lru_cache
 from pathlib import Path
 
 from pydantic import Field
@@ -40,6 +39,12 @@ class Settings(BaseSettings):
     agent_retry_seconds: float = Field(default=2.0, gt=0, description="First wait between retries; doubled each time.")
     agent_ready_lag_seconds: float = Field(default=5.0, gt=0, description="Lag under which a job is readyForCutover.")
     agent_capture: str = Field(default="auto", description="Change capture of the agent's jobs: auto, cluster, collection.")
+    agent_count_check_seconds: float = Field(
+        default=10.0, gt=0, description="While replicating, both sides' counts are compared this often.")
+    agent_verify_sample: int = Field(
+        default=1000, ge=0, description="Documents read on both sides and compared at cutover, besides the counts.")
+    agent_exact_counts: bool = Field(
+        default=False, description="Count every document (a scan) instead of asking for each collection's count.")
     link_push_timeout_seconds: float = Field(default=10.0, gt=0)
     digest_nonce_seconds: float = Field(default=300.0, gt=0, description="Lifetime of a digest nonce.")
     read_cache_seconds: float = Field(
@@ -54,11 +59,6 @@ class Settings(BaseSettings):
     )
     max_body_bytes: int = 1024 * 1024
     log_level: str = "INFO"
-
-
-@lru_cache(maxsize=1)
-def get_settings() -> Settings:
-    return Settings()
 
 
 def load_secret_key(settings: Settings) -> bytes:

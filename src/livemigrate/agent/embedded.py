@@ -8,6 +8,7 @@ never stored) and one `MigrationHostAgent` thread.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import socket
 import threading
@@ -70,8 +71,7 @@ class EmbeddedAgents:
                                                  ApiKey.description == EMBEDDED_KEY_DESCRIPTION))
         key = create_agent_key(self._store, project, EMBEDDED_KEY_DESCRIPTION).key
         api = AgentApi(self._base_url, project.id, key)
-        settings = RunnerSettings(self._settings.state_dir / project.id, self._settings.capture, self._settings.retries,
-                                  self._settings.retry_seconds, self._settings.ready_lag_seconds)
+        settings = dataclasses.replace(self._settings, state_dir=self._settings.state_dir / project.id)
         agent = MigrationHostAgent(api, self.hostname, settings)
         thread = threading.Thread(target=agent.run, name=f"agent-{project.id}", daemon=True)
         thread.start()

@@ -22,6 +22,7 @@ from livemigrate.engine.checkpoints import SqliteCheckpointStore
 from livemigrate.engine.errors import EngineErrorCode, redact
 from livemigrate.engine.events import Phase
 from livemigrate.engine.ledger import VerificationLedger
+from livemigrate.settings import Settings
 
 log = logging.getLogger("livemigrate.agent")
 
@@ -35,6 +36,23 @@ class RunnerSettings:
     retries: int
     retry_seconds: float
     ready_lag_seconds: float
+    count_check_seconds: float = 10.0
+    verify_sample: int = 1000
+    exact_counts: bool = False
+
+    @classmethod
+    def from_settings(cls, settings: Settings, state_dir: Path, capture: str | None = None) -> RunnerSettings:
+        """What a migration host's jobs run with; `capture` (a command-line option) overrides the setting."""
+        return cls(state_dir=state_dir, capture=CaptureScope(capture or settings.agent_capture),
+                   retries=settings.agent_retries, retry_seconds=settings.agent_retry_seconds,
+                   ready_lag_seconds=settings.agent_ready_lag_seconds,
+                   count_check_seconds=settings.agent_count_check_seconds,
+                   verify_sample=settings.agent_verify_sample, exact_counts=settings.agent_exact_counts)
+
+    def options(self, drop_target: bool) -> MigrationOptions:
+        return MigrationOptions(drop_target=drop_target, capture=self.capture,
+                                count_check_seconds=self.count_check_seconds, verify_sample=self.verify_sample,
+                                exact_counts=self.exact_counts)
 
 
 class JobRunner:
@@ -45,7 +63,7 @@ class JobRunner:
         self._source_uri = str(job["sourceUri"])
         self._target_uri = str(job["destinationUri"])
         self._settings = settings
-        self._options = MigrationOptions(drop_target=bool(job.get("dropDestinationData")), capture=settings.capture)
+        self._options = settings.options(drop_target=bool(job.get("dropDestinationData")))
         self._lock = threading.Lock()
         self._latest: MigrationEvent | None = None
         self._final: dict[str, Any] | None = None
@@ -87,19 +105,22 @@ class JobRunner:
             "copiedDocuments": event.copied, "totalDocuments": event.total,
             "namespaces": [{"namespace": p.namespace, "copied": p.copied, "total": p.total, "done": p.done}
                            for p in event.namespaces],
+            "warnings": [event.warning] if event.warning else [],
         }
 
     def _ready(self, event: MigrationEvent) -> bool:
-        """Copied, caught up within the threshold, and the destination read once for verification: a
-        cutover now takes the drain and a second look at what changes from here on, nothing more."""
+        """Copied, caught up within the threshold, both sides' counts in agreement (evidence the change
+        stream cannot fake), and the destination read once for verification: a cutover now takes the
+        drain and a second look at what changes from here on, nothing more."""
         lag = event.lag_seconds
         return (event.phase is Phase.REPLICATING and lag is not None and lag <= self._settings.ready_lag_seconds
-                and not event.verification_pending)
+                and not event.verification_pending and event.counts_agree and event.warning is None)
 
     def _on_event(self, event: MigrationEvent) -> None:
         with self._lock:
             previous, self._latest = self._latest, event
-        news = previous is None or previous.phase is not event.phase or self._ready(previous) != self._ready(event)
+        news = (previous is None or previous.phase is not event.phase or self._ready(previous) != self._ready(event)
+                or previous.warning is None and event.warning is not None)
         if news and self._on_news is not None:
             self._on_news()
 
@@ -135,8 +156,9 @@ class JobRunner:
                     self._final = {"status": "COMPLETE", "phase": "COMPLETE", "lagTimeSeconds": 0,
                                    "readyForCutover": False}
                 elif result.phase is Phase.FAILED:
+                    found = result.report.describe_differences() if result.report is not None else "unknown"
                     self._final = {"status": "FAILED", "errorMessage": "verification after cutover found differences "
-                                                                       "between source and destination"}
+                                                                       f"between source and destination: {found}"}
                 return
         finally:
             checkpoints.close()

@@ -10,6 +10,8 @@ from types import FrameType
 
 import typer
 
+from livemigrate.cli.capture import CAPTURE_HELP, Capture
+
 
 def agent(
     base_url: str = typer.Option(..., "--base-url", envvar="LIVEMIGRATE_BASE_URL", help="Source API root URL."),
@@ -18,12 +20,13 @@ def agent(
                                   help="Agent API key of the project (env LIVEMIGRATE_AGENT_KEY)."),
     hostname: str = typer.Option(socket.getfqdn(), "--hostname", help="The name this migration host reports."),
     state_dir: Path = typer.Option(Path(".livemigrate/agent"), "--state-dir", help="Where job checkpoints are kept."),
+    capture: Capture | None = typer.Option(None, "--capture", envvar="LIVEMIGRATE_AGENT_CAPTURE",
+                                           help="Change capture of the migrations it runs: " + CAPTURE_HELP),
 ) -> None:
     """Heartbeat as a migration host of the project, run the migrations assigned to it, report progress."""
     from livemigrate.agent.host import MigrationHostAgent
     from livemigrate.agent.runner import RunnerSettings
     from livemigrate.client.agent_api import AgentApi
-    from livemigrate.engine import CaptureScope
     from livemigrate.settings import Settings
 
     settings = Settings()
@@ -35,9 +38,8 @@ def agent(
     except ValueError as error:
         typer.echo(f"Error: {error}", err=True)
         raise typer.Exit(2) from None
-    host = MigrationHostAgent(api, hostname, RunnerSettings(
-        state_dir=state_dir, capture=CaptureScope(settings.agent_capture), retries=settings.agent_retries,
-        retry_seconds=settings.agent_retry_seconds, ready_lag_seconds=settings.agent_ready_lag_seconds))
+    host = MigrationHostAgent(api, hostname, RunnerSettings.from_settings(
+        settings, state_dir, capture.value if capture else None))
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
         host.stop()

@@ -14,6 +14,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn
 from rich.table import Table
 
+from livemigrate.cli.capture import CAPTURE_HELP, Capture
+
 EXIT_MISMATCH = 1
 EXIT_ENGINE_ERROR = 2
 EXIT_STOPPED = 130
@@ -22,17 +24,20 @@ err_console = Console(stderr=True)
 
 
 def _options(include: list[str], exclude: list[str], drop_target: bool, workers: int, batch_size: int,
-             capture: str, split_threshold: int) -> Any:
+             capture: Capture, split_threshold: int, count_check_seconds: float, verify_sample: int,
+             exact_counts: bool) -> Any:
     from livemigrate.engine import CaptureScope, MigrationOptions
     from livemigrate.engine.options import NamespaceFilter
 
     return MigrationOptions(namespaces=NamespaceFilter(tuple(include), tuple(exclude)), drop_target=drop_target,
-                            workers=workers, batch_size=batch_size, capture=CaptureScope(capture),
-                            split_threshold=split_threshold)
+                            workers=workers, batch_size=batch_size, capture=CaptureScope(capture.value),
+                            split_threshold=split_threshold, count_check_seconds=count_check_seconds,
+                            verify_sample=verify_sample, exact_counts=exact_counts)
 
 
 class ProgressView:
-    """Per-namespace bars, docs/s and lag, redrawn from the engine's events (any thread)."""
+    """Per-namespace bars, docs/s, lag and whether both sides' counts agree, redrawn from the engine's
+    events (any thread). Warnings reach the output through the engine's log, once per change."""
 
     def __init__(self, console: Console) -> None:
         self.progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
@@ -41,10 +46,16 @@ class ProgressView:
         self.tasks: dict[str, TaskID] = {}
 
     def __call__(self, event: Any) -> None:
+        from livemigrate.engine.events import Phase
+
         lag = "-" if event.lag_seconds is None else f"{event.lag_seconds:.1f}s"
+        ready = ""
+        if event.phase is Phase.REPLICATING:
+            ready = "  counts agree" if event.counts_agree else "  counts differ"
         self.progress.update(self.status, description=f"[bold]{event.phase.value}[/bold]",
                              note=f"{event.docs_per_second:,.0f} docs/s  lag {lag}  applied {event.applied_events}"
-                                  + (f"  {event.message}" if event.message else ""))
+                                  + ready + (f"  {event.message}" if event.message else ""))
+
         for namespace in event.namespaces:
             task = self.tasks.get(namespace.namespace)
             if task is None:
@@ -65,9 +76,19 @@ def migrate(
     batch_size: int = typer.Option(1000, "--batch-size", min=1),
     split_threshold: int = typer.Option(100_000, "--split-threshold", min=1,
                                         help="Collections with more documents are copied as parallel _id ranges."),
-    capture: str = typer.Option("auto", "--capture", help="Change capture: auto, cluster or collection."),
-    until_caught_up: bool = typer.Option(False, "--until-caught-up",
-                                         help="Exit 0 once ready for cutover: copied, lag zero, both sides read for verification."),
+    capture: Capture = typer.Option(Capture.auto, "--capture", help="Change capture: " + CAPTURE_HELP),
+    until_caught_up: bool = typer.Option(
+        False, "--until-caught-up",
+        help="Exit 0 once ready for cutover: copied, lag zero, both sides' counts agree, both sides read for "
+             "verification."),
+    count_check_seconds: float = typer.Option(
+        10.0, "--count-check-seconds", min=0.1,
+        help="While replicating, compare both sides' counts this often: a change stream that delivers nothing "
+             "shows as a difference."),
+    verify_sample: int = typer.Option(
+        1000, "--verify-sample", min=0, help="Documents read on both sides and compared at cutover, besides counts."),
+    exact_counts: bool = typer.Option(
+        False, "--exact-counts", help="Count every document (a scan) instead of asking for each collection's count."),
 ) -> None:
     """Copy SOURCE into TARGET and keep replicating changes: until Ctrl-C (a checkpoint is kept),
     until caught up, or until SIGUSR1 asks for cutover (drain, verify, exit)."""
@@ -82,9 +103,10 @@ def migrate(
     view = ProgressView(err_console)
     try:
         migration = Migration(source_uri, target_uri,
-                              _options(include, exclude, drop_target, workers, batch_size, capture, split_threshold),
+                              _options(include, exclude, drop_target, workers, batch_size, capture, split_threshold,
+                                       count_check_seconds, verify_sample, exact_counts),
                               checkpoints, view, ledger)
-    except ValueError as error:  # an unknown --capture value
+    except ValueError as error:
         typer.echo(f"Error: {error}", err=True)
         raise typer.Exit(EXIT_ENGINE_ERROR) from None
 

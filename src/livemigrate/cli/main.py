@@ -12,6 +12,7 @@ import typer
 from livemigrate.cli import agent as agent_command
 from livemigrate.cli import engine as engine_commands
 from livemigrate.cli import migrations as migration_commands
+from livemigrate.cli.capture import CAPTURE_HELP, Capture
 from livemigrate.cli.link import source_link, target_link_token
 from livemigrate.cli.output import OUTPUT_OPTION, OutputFormat, console
 from livemigrate.settings import Settings
@@ -62,6 +63,9 @@ def serve(
     agent: bool = typer.Option(True, "--agent/--no-agent",
                                help="Run an in-process migration host for every source project (default)."),
     agent_hostname: str | None = typer.Option(None, "--agent-hostname", help="Hostname the in-process agent reports."),
+    agent_capture: Capture | None = typer.Option(
+        None, "--agent-capture",
+        help="The in-process migration host's change capture: " + CAPTURE_HELP),
 ) -> None:
     """Run both APIs with the embedded store and an in-process migration host; on first start, create and
     print a source and a target org."""
@@ -80,11 +84,11 @@ def serve(
     if agent:
         from livemigrate.agent.embedded import EmbeddedAgents, default_state_dir
         from livemigrate.agent.runner import RunnerSettings
-        from livemigrate.engine import CaptureScope
 
-        embedded = EmbeddedAgents(store, f"http://{host}:{port}", RunnerSettings(
-            default_state_dir(), CaptureScope(settings.agent_capture), settings.agent_retries,
-            settings.agent_retry_seconds, settings.agent_ready_lag_seconds), agent_hostname)
+        embedded = EmbeddedAgents(store, f"http://{host}:{port}",
+                                  RunnerSettings.from_settings(settings, default_state_dir(),
+                                                               agent_capture.value if agent_capture else None),
+                                  agent_hostname)
     uvicorn.run(create_app(settings, store, on_started=embedded.start if embedded else None,
                            on_stopping=embedded.stop if embedded else None),
                 host=host, port=port, log_level=settings.log_level.lower(), access_log=access_log, log_config=None,

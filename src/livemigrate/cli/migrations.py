@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable
 from typing import Any
@@ -200,7 +201,7 @@ def migrations_describe(group: str = GROUP, migration_id: str = ID, output: Outp
         found = api.migration(group, migration_id)
     emit(output, found, lambda: _fields(found, ["_id", "status", "phase", "lagTimeSeconds", "readyForCutover",
                                                 "copiedDocuments", "totalDocuments", "migrationHosts",
-                                                "errorMessage"]))
+                                                "warnings", "errorMessage"]))
 
 
 @live_migrations.command("cutover")
@@ -222,6 +223,7 @@ def migrations_watch(group: str = GROUP, migration_id: str = ID,
     """A live view — phase, per-namespace bars, lag — until the migration ends; exits 1 unless COMPLETE."""
     progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), console=console)
     tasks: dict[str, Any] = {}
+    shown_warnings: set[str] = set()
     status = progress.add_task("", total=None)
     with api_errors(), client(base_url, public_key, private_key) as api, Live(progress, console=console,
                                                                              refresh_per_second=4):
@@ -231,6 +233,11 @@ def migrations_watch(group: str = GROUP, migration_id: str = ID,
             progress.update(status, description=(
                 f"[bold]{found['status']}[/bold] {found.get('phase') or ''}  lag "
                 f"{'-' if lag is None else f'{lag:.1f}s'}  ready for cutover: {found['readyForCutover']}"))
+            for warning in found.get("warnings", []):
+                # Printed once, and again only when it says something else than counts and seconds.
+                if re.sub(r"\d+", "#", warning) not in shown_warnings:
+                    shown_warnings.add(re.sub(r"\d+", "#", warning))
+                    progress.console.print(f"WARNING: {warning}", markup=False, highlight=False)
             for namespace in found.get("namespaces", []):
                 task = tasks.get(namespace["namespace"])
                 if task is None:

@@ -10,7 +10,7 @@ document), deletes are by key.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,7 +41,7 @@ class CommandChange:
     detail: dict[str, Any]
 
 
-def namespace_of(event: dict[str, Any]) -> str:
+def namespace_of(event: Mapping[str, Any]) -> str:
     ns = event.get("ns") or {}
     return f"{ns.get('db')}.{ns['coll']}" if ns.get("coll") else str(ns.get("db"))
 

@@ -38,6 +38,11 @@ class MigrationEvent:
     resumed: bool = False
     # The target is still being read for verification: a cutover now would wait for that reading.
     verification_pending: bool = False
+    # Both sides' counts were checked while replicating and agree, but for changes in flight
+    # (`divergence.py`): evidence that does not come from the change stream.
+    counts_agree: bool = False
+    # A divergence the change stream does not explain: what, the likely cause, the remedy.
+    warning: str | None = None
     message: str | None = None
     last_error: str | None = None
     details: dict[str, object] = field(default_factory=dict)

@@ -21,7 +21,7 @@ import hashlib
 import sqlite3
 import struct
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from enum import IntEnum
 from pathlib import Path
@@ -29,6 +29,11 @@ from typing import Any
 
 import bson
 from bson.raw_bson import RawBSONDocument
+
+from livemigrate.engine.apply import DOCUMENT_OPERATIONS, namespace_of
+
+# Changes the ledger cannot follow document by document: cutover then verifies every document.
+_LEDGER_BREAKING_OPERATIONS = frozenset({"drop", "rename", "dropDatabase", "invalidate"})
 
 
 class Side(IntEnum):
@@ -91,6 +96,8 @@ _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS passes (side INTEGER NOT NULL, namespace TEXT NOT NULL, "
     "PRIMARY KEY (side, namespace))",
     "CREATE TABLE IF NOT EXISTS unusable (reason TEXT NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS sample (namespace TEXT NOT NULL, key BLOB NOT NULL, "
+    "PRIMARY KEY (namespace, key)) WITHOUT ROWID",
 )
 
 
@@ -118,7 +125,7 @@ class VerificationLedger:
     def begin(self, migration_id: str) -> None:
         """A fresh migration: forget everything recorded for another one."""
         with self._transaction() as connection:
-            for table in ("identity", "digests", "dirty", "passes", "unusable"):
+            for table in ("identity", "digests", "dirty", "passes", "unusable", "sample"):
                 connection.execute(f"DELETE FROM {table}")
             connection.execute("INSERT INTO identity (migration) VALUES (?)", (migration_id,))
 
@@ -163,6 +170,47 @@ class VerificationLedger:
         with self._transaction() as connection:
             connection.execute("INSERT OR REPLACE INTO passes (side, namespace) VALUES (?, ?)", (int(side), namespace))
 
+    def draw_sample(self, namespaces: Sequence[str], size: int) -> None:
+        """Draw `size` of the source's keys at random, shared among namespaces by their counts (at least
+        one from each non-empty one), for the cutover to read again on both sides whatever the change
+        stream said (`verdict.py`). Drawn once the source's pass is over, in the background: a random
+        draw reads every key."""
+        totals = {namespace: self.count(Side.SOURCE, namespace) for namespace in namespaces}
+        everything = sum(totals.values())
+        with self._transaction() as connection:
+            connection.execute("DELETE FROM sample")
+            for namespace, total in totals.items():
+                if total == 0 or size <= 0:
+                    continue
+                share = min(total, max(1, round(size * total / everything)))
+                connection.execute("INSERT INTO sample (namespace, key) SELECT namespace, key FROM digests "
+                                   "WHERE side = 0 AND namespace = ? ORDER BY random() LIMIT ?", (namespace, share))
+
+    def sample_keys(self) -> dict[str, list[bytes]]:
+        """The keys `draw_sample` drew, by namespace."""
+        with self._lock:
+            rows = self._connection.execute("SELECT namespace, key FROM sample").fetchall()
+        drawn: dict[str, list[bytes]] = {}
+        for namespace, key in rows:
+            drawn.setdefault(str(namespace), []).append(bytes(key))
+        return drawn
+
+    def differing(self, namespace: str, keys: Sequence[bytes]) -> list[bytes]:
+        """Those of `keys` whose digests differ between the sides, or that one side lacks."""
+        found: list[bytes] = []
+        with self._lock:
+            for start in range(0, len(keys), 500):
+                part = list(keys[start:start + 500])
+                marks = ", ".join("?" * len(part))
+                rows = self._connection.execute(
+                    f"SELECT key, side, digest FROM digests WHERE namespace = ? AND key IN ({marks})",
+                    (namespace, *part)).fetchall()
+                by_side: dict[bytes, dict[int, bytes]] = {}
+                for key, side, digest in rows:
+                    by_side.setdefault(bytes(key), {})[side] = bytes(digest)
+                found += [key for key in part if (sides := by_side.get(key, {})).get(0) != sides.get(1)]
+        return found
+
     def passed(self, side: Side, namespace: str) -> bool:
         with self._lock:
             row = self._connection.execute("SELECT 1 FROM passes WHERE side = ? AND namespace = ?",
@@ -172,6 +220,17 @@ class VerificationLedger:
     def mark_dirty(self, changed: Iterable[tuple[str, bytes]]) -> None:
         with self._transaction() as connection:
             connection.executemany("INSERT OR IGNORE INTO dirty (namespace, key) VALUES (?, ?)", changed)
+
+    def note_events(self, events: Sequence[Mapping[str, Any]]) -> None:
+        """Mark what change events say was written: their documents dirty, or the whole ledger unusable
+        after a change it cannot follow document by document. An event of a kind not listed here marks
+        nothing — which is why the cutover's verdict never rests on the ledger alone (`verdict.py`)."""
+        changed = [(namespace_of(event), document_key(event["documentKey"]["_id"])) for event in events
+                   if event.get("operationType") in DOCUMENT_OPERATIONS and "_id" in (event.get("documentKey") or {})]
+        self.mark_dirty(changed)
+        breaking = [event for event in events if event.get("operationType") in _LEDGER_BREAKING_OPERATIONS]
+        if breaking:
+            self.mark_unusable(f"{breaking[0]['operationType']} of {namespace_of(breaking[0])}")
 
     # --- reading ---------------------------------------------------------------------------------
 

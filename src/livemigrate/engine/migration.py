@@ -1,10 +1,12 @@
 """The coordinator: one migration from a source deployment to a target, phase by phase.
 
-    checks → start point → plan → copy (parallel `_id` ranges) → indexes, views → replay → cutover → verify
+    checks → start point → plan → copy (parallel `_id` ranges) → indexes, views → replay → cutover → verdict
 
 Verification is spread over the run (`ledger.py`): once the copy is done, one pass reads both sides
 into a ledger while changes replicate, and the destination is watched so that any write there marks
-its document too; cutover reads again only the documents changed since.
+its document too; cutover reads again only the documents changed since. Neither readiness nor the
+verdict trusts the change stream alone: while replicating, both sides' counts are compared
+(`divergence.py`), and the verdict adds counts and a sample read on both sides (`verdict.py`).
 
 Guarantees, and where they come from:
 - nothing is written to the target before both ends answer and the target is known to be empty
@@ -22,6 +24,7 @@ import logging
 import threading
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass
@@ -31,7 +34,7 @@ from pymongo import MongoClient
 from pymongo.errors import OperationFailure, PyMongoError
 
 from livemigrate.engine import writer
-from livemigrate.engine.apply import DOCUMENT_OPERATIONS, apply_changes, namespace_of
+from livemigrate.engine.apply import apply_changes, namespace_of
 from livemigrate.engine.capture import (
     Capture,
     CapturedEvent,
@@ -42,20 +45,20 @@ from livemigrate.engine.capture import (
 )
 from livemigrate.engine.checkpoints import CheckpointStore, Document
 from livemigrate.engine.connect import connect, wire_version
-from livemigrate.engine.discover import CollectionSpec, discover
+from livemigrate.engine.discover import CollectionSpec, collection_namespaces, discover
+from livemigrate.engine.divergence import DivergenceMonitor
 from livemigrate.engine.errors import EngineError, EngineErrorCode, redact, redact_uri
 from livemigrate.engine.events import MigrationEvent, NamespaceProgress, Phase
-from livemigrate.engine.ledger import VerificationLedger, document_key
+from livemigrate.engine.ledger import VerificationLedger
 from livemigrate.engine.options import CaptureScope, MigrationOptions
 from livemigrate.engine.reader import IdRange, plan_ranges, prefetch, read_batches, single_bracket
-from livemigrate.engine.verify import VerificationPass, VerifyReport, verify, verify_changed
+from livemigrate.engine.verdict import Verdict, reach_verdict
+from livemigrate.engine.verify import VerificationPass, VerifyReport
 
 log = logging.getLogger("livemigrate.engine")
 
 WIRE_VERSION_CLUSTER_STREAMS = 7  # MongoDB 4.0
 _EMIT_INTERVAL = 0.25
-# Changes the ledger cannot follow document by document: cutover then verifies every document.
-_LEDGER_BREAKING_OPERATIONS = frozenset({"drop", "rename", "dropDatabase", "invalidate"})
 
 EventListener = Callable[[MigrationEvent], None]
 
@@ -65,6 +68,7 @@ class MigrationResult:
     phase: Phase
     report: VerifyReport | None = None
     resumed: bool = False
+    verdict: Verdict | None = None  # how the report was reached: which evidence, whether everything was read
 
 
 @dataclass
@@ -116,6 +120,8 @@ class Migration:
         self._verification_pass: VerificationPass | None = None
         self._destination_watch: Capture | None = None
         self._end_of_run = threading.Event()  # ends the verification pass with the run that started it
+        self._monitor: DivergenceMonitor | None = None
+        self._end_of_replication = threading.Event()  # ends the count checks: at cutover, or with the run
         self._listeners: list[EventListener] = [on_event] if on_event else []
         self._stopping = threading.Event()
         self._cutover = threading.Event()
@@ -131,6 +137,7 @@ class Migration:
         self._phase = Phase.CONNECTING
         self._specs: list[CollectionSpec] = []
         self._capture: Capture | None = None
+        self._capture_scope = CaptureScope.AUTO.value
 
     # --- control from other threads ------------------------------------------------------------
 
@@ -168,8 +175,11 @@ class Migration:
             raise
         finally:
             self._end_of_run.set()
+            self._end_of_replication.set()
             if self._verification_pass is not None:
                 self._verification_pass.wait(timeout=10)
+            if self._monitor is not None:
+                self._monitor.join(timeout=10)
             # After a failure the streams' server may be gone: closing them would wait on it for
             # nothing, and closing the client releases them anyway.
             if clean_exit:
@@ -190,6 +200,7 @@ class Migration:
                 log.info("no verification ledger of this migration here: both sides are read again after the copy")
                 self.ledger.begin(_migration_id(meta))
             self._capture = self._reopen_capture(source, meta)
+        self._capture_scope = str(meta["capture"])
         self._load_plan()
         if meta["phase"] == "copy":
             if not self._copy(source, target):
@@ -343,25 +354,34 @@ class Migration:
         destination = self._destination_watch = self._watch_destination(target, meta)
         saved_tokens = self._save_tokens(capture, destination, {})
         self._verification_pass = VerificationPass(source, target, self.ledger, self._collections(), self._end_of_run,
-                                                   on_end=self._wake.set)
+                                                   on_end=self._wake.set, sample=self.options.verify_sample)
+        monitor = self._monitor = DivergenceMonitor(
+            source, target, lambda: self._namespaces_now(source), self.options.count_check_seconds,
+            self._end_of_replication, capture=self._capture_scope, exact=self.options.exact_counts,
+            on_change=self._wake.set).start()
         while not self._stopping.is_set():
             cutting_over = self._cutover.is_set()
+            if cutting_over:
+                self._end_of_replication.set()  # the verdict counts for itself
             captured = capture.poll(self.options.batch_size)
             if captured:
-                apply_changes(target, [item.event for item in captured])
-                self._note_changes([item.event for item in captured])  # before the tokens move past them
+                events = [item.event for item in captured]
+                apply_changes(target, events)
+                self.ledger.note_events(events)  # before the tokens move past them
+                monitor.delivered(Counter(namespace_of(event) for event in events))
                 self._applied += len(captured)
             self._note_destination_writes(destination, drain=cutting_over and not captured)
             saved_tokens = self._save_tokens(capture, destination, saved_tokens)
-            lag = self._lag(captured)
+            lag = self._lag(captured, monitor)
             self._emit(Phase.CUTTING_OVER if cutting_over else Phase.REPLICATING, force=not captured, lag=lag)
             if not captured:
                 if cutting_over:
-                    log.info("cutover: every change of the source is applied; verifying")
+                    log.info("cutover: every change the change stream delivered is applied; verifying")
                     self._set_phase(meta, "complete")
                     return self._verify(source, target, through_ledger=True)
-                if until_caught_up and not self._verification_pass.running:
-                    log.info("caught up: the copy is done, the lag is zero and both sides are read for verification")
+                if until_caught_up and not self._verification_pass.running and monitor.state().agrees:
+                    log.info("caught up: the copy is done, the lag is zero, both sides' counts agree and both "
+                             "sides are read for verification")
                     return MigrationResult(Phase.REPLICATING, resumed=self._resumed)
                 self._wake.wait(self.options.poll_seconds)
                 self._wake.clear()
@@ -400,7 +420,7 @@ class Migration:
         (`drain`) until nothing is left; otherwise one batch, so replication is not held up."""
         while True:
             seen = destination.poll(self.options.batch_size)
-            self._note_changes([item.event for item in seen])
+            self.ledger.note_events([item.event for item in seen])
             if not seen or not drain:
                 return
 
@@ -414,51 +434,46 @@ class Migration:
             self.checkpoints.save(tokens)
         return tokens
 
-    def _note_changes(self, events: list[dict[str, Any]]) -> None:
-        changed = [(namespace_of(event), document_key(event["documentKey"]["_id"])) for event in events
-                   if event.get("operationType") in DOCUMENT_OPERATIONS and "_id" in (event.get("documentKey") or {})]
-        self.ledger.mark_dirty(changed)
-        breaking = [event for event in events if event.get("operationType") in _LEDGER_BREAKING_OPERATIONS]
-        if breaking:
-            self.ledger.mark_unusable(f"{breaking[0]['operationType']} of {namespace_of(breaking[0])}")
-
-    def _lag(self, captured: list[CapturedEvent]) -> float:
-        if not captured:
-            return 0.0
-        moment = event_time(captured[-1].event)
-        return max(0.0, time.time() - moment) if moment is not None else 0.0
+    def _lag(self, captured: list[CapturedEvent], monitor: DivergenceMonitor) -> float:
+        """The age of the last change applied, or, when the counts show a difference the stream does not
+        explain, how long they have shown it: a stream that delivers nothing does not read as lag 0."""
+        stream_lag = 0.0
+        if captured:
+            moment = event_time(captured[-1].event)
+            stream_lag = max(0.0, time.time() - moment) if moment is not None else 0.0
+        monitor.stream_lag(stream_lag)
+        return max(stream_lag, monitor.state().unexplained_seconds)
 
     # --- the end ---------------------------------------------------------------------------------
 
     def _verify(self, source: MongoClient[Any], target: MongoClient[Any], *, through_ledger: bool) -> MigrationResult:
         self._emit(Phase.VERIFYING, force=True)
-        namespaces = self._collections()
-        report = self._verify_through_ledger(source, target, namespaces) if through_ledger else None
-        if report is not None and not report.equal:
-            # The ledger is a shortcut, never the last word on a difference.
-            log.info("the ledger shows differences in %s; confirming by reading every document",
-                     ", ".join(c.namespace for c in report.namespaces if not c.equal))
-        if report is None or not report.equal:
-            report = verify(source, target, namespaces, self.options.mismatch_sample)
+        namespaces = self._namespaces_now(source)
+        verdict = reach_verdict(source, target, namespaces, self._usable_ledger() if through_ledger else None,
+                                exact_counts=self.options.exact_counts, mismatch_sample=self.options.mismatch_sample)
+        report = verdict.report
         if report.equal:
             self._emit(Phase.COMPLETE, force=True, lag=0.0, message="verified: source and target are equal")
-            return MigrationResult(Phase.COMPLETE, report, self._resumed)
-        unequal = [comparison.namespace for comparison in report.namespaces if not comparison.equal]
-        message = f"verification found differences in {', '.join(unequal)}"
+            return MigrationResult(Phase.COMPLETE, report, self._resumed, verdict)
+        message = f"verification found differences in {report.describe_differences()}"
         self._emit(Phase.FAILED, force=True, last_error=message)
-        return MigrationResult(Phase.FAILED, report, self._resumed)
+        return MigrationResult(Phase.FAILED, report, self._resumed, verdict)
 
-    def _verify_through_ledger(self, source: MongoClient[Any], target: MongoClient[Any],
-                               namespaces: list[str]) -> VerifyReport | None:
+    def _usable_ledger(self) -> VerificationLedger | None:
         passed = self._verification_pass is not None and self._verification_pass.wait()
         reason = self.ledger.unusable_reason() or (None if passed else "the verification pass did not end")
         if reason is not None:
             log.info("verifying every document (%s)", reason)
             return None
-        return verify_changed(source, target, namespaces, self.ledger, self.options.mismatch_sample)
+        return self.ledger
 
     def _collections(self) -> list[str]:
         return [spec.namespace for spec in self._specs if spec.kind == "collection"]
+
+    def _namespaces_now(self, source: MongoClient[Any]) -> list[str]:
+        """The planned collections and those the source holds now: a collection created after the start
+        is compared too, whether or not the change capture saw it."""
+        return sorted(set(self._collections()) | set(collection_namespaces(source, self.options.namespaces)))
 
     def _stopped(self) -> MigrationResult:
         self._emit(Phase.STOPPED, force=True, message="stopped; progress is checkpointed")
@@ -483,9 +498,13 @@ class Migration:
             return
         self._phase, self._last_emit = phase, now
         elapsed = max(now - self._copy_started, 1e-6)
+        monitor = self._monitor
+        counts = monitor.state() if monitor is not None else None
         event = MigrationEvent(phase=phase, namespaces=self._progress(), docs_per_second=self._copied_now / elapsed,
                                lag_seconds=lag, applied_events=self._applied, resumed=self._resumed,
                                verification_pending=self._verification_pass is not None and self._verification_pass.running,
+                               counts_agree=counts is not None and counts.agrees,
+                               warning=monitor.warning() if monitor is not None else None,
                                message=message, last_error=last_error)
         for listener in self._listeners:
             listener(event)

@@ -63,3 +63,9 @@ class MigrationOptions:
     # How long one poll of the change streams may wait for an event before reporting lag 0.
     poll_seconds: float = 0.2
     mismatch_sample: int = 20
+    # While replicating, both sides' counts are compared this often (`divergence.py`).
+    count_check_seconds: float = 10.0
+    # Documents picked at random on the source and compared on the destination at cutover.
+    verify_sample: int = 1000
+    # Count every document (a scan) rather than ask for the collection's count (metadata).
+    exact_counts: bool = False

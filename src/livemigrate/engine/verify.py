@@ -15,7 +15,7 @@ import logging
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -57,6 +57,17 @@ class VerifyReport:
     @property
     def equal(self) -> bool:
         return all(comparison.equal for comparison in self.namespaces)
+
+    def describe_differences(self, ids: int = 5) -> str:
+        """The namespaces that differ, their counts and first `_id`s: what a person needs to look."""
+        parts = []
+        for c in self.namespaces:
+            if c.equal:
+                continue
+            shown = ", ".join(map(str, c.mismatched_ids[:ids]))
+            parts.append(f"{c.namespace} ({c.source_count} document(s) on the source, {c.target_count} on the "
+                         f"destination; {c.mismatch_count} differ" + (f", first _id: {shown}" if shown else "") + ")")
+        return "; ".join(parts)
 
     def to_document(self) -> dict[str, Any]:
         return {"equal": self.equal, "namespaces": [
@@ -127,7 +138,9 @@ class VerificationPass:
     (the ledger says so) is not read again."""
 
     def __init__(self, source: MongoClient[Any], target: MongoClient[Any], ledger: VerificationLedger,
-                 namespaces: Sequence[str], stopping: threading.Event, on_end: Callable[[], None]) -> None:
+                 namespaces: Sequence[str], stopping: threading.Event, on_end: Callable[[], None],
+                 sample: int = 0) -> None:
+        self._sample = sample  # keys drawn at random for the cutover to read again
         self._clients = (source, target)
         self._ledger = ledger
         self._namespaces = namespaces
@@ -163,15 +176,19 @@ class VerificationPass:
             self._on_end()
 
     def _read_side(self, client: MongoClient[Any], side: Side) -> bool:
+        read = False
         for namespace in self._namespaces:
             if self._ledger.passed(side, namespace):
                 continue
+            read = True
             self._ledger.start_pass(side, namespace)
             for batch in _batches(client, namespace):
                 self._ledger.record(side, namespace, batch)
                 if self._stopping.is_set():
                     return False
             self._ledger.finish_pass(side, namespace)
+        if side is Side.SOURCE and (read or not self._ledger.sample_keys()):
+            self._ledger.draw_sample(self._namespaces, self._sample)
         return True
 
 
@@ -185,12 +202,15 @@ def _read_again(client: MongoClient[Any], side: Side, namespace: str, keys: Sequ
 
 
 def verify_changed(source: MongoClient[Any], target: MongoClient[Any], namespaces: Sequence[str],
-                   ledger: VerificationLedger, sample: int = 20) -> VerifyReport:
-    """Read again, on both sides, the documents changed since the ledger recorded them; compare the
-    ledger's digests. Needs a finished `VerificationPass`."""
+                   ledger: VerificationLedger, sample: int = 20,
+                   also_read: Mapping[str, Sequence[bytes]] | None = None) -> VerifyReport:
+    """Read again, on both sides, the documents changed since the ledger recorded them, and those of
+    `also_read` (in the same queries); compare the ledger's digests. Needs a finished `VerificationPass`."""
     dirty = {namespace: ledger.dirty_keys(namespace) for namespace in namespaces}
     log.info("verifying through the ledger: reading again %d changed document(s) on both sides",
              sum(len(keys) for keys in dirty.values()))
+    for namespace, keys in (also_read or {}).items():
+        dirty[namespace] = list(set(dirty.get(namespace, [])) | set(keys))
 
     def read_again(client: MongoClient[Any], side: Side) -> None:
         for namespace, keys in dirty.items():

@@ -93,6 +93,7 @@ class ProgressReport(Strict):
     copiedDocuments: StrictInt = 0
     totalDocuments: StrictInt = 0
     namespaces: list[dict[str, Any]] | None = None
+    warnings: list[StrictStr] | None = None
     errorMessage: StrictStr | None = None
 
 

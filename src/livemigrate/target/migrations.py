@@ -283,14 +283,18 @@ def record_progress(store: Store, target_org_id: str, source_org_id: str, migrat
                                                 and migration.ready_for_cutover)
         migration.copied_documents = int(report.get("copiedDocuments", migration.copied_documents))
         migration.total_documents = int(report.get("totalDocuments", migration.total_documents))
-        if "namespaces" in report:
-            migration.progress = {"namespaces": report["namespaces"]}
+        if "namespaces" in report or "warnings" in report:
+            previous = migration.progress or {}
+            migration.progress = {"namespaces": report.get("namespaces", previous.get("namespaces", [])),
+                                  "warnings": report.get("warnings", previous.get("warnings", []))}
         if status == "FAILED":
             migration.error_message = str(report.get("errorMessage") or "the migration host reported a failure")
             migration.ready_for_cutover = False
         elif status == "COMPLETE":
             migration.ready_for_cutover = False
             migration.lag_time_seconds = 0.0
+        if status in ("FAILED", "COMPLETE") and migration.progress:
+            migration.progress = {**migration.progress, "warnings": []}
         return migration
 
 
@@ -306,6 +310,9 @@ def migration_view(migration: LiveMigration) -> dict[str, Any]:
         "copiedDocuments": migration.copied_documents,
         "totalDocuments": migration.total_documents,
         "namespaces": migration.progress.get("namespaces", []) if migration.progress else [],
+        # What the migration host sees that a person should act on, e.g. a change stream that
+        # delivers nothing: the counts on both sides differ and readyForCutover stays false.
+        "warnings": migration.progress.get("warnings", []) if migration.progress else [],
         "errorMessage": migration.error_message,
         "source": {"clusterName": migration.source_cluster_name, "groupId": migration.source_project_id},
         "destination": {"clusterName": migration.destination_cluster_name, "groupId": migration.project_id,

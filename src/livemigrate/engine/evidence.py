@@ -1,0 +1,81 @@
+"""Evidence that does not come from the change stream: each namespace's document count on both sides.
+
+The ledger (`ledger.py`) re-reads only what the change stream said had changed, so a stream that
+misses events — a server that accepts a `watch` and never emits, a capture that does not cover a
+namespace created later, an event the engine does not understand — would pass its own check. Counts
+asked of the servers do not depend on the stream. `verdict.py` adds them (and a sample) to the
+cutover's verdict; `divergence.py` compares them at an interval while replicating.
+
+By default a count is the `count` command (what `estimated_document_count` sends): O(1) on MongoDB,
+from the collection's metadata, exact on an unsharded deployment after a clean shutdown. `exact=True`
+counts every document instead (`count_documents({})`, a scan of each collection). Either way a
+difference is only a reason to read everything, and reading everything is exact.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from pymongo import MongoClient
+
+
+def count(client: MongoClient[Any], namespace: str, *, exact: bool = False) -> int:
+    """Documents in one namespace (0 when it does not exist)."""
+    database, name = namespace.split(".", 1)
+    collection = client[database][name]
+    return collection.count_documents({}) if exact else collection.estimated_document_count()
+
+
+def counts(client: MongoClient[Any], namespaces: Sequence[str], *, exact: bool = False) -> dict[str, int]:
+    return {namespace: count(client, namespace, exact=exact) for namespace in namespaces}
+
+
+def counts_on_both_sides(source: MongoClient[Any], target: MongoClient[Any], namespaces: Sequence[str], *,
+                         exact: bool = False) -> tuple[dict[str, int], dict[str, int]]:
+    """Both sides at once, each on a thread of its own, so that the two readings are close in time."""
+    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="count") as pool:
+        on_source = pool.submit(counts, source, namespaces, exact=exact)
+        on_target = pool.submit(counts, target, namespaces, exact=exact)
+        return on_source.result(), on_target.result()
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """What the servers said at cutover, independently of the change stream."""
+
+    source_counts: dict[str, int]
+    target_counts: dict[str, int]
+    sampled: int = 0  # documents drawn at random and read again on both sides
+    sample_mismatches: dict[str, tuple[Any, ...]] = field(default_factory=dict)
+    seconds: float = 0.0  # the counts' wall time (the sample is read with the ledger's re-read)
+
+    @property
+    def count_differences(self) -> dict[str, tuple[int, int]]:
+        return {namespace: (on_source, self.target_counts.get(namespace, 0))
+                for namespace, on_source in self.source_counts.items()
+                if on_source != self.target_counts.get(namespace, 0)}
+
+    @property
+    def agrees(self) -> bool:
+        return not self.count_differences and not self.sample_mismatches
+
+    def describe(self) -> str:
+        if self.agrees:
+            return (f"counts of {len(self.source_counts)} namespace(s) and a sample of {self.sampled} document(s) "
+                    f"agree")
+        parts = [f"{namespace}: {on_source} document(s) on the source, {on_target} on the destination"
+                 for namespace, (on_source, on_target) in self.count_differences.items()]
+        parts += [f"{namespace}: sampled _id {', '.join(map(str, ids[:5]))} differ"
+                  for namespace, ids in self.sample_mismatches.items()]
+        return "; ".join(parts)
+
+
+def timed_counts(source: MongoClient[Any], target: MongoClient[Any], namespaces: Sequence[str], *,
+                 exact: bool = False) -> tuple[dict[str, int], dict[str, int], float]:
+    started = time.monotonic()
+    on_source, on_target = counts_on_both_sides(source, target, namespaces, exact=exact)
+    return on_source, on_target, time.monotonic() - started
