@@ -93,13 +93,13 @@ def test_the_apis_on_a_silent_stream_never_report_ready_and_say_why(tmp_path: Pa
             finally:
                 writer.finish()
         assert not any(m["readyForCutover"] for m in seen), [m for m in seen if m["readyForCutover"]][0]
-        warned = seen[-1]
-        assert warned["status"] == "WORKING" and warned["phase"] == "REPLICATING", warned
-        [warning] = warned["warnings"]
+        last = seen[-1]
+        assert last["status"] == "WORKING" and last["phase"] == "REPLICATING", last
+        [warning] = last["warnings"]
         assert WARNING in warning and "--capture collection" in warning and "LIVEMIGRATE_AGENT_CAPTURE" in warning
         assert "sales." in warning or "people." in warning or "inventory." in warning
         # Lag counts from when the counts first disagreed: a silent stream does not read as lag 0.
-        assert warned["lagTimeSeconds"] is not None and warned["lagTimeSeconds"] >= 3, warned
+        assert last["lagTimeSeconds"] is not None and last["lagTimeSeconds"] >= 3, last
 
         refused = world.target_call("PUT", f"/liveMigrations/{migration_id}/cutover")
         assert refused.status_code == 409 and refused.json()["errorCode"] == "LIVE_MIGRATION_NOT_READY_FOR_CUTOVER"
