@@ -29,13 +29,15 @@ def namespaces() -> list[tuple[str, str]]:
     return [(database, collection) for database in DATABASES for collection in COLLECTIONS]
 
 
-def seed(client: MongoClient[Any], total: int = 20_000) -> None:
-    """3 databases x 4 collections, `total` documents with nested documents and arrays, and a unique
-    and a TTL index on each collection. String `_id`s: nx-27017 returns `documentKey._id` as a string."""
-    per_collection = total // len(namespaces())
-    extra = total - per_collection * len(namespaces())
+def seed(client: MongoClient[Any], total: int = 20_000, where: list[tuple[str, str]] | None = None) -> None:
+    """3 databases x 4 collections (or the collections `where` names), `total` documents with nested
+    documents and arrays, and a unique and a TTL index on each collection. String `_id`s: nx-27017
+    returns `documentKey._id` as a string."""
+    where = where or namespaces()
+    per_collection = total // len(where)
+    extra = total - per_collection * len(where)
     now = datetime.now(UTC)
-    for position, (database, name) in enumerate(namespaces()):
+    for position, (database, name) in enumerate(where):
         collection = client[database][name]
         collection.watch().close()  # nx-27017 records a collection's changes only from its first watch()
         count = per_collection + (extra if position == 0 else 0)
@@ -51,9 +53,11 @@ def seed(client: MongoClient[Any], total: int = 20_000) -> None:
 class Writer(threading.Thread):
     """Inserts, updates and deletes on the source while the migration runs."""
 
-    def __init__(self, client: MongoClient[Any], per_second: float = 150.0) -> None:
+    def __init__(self, client: MongoClient[Any], per_second: float = 150.0,
+                 where: list[tuple[str, str]] | None = None) -> None:
         super().__init__(daemon=True)
         self.client = client
+        self.where = where or namespaces()
         self.interval = 1.0 / per_second
         self.stopped = threading.Event()
         self.counts = {"insert": 0, "update": 0, "delete": 0}
@@ -62,7 +66,7 @@ class Writer(threading.Thread):
     def run(self) -> None:
         number = 0
         while not self.stopped.is_set():
-            database, name = self.random.choice(namespaces())
+            database, name = self.random.choice(self.where)
             collection = self.client[database][name]
             action = self.random.choice(("insert", "insert", "update", "update", "delete"))
             number += 1

@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 
 from tests.nx import NxServer
-from tests.support import LIVEMIGRATE, SOURCE, TARGET, ServerProcess, wait_for
+from tests.support import EMBEDDED_AGENT_HOSTNAME, LIVEMIGRATE, SOURCE, TARGET, ServerProcess, wait_for
 
 MIGRATION_HOST = "mh1.example"
 
@@ -93,6 +93,22 @@ class World:
         self.add_target_project_and_cluster()
         assert wait_for(lambda: any(p["migrationHosts"] for p in self.available_projects()), timeout=30), \
             self.agent_log()
+
+    def migrate_with_the_embedded_host(self, documents: int) -> str:
+        """Seed the source, link, register the source host and the destination, wait until the API's
+        in-process migration host is listed, create a migration on it; its id."""
+        from tests.engine_support import seed
+
+        with self.source_db.client() as client:
+            seed(client, total=documents)
+        self.link()
+        self.add_source_project_and_host()
+        self.add_target_project_and_cluster()
+        assert wait_for(lambda: any(p["migrationHosts"] == [EMBEDDED_AGENT_HOSTNAME]
+                                    for p in self.available_projects()), timeout=30), self.api.log_text()[-2000:]
+        created = self.target_call("POST", "/liveMigrations", json=self.request_body(EMBEDDED_AGENT_HOSTNAME))
+        assert created.status_code == 201, created.text
+        return str(created.json()["_id"])
 
     def available_projects(self) -> list[dict[str, Any]]:
         with self.api.client(self.target) as client:

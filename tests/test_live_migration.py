@@ -124,20 +124,9 @@ def test_each_validation_failure_is_reported_in_error_message(world: World) -> N
 
 
 def test_serve_migrates_with_its_in_process_agent_and_nothing_else(tmp_path: Path) -> None:
-    from tests.support import EMBEDDED_AGENT_HOSTNAME
-
     world = World(tmp_path, embedded_agent=True)
     try:
-        with world.source_db.client() as client:
-            seed(client, total=1200)
-        world.link()
-        world.add_source_project_and_host()
-        world.add_target_project_and_cluster()
-        assert wait_for(lambda: any(p["migrationHosts"] == [EMBEDDED_AGENT_HOSTNAME]
-                                    for p in world.available_projects()), timeout=30), world.api.log_text()[-2000:]
-        created = world.target_call("POST", "/liveMigrations", json=world.request_body(EMBEDDED_AGENT_HOSTNAME))
-        assert created.status_code == 201, created.text
-        migration_id = created.json()["_id"]
+        migration_id = world.migrate_with_the_embedded_host(1200)
         world.wait_migration(migration_id, lambda m: m["readyForCutover"], timeout=120)
         assert world.target_call("PUT", f"/liveMigrations/{migration_id}/cutover").status_code == 202
         done = world.wait_migration(migration_id, lambda m: m["status"] in ("COMPLETE", "FAILED"), timeout=120)

@@ -24,7 +24,7 @@ from livemigrate.engine.verify import VerificationPass, verify_changed
 from tests.engine_support import MigrateProcess, Writer, seed
 from tests.migration_world import World
 from tests.nx import NxServer
-from tests.support import EMBEDDED_AGENT_HOSTNAME, LIVEMIGRATE, wait_for
+from tests.support import LIVEMIGRATE, wait_for
 
 WARNING = "the destination is behind the source and the change stream does not explain it"
 
@@ -66,16 +66,7 @@ def test_the_apis_on_a_silent_stream_never_report_ready_and_say_why(tmp_path: Pa
     world = World(tmp_path, embedded_agent=True,
                   api_env={"LIVEMIGRATE_AGENT_CAPTURE": "cluster", "LIVEMIGRATE_AGENT_COUNT_CHECK_SECONDS": "1"})
     try:
-        with world.source_db.client() as client:
-            seed(client, total=1200)
-        world.link()
-        world.add_source_project_and_host()
-        world.add_target_project_and_cluster()
-        assert wait_for(lambda: any(p["migrationHosts"] == [EMBEDDED_AGENT_HOSTNAME]
-                                    for p in world.available_projects()), timeout=30), world.api.log_text()[-2000:]
-        created = world.target_call("POST", "/liveMigrations", json=world.request_body(EMBEDDED_AGENT_HOSTNAME))
-        assert created.status_code == 201, created.text
-        migration_id = created.json()["_id"]
+        migration_id = world.migrate_with_the_embedded_host(1200)
         seen: list[dict[str, Any]] = []
         with world.source_db.client() as client:
             writer = Writer(client, per_second=60)

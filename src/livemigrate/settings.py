@@ -42,7 +42,7 @@ class Settings(BaseSettings):
     agent_count_check_seconds: float = Field(
         default=10.0, gt=0, description="While replicating, both sides' counts are compared this often.")
     agent_verify_sample: int = Field(
-        default=1000, ge=0, description="Documents read on both sides and compared at cutover, besides the counts.")
+        default=100, ge=0, description="Documents read on both sides and compared at cutover, besides the counts.")
     agent_exact_counts: bool = Field(
         default=False, description="Count every document (a scan) instead of asking for each collection's count.")
     link_push_timeout_seconds: float = Field(default=10.0, gt=0)

@@ -37,7 +37,7 @@ class RunnerSettings:
     retry_seconds: float
     ready_lag_seconds: float
     count_check_seconds: float = 10.0
-    verify_sample: int = 1000
+    verify_sample: int = 100
     exact_counts: bool = False
 
     @classmethod

@@ -86,7 +86,7 @@ def migrate(
         help="While replicating, compare both sides' counts this often: a change stream that delivers nothing "
              "shows as a difference."),
     verify_sample: int = typer.Option(
-        1000, "--verify-sample", min=0, help="Documents read on both sides and compared at cutover, besides counts."),
+        100, "--verify-sample", min=0, help="Documents read on both sides and compared at cutover, besides counts."),
     exact_counts: bool = typer.Option(
         False, "--exact-counts", help="Count every document (a scan) instead of asking for each collection's count."),
 ) -> None:

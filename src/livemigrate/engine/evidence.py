@@ -14,7 +14,6 @@ difference is only a reason to read everything, and reading everything is exact.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -43,21 +42,33 @@ def counts_on_both_sides(source: MongoClient[Any], target: MongoClient[Any], nam
         return on_source.result(), on_target.result()
 
 
+def count_both_sides(source: MongoClient[Any], target: MongoClient[Any], namespaces: Sequence[str], *,
+                     exact: bool = False) -> Counts:
+    return Counts(tuple(namespaces), *counts_on_both_sides(source, target, namespaces, exact=exact))
+
+
+@dataclass(frozen=True)
+class Counts:
+    """Both sides' counts of the namespaces a verdict compares."""
+
+    namespaces: tuple[str, ...]
+    source: dict[str, int]
+    target: dict[str, int]
+
+
 @dataclass(frozen=True)
 class Evidence:
     """What the servers said at cutover, independently of the change stream."""
 
-    source_counts: dict[str, int]
-    target_counts: dict[str, int]
+    counts: Counts
     sampled: int = 0  # documents drawn at random and read again on both sides
     sample_mismatches: dict[str, tuple[Any, ...]] = field(default_factory=dict)
-    seconds: float = 0.0  # the counts' wall time (the sample is read with the ledger's re-read)
 
     @property
     def count_differences(self) -> dict[str, tuple[int, int]]:
-        return {namespace: (on_source, self.target_counts.get(namespace, 0))
-                for namespace, on_source in self.source_counts.items()
-                if on_source != self.target_counts.get(namespace, 0)}
+        return {namespace: (self.counts.source.get(namespace, 0), self.counts.target.get(namespace, 0))
+                for namespace in self.counts.namespaces
+                if self.counts.source.get(namespace, 0) != self.counts.target.get(namespace, 0)}
 
     @property
     def agrees(self) -> bool:
@@ -65,17 +76,10 @@ class Evidence:
 
     def describe(self) -> str:
         if self.agrees:
-            return (f"counts of {len(self.source_counts)} namespace(s) and a sample of {self.sampled} document(s) "
-                    f"agree")
+            return (f"counts of {len(self.counts.namespaces)} namespace(s) and a sample of {self.sampled} "
+                    f"document(s) agree")
         parts = [f"{namespace}: {on_source} document(s) on the source, {on_target} on the destination"
                  for namespace, (on_source, on_target) in self.count_differences.items()]
         parts += [f"{namespace}: sampled _id {', '.join(map(str, ids[:5]))} differ"
                   for namespace, ids in self.sample_mismatches.items()]
         return "; ".join(parts)
-
-
-def timed_counts(source: MongoClient[Any], target: MongoClient[Any], namespaces: Sequence[str], *,
-                 exact: bool = False) -> tuple[dict[str, int], dict[str, int], float]:
-    started = time.monotonic()
-    on_source, on_target = counts_on_both_sides(source, target, namespaces, exact=exact)
-    return on_source, on_target, time.monotonic() - started

@@ -98,7 +98,24 @@ _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS unusable (reason TEXT NOT NULL)",
     "CREATE TABLE IF NOT EXISTS sample (namespace TEXT NOT NULL, key BLOB NOT NULL, "
     "PRIMARY KEY (namespace, key)) WITHOUT ROWID",
+    "CREATE TABLE IF NOT EXISTS hashes (side INTEGER NOT NULL, namespace TEXT NOT NULL, total TEXT NOT NULL, "
+    "PRIMARY KEY (side, namespace))",
 )
+_MODULUS = 2**256
+
+
+def namespace_hash(digests: Iterable[bytes]) -> str:
+    """A namespace's hash: the sum of its documents' digests modulo 2**256, so that it does not depend
+    on the order documents are read in, and can be kept up to date by adding and taking away."""
+    return _hex(sum(int.from_bytes(digest, "big") for digest in digests))
+
+
+def _hex(total: int) -> str:
+    return f"{total % _MODULUS:064x}"
+
+
+def _digest_sum(digests: Iterable[bytes]) -> int:
+    return sum(int.from_bytes(digest, "big") for digest in digests)
 
 
 class VerificationLedger:
@@ -125,7 +142,7 @@ class VerificationLedger:
     def begin(self, migration_id: str) -> None:
         """A fresh migration: forget everything recorded for another one."""
         with self._transaction() as connection:
-            for table in ("identity", "digests", "dirty", "passes", "unusable", "sample"):
+            for table in ("identity", "digests", "dirty", "passes", "unusable", "sample", "hashes"):
                 connection.execute(f"DELETE FROM {table}")
             connection.execute("INSERT INTO identity (migration) VALUES (?)", (migration_id,))
 
@@ -153,11 +170,26 @@ class VerificationLedger:
                                    rows)
 
     def replace(self, side: Side, namespace: str, keys: Sequence[bytes], documents: Iterable[RawBSONDocument]) -> None:
-        """What one side holds now for these keys: the documents found, and no row for the keys not found."""
+        """What one side holds now for these keys: the documents found, and no row for the keys not found.
+        The namespace's hash, once its pass is done, follows: the digests replaced are taken away from it
+        and the new ones added, so that a cutover's comparison costs what changed, not what exists."""
         rows = [(int(side), namespace, *digest_of(document)) for document in documents]
+        # Every row this replaces: the keys asked for, and those of the documents found (a server may
+        # return an `_id` in another encoding than it was asked with, say an Int64 as an int32).
+        touched = list(dict.fromkeys([*keys, *(row[2] for row in rows)]))
         with self._transaction() as connection:
+            stored = connection.execute("SELECT total FROM hashes WHERE side = ? AND namespace = ?",
+                                        (int(side), namespace)).fetchone()
+            if stored is not None:
+                old = _digest_sum(bytes(row[0]) for start in range(0, len(touched), 500) for row in connection.execute(
+                    f"SELECT digest FROM digests WHERE side = ? AND namespace = ? AND key IN "
+                    f"({', '.join('?' * len(touched[start:start + 500]))})",
+                    (int(side), namespace, *touched[start:start + 500])))
+                total = int(stored[0], 16) - old + _digest_sum(row[3] for row in rows)
+                connection.execute("UPDATE hashes SET total = ? WHERE side = ? AND namespace = ?",
+                                   (_hex(total), int(side), namespace))
             connection.executemany("DELETE FROM digests WHERE side = ? AND namespace = ? AND key = ?",
-                                   [(int(side), namespace, key) for key in keys])
+                                   [(int(side), namespace, key) for key in touched])
             connection.executemany("INSERT OR REPLACE INTO digests (side, namespace, key, digest) VALUES (?, ?, ?, ?)",
                                    rows)
 
@@ -165,10 +197,22 @@ class VerificationLedger:
         with self._transaction() as connection:
             connection.execute("DELETE FROM passes WHERE side = ? AND namespace = ?", (int(side), namespace))
             connection.execute("DELETE FROM digests WHERE side = ? AND namespace = ?", (int(side), namespace))
+            connection.execute("DELETE FROM hashes WHERE side = ? AND namespace = ?", (int(side), namespace))
 
     def finish_pass(self, side: Side, namespace: str) -> None:
+        """The pass read the whole namespace: its hash is summed now, in the background, once."""
+        total = namespace_hash(self.digest_values(side, namespace))
         with self._transaction() as connection:
             connection.execute("INSERT OR REPLACE INTO passes (side, namespace) VALUES (?, ?)", (int(side), namespace))
+            connection.execute("INSERT OR REPLACE INTO hashes (side, namespace, total) VALUES (?, ?, ?)",
+                               (int(side), namespace, total))
+
+    def hash_of(self, side: Side, namespace: str) -> str:
+        """The namespace's hash: kept since its pass, or summed now (a ledger written before hashes were kept)."""
+        with self._lock:
+            row = self._connection.execute("SELECT total FROM hashes WHERE side = ? AND namespace = ?",
+                                           (int(side), namespace)).fetchone()
+        return str(row[0]) if row is not None else namespace_hash(self.digest_values(side, namespace))
 
     def draw_sample(self, namespaces: Sequence[str], size: int) -> None:
         """Draw `size` of the source's keys at random, shared among namespaces by their counts (at least
@@ -202,13 +246,11 @@ class VerificationLedger:
             for start in range(0, len(keys), 500):
                 part = list(keys[start:start + 500])
                 marks = ", ".join("?" * len(part))
-                rows = self._connection.execute(
-                    f"SELECT key, side, digest FROM digests WHERE namespace = ? AND key IN ({marks})",
-                    (namespace, *part)).fetchall()
-                by_side: dict[bytes, dict[int, bytes]] = {}
-                for key, side, digest in rows:
-                    by_side.setdefault(bytes(key), {})[side] = bytes(digest)
-                found += [key for key in part if (sides := by_side.get(key, {})).get(0) != sides.get(1)]
+                # One query per side, so that SQLite walks the primary key (side, namespace, key).
+                on_side = [dict(self._connection.execute(
+                    f"SELECT key, digest FROM digests WHERE side = ? AND namespace = ? AND key IN ({marks})",
+                    (int(side), namespace, *part)).fetchall()) for side in Side]
+                found += [key for key in part if on_side[0].get(key) != on_side[1].get(key)]
         return found
 
     def passed(self, side: Side, namespace: str) -> bool:
@@ -270,9 +312,11 @@ class VerificationLedger:
             "SELECT t.key FROM digests t LEFT JOIN digests s ON s.side = 0 AND s.namespace = t.namespace "
             "AND s.key = t.key WHERE t.side = 1 AND t.namespace = :ns AND s.key IS NULL")
         with self._lock:
-            keys = self._connection.execute(f"{query} LIMIT :sample", {"ns": namespace, "sample": sample}).fetchall()
-            total = self._connection.execute(f"SELECT count(*) FROM ({query})", {"ns": namespace}).fetchone()
-        return [bytes(row[0]) for row in keys], int(total[0])
+            keys = self._connection.execute(f"{query} LIMIT :limit", {"ns": namespace, "limit": sample + 1}).fetchall()
+            # Fewer than asked: that is all of them, and the join need not run again to count them.
+            total = len(keys) if len(keys) <= sample else int(self._connection.execute(
+                f"SELECT count(*) FROM ({query})", {"ns": namespace}).fetchone()[0])
+        return [bytes(row[0]) for row in keys[:sample]], total
 
     def close(self) -> None:
         with self._lock:

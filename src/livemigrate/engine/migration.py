@@ -448,8 +448,11 @@ class Migration:
 
     def _verify(self, source: MongoClient[Any], target: MongoClient[Any], *, through_ledger: bool) -> MigrationResult:
         self._emit(Phase.VERIFYING, force=True)
-        namespaces = self._namespaces_now(source)
-        verdict = reach_verdict(source, target, namespaces, self._usable_ledger() if through_ledger else None,
+        ledger = self._usable_ledger() if through_ledger else None
+        # Reading everything compares every namespace the source holds now; the ledger's re-read, the
+        # planned ones, while the counts (and so the verdict) cover those created since too.
+        namespaces = self._collections() if ledger is not None else self._namespaces_now(source)
+        verdict = reach_verdict(source, target, namespaces, ledger, to_count=lambda: self._namespaces_now(source),
                                 exact_counts=self.options.exact_counts, mismatch_sample=self.options.mismatch_sample)
         report = verdict.report
         if report.equal:

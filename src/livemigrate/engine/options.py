@@ -66,6 +66,6 @@ class MigrationOptions:
     # While replicating, both sides' counts are compared this often (`divergence.py`).
     count_check_seconds: float = 10.0
     # Documents picked at random on the source and compared on the destination at cutover.
-    verify_sample: int = 1000
+    verify_sample: int = 100
     # Count every document (a scan) rather than ask for the collection's count (metadata).
     exact_counts: bool = False

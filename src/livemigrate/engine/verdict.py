@@ -5,8 +5,8 @@ had changed — but that makes it as blind as the stream: an event the stream ne
 engine did not understand, marks nothing. So the ledger is one witness of three:
 
 1. the ledger's re-read of the changed documents;
-2. both sides' counts of every namespace, planned or created since (`evidence.py`), read while the
-   ledger re-reads, so that they add little to the cutover;
+2. both sides' counts of every namespace, planned or created since (`evidence.py`), read after the
+   drain while the ledger compares (engine work, the servers idle), so that they add little;
 3. a sample: documents drawn at random from the source's keys when the verification pass ended,
    read again on both sides in the same queries as the changed ones, whatever the stream said.
    Counts see inserts and deletes a stream missed; the sample sees updates.
@@ -19,16 +19,16 @@ the namespaces and their first `_id`s.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
 from pymongo import MongoClient
 
-from livemigrate.engine.evidence import Evidence, timed_counts
+from livemigrate.engine.evidence import Evidence, count_both_sides
 from livemigrate.engine.ledger import VerificationLedger, identifier_of
-from livemigrate.engine.verify import VerifyReport, verify, verify_changed
+from livemigrate.engine.verify import VerifyReport, compare_in_ledger, read_changed, verify
 
 log = logging.getLogger("livemigrate.engine.verdict")
 
@@ -45,28 +45,33 @@ class Verdict:
 
 
 def through_the_ledger(source: MongoClient[Any], target: MongoClient[Any], namespaces: Sequence[str],
-                       ledger: VerificationLedger, *, exact_counts: bool = False,
-                       mismatch_sample: int = 20) -> tuple[VerifyReport, Evidence]:
-    """The ledger's re-read, with the sample in its queries, and both sides' counts meanwhile."""
+                       ledger: VerificationLedger, *, to_count: Callable[[], Sequence[str]] | None = None,
+                       exact_counts: bool = False, mismatch_sample: int = 20) -> tuple[VerifyReport, Evidence]:
+    """The ledger's re-read of `namespaces`, with the sample in its queries; then, while the ledger
+    compares (engine work, with both servers idle), both sides' counts of `to_count()` — listed then
+    too — or of `namespaces`."""
     sampled = {namespace: keys for namespace, keys in ledger.sample_keys().items() if namespace in namespaces}
+    read_changed(source, target, namespaces, ledger, also_read=sampled)
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="verdict-counts") as pool:
-        counting = pool.submit(timed_counts, source, target, namespaces, exact=exact_counts)
-        report = verify_changed(source, target, namespaces, ledger, mismatch_sample, also_read=sampled)
-        on_source, on_target, seconds = counting.result()
+        counting = pool.submit(lambda: count_both_sides(source, target, to_count() if to_count else namespaces,
+                                                        exact=exact_counts))
+        report = compare_in_ledger(namespaces, ledger, mismatch_sample)
+        both = counting.result()
     mismatches = {namespace: tuple(identifier_of(key) for key in differing)
                   for namespace, keys in sampled.items() if (differing := ledger.differing(namespace, keys))}
-    evidence = Evidence(on_source, on_target, sum(len(keys) for keys in sampled.values()), mismatches, seconds)
-    return report, evidence
+    return report, Evidence(both, sum(len(keys) for keys in sampled.values()), mismatches)
 
 
 def reach_verdict(source: MongoClient[Any], target: MongoClient[Any], namespaces: Sequence[str],
-                  ledger: VerificationLedger | None, *, exact_counts: bool = False,
-                  mismatch_sample: int = 20) -> Verdict:
-    """With `ledger` None (unusable, or never filled), read every document at once."""
+                  ledger: VerificationLedger | None, *, to_count: Callable[[], Sequence[str]] | None = None,
+                  exact_counts: bool = False, mismatch_sample: int = 20) -> Verdict:
+    """With `ledger` None (unusable, or never filled), read every document of `namespaces` at once.
+    Otherwise the ledger's `namespaces` are read again, `to_count()` (say, those planned and those
+    created on the source since) counted, and everything read again over both if they disagree."""
     if ledger is None:
         return Verdict(verify(source, target, namespaces, mismatch_sample), None, True)
-    report, evidence = through_the_ledger(source, target, namespaces, ledger, exact_counts=exact_counts,
-                                          mismatch_sample=mismatch_sample)
+    report, evidence = through_the_ledger(source, target, namespaces, ledger, to_count=to_count,
+                                          exact_counts=exact_counts, mismatch_sample=mismatch_sample)
     if report.equal and evidence.agrees:
         log.info("independent checks: %s", evidence.describe())
         return Verdict(report, evidence, False)
@@ -77,4 +82,5 @@ def reach_verdict(source: MongoClient[Any], target: MongoClient[Any], namespaces
                  ", ".join(c.namespace for c in report.namespaces if not c.equal))
     else:
         log.info("the ledger agrees but the counts or the sample do not; confirming by reading every document")
-    return Verdict(verify(source, target, namespaces, mismatch_sample), evidence, True)
+    everything = sorted(set(namespaces) | set(evidence.counts.namespaces))
+    return Verdict(verify(source, target, everything, mismatch_sample), evidence, True)

@@ -15,7 +15,7 @@ import logging
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -24,14 +24,13 @@ from bson.raw_bson import RawBSONDocument
 from pymongo import MongoClient
 from pymongo.errors import PyMongoError
 
-from livemigrate.engine.ledger import Side, VerificationLedger, digest_of, identifier_of
+from livemigrate.engine.ledger import Side, VerificationLedger, digest_of, identifier_of, namespace_hash
 from livemigrate.engine.reader import in_batches, prefetch, raw_collection
 
 log = logging.getLogger("livemigrate.engine.verify")
 
 T = TypeVar("T")
 
-_MODULUS = 2**256
 _BATCH = 1000
 
 
@@ -89,11 +88,6 @@ def _digests(client: MongoClient[Any], namespace: str) -> Digests:
     return dict(digest_of(document) for batch in _batches(client, namespace) for document in batch)
 
 
-def _namespace_hash(digests: Iterable[bytes]) -> str:
-    total = sum(int.from_bytes(digest, "big") for digest in digests) % _MODULUS
-    return f"{total:064x}"
-
-
 def _on_both_sides(read: Callable[[MongoClient[Any], Side], T], source: MongoClient[Any],
                    target: MongoClient[Any]) -> tuple[T, T]:
     # Each side is read by a thread of its own, start to end: both servers stay busy at once, and
@@ -110,8 +104,8 @@ def compare_namespace(namespace: str, on_source: Digests, on_target: Digests, sa
         namespace=namespace,
         source_count=len(on_source),
         target_count=len(on_target),
-        source_hash=_namespace_hash(on_source.values()),
-        target_hash=_namespace_hash(on_target.values()),
+        source_hash=namespace_hash(on_source.values()),
+        target_hash=namespace_hash(on_target.values()),
         mismatched_ids=tuple(identifier_of(key) for key in mismatched[:sample]),
         mismatch_count=len(mismatched),
     )
@@ -202,10 +196,17 @@ def _read_again(client: MongoClient[Any], side: Side, namespace: str, keys: Sequ
 
 
 def verify_changed(source: MongoClient[Any], target: MongoClient[Any], namespaces: Sequence[str],
-                   ledger: VerificationLedger, sample: int = 20,
-                   also_read: Mapping[str, Sequence[bytes]] | None = None) -> VerifyReport:
-    """Read again, on both sides, the documents changed since the ledger recorded them, and those of
-    `also_read` (in the same queries); compare the ledger's digests. Needs a finished `VerificationPass`."""
+                   ledger: VerificationLedger, sample: int = 20) -> VerifyReport:
+    """Read again, on both sides, the documents changed since the ledger recorded them; compare the
+    ledger's digests. Needs a finished `VerificationPass`."""
+    read_changed(source, target, namespaces, ledger)
+    return compare_in_ledger(namespaces, ledger, sample)
+
+
+def read_changed(source: MongoClient[Any], target: MongoClient[Any], namespaces: Sequence[str],
+                 ledger: VerificationLedger, also_read: Mapping[str, Sequence[bytes]] | None = None) -> None:
+    """The first half of `verify_changed`, the servers' part: the changed documents, and those of
+    `also_read` in the same queries, read again into the ledger on both sides."""
     dirty = {namespace: ledger.dirty_keys(namespace) for namespace in namespaces}
     log.info("verifying through the ledger: reading again %d changed document(s) on both sides",
              sum(len(keys) for keys in dirty.values()))
@@ -217,6 +218,10 @@ def verify_changed(source: MongoClient[Any], target: MongoClient[Any], namespace
             _read_again(client, side, namespace, keys, ledger)
 
     _on_both_sides(read_again, source, target)
+
+
+def compare_in_ledger(namespaces: Sequence[str], ledger: VerificationLedger, sample: int = 20) -> VerifyReport:
+    """The second half of `verify_changed`, the engine's part: both sides compared inside the ledger."""
     return VerifyReport(tuple(_compare_in_ledger(namespace, ledger, sample) for namespace in namespaces))
 
 
@@ -226,8 +231,8 @@ def _compare_in_ledger(namespace: str, ledger: VerificationLedger, sample: int) 
         namespace=namespace,
         source_count=ledger.count(Side.SOURCE, namespace),
         target_count=ledger.count(Side.TARGET, namespace),
-        source_hash=_namespace_hash(ledger.digest_values(Side.SOURCE, namespace)),
-        target_hash=_namespace_hash(ledger.digest_values(Side.TARGET, namespace)),
+        source_hash=ledger.hash_of(Side.SOURCE, namespace),
+        target_hash=ledger.hash_of(Side.TARGET, namespace),
         mismatched_ids=tuple(identifier_of(key) for key in mismatched),
         mismatch_count=mismatch_count,
     )
