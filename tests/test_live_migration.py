@@ -67,6 +67,7 @@ def test_full_migration_through_the_apis(world: World) -> None:
     assert world.target_call("PUT", f"/liveMigrations/{migration_id}/cutover").status_code == 202
     done = world.wait_migration(migration_id, lambda m: m["status"] in ("COMPLETE", "FAILED"), timeout=120)
     assert done["status"] == "COMPLETE", done
+    assert done["warnings"] == [] and "independent checks: counts of 12 namespace(s)" in world.agent_log()
     verified = subprocess.run([LIVEMIGRATE, "verify", world.source_db.uri, world.destination_db.uri],
                               capture_output=True, text=True, timeout=120)
     assert verified.returncode == 0, verified.stdout + verified.stderr

@@ -163,3 +163,25 @@ def test_events_the_engine_skips_or_does_not_understand_are_caught_by_the_verdic
             in differences
         assert "shop.users" in differences and "user042" in differences
 
+
+
+def test_a_collection_created_before_cutover_outside_the_capture_fails_the_cutover_naming_it(tmp_path: Path) -> None:
+    world = World(tmp_path)  # its migration host captures per collection: collections created later go unseen
+    try:
+        world.ready_to_migrate(1200)
+        created = world.target_call("POST", "/liveMigrations", json=world.request_body())
+        assert created.status_code == 201, created.text
+        migration_id = created.json()["_id"]
+        world.wait_migration(migration_id, lambda m: m["readyForCutover"], timeout=120)
+        with world.source_db.client() as client:
+            client.shop.late.insert_many([{"_id": f"late{i}", "n": i} for i in range(5)])
+        # Asked while still ready: the next count check, seconds away, would have seen shop.late.
+        assert world.target_call("PUT", f"/liveMigrations/{migration_id}/cutover").status_code == 202
+        done = world.wait_migration(migration_id, lambda m: m["status"] in ("COMPLETE", "FAILED"), timeout=120)
+        assert done["status"] == "FAILED", done
+        assert "shop.late (5 document(s) on the source, 0 on the destination; 5 differ, first _id: late" \
+            in done["errorMessage"], done["errorMessage"]
+        assert "the change stream does not account for shop.late" in world.agent_log()
+        assert _verify_exit_code(world.source_db, world.destination_db) == 1
+    finally:
+        world.close()
