@@ -22,6 +22,15 @@ from typing import Any
 from pymongo import MongoClient
 
 
+@dataclass(frozen=True)
+class Counts:
+    """Both sides' counts of the namespaces a verdict compares."""
+
+    namespaces: tuple[str, ...]
+    source: dict[str, int]
+    target: dict[str, int]
+
+
 def count(client: MongoClient[Any], namespace: str, *, exact: bool = False) -> int:
     """Documents in one namespace (0 when it does not exist)."""
     database, name = namespace.split(".", 1)
@@ -45,15 +54,6 @@ def counts_on_both_sides(source: MongoClient[Any], target: MongoClient[Any], nam
 def count_both_sides(source: MongoClient[Any], target: MongoClient[Any], namespaces: Sequence[str], *,
                      exact: bool = False) -> Counts:
     return Counts(tuple(namespaces), *counts_on_both_sides(source, target, namespaces, exact=exact))
-
-
-@dataclass(frozen=True)
-class Counts:
-    """Both sides' counts of the namespaces a verdict compares."""
-
-    namespaces: tuple[str, ...]
-    source: dict[str, int]
-    target: dict[str, int]
 
 
 @dataclass(frozen=True)

@@ -76,7 +76,7 @@ def reach_verdict(source: MongoClient[Any], target: MongoClient[Any], namespaces
         log.info("independent checks: %s", evidence.describe())
         return Verdict(report, evidence, False)
     if not evidence.agrees:
-        log.warning("the change stream does not account for %s", evidence.describe())
+        log.warning("evidence independent of the change stream disagrees: %s", evidence.describe())
     if not report.equal:
         log.info("the ledger shows differences in %s; confirming by reading every document",
                  ", ".join(c.namespace for c in report.namespaces if not c.equal))
