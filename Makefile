@@ -2,6 +2,8 @@
 PYTHON ?= python3
 VENV   ?= .venv
 PORT   ?= 8080
+# Test workers: the suite mostly waits on the servers it starts, so more workers than cores pay.
+TEST_WORKERS ?= 3
 HOST   ?= 127.0.0.1
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
@@ -21,7 +23,7 @@ serve: $(STAMP)
 	$(BIN)/livemigrate serve --host $(HOST) --port $(PORT)
 
 test: $(STAMP)
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) $(PYTEST_ARGS)
 
 bench: $(STAMP)
 	$(BIN)/python -m bench
