@@ -1,6 +1,7 @@
 """The coordinator: one migration from a source deployment to a target, phase by phase.
 
-    checks → start point → plan → copy (parallel `_id` ranges) → indexes, views → replay → cutover → verdict
+    checks → start point → plan → copy (parallel `_id` ranges, `initial_copy.py`) → indexes, views → replay
+    → cutover → verdict (`verdict.py`)
 
 Verification is spread over the run (`ledger.py`): once the copy is done, one pass reads both sides
 into a ledger while changes replicate, and the destination is watched so that any write there marks
@@ -26,14 +27,13 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Callable
-from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import Any
 
 from pymongo import MongoClient
 from pymongo.errors import OperationFailure, PyMongoError
 
-from livemigrate.engine import writer
+from livemigrate.engine import initial_copy, writer
 from livemigrate.engine.apply import apply_changes, namespace_of
 from livemigrate.engine.capture import (
     Capture,
@@ -45,13 +45,13 @@ from livemigrate.engine.capture import (
 )
 from livemigrate.engine.checkpoints import CheckpointStore, Document
 from livemigrate.engine.connect import connect, wire_version
-from livemigrate.engine.discover import CollectionSpec, collection_namespaces, discover
+from livemigrate.engine.discover import collection_namespaces, discover
 from livemigrate.engine.divergence import DivergenceMonitor
 from livemigrate.engine.errors import EngineError, EngineErrorCode, redact, redact_uri
-from livemigrate.engine.events import MigrationEvent, NamespaceProgress, Phase
+from livemigrate.engine.events import MigrationEvent, Phase
+from livemigrate.engine.initial_copy import InitialCopy
 from livemigrate.engine.ledger import VerificationLedger
 from livemigrate.engine.options import CaptureScope, MigrationOptions
-from livemigrate.engine.reader import IdRange, plan_ranges, prefetch, read_batches, single_bracket
 from livemigrate.engine.verdict import Verdict, reach_verdict
 from livemigrate.engine.verify import VerificationPass, VerifyReport
 
@@ -69,32 +69,6 @@ class MigrationResult:
     report: VerifyReport | None = None
     resumed: bool = False
     verdict: Verdict | None = None  # how the report was reached: which evidence, whether everything was read
-
-
-@dataclass
-class _RangeState:
-    namespace: str
-    index: int
-    id_range: IdRange
-    resumable: bool
-    copied: int = 0
-    last_id: Any = None
-    has_last: bool = False
-    done: bool = False
-
-    @property
-    def key(self) -> str:
-        return f"range:{self.namespace}:{self.index:04d}"
-
-    def to_document(self) -> Document:
-        return {"namespace": self.namespace, "index": self.index, "lower": self.id_range.lower,
-                "upper": self.id_range.upper, "resumable": self.resumable, "copied": self.copied,
-                "last": self.last_id, "hasLast": self.has_last, "done": self.done}
-
-    @classmethod
-    def from_document(cls, document: Document) -> _RangeState:
-        return cls(document["namespace"], document["index"], IdRange(document["lower"], document["upper"]),
-                   document["resumable"], document["copied"], document["last"], document["hasLast"], document["done"])
 
 
 def _migration_id(meta: Document) -> str:
@@ -126,16 +100,11 @@ class Migration:
         self._stopping = threading.Event()
         self._cutover = threading.Event()
         self._wake = threading.Event()  # cuts a quiet poll's wait short when stop or cutover is asked
-        self._progress_lock = threading.Lock()
-        self._totals: dict[str, int] = {}
-        self._ranges: list[_RangeState] = []
-        self._copied_now = 0
-        self._copy_started = time.monotonic()
+        self._copy: InitialCopy | None = None
         self._last_emit = 0.0
         self._applied = 0
         self._resumed = False
         self._phase = Phase.CONNECTING
-        self._specs: list[CollectionSpec] = []
         self._capture: Capture | None = None
         self._capture_scope = CaptureScope.AUTO.value
 
@@ -201,15 +170,17 @@ class Migration:
                 self.ledger.begin(_migration_id(meta))
             self._capture = self._reopen_capture(source, meta)
         self._capture_scope = str(meta["capture"])
-        self._load_plan()
+        copy = self._copy = InitialCopy(self.options, self.checkpoints, self._stopping,
+                                        on_batch=lambda: self._emit(Phase.INITIAL_SYNC))
         if meta["phase"] == "copy":
-            if not self._copy(source, target):
+            self._emit(Phase.INITIAL_SYNC, force=True)
+            if not copy.run(source, target, resumed=self._resumed):
                 return self._stopped()
             meta = self._set_phase(meta, "indexes")
         if meta["phase"] == "indexes":
             self._emit(Phase.BUILDING_INDEXES, force=True)
             started = time.monotonic()
-            self._build_indexes_and_views(target)
+            copy.build_indexes_and_views(target)
             log.info("indexes and views built in %.1f s", time.monotonic() - started)
             meta = self._set_phase(meta, "replay")
         if meta["phase"] == "complete":
@@ -240,21 +211,8 @@ class Migration:
         # The start point, before anything is copied.
         capture = self._open_capture(source, meta, {}, [spec.namespace for spec in discovery.copied])
         tokens = capture.tokens()
-        plan: dict[str, Document] = {"meta": meta}
-        plan |= _token_documents("token:", tokens)
-        for spec in discovery.collections:
-            plan[f"ns:{spec.namespace}"] = spec.to_document()
-        for spec in discovery.copied:
-            database, name = spec.database, spec.name
-            total = source[database][name].estimated_document_count()
-            ranges = plan_ranges(source, spec.namespace, total, self.options.split_threshold, self.options.workers)
-            resumable = single_bracket(source, spec.namespace)
-            for index, id_range in enumerate(ranges):
-                state = _RangeState(spec.namespace, index, id_range, resumable)
-                plan[state.key] = state.to_document()
-            plan[f"total:{spec.namespace}"] = {"total": total}
-            writer.create_collection(target, spec)
-        self.checkpoints.save(plan)
+        self.checkpoints.save({"meta": meta} | _token_documents("token:", tokens)
+                              | initial_copy.plan(source, target, discovery, self.options))
         log.info("starting a fresh sync of %d collection(s) and %d view(s); change capture: %s%s",
                  len(discovery.copied), len(discovery.views), scope.value,
                  f"; skipped time-series: {', '.join(discovery.skipped)}" if discovery.skipped else "")
@@ -283,63 +241,6 @@ class Migration:
         updated = {**meta, "phase": phase}
         self.checkpoints.save({"meta": updated})
         return updated
-
-    # --- copy ------------------------------------------------------------------------------------
-
-    def _load_plan(self) -> None:
-        self._specs = [CollectionSpec.from_document(dict(doc)) for doc in self.checkpoints.load("ns:").values()]
-        self._ranges = sorted((_RangeState.from_document(doc) for doc in self.checkpoints.load("range:").values()),
-                              key=lambda state: state.key)
-        self._totals = {key.split(":", 1)[1]: int(doc["total"]) for key, doc in self.checkpoints.load("total:").items()}
-
-    def _copy(self, source: MongoClient[Any], target: MongoClient[Any]) -> bool:
-        """Copy every range not yet done; False if stopped before the end."""
-        already = sum(state.copied for state in self._ranges)
-        if self._resumed:
-            log.info("resuming the copy from its checkpoint: %d of about %d documents already copied, "
-                     "%d of %d ranges done", already, sum(self._totals.values()),
-                     sum(state.done for state in self._ranges), len(self._ranges))
-        self._copy_started = time.monotonic()
-        self._emit(Phase.INITIAL_SYNC, force=True)
-        pending = [state for state in self._ranges if not state.done]
-        with ThreadPoolExecutor(max_workers=max(1, self.options.workers), thread_name_prefix="copy") as pool:
-            futures = [pool.submit(self._copy_range, source, target, state) for state in pending]
-            finished, _ = wait(futures, return_when=FIRST_EXCEPTION)
-            for future in finished:
-                if future.exception() is not None:
-                    self._stopping.set()
-                    raise future.exception()  # type: ignore[misc]
-        if self._stopping.is_set():
-            return False
-        log.info("copy done: %d documents in %.1f s", self._copied_now, time.monotonic() - self._copy_started)
-        return True
-
-    def _copy_range(self, source: MongoClient[Any], target: MongoClient[Any], state: _RangeState) -> None:
-        has_after = state.has_last and state.resumable
-        if state.has_last and not state.resumable:
-            log.info("%s: range %d has mixed _id types and restarts from its beginning (duplicates are skipped)",
-                     state.namespace, state.index)
-        for batch in prefetch(read_batches(source, state.namespace, state.id_range, state.last_id, has_after,
-                                           self.options.batch_size)):
-            writer.insert_batch(target, state.namespace, batch)
-            with self._progress_lock:
-                state.copied += len(batch)
-                state.last_id, state.has_last = batch[-1]["_id"], True
-                self._copied_now += len(batch)
-            self.checkpoints.save({state.key: state.to_document()})
-            self._emit(Phase.INITIAL_SYNC)
-            if self._stopping.is_set():
-                return
-        state.done = True
-        self.checkpoints.save({state.key: state.to_document()})
-        self._emit(Phase.INITIAL_SYNC)
-
-    def _build_indexes_and_views(self, target: MongoClient[Any]) -> None:
-        for spec in self._specs:
-            if spec.kind == "collection":
-                writer.build_indexes(target, spec.namespace, spec.indexes)
-            else:
-                writer.create_view(target, spec)
 
     # --- replay ----------------------------------------------------------------------------------
 
@@ -471,7 +372,7 @@ class Migration:
         return self.ledger
 
     def _collections(self) -> list[str]:
-        return [spec.namespace for spec in self._specs if spec.kind == "collection"]
+        return self._copy.collections() if self._copy is not None else []
 
     def _namespaces_now(self, source: MongoClient[Any]) -> list[str]:
         """The planned collections and those the source holds now: a collection created after the start
@@ -484,26 +385,18 @@ class Migration:
 
     # --- events ----------------------------------------------------------------------------------
 
-    def _progress(self) -> tuple[NamespaceProgress, ...]:
-        copied: dict[str, int] = {}
-        done: dict[str, bool] = {}
-        with self._progress_lock:
-            for state in self._ranges:
-                copied[state.namespace] = copied.get(state.namespace, 0) + state.copied
-                done[state.namespace] = done.get(state.namespace, True) and state.done
-        return tuple(NamespaceProgress(namespace, copied.get(namespace, 0), total, done.get(namespace, False))
-                     for namespace, total in sorted(self._totals.items()))
-
     def _emit(self, phase: Phase, *, force: bool = False, lag: float | None = None, message: str | None = None,
               last_error: str | None = None) -> None:
         now = time.monotonic()
         if not force and phase == self._phase and now - self._last_emit < _EMIT_INTERVAL:
             return
         self._phase, self._last_emit = phase, now
-        elapsed = max(now - self._copy_started, 1e-6)
+        copy = self._copy
+        elapsed = max(now - copy.started, 1e-6) if copy is not None else 1.0
         monitor = self._monitor
         counts = monitor.state() if monitor is not None else None
-        event = MigrationEvent(phase=phase, namespaces=self._progress(), docs_per_second=self._copied_now / elapsed,
+        event = MigrationEvent(phase=phase, namespaces=copy.progress() if copy is not None else (),
+                               docs_per_second=copy.copied_now / elapsed if copy is not None else 0.0,
                                lag_seconds=lag, applied_events=self._applied, resumed=self._resumed,
                                verification_pending=self._verification_pass is not None and self._verification_pass.running,
                                counts_agree=counts is not None and counts.agrees,

@@ -1,0 +1,150 @@
+"""The initial copy: every collection's documents in `_id` ranges copied in parallel, then indexes and
+views — and how far it has got, which is what a resumed run and the progress events read.
+
+Copy progress (each range's last copied `_id`) is checkpointed after every batch, so a process killed
+at any moment resumes from there; what it copies twice is absorbed (duplicate keys are skipped).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+from dataclasses import dataclass
+from typing import Any
+
+from pymongo import MongoClient
+
+from livemigrate.engine import writer
+from livemigrate.engine.checkpoints import CheckpointStore, Document
+from livemigrate.engine.discover import CollectionSpec, Discovery
+from livemigrate.engine.events import NamespaceProgress
+from livemigrate.engine.options import MigrationOptions
+from livemigrate.engine.reader import IdRange, plan_ranges, prefetch, read_batches, single_bracket
+
+log = logging.getLogger("livemigrate.engine")
+
+
+@dataclass
+class RangeState:
+    namespace: str
+    index: int
+    id_range: IdRange
+    resumable: bool
+    copied: int = 0
+    last_id: Any = None
+    has_last: bool = False
+    done: bool = False
+
+    @property
+    def key(self) -> str:
+        return f"range:{self.namespace}:{self.index:04d}"
+
+    def to_document(self) -> Document:
+        return {"namespace": self.namespace, "index": self.index, "lower": self.id_range.lower,
+                "upper": self.id_range.upper, "resumable": self.resumable, "copied": self.copied,
+                "last": self.last_id, "hasLast": self.has_last, "done": self.done}
+
+    @classmethod
+    def from_document(cls, document: Document) -> RangeState:
+        return cls(document["namespace"], document["index"], IdRange(document["lower"], document["upper"]),
+                   document["resumable"], document["copied"], document["last"], document["hasLast"], document["done"])
+
+
+def plan(source: MongoClient[Any], target: MongoClient[Any], discovery: Discovery,
+         options: MigrationOptions) -> dict[str, Document]:
+    """The plan as checkpoint documents — each namespace's spec, each collection's ranges and estimated
+    total — with the collections created on the target (empty, with their options)."""
+    documents: dict[str, Document] = {}
+    for spec in discovery.collections:
+        documents[f"ns:{spec.namespace}"] = spec.to_document()
+    for spec in discovery.copied:
+        total = source[spec.database][spec.name].estimated_document_count()
+        ranges = plan_ranges(source, spec.namespace, total, options.split_threshold, options.workers)
+        resumable = single_bracket(source, spec.namespace)
+        for index, id_range in enumerate(ranges):
+            state = RangeState(spec.namespace, index, id_range, resumable)
+            documents[state.key] = state.to_document()
+        documents[f"total:{spec.namespace}"] = {"total": total}
+        writer.create_collection(target, spec)
+    return documents
+
+
+class InitialCopy:
+    """The copy of one migration, as its checkpoints describe it; `on_batch` is told after each batch."""
+
+    def __init__(self, options: MigrationOptions, checkpoints: CheckpointStore, stopping: threading.Event,
+                 on_batch: Callable[[], None]) -> None:
+        self._options = options
+        self._checkpoints = checkpoints
+        self._stopping = stopping
+        self._on_batch = on_batch
+        self._lock = threading.Lock()
+        self.specs = [CollectionSpec.from_document(dict(doc)) for doc in checkpoints.load("ns:").values()]
+        self._ranges = sorted((RangeState.from_document(doc) for doc in checkpoints.load("range:").values()),
+                              key=lambda state: state.key)
+        self._totals = {key.split(":", 1)[1]: int(doc["total"]) for key, doc in checkpoints.load("total:").items()}
+        self.copied_now = 0  # by this run
+        self.started = time.monotonic()
+
+    def collections(self) -> list[str]:
+        return [spec.namespace for spec in self.specs if spec.kind == "collection"]
+
+    def run(self, source: MongoClient[Any], target: MongoClient[Any], *, resumed: bool) -> bool:
+        """Copy every range not yet done; False if stopped before the end."""
+        if resumed:
+            log.info("resuming the copy from its checkpoint: %d of about %d documents already copied, "
+                     "%d of %d ranges done", sum(state.copied for state in self._ranges), sum(self._totals.values()),
+                     sum(state.done for state in self._ranges), len(self._ranges))
+        self.started = time.monotonic()
+        pending = [state for state in self._ranges if not state.done]
+        with ThreadPoolExecutor(max_workers=max(1, self._options.workers), thread_name_prefix="copy") as pool:
+            futures = [pool.submit(self._copy_range, source, target, state) for state in pending]
+            finished, _ = wait(futures, return_when=FIRST_EXCEPTION)
+            for future in finished:
+                if future.exception() is not None:
+                    self._stopping.set()
+                    raise future.exception()  # type: ignore[misc]
+        if self._stopping.is_set():
+            return False
+        log.info("copy done: %d documents in %.1f s", self.copied_now, time.monotonic() - self.started)
+        return True
+
+    def _copy_range(self, source: MongoClient[Any], target: MongoClient[Any], state: RangeState) -> None:
+        has_after = state.has_last and state.resumable
+        if state.has_last and not state.resumable:
+            log.info("%s: range %d has mixed _id types and restarts from its beginning (duplicates are skipped)",
+                     state.namespace, state.index)
+        for batch in prefetch(read_batches(source, state.namespace, state.id_range, state.last_id, has_after,
+                                           self._options.batch_size)):
+            writer.insert_batch(target, state.namespace, batch)
+            with self._lock:
+                state.copied += len(batch)
+                state.last_id, state.has_last = batch[-1]["_id"], True
+                self.copied_now += len(batch)
+            self._checkpoints.save({state.key: state.to_document()})
+            self._on_batch()
+            if self._stopping.is_set():
+                return
+        state.done = True
+        self._checkpoints.save({state.key: state.to_document()})
+        self._on_batch()
+
+    def build_indexes_and_views(self, target: MongoClient[Any]) -> None:
+        for spec in self.specs:
+            if spec.kind == "collection":
+                writer.build_indexes(target, spec.namespace, spec.indexes)
+            else:
+                writer.create_view(target, spec)
+
+    def progress(self) -> tuple[NamespaceProgress, ...]:
+        copied: dict[str, int] = {}
+        done: dict[str, bool] = {}
+        with self._lock:
+            for state in self._ranges:
+                copied[state.namespace] = copied.get(state.namespace, 0) + state.copied
+                done[state.namespace] = done.get(state.namespace, True) and state.done
+        return tuple(NamespaceProgress(namespace, copied.get(namespace, 0), total, done.get(namespace, False))
+                     for namespace, total in sorted(self._totals.items()))
