@@ -6,6 +6,7 @@ as in production, so the link crosses a real network hop between two servers.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -97,5 +98,24 @@ def test_a_new_project_is_pushed_without_waiting_for_the_interval(tmp_path: Path
             return [entry["projectId"] for entry in response.json()]
 
         assert wait_for(lambda: listed() == [project["id"]], timeout=5)
+    finally:
+        server.stop()
+
+
+def test_connecting_pushes_the_inventory_once_and_the_sync_goes_on_from_there(tmp_path: Path) -> None:
+    interval = 2.0
+    server = ServerProcess(tmp_path / "once", sync_seconds=interval)
+    source = server.admin_create_org("source", "counted source")
+    target = server.admin_create_org("target", "counted target")
+    server.start()
+    pushes_line = f'"PUT {TARGET}/orgs/{target.org_id}/liveMigrations/links/{source.org_id} HTTP/1.1" 200'
+    try:
+        with server.client(source) as client:
+            connected = client.post(f"{SOURCE}/orgs/{source.org_id}/liveExport/migrationLink",
+                                    json={"linkToken": server.link_token(target)})
+        assert connected.json() == {"status": "SYNCED"}
+        time.sleep(interval * 0.75)  # a redundant push would come at once; the next regular one, an interval on
+        assert server.log_text().count(pushes_line) == 1, server.log_text()[-2000:]
+        assert wait_for(lambda: server.log_text().count(pushes_line) == 2, timeout=interval * 3)
     finally:
         server.stop()

@@ -55,6 +55,7 @@ def create_app(settings: Settings, store: Store | None = None, *, on_started: Ca
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         syncer = LinkSyncer(link_service, settings.link_sync_seconds)
         context.inventory_changed = syncer.inventory_changed
+        link_service.on_pushed = syncer.pushed
         monitor = HostMonitor(store, context.secret_box, settings.host_probe_seconds, syncer.inventory_changed)
         syncer.start()
         monitor.start()

@@ -11,6 +11,7 @@ import asyncio
 import logging
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -62,6 +63,8 @@ class LinkService:
         self._channels: dict[str, tuple[str, LinkChannel]] = {}
         self._jobs: dict[str, tuple[float, JobList]] = {}  # the last list of each org, with when it came
         self._statuses: GenerationCache[str, str] = GenerationCache(store, settings.read_cache_seconds)
+        # Told of each push that connecting makes, so that the background sync does not push again at once.
+        self.on_pushed: Callable[[str, PushResult], None] = lambda org_id, result: None
 
     # --- reads ---------------------------------------------------------------------------------
 
@@ -113,6 +116,7 @@ class LinkService:
                 raise ApiError(ErrorCode.INVALID_LINK_TOKEN,
                                f"The target organization rejected the link-token: {result.reason}")
             status = await run_in_threadpool(self._save_new_link, org_id, credentials, result)
+            self.on_pushed(org_id, result)
             if current is not None and current.fingerprint != credentials.fingerprint:
                 await self._withdraw_inventory(org_id, current)
         log.info("link connected: source_org=%s target_org=%s status=%s%s", org_id, credentials.target_org_id,

@@ -14,7 +14,7 @@ import time
 from starlette.concurrency import run_in_threadpool
 
 from livemigrate.background import cancel
-from livemigrate.client.link_channel import PushOutcome
+from livemigrate.client.link_channel import PushOutcome, PushResult
 from livemigrate.source.link import LinkService
 
 log = logging.getLogger("livemigrate.source.sync")
@@ -46,6 +46,11 @@ class LinkSyncer:
             return
         self._loop.call_soon_threadsafe(self._mark_dirty, org_id)
 
+    def pushed(self, org_id: str, result: PushResult) -> None:
+        """A push made outside this loop — connecting pushes once — counts as this loop's: the next one
+        is an interval (or a retry's backoff) away. Called on the event loop."""
+        self._schedule(org_id, result, time.monotonic())
+
     def _mark_dirty(self, org_id: str) -> None:
         self._dirty.add(org_id)
         self._wake.set()
@@ -75,9 +80,10 @@ class LinkSyncer:
     async def _push(self, org_id: str, limiter: asyncio.Semaphore) -> None:
         async with limiter:
             result = await self._links.refresh(org_id)
-        now = time.monotonic()
-        if result is None:
-            return
+        if result is not None:
+            self._schedule(org_id, result, time.monotonic())
+
+    def _schedule(self, org_id: str, result: PushResult, now: float) -> None:
         if result.outcome is PushOutcome.UNREACHABLE:
             failures = self._failures[org_id] = self._failures.get(org_id, 0) + 1
             self._next_push[org_id] = now + min(self._interval, 2.0 ** (failures - 1))
