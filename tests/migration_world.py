@@ -40,8 +40,9 @@ class World:
 
     def link(self) -> None:
         with self.api.client(self.source) as client:
+            self.link_token = self.api.link_token(self.target)
             response = client.post(f"{SOURCE}/orgs/{self.source.org_id}/liveExport/migrationLink",
-                                   json={"linkToken": self.api.link_token(self.target)})
+                                   json={"linkToken": self.link_token})
         assert response.json() == {"status": "SYNCED"}, response.text
 
     def add_source_project_and_host(self) -> None:

@@ -17,6 +17,7 @@ from typing import Any
 
 from pymongo.errors import PyMongoError
 
+from livemigrate.contracts import NamespaceReport, ProgressReport
 from livemigrate.engine import CaptureScope, EngineError, Migration, MigrationEvent, MigrationOptions
 from livemigrate.engine.checkpoints import SqliteCheckpointStore
 from livemigrate.engine.errors import EngineErrorCode, redact
@@ -66,7 +67,7 @@ class JobRunner:
         self._options = settings.options(drop_target=bool(job.get("dropDestinationData")))
         self._lock = threading.Lock()
         self._latest: MigrationEvent | None = None
-        self._final: dict[str, Any] | None = None
+        self._final: ProgressReport | None = None
         self._stopping = threading.Event()
         self._cutover = threading.Event()
         self._migration: Migration | None = None
@@ -94,19 +95,18 @@ class JobRunner:
     def report(self) -> dict[str, Any]:
         """What to tell the target now: the final outcome once there is one, else the latest progress."""
         if self._final is not None:
-            return self._final
+            return self._final.to_json()
         with self._lock:
             event = self._latest
         if event is None:
-            return {"status": "WORKING", "phase": "STARTING"}
-        return {
-            "status": "WORKING", "phase": event.phase.value, "lagTimeSeconds": event.lag_seconds,
-            "readyForCutover": self._ready(event),
-            "copiedDocuments": event.copied, "totalDocuments": event.total,
-            "namespaces": [{"namespace": p.namespace, "copied": p.copied, "total": p.total, "done": p.done}
-                           for p in event.namespaces],
-            "warnings": [event.warning] if event.warning else [],
-        }
+            return ProgressReport(phase=Phase.CONNECTING).to_json()
+        return ProgressReport(
+            phase=event.phase, lagTimeSeconds=event.lag_seconds, readyForCutover=self._ready(event),
+            copiedDocuments=event.copied, totalDocuments=event.total,
+            namespaces=[NamespaceReport(namespace=p.namespace, copied=p.copied, total=p.total, done=p.done)
+                        for p in event.namespaces],
+            warnings=[event.warning] if event.warning else [],
+        ).to_json()
 
     def _ready(self, event: MigrationEvent) -> bool:
         """Copied, caught up within the threshold, both sides' counts in agreement (evidence the change
@@ -145,7 +145,7 @@ class JobRunner:
                     if not retryable or failures > self._settings.retries:
                         attempts = f" after {failures} attempts" if retryable else ""
                         log.error("job %s failed%s: %s", self.job_id, attempts, message)
-                        self._final = {"status": "FAILED", "errorMessage": f"{message}{attempts}"}
+                        self._final = ProgressReport(status="FAILED", errorMessage=f"{message}{attempts}")
                         return
                     wait = self._settings.retry_seconds * 2 ** (failures - 1)
                     log.warning("job %s: %s; retry %d of %d in %.1f s", self.job_id, message, failures,
@@ -153,12 +153,11 @@ class JobRunner:
                     self._stopping.wait(wait)
                     continue
                 if result.phase is Phase.COMPLETE:
-                    self._final = {"status": "COMPLETE", "phase": "COMPLETE", "lagTimeSeconds": 0,
-                                   "readyForCutover": False}
+                    self._final = ProgressReport(status="COMPLETE", phase=Phase.COMPLETE, lagTimeSeconds=0)
                 elif result.phase is Phase.FAILED:
                     found = result.report.describe_differences() if result.report is not None else "unknown"
-                    self._final = {"status": "FAILED", "errorMessage": "verification after cutover found differences "
-                                                                       f"between source and destination: {found}"}
+                    self._final = ProgressReport(status="FAILED", errorMessage="verification after cutover found "
+                                                 f"differences between source and destination: {found}")
                 return
         finally:
             checkpoints.close()

@@ -8,16 +8,16 @@ import logging
 from typing import Any
 
 from fastapi import APIRouter
-from pydantic import BaseModel, ConfigDict
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
 from livemigrate.client.link_channel import JobList, LinkCallFailed, LinkKeyRefused
 from livemigrate.context import AppContext, context_of
+from livemigrate.contracts import ProgressReport
 from livemigrate.http import long_poll
 from livemigrate.http.auth import require_agent_key
-from livemigrate.http.bodies import parse_body
+from livemigrate.http.bodies import openapi_body, parse_body
 from livemigrate.http.errors import ApiError, ErrorCode
 from livemigrate.http.responses import respond
 from livemigrate.source import hosts
@@ -30,12 +30,6 @@ log = logging.getLogger("livemigrate.source")
 _RELOOK_SECONDS = 1.0
 
 router = APIRouter(prefix=PREFIX, tags=["source: migration hosts"])
-
-
-class AgentReport(BaseModel):
-    """Relayed as it is; the target validates it."""
-
-    model_config = ConfigDict(extra="allow")
 
 
 def _links(request: Request) -> LinkService:
@@ -110,14 +104,15 @@ def _job_for_host(context: AppContext, group_id: str, job: dict[str, Any]) -> di
 
 
 @router.patch("/groups/{group_id}/liveMigrations/agentJobs/{job_id}",
-              summary="Progress of a job from its migration host (agent API key), relayed to the target")
+              summary="Progress of a job from its migration host (agent API key), relayed to the target",
+              openapi_extra=openapi_body(ProgressReport))
 async def agent_report(request: Request, group_id: str, job_id: str) -> Response:
     context = context_of(request)
     principal = await context.authenticator.authenticate_async(request)
     require_agent_key(principal, group_id)
-    body = await parse_body(request, AgentReport)
+    body = await parse_body(request, ProgressReport)  # refused here, before it travels, if malformed
     try:
-        answer = await _links(request).report_progress(principal.org_id, job_id, body.model_dump())
+        answer = await _links(request).report_progress(principal.org_id, job_id, body.to_json())
     except LinkCallFailed as error:
         raise _unavailable(error) from None
     return respond(request, answer)

@@ -8,12 +8,13 @@ from datetime import timedelta
 from typing import Any, Literal
 
 from fastapi import APIRouter
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StrictStr, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr, model_validator
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
 from livemigrate.context import AppContext, context_of
+from livemigrate.contracts import ProgressReport
 from livemigrate.directory.views import iso, self_links
 from livemigrate.http import long_poll
 from livemigrate.http.auth import check_org_id
@@ -83,18 +84,6 @@ class LiveMigrationRequest(Strict):
             drop_destination_data=bool(self.dropDestinationData if self.dropDestinationData is not None
                                        else self.dropEnabled),
             sharding=self.sharding)
-
-
-class ProgressReport(Strict):
-    status: Literal["WORKING", "COMPLETE", "FAILED"] = "WORKING"
-    phase: StrictStr | None = None
-    lagTimeSeconds: StrictFloat | StrictInt | None = None
-    readyForCutover: StrictBool = False
-    copiedDocuments: StrictInt = 0
-    totalDocuments: StrictInt = 0
-    namespaces: list[dict[str, Any]] | None = None
-    warnings: list[StrictStr] | None = None
-    errorMessage: StrictStr | None = None
 
 
 def window(context: AppContext) -> timedelta:
@@ -235,8 +224,8 @@ async def report(request: Request, org_id: str, source_org_id: str, job_id: str)
     def record() -> dict[str, Any]:
         check_org_id(org_id)
         require_link_key(principal, org_id)
-        migration = migrations.record_progress(context.store, org_id, source_org_id, job_id,
-                                               body.model_dump(exclude_none=True), window(context))
+        migration = migrations.record_progress(context.store, org_id, source_org_id, job_id, body.to_json(),
+                                               window(context))
         return {"status": migration.status, "cutoverRequested": migration.cutover_requested_at is not None}
 
     return respond(request, await run_in_threadpool(record))

@@ -1,0 +1,85 @@
+"""The progress report's contract at each hop: a malformed report is refused with a 400 in the
+documented error shape by the source (from the agent) and by the target (over the link), and
+nothing of it is stored; a well-formed one goes through."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from livemigrate import link_token
+from tests.migration_world import World
+from tests.support import SOURCE, TARGET, wait_for
+
+HOST = "contract-host.example"
+MALFORMED: list[tuple[dict[str, Any], str, str]] = [
+    ({"status": "WORKING", "phase": "DANCING"}, "INVALID_ENUM_VALUE", "phase"),
+    ({"status": "DONE"}, "INVALID_ENUM_VALUE", "status"),
+    ({"copiedDocuments": "12"}, "INVALID_ATTRIBUTE", "copiedDocuments"),
+    ({"lagTimeSeconds": -1}, "INVALID_ATTRIBUTE", "lagTimeSeconds"),
+    ({"readyForCutover": "yes"}, "INVALID_ATTRIBUTE", "readyForCutover"),
+    ({"namespaces": [{"namespace": "shop.orders", "copied": 1, "total": 2}]}, "MISSING_ATTRIBUTE", "namespaces.0.done"),
+    ({"warnings": "behind"}, "INVALID_ATTRIBUTE", "warnings"),
+    ({"progress": 50}, "INVALID_ATTRIBUTE", "progress"),
+]
+
+
+@pytest.fixture
+def migration(tmp_path: Path) -> Iterator[tuple[World, str]]:
+    """A migration created for a migration host that heartbeats, and that no agent runs: only this
+    test reports its progress."""
+    world = World(tmp_path)
+    try:
+        world.link()
+        world.add_source_project_and_host()
+        world.add_target_project_and_cluster()
+        agent_auth = _agent_auth(world)
+        heartbeat = httpx.put(f"{world.api.base_url}{SOURCE}/groups/{world.source_project['id']}/liveMigrations/"
+                              f"migrationHosts/{HOST}", json={"agentVersion": "test"}, auth=agent_auth)
+        assert heartbeat.status_code == 200, heartbeat.text
+        assert wait_for(lambda: any(HOST in p["migrationHosts"] for p in world.available_projects()), timeout=20)
+        created = world.target_call("POST", "/liveMigrations", json=world.request_body(HOST))
+        assert created.status_code == 201, created.text
+        yield world, created.json()["_id"]
+    finally:
+        world.close()
+
+
+def _agent_auth(world: World) -> httpx.DigestAuth:
+    public, _, private = world.agent_key.partition(".")  # an agent key is <public>.<private>
+    return httpx.DigestAuth(public, private)
+
+
+def _link_auth(world: World) -> httpx.DigestAuth:
+    claims = link_token.decode(world.link_token)
+    return httpx.DigestAuth(claims.publicKey, claims.privateKey)
+
+
+def _is_documented_400(response: httpx.Response, code: str, attribute: str) -> bool:
+    body = response.json()
+    return (response.status_code == 400 and body["errorCode"] == code and body["error"] == 400
+            and body["parameters"] == [attribute] and attribute in body["detail"] and bool(body["reason"]))
+
+
+def test_a_malformed_report_is_refused_at_each_hop_and_changes_nothing(migration: tuple[World, str]) -> None:
+    world, migration_id = migration
+    before = world.migration(migration_id)
+    through_agent_api = f"{world.api.base_url}{SOURCE}/groups/{world.source_project['id']}/liveMigrations/agentJobs/{migration_id}"
+    over_the_link = (f"{world.api.base_url}{TARGET}/orgs/{world.target.org_id}/liveMigrations/links/"
+                     f"{world.source.org_id}/jobs/{migration_id}")
+    for report, code, attribute in MALFORMED:
+        from_agent = httpx.patch(through_agent_api, json=report, auth=_agent_auth(world))
+        assert _is_documented_400(from_agent, code, attribute), (report, from_agent.text)
+        from_source = httpx.patch(over_the_link, json=report, auth=_link_auth(world))
+        assert _is_documented_400(from_source, code, attribute), (report, from_source.text)
+    assert world.migration(migration_id) == before  # nothing stored
+
+    good = httpx.patch(through_agent_api, json={"status": "WORKING", "phase": "INITIAL_SYNC", "copiedDocuments": 7,
+                                                "totalDocuments": 10, "warnings": []}, auth=_agent_auth(world))
+    assert good.status_code == 200, good.text
+    after = world.migration(migration_id)
+    assert (after["status"], after["phase"], after["copiedDocuments"]) == ("WORKING", "INITIAL_SYNC", 7)
