@@ -83,3 +83,21 @@ def test_a_malformed_report_is_refused_at_each_hop_and_changes_nothing(migration
     assert good.status_code == 200, good.text
     after = world.migration(migration_id)
     assert (after["status"], after["phase"], after["copiedDocuments"]) == ("WORKING", "INITIAL_SYNC", 7)
+
+
+def test_jobs_keep_their_connection_strings_and_password_out_of_reprs_and_validation_messages() -> None:
+    from pydantic import ValidationError
+
+    from livemigrate.contracts import HostJob, LinkJob, describe_invalid
+
+    secret = "s3cret-Pa55"
+    link_job = LinkJob(id="a" * 24, status="WORKING", sourceProjectId="b" * 24, sourceClusterName="rs0",
+                       migrationHost="mh1", sourcePassword=secret, destinationUri=f"mongodb://u:{secret}@db:27017")
+    host_job = HostJob(id="a" * 24, status="NEW", sourceClusterName="rs0", sourceUri=f"mongodb://u:{secret}@src",
+                       destinationUri=f"mongodb://u:{secret}@dst")
+    assert secret not in repr(link_job) and secret not in repr(host_job)
+    with pytest.raises(ValidationError) as refused:
+        HostJob.model_validate({**host_job.model_dump(mode="json"), "sourceUri": [f"mongodb://u:{secret}@src"],
+                                "status": "PAUSED"})
+    described = describe_invalid(refused.value)
+    assert secret not in described and "sourceUri" in described and "status" in described

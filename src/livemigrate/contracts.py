@@ -1,19 +1,21 @@
 """What crosses a process boundary on a migration's path, as models both ends share.
 
-A migration host's progress report travels agent → source API → target API (over the link). Each
-hop validates it against the same model, so a malformed report is refused with a 400 at the first
-hop that sees it, and nothing of it is stored anywhere.
+A job travels target → source (`LinkJob`, over the link) → migration host (`HostJob`); its progress
+report travels back, agent → source → target (`ProgressReport`). Each hop validates what it
+receives against the same model: a malformed report is refused with a 400 at the first hop that
+sees it, and nothing of it is stored; a job list that does not validate is not acted on.
 """
 
 from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StrictStr
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StrictStr, ValidationError
 
 from livemigrate.engine.events import Phase
 
 ReportedStatus = Literal["WORKING", "COMPLETE", "FAILED"]
+RunningStatus = Literal["NEW", "WORKING"]  # the statuses of a migration that has a job
 
 
 class Contract(BaseModel):
@@ -48,3 +50,41 @@ class ProgressReport(Contract):
     def to_json(self) -> dict[str, object]:
         """As sent and as stored: plain JSON values, absent fields left out."""
         return self.model_dump(mode="json", exclude_none=True)
+
+
+class LinkJob(Contract):
+    """A running migration as the target lists it to the source over the link: what the source needs
+    to give its migration host a job. The destination's connection string and the source password
+    leave the target's store only here (and never appear in a `repr`, so never in a log)."""
+
+    id: StrictStr
+    status: RunningStatus
+    sourceProjectId: StrictStr
+    sourceClusterName: StrictStr
+    migrationHost: StrictStr
+    sourceUsername: StrictStr | None = None
+    sourcePassword: StrictStr | None = Field(default=None, repr=False)
+    sourceSsl: StrictBool = False
+    sourceCaCertificatePath: StrictStr | None = None
+    destinationUri: StrictStr | None = Field(default=None, repr=False)  # None: the cluster was deregistered
+    dropDestinationData: StrictBool = False
+    cutoverRequested: StrictBool = False
+
+
+class HostJob(Contract):
+    """A job as the source gives it to its migration host. The source's connection string is built on
+    the source side, from its monitored hosts: the target never sees it. None: no host monitored."""
+
+    id: StrictStr
+    status: RunningStatus
+    sourceClusterName: StrictStr
+    sourceUri: StrictStr | None = Field(default=None, repr=False)
+    destinationUri: StrictStr | None = Field(default=None, repr=False)
+    dropDestinationData: StrictBool = False
+    cutoverRequested: StrictBool = False
+
+
+def describe_invalid(error: ValidationError) -> str:
+    """What did not validate, by field, without the values: a job carries connection strings."""
+    return "; ".join(f"{'.'.join(str(part) for part in problem['loc']) or 'body'}: {problem['msg']}"
+                     for problem in error.errors(include_input=False, include_url=False))

@@ -15,14 +15,15 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import Any
 
 import httpx
+from pydantic import ValidationError
 
 from livemigrate import __version__
 from livemigrate.agent.runner import JobRunner, RunnerSettings
 from livemigrate.client.agent_api import AgentApi
 from livemigrate.client.errors import ApiCallError
+from livemigrate.contracts import HostJob, describe_invalid
 
 log = logging.getLogger("livemigrate.agent")
 
@@ -37,7 +38,7 @@ class MigrationHostAgent:
         self.hostname = hostname
         self._settings = settings
         self._report_every = report_seconds
-        self._jobs: dict[str, dict[str, Any]] | None = None  # the latest list, from the watching thread
+        self._jobs: dict[str, HostJob] | None = None  # the latest list, from the watching thread
         self._jobs_lock = threading.Lock()
         self._runners: dict[str, JobRunner] = {}
         # Jobs this agent ended: the job list it reads next may predate the end (the source relays a
@@ -84,9 +85,14 @@ class MigrationHostAgent:
                     log.warning("migration host %s: asking for jobs: %s", self.hostname, error)
                     self._stopping.wait(RETRY_SECONDS)
                     continue
+                except ValidationError as error:
+                    log.error("migration host %s: the source sent a job list this agent cannot read (%s); is it "
+                              "another version?", self.hostname, describe_invalid(error))
+                    self._stopping.wait(RETRY_SECONDS)
+                    continue
                 if jobs is not None:
                     with self._jobs_lock:
-                        self._jobs = {str(job["id"]): job for job in jobs}
+                        self._jobs = {job.id: job for job in jobs}
                     self._wake.set()
                 held = version
                 if version is None:  # a server that cannot wait: ask again in a while
@@ -101,23 +107,23 @@ class MigrationHostAgent:
             self._follow(listed)
         self._report()
 
-    def _follow(self, jobs: dict[str, dict[str, Any]]) -> None:
+    def _follow(self, jobs: dict[str, HostJob]) -> None:
         """Start the jobs new to this host, pass cutovers on, stop the jobs the target no longer runs."""
         self._ended &= jobs.keys()
         for job_id, job in jobs.items():
             if job_id in self._ended:
                 continue
-            if job_id not in self._runners and not (job.get("sourceUri") and job.get("destinationUri")):
+            if job_id not in self._runners and not (job.sourceUri and job.destinationUri):
                 missing = ("the source deployment has no monitored hosts on the source side"
-                           if not job.get("sourceUri") else "the destination cluster is no longer registered")
+                           if not job.sourceUri else "the destination cluster is no longer registered")
                 log.error("job %s cannot start: %s", job_id, missing)
                 self._api.report(job_id, {"status": "FAILED", "errorMessage": f"cannot start: {missing}"})
                 self._ended.add(job_id)
                 continue
             if job_id not in self._runners:
-                log.info("job %s: starting the migration of %s", job_id, job.get("sourceClusterName"))
+                log.info("job %s: starting the migration of %s", job_id, job.sourceClusterName)
                 self._runners[job_id] = JobRunner(job, self._settings, on_news=self._wake.set).start()
-            if job.get("cutoverRequested") and job_id in self._runners:
+            if job.cutoverRequested and job_id in self._runners:
                 self._runners[job_id].request_cutover()
         for job_id in [job_id for job_id in self._runners if job_id not in jobs]:
             log.info("job %s is no longer running on the target side; stopping it", job_id)

@@ -17,7 +17,7 @@ from typing import Any
 
 from pymongo.errors import PyMongoError
 
-from livemigrate.contracts import NamespaceReport, ProgressReport
+from livemigrate.contracts import HostJob, NamespaceReport, ProgressReport
 from livemigrate.engine import CaptureScope, EngineError, Migration, MigrationEvent, MigrationOptions
 from livemigrate.engine.checkpoints import SqliteCheckpointStore
 from livemigrate.engine.errors import EngineErrorCode, redact
@@ -57,14 +57,16 @@ class RunnerSettings:
 
 
 class JobRunner:
-    def __init__(self, job: dict[str, Any], settings: RunnerSettings,
+    def __init__(self, job: HostJob, settings: RunnerSettings,
                  on_news: Callable[[], None] | None = None) -> None:
         self._on_news = on_news  # called on a new phase and at the end: worth reporting at once
-        self.job_id = str(job["id"])
-        self._source_uri = str(job["sourceUri"])
-        self._target_uri = str(job["destinationUri"])
+        self.job_id = job.id
+        if job.sourceUri is None or job.destinationUri is None:
+            raise ValueError(f"job {job.id} cannot run without both connection strings")
+        self._source_uri = job.sourceUri
+        self._target_uri = job.destinationUri
         self._settings = settings
-        self._options = settings.options(drop_target=bool(job.get("dropDestinationData")))
+        self._options = settings.options(drop_target=job.dropDestinationData)
         self._lock = threading.Lock()
         self._latest: MigrationEvent | None = None
         self._final: ProgressReport | None = None

@@ -9,6 +9,7 @@ import httpx
 
 from livemigrate.client.errors import ApiCallError
 from livemigrate.client.waiting import wait_options
+from livemigrate.contracts import HostJob
 
 SOURCE_PREFIX = "/api/public/v1.0"
 
@@ -45,15 +46,16 @@ class AgentApi:
                                json={"agentVersion": agent_version}))
 
     def jobs(self, hostname: str, held: str | None = None,
-             wait_seconds: float | None = None) -> tuple[list[dict[str, Any]] | None, str | None]:
+             wait_seconds: float | None = None) -> tuple[list[HostJob] | None, str | None]:
         """This host's jobs and their version; with the version `held` and `wait_seconds`, once they
-        differ from it — or (None, version) when the wait is over with no change (long polling)."""
+        differ from it — or (None, version) when the wait is over with no change (long polling).
+        Raises pydantic's ValidationError for a list this agent cannot read."""
         response = self._http.get(f"{self._group}/liveMigrations/agentJobs", params={"hostname": hostname},
                                   **wait_options(held, wait_seconds))
         etag = response.headers.get("etag")
         if response.status_code == 304:
             return None, etag
-        return list(self._answer(response)["results"]), etag
+        return [HostJob.model_validate(item) for item in self._answer(response)["results"]], etag
 
     def report(self, job_id: str, report: dict[str, Any]) -> dict[str, Any]:
         return dict(self._call("PATCH", f"/liveMigrations/agentJobs/{job_id}", json=report))

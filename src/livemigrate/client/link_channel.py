@@ -12,9 +12,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
+from pydantic import ValidationError
 
 from livemigrate.client.errors import ApiCallError
 from livemigrate.client.waiting import wait_options
+from livemigrate.contracts import LinkJob, describe_invalid
 
 
 class PushOutcome(enum.Enum):
@@ -34,7 +36,7 @@ class PushResult:
 class JobList:
     """The target's job list and its version (ETag); `results` is None when it did not change."""
 
-    results: list[dict[str, Any]] | None
+    results: list[LinkJob] | None
     etag: str | None
 
 
@@ -66,7 +68,15 @@ class LinkChannel:
             raise LinkCallFailed(f"target unreachable: {type(error).__name__}: {error}") from None
         if response.status_code == 304:
             return JobList(None, response.headers.get("etag"))
-        return JobList(list((await _checked(response))["results"]), response.headers.get("etag"))
+        answer = await _checked(response)
+        try:
+            jobs = [LinkJob.model_validate(item) for item in answer["results"]]
+        except ValidationError as error:
+            raise LinkCallFailed(f"the target sent a job list this source cannot read: {describe_invalid(error)}") \
+                from None
+        except (KeyError, TypeError):
+            raise LinkCallFailed("the target sent a job list this source cannot read: no results") from None
+        return JobList(jobs, response.headers.get("etag"))
 
     async def report_progress(self, target_org_id: str, source_org_id: str, job_id: str,
                               report: dict[str, Any]) -> dict[str, Any]:

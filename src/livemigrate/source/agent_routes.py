@@ -14,7 +14,7 @@ from starlette.responses import Response
 
 from livemigrate.client.link_channel import JobList, LinkCallFailed, LinkKeyRefused
 from livemigrate.context import AppContext, context_of
-from livemigrate.contracts import ProgressReport
+from livemigrate.contracts import HostJob, LinkJob, ProgressReport
 from livemigrate.http import long_poll
 from livemigrate.http.auth import require_agent_key
 from livemigrate.http.bodies import openapi_body, parse_body
@@ -53,9 +53,9 @@ async def agent_jobs(request: Request, group_id: str, hostname: str) -> Response
         return respond(request, {"results": []})
 
     async def view_of(listed: JobList) -> tuple[dict[str, Any], str]:
-        mine = [job for job in listed.results or [] if job["sourceProjectId"] == group_id
-                and job["migrationHost"] == hostname]
-        view = {"results": await run_in_threadpool(lambda: [_job_for_host(context, group_id, job) for job in mine])}
+        mine = [job for job in listed.results or [] if job.sourceProjectId == group_id and job.migrationHost == hostname]
+        view = {"results": await run_in_threadpool(
+            lambda: [_job_for_host(context, group_id, job).model_dump(mode="json") for job in mine])}
         return view, long_poll.etag_of(view, context.secret_box)
 
     listed = await _listed(links, principal.org_id, None, None)
@@ -92,15 +92,15 @@ async def _listed(links: LinkService, org_id: str, held: str | None, wait_second
         raise _unavailable(error) from None
 
 
-def _job_for_host(context: AppContext, group_id: str, job: dict[str, Any]) -> dict[str, Any]:
+def _job_for_host(context: AppContext, group_id: str, job: LinkJob) -> HostJob:
     """What the agent needs, the source's connection string built here: the target never sees it."""
     found = [deployment for deployment in hosts.deployments(hosts.list_hosts(context.store, group_id))
-             if deployment.name == job["sourceClusterName"]]
-    source_uri = hosts.cluster_uri(found[0], context.secret_box, job.get("sourceUsername"), job.get("sourcePassword"),
-                                   bool(job.get("sourceSsl")), job.get("sourceCaCertificatePath")) if found else None
-    return {"id": job["id"], "status": job["status"], "sourceClusterName": job["sourceClusterName"],
-            "sourceUri": source_uri, "destinationUri": job["destinationUri"],
-            "dropDestinationData": job["dropDestinationData"], "cutoverRequested": job["cutoverRequested"]}
+             if deployment.name == job.sourceClusterName]
+    source_uri = hosts.cluster_uri(found[0], context.secret_box, job.sourceUsername, job.sourcePassword,
+                                   job.sourceSsl, job.sourceCaCertificatePath) if found else None
+    return HostJob(id=job.id, status=job.status, sourceClusterName=job.sourceClusterName, sourceUri=source_uri,
+                   destinationUri=job.destinationUri, dropDestinationData=job.dropDestinationData,
+                   cutoverRequested=job.cutoverRequested)
 
 
 @router.patch("/groups/{group_id}/liveMigrations/agentJobs/{job_id}",

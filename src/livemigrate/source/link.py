@@ -189,7 +189,7 @@ class LinkService:
         except LinkCallFailed:
             kept = self._jobs.get(org_id)
             running = (kept[1].results or []) if kept else []
-        projects = sorted({str(job["sourceProjectId"]) for job in running})
+        projects = sorted({job.sourceProjectId for job in running})
         if projects:
             raise ApiError(code, f"Organization {org_id} cannot be {action} while a live migration of its project(s) "
                                  f"{', '.join(projects)} is running.", projects)

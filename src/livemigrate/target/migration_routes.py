@@ -193,8 +193,8 @@ async def jobs(request: Request, org_id: str, source_org_id: str) -> Response:
     require_link_key(principal, org_id)
 
     def listing() -> tuple[dict[str, Any], str]:
-        body = {"results": migrations.jobs_for(context.store, context.secret_box, org_id, source_org_id,
-                                               window(context))}
+        body = {"results": [job.model_dump(mode="json") for job in migrations.jobs_for(
+            context.store, context.secret_box, org_id, source_org_id, window(context))]}
         return body, long_poll.etag_of(body, context.secret_box)
 
     body, etag = await run_in_threadpool(listing)

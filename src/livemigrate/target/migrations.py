@@ -11,12 +11,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from typing import Any, cast
 
 from pymongo.errors import PyMongoError
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from livemigrate.contracts import LinkJob, RunningStatus
 from livemigrate.crypto import SecretBox
 from livemigrate.http.errors import ApiError, ErrorCode
 from livemigrate.ids import is_object_id, new_object_id
@@ -225,7 +226,7 @@ def request_cutover(store: Store, project_id: str, migration_id: str, window: ti
 
 
 def jobs_for(store: Store, secret_box: SecretBox, target_org_id: str, source_org_id: str,
-             window: timedelta) -> list[dict[str, Any]]:
+             window: timedelta) -> list[LinkJob]:
     """The running migrations of one linked source org, with what its migration hosts need to run them.
     This is the only place a destination connection string or a source password leaves the store.
 
@@ -245,18 +246,17 @@ def jobs_for(store: Store, secret_box: SecretBox, target_org_id: str, source_org
         if migration.id in due:
             continue
         cluster = clusters.find_cluster(store, migration.project_id, migration.destination_cluster_name)
-        jobs.append({
-            "id": migration.id, "status": migration.status, "sourceProjectId": migration.source_project_id,
-            "sourceClusterName": migration.source_cluster_name, "migrationHost": migration.migration_host,
-            "sourceUsername": migration.source_username,
-            "sourcePassword": (secret_box.open(migration.source_password_encrypted)
-                               if migration.source_password_encrypted else None),
-            "sourceSsl": migration.source_ssl,
-            "sourceCaCertificatePath": migration.source_ca_certificate_path,
-            "destinationUri": secret_box.open(cluster.uri_encrypted) if cluster else None,
-            "dropDestinationData": migration.drop_destination_data,
-            "cutoverRequested": migration.cutover_requested_at is not None,
-        })
+        jobs.append(LinkJob(
+            id=migration.id, status=cast(RunningStatus, migration.status), sourceProjectId=migration.source_project_id,
+            sourceClusterName=migration.source_cluster_name, migrationHost=migration.migration_host,
+            sourceUsername=migration.source_username,
+            sourcePassword=(secret_box.open(migration.source_password_encrypted)
+                            if migration.source_password_encrypted else None),
+            sourceSsl=migration.source_ssl, sourceCaCertificatePath=migration.source_ca_certificate_path,
+            destinationUri=secret_box.open(cluster.uri_encrypted) if cluster else None,
+            dropDestinationData=migration.drop_destination_data,
+            cutoverRequested=migration.cutover_requested_at is not None,
+        ))
     return jobs
 
 
