@@ -101,3 +101,32 @@ def test_jobs_keep_their_connection_strings_and_password_out_of_reprs_and_valida
                                 "status": "PAUSED"})
     described = describe_invalid(refused.value)
     assert secret not in described and "sourceUri" in described and "status" in described
+
+
+MALFORMED_INVENTORIES: list[tuple[dict[str, Any], str, str]] = [
+    ({"projects": [{"projectId": 7, "name": "shop"}]}, "INVALID_ATTRIBUTE", "projects.0.projectId"),
+    ({"projects": [{"projectId": "p", "name": "shop", "deployments": [{"clusterId": "c"}]}]},
+     "MISSING_ATTRIBUTE", "projects.0.deployments.0.name"),
+    ({"projects": [{"projectId": "p", "name": "shop", "migrationHosts": [{"hostname": "mh1"}]}]},
+     "INVALID_ATTRIBUTE", "projects.0.migrationHosts.0"),
+    ({"projects": [{"projectId": "p", "name": "shop", "deployments": [
+        {"clusterId": "c", "name": "rs0", "dbSizeBytes": -5}]}]}, "INVALID_ATTRIBUTE", "projects.0.deployments.0.dbSizeBytes"),
+    ({"projects": {}}, "INVALID_ATTRIBUTE", "projects"),
+]
+
+
+def test_a_malformed_inventory_over_the_link_is_refused_and_the_last_one_kept(tmp_path: Path) -> None:
+    world = World(tmp_path)
+    try:
+        world.link()
+        world.add_source_project_and_host()
+        assert wait_for(lambda: bool(world.available_projects()) and bool(world.available_projects()[0]["deployments"]),
+                        timeout=20)
+        before = world.available_projects()
+        pushed_at = f"{world.api.base_url}{TARGET}/orgs/{world.target.org_id}/liveMigrations/links/{world.source.org_id}"
+        for inventory, code, attribute in MALFORMED_INVENTORIES:
+            refused = httpx.put(pushed_at, json=inventory, auth=_link_auth(world))
+            assert _is_documented_400(refused, code, attribute), (inventory, refused.text)
+        assert world.available_projects() == before
+    finally:
+        world.close()

@@ -1,7 +1,8 @@
 """What crosses a process boundary on a migration's path, as models both ends share.
 
-A job travels target → source (`LinkJob`, over the link) → migration host (`HostJob`); its progress
-report travels back, agent → source → target (`ProgressReport`). Each hop validates what it
+A source org's `Inventory` is pushed source → target over the link. A job travels target → source
+(`LinkJob`) → migration host (`HostJob`); its progress report travels back, agent → source → target
+(`ProgressReport`). Each hop validates what it
 receives against the same model: a malformed report is refused with a 400 at the first hop that
 sees it, and nothing of it is stored; a job list that does not validate is not acted on.
 """
@@ -82,6 +83,37 @@ class HostJob(Contract):
     destinationUri: StrictStr | None = Field(default=None, repr=False)
     dropDestinationData: StrictBool = False
     cutoverRequested: StrictBool = False
+
+
+
+class InventoryDeployment(Contract):
+    """A source deployment as a linked target sees it (the fields Cloud Manager shows of a cluster)."""
+
+    clusterId: StrictStr
+    name: StrictStr = Field(min_length=1)
+    mongoDBVersion: StrictStr | None = None
+    featureCompatibilityVersion: StrictStr | None = None
+    managed: StrictBool = False
+    sharded: StrictBool = False
+    shardsSize: StrictInt = Field(default=0, ge=0)
+    tlsEnabled: StrictBool = False
+    dbSizeBytes: StrictInt | None = Field(default=None, ge=0)
+    oplogSizeMB: StrictFloat | StrictInt | None = Field(default=None, ge=0)
+    agentVersion: StrictStr | None = None
+    lastError: StrictStr | None = None  # set when no host of it can be reached
+
+
+class InventoryProject(Contract):
+    projectId: StrictStr
+    name: StrictStr
+    deployments: list[InventoryDeployment] = Field(default_factory=list)
+    migrationHosts: list[StrictStr] = Field(default_factory=list)  # the live ones
+
+
+class Inventory(Contract):
+    """What a source org shows the target it is linked to, pushed on every change and at an interval."""
+
+    projects: list[InventoryProject]
 
 
 def describe_invalid(error: ValidationError) -> str:

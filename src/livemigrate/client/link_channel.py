@@ -16,7 +16,7 @@ from pydantic import ValidationError
 
 from livemigrate.client.errors import ApiCallError
 from livemigrate.client.waiting import wait_options
-from livemigrate.contracts import LinkJob, describe_invalid
+from livemigrate.contracts import Inventory, LinkJob, describe_invalid
 
 
 class PushOutcome(enum.Enum):
@@ -87,10 +87,10 @@ class LinkChannel:
             raise LinkCallFailed(f"target unreachable: {type(error).__name__}: {error}") from None
         return dict(await _checked(response))
 
-    async def push_inventory(self, target_org_id: str, source_org_id: str, inventory: dict[str, Any]) -> PushResult:
+    async def push_inventory(self, target_org_id: str, source_org_id: str, inventory: Inventory) -> PushResult:
         path = f"/orgs/{target_org_id}/liveMigrations/links/{source_org_id}"
         try:
-            response = await self._client.put(path, json=inventory)
+            response = await self._client.put(path, json=inventory.model_dump(mode="json"))
         except httpx.HTTPError as error:
             return PushResult(PushOutcome.UNREACHABLE, f"target unreachable: {type(error).__name__}: {error}")
         if response.status_code == 200:

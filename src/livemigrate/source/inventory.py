@@ -2,41 +2,38 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from livemigrate import __version__
+from livemigrate.contracts import Inventory, InventoryDeployment, InventoryProject
 from livemigrate.directory.projects import list_projects
 from livemigrate.source.agents import is_alive, list_migration_hosts
 from livemigrate.source.hosts import Deployment, deployments, list_hosts
 from livemigrate.store.database import Store
 
 
-def deployment_view(deployment: Deployment) -> dict[str, Any]:
-    """A deployment in the fields of API.md §4, plus its last error when it cannot be reached."""
+def deployment_view(deployment: Deployment) -> InventoryDeployment:
+    """A deployment as a linked target sees it, with its last error when it cannot be reached."""
     primary = deployment.primary
-    return {
-        "clusterId": deployment.cluster_id,
-        "name": deployment.name,
-        "mongoDBVersion": primary.version,
-        "featureCompatibilityVersion": primary.feature_compatibility_version,
-        "managed": False,
-        "sharded": primary.sharded,
-        "shardsSize": 0 if not primary.sharded else 1,
-        "tlsEnabled": primary.ssl_enabled,
-        "dbSizeBytes": primary.data_size_bytes,
-        "oplogSizeMB": primary.oplog_size_mb,
-        "agentVersion": __version__,
-        "lastError": None if any(host.last_error is None for host in deployment.hosts) else primary.last_error,
-    }
+    return InventoryDeployment(
+        clusterId=deployment.cluster_id,
+        name=deployment.name,
+        mongoDBVersion=primary.version,
+        featureCompatibilityVersion=primary.feature_compatibility_version,
+        managed=False,
+        sharded=primary.sharded,
+        shardsSize=0 if not primary.sharded else 1,
+        tlsEnabled=primary.ssl_enabled,
+        dbSizeBytes=primary.data_size_bytes,
+        oplogSizeMB=primary.oplog_size_mb,
+        agentVersion=__version__,
+        lastError=None if any(host.last_error is None for host in deployment.hosts) else primary.last_error,
+    )
 
 
-def build_inventory(store: Store, org_id: str, alive_seconds: float) -> dict[str, Any]:
-    projects = []
-    for project in list_projects(store, org_id):
-        projects.append({
-            "projectId": project.id,
-            "name": project.name,
-            "deployments": [deployment_view(deployment) for deployment in deployments(list_hosts(store, project.id))],
-            "migrationHosts": [host.hostname for host in list_migration_hosts(store, project.id) if is_alive(host, alive_seconds)],
-        })
-    return {"projects": projects}
+def build_inventory(store: Store, org_id: str, alive_seconds: float) -> Inventory:
+    return Inventory(projects=[
+        InventoryProject(
+            projectId=project.id, name=project.name,
+            deployments=[deployment_view(deployment) for deployment in deployments(list_hosts(store, project.id))],
+            migrationHosts=[host.hostname for host in list_migration_hosts(store, project.id)
+                            if is_alive(host, alive_seconds)])
+        for project in list_projects(store, org_id)])

@@ -104,7 +104,8 @@ def list_clusters(request: Request, group_id: str) -> Response:
     project = context.authorize_project(request, group_id, SIDE, OrgRole.ORG_READ_ONLY)
 
     def view(deployment: hosts.Deployment) -> dict[str, Any]:
-        return {**deployment_view(deployment), "id": deployment.cluster_id, "clusterName": deployment.name,
+        return {**deployment_view(deployment).model_dump(mode="json"), "id": deployment.cluster_id,
+                "clusterName": deployment.name,
                 "groupId": project.id, "replicaSetName": deployment.primary.replica_set_name,
                 "typeName": "SHARDED_REPLICA_SET" if deployment.primary.sharded else
                             "REPLICA_SET" if deployment.primary.replica_set_name else "STANDALONE",

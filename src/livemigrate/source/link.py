@@ -27,6 +27,7 @@ from livemigrate.client.link_channel import (
     PushOutcome,
     PushResult,
 )
+from livemigrate.contracts import Inventory
 from livemigrate.crypto import SecretBox
 from livemigrate.directory.views import iso
 from livemigrate.http.errors import ApiError, ErrorCode
@@ -141,7 +142,7 @@ class LinkService:
         channel = LinkChannel(left.target_base_url, left.public_key, left.private_key,
                               self._settings.link_push_timeout_seconds)
         try:
-            result = await channel.push_inventory(left.target_org_id, org_id, {"projects": []})
+            result = await channel.push_inventory(left.target_org_id, org_id, Inventory(projects=[]))
         finally:
             await channel.aclose()
         if result.outcome is not PushOutcome.ACCEPTED:

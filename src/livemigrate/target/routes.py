@@ -11,6 +11,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from livemigrate.context import context_of
+from livemigrate.contracts import Inventory
 from livemigrate.directory.orgs import find_org
 from livemigrate.http.auth import check_org_id
 from livemigrate.http.bodies import openapi_body, parse_body
@@ -27,19 +28,6 @@ router = APIRouter(prefix=PREFIX, tags=["target: live migrations"])
 class LinkTokenRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     accessListIps: list[StrictStr] = Field(default_factory=list, max_length=200)
-
-
-class InventoryProject(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    projectId: StrictStr
-    name: StrictStr
-    deployments: list[dict[str, Any]] = Field(default_factory=list)
-    migrationHosts: list[Any] = Field(default_factory=list)
-
-
-class InventoryPush(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    projects: list[InventoryProject]
 
 
 def _target_api_url(request: Request) -> str:
@@ -82,11 +70,11 @@ def available_projects(request: Request, org_id: str) -> Response:
 
 @router.put("/orgs/{org_id}/liveMigrations/links/{source_org_id}",
             summary="Link channel: register or refresh a source organization's link and inventory",
-            openapi_extra=openapi_body(InventoryPush))
+            openapi_extra=openapi_body(Inventory))
 async def push_inventory(request: Request, org_id: str, source_org_id: str) -> Response:
     context = context_of(request)
     await context.authenticator.authenticate_async(request)
-    body = await parse_body(request, InventoryPush, allow_atlas_versioned=True)
+    body = await parse_body(request, Inventory, allow_atlas_versioned=True)
 
     def register() -> dict[str, Any]:
         principal = context.authenticator.authenticate(request)
@@ -94,7 +82,8 @@ async def push_inventory(request: Request, org_id: str, source_org_id: str) -> R
         check_org_id(source_org_id)
         links.require_link_key(principal, org_id)
         find_org(context.store, org_id, SIDE)
-        synced_at = links.register_link(context.store, principal, org_id, source_org_id, body.model_dump())
+        synced_at = links.register_link(context.store, principal, org_id, source_org_id,
+                                             body.model_dump(mode="json"))
         return {"lastSyncedAt": synced_at.strftime("%Y-%m-%dT%H:%M:%SZ")}
 
     return respond(request, await run_in_threadpool(register))
