@@ -14,9 +14,12 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StrictStr, ValidationError
 
 from livemigrate.engine.events import Phase
+from livemigrate.statuses import MigrationStatus
 
-ReportedStatus = Literal["WORKING", "COMPLETE", "FAILED"]
-RunningStatus = Literal["NEW", "WORKING"]  # the statuses of a migration that has a job
+# What a migration host may report (NEW and EXPIRED are the target's to decide), and the statuses of a
+# migration that has a job.
+ReportedStatus = Literal[MigrationStatus.WORKING, MigrationStatus.COMPLETE, MigrationStatus.FAILED]
+RunningStatus = Literal[MigrationStatus.NEW, MigrationStatus.WORKING]
 
 
 class Contract(BaseModel):
@@ -36,7 +39,7 @@ class ProgressReport(Contract):
     """A migration's state as its migration host sees it; the target decides what it means for the
     migration (only a requested cutover completes one)."""
 
-    status: ReportedStatus = "WORKING"
+    status: ReportedStatus = MigrationStatus.WORKING
     phase: Phase | None = None
     lagTimeSeconds: StrictFloat | StrictInt | None = Field(default=None, ge=0)
     readyForCutover: StrictBool = False

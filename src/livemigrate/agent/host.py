@@ -23,7 +23,8 @@ from livemigrate import __version__
 from livemigrate.agent.runner import JobRunner, RunnerSettings
 from livemigrate.client.agent_api import AgentApi
 from livemigrate.client.errors import ApiCallError
-from livemigrate.contracts import HostJob, describe_invalid
+from livemigrate.contracts import HostJob, ProgressReport, describe_invalid
+from livemigrate.statuses import MigrationStatus
 
 log = logging.getLogger("livemigrate.agent")
 
@@ -117,7 +118,8 @@ class MigrationHostAgent:
                 missing = ("the source deployment has no monitored hosts on the source side"
                            if not job.sourceUri else "the destination cluster is no longer registered")
                 log.error("job %s cannot start: %s", job_id, missing)
-                self._api.report(job_id, {"status": "FAILED", "errorMessage": f"cannot start: {missing}"})
+                self._api.report(job_id, ProgressReport(status=MigrationStatus.FAILED,
+                                                        errorMessage=f"cannot start: {missing}").to_json())
                 self._ended.add(job_id)
                 continue
             if job_id not in self._runners:
@@ -136,7 +138,7 @@ class MigrationHostAgent:
             if answer.get("cutoverRequested"):
                 runner.request_cutover()
             # Decided by what was sent, not by asking the runner again: it may have finished since.
-            if report["status"] != "WORKING":
+            if report["status"] != MigrationStatus.WORKING:
                 log.info("job %s ended %s", job_id, answer.get("status"))
                 runner.join(timeout=30)
                 del self._runners[job_id]

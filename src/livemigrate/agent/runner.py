@@ -24,6 +24,7 @@ from livemigrate.engine.errors import EngineErrorCode, redact
 from livemigrate.engine.events import Phase
 from livemigrate.engine.ledger import VerificationLedger
 from livemigrate.settings import Settings
+from livemigrate.statuses import MigrationStatus
 
 log = logging.getLogger("livemigrate.agent")
 
@@ -147,7 +148,7 @@ class JobRunner:
                     if not retryable or failures > self._settings.retries:
                         attempts = f" after {failures} attempts" if retryable else ""
                         log.error("job %s failed%s: %s", self.job_id, attempts, message)
-                        self._final = ProgressReport(status="FAILED", errorMessage=f"{message}{attempts}")
+                        self._final = ProgressReport(status=MigrationStatus.FAILED, errorMessage=f"{message}{attempts}")
                         return
                     wait = self._settings.retry_seconds * 2 ** (failures - 1)
                     log.warning("job %s: %s; retry %d of %d in %.1f s", self.job_id, message, failures,
@@ -155,10 +156,10 @@ class JobRunner:
                     self._stopping.wait(wait)
                     continue
                 if result.phase is Phase.COMPLETE:
-                    self._final = ProgressReport(status="COMPLETE", phase=Phase.COMPLETE, lagTimeSeconds=0)
+                    self._final = ProgressReport(status=MigrationStatus.COMPLETE, phase=Phase.COMPLETE, lagTimeSeconds=0)
                 elif result.phase is Phase.FAILED:
                     found = result.report.describe_differences() if result.report is not None else "unknown"
-                    self._final = ProgressReport(status="FAILED", errorMessage="verification after cutover found "
+                    self._final = ProgressReport(status=MigrationStatus.FAILED, errorMessage="verification after cutover found "
                                                  f"differences between source and destination: {found}")
                 return
         finally:

@@ -15,6 +15,7 @@ from rich.table import Table
 from livemigrate.cli.connection import BASE_URL, PRIVATE_KEY, PUBLIC_KEY, client
 from livemigrate.cli.output import OUTPUT_OPTION, OutputFormat, api_errors, console, emit
 from livemigrate.client.api import ApiClient
+from livemigrate.statuses import FINISHED, MigrationStatus
 
 source_hosts = typer.Typer(help="Monitored MongoDB hosts of a source project.", no_args_is_help=True)
 source_agent_keys = typer.Typer(help="Agent API keys of a source project.", no_args_is_help=True)
@@ -28,7 +29,6 @@ target_projects = typer.Typer(help="Projects of a target organization.", no_args
 
 GROUP = typer.Option(..., "--group", help="Project (group) id.")
 ID = typer.Option(..., "--id", help="The migration's or validation's id.")
-FINISHED = ("COMPLETE", "FAILED", "EXPIRED")
 
 
 def _table(rows: list[dict[str, Any]], columns: list[tuple[str, str]]) -> None:
@@ -250,5 +250,5 @@ def migrations_watch(group: str = GROUP, migration_id: str = ID,
             time.sleep(interval)
     console.print(f"{migration_id}: {found['status']}" + (f" — {found['errorMessage']}" if found.get("errorMessage")
                                                           else ""), markup=False, highlight=False)
-    if found["status"] != "COMPLETE":
+    if found["status"] != MigrationStatus.COMPLETE:
         raise typer.Exit(1)

@@ -13,6 +13,8 @@ from sqlalchemy import JSON, Boolean, DateTime, Float, ForeignKey, Integer, Stri
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
 
+from livemigrate.statuses import MigrationStatus, ValidationStatus
+
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
@@ -226,7 +228,7 @@ class LiveMigration(Base):
     migration_host: Mapped[str] = mapped_column(String(255))
     drop_destination_data: Mapped[bool] = mapped_column(Boolean, default=False)
     sharding: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
-    status: Mapped[str] = mapped_column(String(16), default="NEW")
+    status: Mapped[str] = mapped_column(String(16), default=MigrationStatus.NEW.value)
     phase: Mapped[str | None] = mapped_column(String(32), nullable=True)
     lag_time_seconds: Mapped[float | None] = mapped_column(Float, nullable=True)
     ready_for_cutover: Mapped[bool] = mapped_column(Boolean, default=False)
@@ -248,6 +250,6 @@ class LiveMigrationValidation(Base):
     id: Mapped[str] = mapped_column(String(24), primary_key=True)
     project_id: Mapped[str] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"), index=True)
     source_project_id: Mapped[str] = mapped_column(String(24))
-    status: Mapped[str] = mapped_column(String(16), default="PENDING")
+    status: Mapped[str] = mapped_column(String(16), default=ValidationStatus.PENDING.value)
     error_message: Mapped[str | None] = mapped_column(Text, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)

@@ -14,9 +14,9 @@ from livemigrate import link_token
 from livemigrate.directory.api_keys import create_api_key, parse_entry
 from livemigrate.http.auth import LINK_PURPOSE
 from livemigrate.ids import new_object_id
+from livemigrate.statuses import RUNNING, MigrationStatus
 from livemigrate.store.database import Store
 from livemigrate.store.models import ApiKey, LinkToken, LiveMigration, TargetLink, utcnow
-from livemigrate.target.migrations import RUNNING
 
 
 def create_link_token(store: Store, org_id: str, access_list_ips: Sequence[str], target_base_url: str) -> str:
@@ -51,8 +51,9 @@ def revoke_link_tokens(store: Store, org_id: str) -> int:
     now = utcnow()
     with store.write() as session:
         session.execute(update(LiveMigration).where(LiveMigration.target_org_id == org_id,
-                                                    LiveMigration.status.in_(RUNNING))
-                        .values(status="FAILED", error_message=REVOKED_WHILE_RUNNING, ready_for_cutover=False))
+                                                    LiveMigration.status.in_([status.value for status in RUNNING]))
+                        .values(status=MigrationStatus.FAILED.value, error_message=REVOKED_WHILE_RUNNING,
+                                ready_for_cutover=False))
         key_ids = list(session.scalars(
             select(LinkToken.api_key_id).where(LinkToken.org_id == org_id, LinkToken.revoked_at.is_(None))))
         session.execute(update(LinkToken).where(LinkToken.org_id == org_id, LinkToken.revoked_at.is_(None))

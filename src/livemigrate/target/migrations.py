@@ -21,12 +21,11 @@ from livemigrate.contracts import LinkJob, RunningStatus
 from livemigrate.crypto import SecretBox
 from livemigrate.http.errors import ApiError, ErrorCode
 from livemigrate.ids import is_object_id, new_object_id
+from livemigrate.statuses import FINISHED, RUNNING, MigrationStatus, ValidationStatus
 from livemigrate.store.database import Store
 from livemigrate.store.models import LiveMigration, LiveMigrationValidation, TargetLink, utcnow
 from livemigrate.target import clusters
 
-RUNNING = ("NEW", "WORKING")
-FINISHED = ("COMPLETE", "FAILED", "EXPIRED")
 MINIMUM_SOURCE_VERSION = (3, 6)
 
 
@@ -130,7 +129,8 @@ def _invalid(reason: str) -> ApiError:
 
 def start_validation(store: Store, project_id: str, request: MigrationRequest) -> LiveMigrationValidation:
     validation = LiveMigrationValidation(id=new_object_id(), project_id=project_id,
-                                         source_project_id=request.source.group_id, status="PENDING")
+                                         source_project_id=request.source.group_id,
+                                         status=ValidationStatus.PENDING.value)
     with store.write() as session:
         session.add(validation)
     return validation
@@ -142,13 +142,13 @@ def run_validation(store: Store, secret_box: SecretBox, target_org_id: str, proj
     try:
         find_source(store, target_org_id, request)
         check_destination(store, secret_box, project_id, request, probe=True)
-        status, message = "SUCCESS", None
+        status, message = ValidationStatus.SUCCESS, None
     except ApiError as error:
-        status, message = "FAILED", error.detail
+        status, message = ValidationStatus.FAILED, error.detail
     with store.write() as session:
         validation = session.get(LiveMigrationValidation, validation_id)
         if validation is not None:
-            validation.status, validation.error_message = status, message
+            validation.status, validation.error_message = status.value, message
 
 
 def get_validation(store: Store, project_id: str, validation_id: str) -> LiveMigrationValidation:
@@ -175,7 +175,7 @@ def create_migration(store: Store, secret_box: SecretBox, target_org_id: str, pr
         source_ssl=request.source.ssl, source_ca_certificate_path=request.source.ca_certificate_path,
         destination_cluster_name=request.destination_cluster_name,
         hostname_schema_type=request.hostname_schema_type, migration_host=request.migration_host,
-        drop_destination_data=request.drop_destination_data, sharding=request.sharding, status="NEW",
+        drop_destination_data=request.drop_destination_data, sharding=request.sharding, status=MigrationStatus.NEW.value,
     )
     with store.write() as session:
         session.add(migration)
@@ -183,13 +183,13 @@ def create_migration(store: Store, secret_box: SecretBox, target_org_id: str, pr
 
 
 def _due_to_expire(migration: LiveMigration, window: timedelta) -> bool:
-    return (migration.status == "WORKING" and migration.ready_since is not None
+    return (migration.status == MigrationStatus.WORKING and migration.ready_since is not None
             and migration.cutover_requested_at is None and utcnow() - migration.ready_since > window)
 
 
 def _expire_if_due(migration: LiveMigration, window: timedelta) -> bool:
     if _due_to_expire(migration, window):
-        migration.status = "EXPIRED"
+        migration.status = MigrationStatus.EXPIRED.value
         migration.ready_for_cutover = False
         migration.error_message = (f"Ready for cutover since {migration.ready_since:%Y-%m-%dT%H:%M:%SZ} but no cutover "
                                    f"came within {window.total_seconds() / 3600:g} hours.")
@@ -235,7 +235,7 @@ def jobs_for(store: Store, secret_box: SecretBox, target_org_id: str, source_org
     with store.read() as session:
         running = list(session.scalars(select(LiveMigration).where(
             LiveMigration.target_org_id == target_org_id, LiveMigration.source_org_id == source_org_id,
-            LiveMigration.status.in_(RUNNING)).order_by(LiveMigration.id)))
+            LiveMigration.status.in_([status.value for status in RUNNING])).order_by(LiveMigration.id)))
     due = [migration.id for migration in running if _due_to_expire(migration, window)]
     if due:
         with store.write() as session:
@@ -247,7 +247,8 @@ def jobs_for(store: Store, secret_box: SecretBox, target_org_id: str, source_org
             continue
         cluster = clusters.find_cluster(store, migration.project_id, migration.destination_cluster_name)
         jobs.append(LinkJob(
-            id=migration.id, status=cast(RunningStatus, migration.status), sourceProjectId=migration.source_project_id,
+            id=migration.id, status=cast(RunningStatus, MigrationStatus(migration.status)),
+            sourceProjectId=migration.source_project_id,
             sourceClusterName=migration.source_cluster_name, migrationHost=migration.migration_host,
             sourceUsername=migration.source_username,
             sourcePassword=(secret_box.open(migration.source_password_encrypted)
@@ -270,16 +271,17 @@ def record_progress(store: Store, target_org_id: str, source_org_id: str, migrat
                            [migration_id])
         if _expire_if_due(migration, window) or migration.status in FINISHED:
             return migration
-        status = report.get("status", "WORKING")
-        if status == "COMPLETE" and migration.cutover_requested_at is None:
-            status = "WORKING"  # only a cutover completes a migration
-        migration.status = status
+        status = MigrationStatus(report.get("status", MigrationStatus.WORKING))
+        if status is MigrationStatus.COMPLETE and migration.cutover_requested_at is None:
+            status = MigrationStatus.WORKING  # only a cutover completes a migration
+        migration.status = status.value
         migration.phase = report.get("phase", migration.phase)
         migration.lag_time_seconds = report.get("lagTimeSeconds", migration.lag_time_seconds)
-        ready = bool(report.get("readyForCutover", False)) and status == "WORKING"
+        ready = bool(report.get("readyForCutover", False)) and status is MigrationStatus.WORKING
         if ready and migration.ready_since is None:
             migration.ready_since = utcnow()
-        migration.ready_for_cutover = ready or (status == "WORKING" and migration.cutover_requested_at is not None
+        migration.ready_for_cutover = ready or (status is MigrationStatus.WORKING
+                                                and migration.cutover_requested_at is not None
                                                 and migration.ready_for_cutover)
         migration.copied_documents = int(report.get("copiedDocuments", migration.copied_documents))
         migration.total_documents = int(report.get("totalDocuments", migration.total_documents))
@@ -287,13 +289,13 @@ def record_progress(store: Store, target_org_id: str, source_org_id: str, migrat
             previous = migration.progress or {}
             migration.progress = {"namespaces": report.get("namespaces", previous.get("namespaces", [])),
                                   "warnings": report.get("warnings", previous.get("warnings", []))}
-        if status == "FAILED":
+        if status is MigrationStatus.FAILED:
             migration.error_message = str(report.get("errorMessage") or "the migration host reported a failure")
             migration.ready_for_cutover = False
-        elif status == "COMPLETE":
+        elif status is MigrationStatus.COMPLETE:
             migration.ready_for_cutover = False
             migration.lag_time_seconds = 0.0
-        if status in ("FAILED", "COMPLETE") and migration.progress:
+        if status in FINISHED and migration.progress:
             migration.progress = {**migration.progress, "warnings": []}
         return migration
 
