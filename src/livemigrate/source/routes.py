@@ -42,7 +42,8 @@ async def connect(request: Request, org_id: str) -> Response:
 
 
 @router.get("/orgs/{org_id}/liveExport/migrationLink/status", summary="Whether the organization is synchronized with its target")
-async def status(request: Request, org_id: str) -> Response:
+def status(request: Request, org_id: str) -> Response:
+    # A plain function, so that FastAPI runs it on a worker thread: authorizing reads the store.
     context_of(request).authorize(request, org_id, SIDE, OrgRole.ORG_OWNER)
     return respond(request, {"status": link_service(request).status(org_id)})
 
