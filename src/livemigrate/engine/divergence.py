@@ -74,7 +74,8 @@ def warning_text(divergences: Sequence[Divergence], capture: str) -> str:
         cause = ("the change capture is likely missing changes: per-collection streams do not see collections created "
                  "after the migration started, and some servers accept a stream and never emit. Remedy: on a source "
                  "with deployment-wide change streams run with --capture cluster; otherwise start the migration again "
-                 "once the source's collections are all created")
+                 "once the source's collections are all created, or leave out the collections made later with "
+                 "--exclude")
     return f"the destination is behind the source and the change stream does not explain it ({shown}{more}); {cause}."
 
 
