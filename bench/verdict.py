@@ -9,8 +9,9 @@ The checks' cost is measured on the same data right after: the ledger's re-read 
 the writer changed, alone (what a cutover verified with before the checks), and the verdict's way —
 the sample read in the re-read's queries, the namespaces listed and both sides counted while the
 ledger compares — alternating REPEATS times each; the cost is the difference of their medians. The
-counts cost per namespace (on nx-27017 a `count` also scans: about 0.5 ms plus 0.1 ms per 1,000
-documents, and this machine's two cores run both servers and the engine), hence the two layouts.
+counts cost per namespace, and on nx-27017 a `count` also scans (about 13 ms for a collection of
+10,000 of the tests' documents), while this machine's two cores run both servers and the engine:
+hence the two layouts.
 Target (issue: never a false COMPLETE): <= 10 % of the cutover. Median of ROUNDS rounds: timings on
 this machine vary by a third from one run to the next.
 """
