@@ -235,8 +235,9 @@ def migrations_watch(group: str = GROUP, migration_id: str = ID,
                 f"{'-' if lag is None else f'{lag:.1f}s'}  ready for cutover: {found['readyForCutover']}"))
             for warning in found.get("warnings", []):
                 # Printed once, and again only when it says something else than counts and seconds.
-                if re.sub(r"\d+", "#", warning) not in shown_warnings:
-                    shown_warnings.add(re.sub(r"\d+", "#", warning))
+                shape = re.sub(r"\d+", "#", warning)
+                if shape not in shown_warnings:
+                    shown_warnings.add(shape)
                     progress.console.print(f"WARNING: {warning}", markup=False, highlight=False)
             for namespace in found.get("namespaces", []):
                 task = tasks.get(namespace["namespace"])

@@ -30,7 +30,7 @@ from typing import Any
 from pymongo import MongoClient
 from pymongo.errors import PyMongoError
 
-from livemigrate.engine.evidence import counts_on_both_sides
+from livemigrate.engine.evidence import count_both_sides
 
 log = logging.getLogger("livemigrate.engine.divergence")
 
@@ -150,7 +150,8 @@ class DivergenceMonitor:
     def check(self) -> None:
         """One look at both sides' counts; updates the state the replay loop reads."""
         namespaces = list(self._namespaces())
-        on_source, on_target = counts_on_both_sides(*self._clients, namespaces, exact=self._exact)
+        counted = count_both_sides(*self._clients, namespaces, exact=self._exact)
+        on_source, on_target = counted.source, counted.target
         now = time.monotonic()
         lag = self._stream_lag
         window = lag + 2 * self._interval

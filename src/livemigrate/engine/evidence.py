@@ -15,11 +15,12 @@ difference is only a reason to read everything, and reading everything is exact.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
 from pymongo import MongoClient
+
+from livemigrate.engine.verify import on_both_sides
 
 
 @dataclass(frozen=True)
@@ -42,18 +43,11 @@ def counts(client: MongoClient[Any], namespaces: Sequence[str], *, exact: bool =
     return {namespace: count(client, namespace, exact=exact) for namespace in namespaces}
 
 
-def counts_on_both_sides(source: MongoClient[Any], target: MongoClient[Any], namespaces: Sequence[str], *,
-                         exact: bool = False) -> tuple[dict[str, int], dict[str, int]]:
-    """Both sides at once, each on a thread of its own, so that the two readings are close in time."""
-    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="count") as pool:
-        on_source = pool.submit(counts, source, namespaces, exact=exact)
-        on_target = pool.submit(counts, target, namespaces, exact=exact)
-        return on_source.result(), on_target.result()
-
-
 def count_both_sides(source: MongoClient[Any], target: MongoClient[Any], namespaces: Sequence[str], *,
                      exact: bool = False) -> Counts:
-    return Counts(tuple(namespaces), *counts_on_both_sides(source, target, namespaces, exact=exact))
+    """Both sides at once, each on a thread of its own, so that the two readings are close in time."""
+    on_source, on_target = on_both_sides(lambda client, _: counts(client, namespaces, exact=exact), source, target)
+    return Counts(tuple(namespaces), on_source, on_target)
 
 
 @dataclass(frozen=True)

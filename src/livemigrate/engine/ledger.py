@@ -107,7 +107,7 @@ _MODULUS = 2**256
 def namespace_hash(digests: Iterable[bytes]) -> str:
     """A namespace's hash: the sum of its documents' digests modulo 2**256, so that it does not depend
     on the order documents are read in, and can be kept up to date by adding and taking away."""
-    return _hex(sum(int.from_bytes(digest, "big") for digest in digests))
+    return _hex(_digest_sum(digests))
 
 
 def _hex(total: int) -> str:
@@ -116,6 +116,14 @@ def _hex(total: int) -> str:
 
 def _digest_sum(digests: Iterable[bytes]) -> int:
     return sum(int.from_bytes(digest, "big") for digest in digests)
+
+
+def _key_batches(keys: Sequence[bytes], size: int = 500) -> Iterator[tuple[list[bytes], str]]:
+    """`keys` a batch at a time, each with its `?, ?, …` for an `IN (…)`: SQLite caps a statement's
+    parameters."""
+    for start in range(0, len(keys), size):
+        part = list(keys[start:start + size])
+        yield part, ", ".join("?" * len(part))
 
 
 class VerificationLedger:
@@ -181,10 +189,9 @@ class VerificationLedger:
             stored = connection.execute("SELECT total FROM hashes WHERE side = ? AND namespace = ?",
                                         (int(side), namespace)).fetchone()
             if stored is not None:
-                old = _digest_sum(bytes(row[0]) for start in range(0, len(touched), 500) for row in connection.execute(
-                    f"SELECT digest FROM digests WHERE side = ? AND namespace = ? AND key IN "
-                    f"({', '.join('?' * len(touched[start:start + 500]))})",
-                    (int(side), namespace, *touched[start:start + 500])))
+                old = _digest_sum(bytes(row[0]) for part, marks in _key_batches(touched) for row in connection.execute(
+                    f"SELECT digest FROM digests WHERE side = ? AND namespace = ? AND key IN ({marks})",
+                    (int(side), namespace, *part)))
                 total = int(stored[0], 16) - old + _digest_sum(row[3] for row in rows)
                 connection.execute("UPDATE hashes SET total = ? WHERE side = ? AND namespace = ?",
                                    (_hex(total), int(side), namespace))
@@ -243,9 +250,7 @@ class VerificationLedger:
         """Those of `keys` whose digests differ between the sides, or that one side lacks."""
         found: list[bytes] = []
         with self._lock:
-            for start in range(0, len(keys), 500):
-                part = list(keys[start:start + 500])
-                marks = ", ".join("?" * len(part))
+            for part, marks in _key_batches(keys):
                 # One query per side, so that SQLite walks the primary key (side, namespace, key).
                 on_side = [dict(self._connection.execute(
                     f"SELECT key, digest FROM digests WHERE side = ? AND namespace = ? AND key IN ({marks})",

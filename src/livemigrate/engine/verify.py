@@ -88,7 +88,7 @@ def _digests(client: MongoClient[Any], namespace: str) -> Digests:
     return dict(digest_of(document) for batch in _batches(client, namespace) for document in batch)
 
 
-def _on_both_sides(read: Callable[[MongoClient[Any], Side], T], source: MongoClient[Any],
+def on_both_sides(read: Callable[[MongoClient[Any], Side], T], source: MongoClient[Any],
                    target: MongoClient[Any]) -> tuple[T, T]:
     # Each side is read by a thread of its own, start to end: both servers stay busy at once, and
     # reading takes about as long as reading the larger side.
@@ -114,7 +114,7 @@ def compare_namespace(namespace: str, on_source: Digests, on_target: Digests, sa
 def verify(source: MongoClient[Any], target: MongoClient[Any], namespaces: Sequence[str],
            sample: int = 20) -> VerifyReport:
     """Read every document of both sides."""
-    on_source, on_target = _on_both_sides(
+    on_source, on_target = on_both_sides(
         lambda client, _: {namespace: _digests(client, namespace) for namespace in namespaces}, source, target)
     return VerifyReport(tuple(compare_namespace(namespace, on_source[namespace], on_target[namespace], sample)
                               for namespace in namespaces))
@@ -158,7 +158,7 @@ class VerificationPass:
         try:
             unread = [namespace for namespace in self._namespaces
                       if not (self._ledger.passed(Side.SOURCE, namespace) and self._ledger.passed(Side.TARGET, namespace))]
-            self._complete = all(_on_both_sides(self._read_side, *self._clients))
+            self._complete = all(on_both_sides(self._read_side, *self._clients))
             if self._complete and unread:
                 log.info("verification pass done: %d namespace(s) read on both sides in %.1f s", len(unread),
                          time.monotonic() - started)
@@ -217,7 +217,7 @@ def read_changed(source: MongoClient[Any], target: MongoClient[Any], namespaces:
         for namespace, keys in dirty.items():
             _read_again(client, side, namespace, keys, ledger)
 
-    _on_both_sides(read_again, source, target)
+    on_both_sides(read_again, source, target)
 
 
 def compare_in_ledger(namespaces: Sequence[str], ledger: VerificationLedger, sample: int = 20) -> VerifyReport:
