@@ -16,8 +16,9 @@ from starlette.responses import Response
 from livemigrate import __version__
 from livemigrate.context import AppContext
 from livemigrate.crypto import SecretBox
+from livemigrate.directory.key_lookup import KeyLookup
 from livemigrate.directory.routes import directory_router
-from livemigrate.http import exception_handlers
+from livemigrate.http import exception_handlers, openapi
 from livemigrate.http.auth import Authenticator
 from livemigrate.http.middleware import RequestContextMiddleware
 from livemigrate.http.nonces import NonceBook
@@ -26,6 +27,7 @@ from livemigrate.settings import Settings, load_secret_key
 from livemigrate.source import agent_routes as source_agent_routes
 from livemigrate.source import inventory_routes as source_inventory_routes
 from livemigrate.source import routes as source_routes
+from livemigrate.source.inventory_changes import announce_inventory_changes
 from livemigrate.source.link import LinkService
 from livemigrate.source.monitor import HostMonitor
 from livemigrate.source.sync import LinkSyncer
@@ -45,8 +47,8 @@ def create_app(settings: Settings, store: Store | None = None, *, on_started: Ca
     context = AppContext(
         settings=settings,
         store=store,
-        authenticator=Authenticator(store, NonceBook(secret, settings.digest_nonce_seconds),
-                                    settings.read_cache_seconds),
+        authenticator=Authenticator(KeyLookup(store, settings.read_cache_seconds),
+                                    NonceBook(secret, settings.digest_nonce_seconds)),
         secret_box=SecretBox(secret),
     )
     link_service = LinkService(store, context.secret_box, settings)
@@ -54,9 +56,9 @@ def create_app(settings: Settings, store: Store | None = None, *, on_started: Ca
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         syncer = LinkSyncer(link_service, settings.link_sync_seconds)
-        context.inventory_changed = syncer.inventory_changed
+        stop_announcing = announce_inventory_changes(store, syncer.inventory_changed)
         link_service.on_pushed = syncer.pushed
-        monitor = HostMonitor(store, context.secret_box, settings.host_probe_seconds, syncer.inventory_changed)
+        monitor = HostMonitor(store, context.secret_box, settings.host_probe_seconds)
         syncer.start()
         monitor.start()
         if on_started is not None:
@@ -67,6 +69,7 @@ def create_app(settings: Settings, store: Store | None = None, *, on_started: Ca
             if on_stopping is not None:
                 await run_in_threadpool(on_stopping)
             await monitor.stop()
+            stop_announcing()
             await syncer.stop()
             await link_service.close()
 
@@ -91,6 +94,7 @@ def create_app(settings: Settings, store: Store | None = None, *, on_started: Ca
     app.include_router(target_routes.router)
     app.include_router(target_migration_routes.router)
     app.mount("/metrics", make_asgi_app())
+    app.openapi = openapi.describe(app)  # type: ignore[method-assign]
 
     @app.get("/healthz", summary="Liveness, without authentication", tags=["operations"])
     async def healthz(request: Request) -> Response:

@@ -6,24 +6,18 @@ Built once by `app.create_app()` and kept on `app.state.context`; handlers fetch
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from starlette.requests import Request
 
 from livemigrate.crypto import SecretBox
-from livemigrate.directory.orgs import find_org
 from livemigrate.directory.projects import find_project
 from livemigrate.http.auth import Authenticator, Principal, check_org_id, require_org_role
 from livemigrate.http.errors import ApiError, ErrorCode
 from livemigrate.http.roles import OrgRole
 from livemigrate.settings import Settings
 from livemigrate.store.database import Store
-from livemigrate.store.models import Organization, Project
-
-
-def _ignore(_org_id: str) -> None:
-    return None
+from livemigrate.store.models import Project
 
 
 @dataclass
@@ -32,7 +26,6 @@ class AppContext:
     store: Store
     authenticator: Authenticator
     secret_box: SecretBox
-    inventory_changed: Callable[[str], None] = field(default=_ignore)
 
     def authorize(self, request: Request, org_id: str, side: str, role: OrgRole) -> Principal:
         """Authenticate, then check the org id's form, the org's existence and the role — in that order."""
@@ -49,11 +42,6 @@ class AppContext:
         project = find_project(self.store, group_id, side)
         self.authorize(request, project.org_id, side, role)
         return project
-
-    def authorize_org(self, request: Request, org_id: str, side: str, role: OrgRole) -> tuple[Principal, Organization]:
-        """`authorize`, and the org itself for handlers that show it."""
-        principal = self.authorize(request, org_id, side, role)
-        return principal, find_org(self.store, org_id, side)
 
 
 def context_of(request: Request) -> AppContext:

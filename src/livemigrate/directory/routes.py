@@ -16,11 +16,16 @@ from starlette.responses import Response
 
 from livemigrate.context import context_of
 from livemigrate.directory import api_keys, orgs, projects, views
+from livemigrate.guards import Caller, org_role, project_role
+from livemigrate.http.auth import PROGRAMMATIC_PURPOSE, Principal
 from livemigrate.http.bodies import openapi_body, parse_body, read_json
 from livemigrate.http.errors import ApiError, ErrorCode
+from livemigrate.http.openapi import BODY, ORG, PROJECT, GroupId, KeyId, OrgId, errors
 from livemigrate.http.pagination import paginated
 from livemigrate.http.responses import no_content, respond
 from livemigrate.http.roles import OrgRole
+from livemigrate.ids import OBJECT_ID_PATTERN
+from livemigrate.store.models import Project
 
 
 class Strict(BaseModel):
@@ -57,7 +62,7 @@ class OrgSettingsPatch(Strict):
 
 class CreateProjectRequest(Strict):
     name: StrictStr = Field(min_length=1, max_length=64)
-    orgId: StrictStr
+    orgId: StrictStr = Field(json_schema_extra={"pattern": OBJECT_ID_PATTERN.pattern})
 
 
 READ_ONLY = ("id", "links", "created", "publicKey", "privateKey", "isDeleted")
@@ -66,30 +71,32 @@ READ_ONLY = ("id", "links", "created", "publicKey", "privateKey", "isDeleted")
 def directory_router(side: str, prefix: str) -> APIRouter:
     router = APIRouter(prefix=prefix, tags=[f"{side} directory"])
     atlas = side == "target"
+    # Guards as defaults rather than `Annotated` aliases: FastAPI resolves annotations in the module's
+    # namespace, where names local to this factory are not.
+    org_reader, org_member = org_role(side, OrgRole.ORG_READ_ONLY), org_role(side, OrgRole.ORG_MEMBER)
+    org_owner = org_role(side, OrgRole.ORG_OWNER)
+    project_reader, project_owner = project_role(side, OrgRole.ORG_READ_ONLY), project_role(side, OrgRole.ORG_OWNER)
+    KEY = (*ORG, ErrorCode.INVALID_API_KEY_ID, ErrorCode.API_KEY_NOT_FOUND)
 
     # --- organizations ---------------------------------------------------------------------
 
-    @router.get("/orgs", summary="Organizations the calling key belongs to")
-    def list_orgs(request: Request) -> Response:
-        context = context_of(request)
-        principal = context.authenticator.authenticate(request)
-        found = orgs.list_orgs(context.store, side, {principal.org_id})
+    @router.get("/orgs", summary="Organizations the calling key belongs to", responses=errors())
+    def list_orgs(request: Request, caller: Caller) -> Response:
+        found = orgs.list_orgs(context_of(request).store, side, {caller.org_id})
         return respond(request, paginated(request, found, lambda org: views.org_view(request, prefix, org)))
 
-    @router.post("/orgs", summary="Create an organization (and optionally an ORG_OWNER key for it)",
-                 openapi_extra=openapi_body(CreateOrgRequest))
-    async def create_org(request: Request) -> Response:
-        context = context_of(request)
-        await context.authenticator.authenticate_async(request)
+    @router.post("/orgs", summary="Create an organization (and optionally an ORG_OWNER key for it)", status_code=201,
+                 openapi_extra=openapi_body(CreateOrgRequest), responses=errors(BODY, ErrorCode.ATTRIBUTE_READ_ONLY))
+    async def create_org(request: Request, caller: Caller) -> Response:
+        if caller.org_side != side or caller.purpose != PROGRAMMATIC_PURPOSE or OrgRole.ORG_OWNER.value not in caller.roles:
+            raise ApiError(ErrorCode.USER_UNAUTHORIZED,
+                           "Creating an organization requires an ORG_OWNER key of an organization of this API.",
+                           [OrgRole.ORG_OWNER.value])
         body = await parse_body(request, CreateOrgRequest, read_only=READ_ONLY, allow_atlas_versioned=atlas)
 
         def create() -> dict[str, Any]:
-            principal = context.authenticator.authenticate(request)
-            if principal.org_side != side or principal.purpose != "programmatic" or OrgRole.ORG_OWNER.value not in principal.roles:
-                raise ApiError(ErrorCode.USER_UNAUTHORIZED,
-                               "Creating an organization requires an ORG_OWNER key of an organization of this API.",
-                               [OrgRole.ORG_OWNER.value])
-            created = orgs.create_org(context.store, side, body.name, body.apiKey.desc if body.apiKey else None)
+            created = orgs.create_org(context_of(request).store, side, body.name,
+                                      body.apiKey.desc if body.apiKey else None)
             view = views.org_view(request, prefix, created.org)
             if created.api_key is not None:
                 view["apiKey"] = views.created_api_key_view(request, prefix, created.api_key)
@@ -97,159 +104,125 @@ def directory_router(side: str, prefix: str) -> APIRouter:
 
         return respond(request, await run_in_threadpool(create), 201)
 
-    @router.get("/orgs/{org_id}", summary="One organization")
-    def get_org(request: Request, org_id: str) -> Response:
-        _, org = context_of(request).authorize_org(request, org_id, side, OrgRole.ORG_READ_ONLY)
-        return respond(request, views.org_view(request, prefix, org))
+    @router.get("/orgs/{org_id}", summary="One organization", responses=errors(ORG))
+    def get_org(request: Request, org_id: OrgId, _reader: Principal = org_reader) -> Response:
+        return respond(request, views.org_view(request, prefix, orgs.find_org(context_of(request).store, org_id, side)))
 
-    @router.delete("/orgs/{org_id}", summary="Delete an organization with no projects and no link")
-    def delete_org(request: Request, org_id: str) -> Response:
-        context = context_of(request)
-        context.authorize(request, org_id, side, OrgRole.ORG_OWNER)
-        orgs.delete_org(context.store, org_id, side)
+    @router.delete("/orgs/{org_id}", summary="Delete an organization with no projects and no link", status_code=204,
+                   responses=errors(ORG, ErrorCode.CANNOT_DELETE_ORG_WITH_LINK_OR_PROJECTS))
+    def delete_org(request: Request, org_id: OrgId, _owner: Principal = org_owner) -> Response:
+        orgs.delete_org(context_of(request).store, org_id, side)
         return no_content(request)
 
-    @router.get("/orgs/{org_id}/settings", summary="Organization settings")
-    def get_settings(request: Request, org_id: str) -> Response:
-        _, org = context_of(request).authorize_org(request, org_id, side, OrgRole.ORG_READ_ONLY)
-        return respond(request, views.org_settings_view(org))
+    @router.get("/orgs/{org_id}/settings", summary="Organization settings", responses=errors(ORG))
+    def get_settings(request: Request, org_id: OrgId, _reader: Principal = org_reader) -> Response:
+        return respond(request, views.org_settings_view(orgs.find_org(context_of(request).store, org_id, side)))
 
     @router.patch("/orgs/{org_id}/settings", summary="Require an API access list for every key of the org",
-                  openapi_extra=openapi_body(OrgSettingsPatch))
-    async def patch_settings(request: Request, org_id: str) -> Response:
-        context = context_of(request)
-        await context.authenticator.authenticate_async(request)
+                  openapi_extra=openapi_body(OrgSettingsPatch), responses=errors(ORG, BODY))
+    async def patch_settings(request: Request, org_id: OrgId, _owner: Principal = org_owner) -> Response:
         body = await parse_body(request, OrgSettingsPatch, allow_atlas_versioned=atlas)
-
-        def update() -> dict[str, Any]:
-            context.authorize(request, org_id, side, OrgRole.ORG_OWNER)
-            org = orgs.set_access_list_required(context.store, org_id, side, body.apiAccessListRequired)
-            return views.org_settings_view(org)
-
-        return respond(request, await run_in_threadpool(update))
+        org = await run_in_threadpool(orgs.set_access_list_required, context_of(request).store, org_id, side,
+                                      body.apiAccessListRequired)
+        return respond(request, views.org_settings_view(org))
 
     # --- API keys ----------------------------------------------------------------------------
 
-    @router.get("/orgs/{org_id}/apiKeys", summary="API keys of an organization")
-    def list_keys(request: Request, org_id: str) -> Response:
-        context = context_of(request)
-        context.authorize(request, org_id, side, OrgRole.ORG_MEMBER)
-        found = api_keys.list_api_keys(context.store, org_id)
+    @router.get("/orgs/{org_id}/apiKeys", summary="API keys of an organization", responses=errors(ORG))
+    def list_keys(request: Request, org_id: OrgId, _member: Principal = org_member) -> Response:
+        found = api_keys.list_api_keys(context_of(request).store, org_id)
         return respond(request, paginated(request, found, lambda key: views.api_key_view(request, prefix, key)))
 
     @router.post("/orgs/{org_id}/apiKeys", summary="Create an API key; its private key is shown only here",
-                 openapi_extra=openapi_body(ApiKeyRequest))
-    async def create_key(request: Request, org_id: str) -> Response:
-        context = context_of(request)
-        await context.authenticator.authenticate_async(request)
+                 status_code=201, openapi_extra=openapi_body(ApiKeyRequest),
+                 responses=errors(ORG, BODY, ErrorCode.ATTRIBUTE_READ_ONLY))
+    async def create_key(request: Request, org_id: OrgId, _owner: Principal = org_owner) -> Response:
         body = await parse_body(request, ApiKeyRequest, read_only=READ_ONLY, allow_atlas_versioned=atlas)
+        created = await run_in_threadpool(api_keys.new_api_key, context_of(request).store, org_id, body.desc,
+                                          [role.value for role in body.roles])
+        return respond(request, views.created_api_key_view(request, prefix, created), 201)
 
-        def create() -> dict[str, Any]:
-            context.authorize(request, org_id, side, OrgRole.ORG_OWNER)
-            created = api_keys.new_api_key(context.store, org_id, body.desc, [role.value for role in body.roles])
-            return views.created_api_key_view(request, prefix, created)
-
-        return respond(request, await run_in_threadpool(create), 201)
-
-    @router.get("/orgs/{org_id}/apiKeys/{key_id}", summary="One API key")
-    def get_key(request: Request, org_id: str, key_id: str) -> Response:
-        context = context_of(request)
-        context.authorize(request, org_id, side, OrgRole.ORG_MEMBER)
-        return respond(request, views.api_key_view(request, prefix, api_keys.find_api_key(context.store, org_id, key_id)))
+    @router.get("/orgs/{org_id}/apiKeys/{key_id}", summary="One API key", responses=errors(KEY))
+    def get_key(request: Request, org_id: OrgId, key_id: KeyId, _member: Principal = org_member) -> Response:
+        found = api_keys.find_api_key(context_of(request).store, org_id, key_id)
+        return respond(request, views.api_key_view(request, prefix, found))
 
     @router.patch("/orgs/{org_id}/apiKeys/{key_id}", summary="Change an API key's description or roles",
-                  openapi_extra=openapi_body(ApiKeyPatch))
-    async def patch_key(request: Request, org_id: str, key_id: str) -> Response:
-        context = context_of(request)
-        await context.authenticator.authenticate_async(request)
+                  openapi_extra=openapi_body(ApiKeyPatch), responses=errors(KEY, BODY, ErrorCode.ATTRIBUTE_READ_ONLY))
+    async def patch_key(request: Request, org_id: OrgId, key_id: KeyId, _owner: Principal = org_owner) -> Response:
         body = await parse_body(request, ApiKeyPatch, read_only=READ_ONLY, allow_atlas_versioned=atlas)
+        roles = [role.value for role in body.roles] if body.roles is not None else None
+        updated = await run_in_threadpool(api_keys.update_api_key, context_of(request).store, org_id, key_id,
+                                          body.desc, roles)
+        return respond(request, views.api_key_view(request, prefix, updated))
 
-        def update() -> dict[str, Any]:
-            context.authorize(request, org_id, side, OrgRole.ORG_OWNER)
-            roles = [role.value for role in body.roles] if body.roles is not None else None
-            updated = api_keys.update_api_key(context.store, org_id, key_id, body.desc, roles)
-            return views.api_key_view(request, prefix, updated)
-
-        return respond(request, await run_in_threadpool(update))
-
-    @router.delete("/orgs/{org_id}/apiKeys/{key_id}", summary="Delete an API key")
-    def delete_key(request: Request, org_id: str, key_id: str) -> Response:
-        context = context_of(request)
-        context.authorize(request, org_id, side, OrgRole.ORG_OWNER)
-        api_keys.delete_api_key(context.store, org_id, key_id)
+    @router.delete("/orgs/{org_id}/apiKeys/{key_id}", summary="Delete an API key", status_code=204,
+                   responses=errors(KEY))
+    def delete_key(request: Request, org_id: OrgId, key_id: KeyId, _owner: Principal = org_owner) -> Response:
+        api_keys.delete_api_key(context_of(request).store, org_id, key_id)
         return no_content(request)
 
-    @router.get("/orgs/{org_id}/apiKeys/{key_id}/accessList", summary="Access list of an API key")
-    def list_access(request: Request, org_id: str, key_id: str) -> Response:
-        context = context_of(request)
-        context.authorize(request, org_id, side, OrgRole.ORG_MEMBER)
-        api_key = api_keys.find_api_key(context.store, org_id, key_id)
+    @router.get("/orgs/{org_id}/apiKeys/{key_id}/accessList", summary="Access list of an API key",
+                responses=errors(KEY))
+    def list_access(request: Request, org_id: OrgId, key_id: KeyId, _member: Principal = org_member) -> Response:
+        api_key = api_keys.find_api_key(context_of(request).store, org_id, key_id)
         return respond(request, paginated(
             request, api_key.access_list, lambda entry: views.access_list_entry_view(request, prefix, api_key, entry)))
 
     @router.post("/orgs/{org_id}/apiKeys/{key_id}/accessList",
-                 summary="Add IP addresses or CIDR blocks to an API key's access list",
+                 summary="Add IP addresses or CIDR blocks to an API key's access list", status_code=201,
                  openapi_extra={"requestBody": {"required": True, "content": {"application/json": {"schema": {
-                     "type": "array", "items": AccessListItem.model_json_schema()}}}}})
-    async def add_access(request: Request, org_id: str, key_id: str) -> Response:
-        context = context_of(request)
-        await context.authenticator.authenticate_async(request)
+                     "type": "array", "items": AccessListItem.model_json_schema()}}}}},
+                 responses=errors(KEY, BODY, ErrorCode.INVALID_IP_ADDRESS_OR_CIDR_NOTATION))
+    async def add_access(request: Request, org_id: OrgId, key_id: KeyId, _owner: Principal = org_owner) -> Response:
         payload = await read_json(request, allow_atlas_versioned=atlas)
         entries = _access_list_entries(payload)
 
         def add() -> dict[str, Any]:
-            context.authorize(request, org_id, side, OrgRole.ORG_OWNER)
-            api_key = api_keys.add_access_list_entries(context.store, org_id, key_id, entries)
+            api_key = api_keys.add_access_list_entries(context_of(request).store, org_id, key_id, entries)
             return paginated(
                 request, api_key.access_list, lambda entry: views.access_list_entry_view(request, prefix, api_key, entry))
 
         return respond(request, await run_in_threadpool(add), 201)
 
     @router.delete("/orgs/{org_id}/apiKeys/{key_id}/accessList/{ip_or_cidr:path}",
-                   summary="Remove one entry from an API key's access list")
-    def delete_access(request: Request, org_id: str, key_id: str, ip_or_cidr: str) -> Response:
-        context = context_of(request)
-        context.authorize(request, org_id, side, OrgRole.ORG_OWNER)
-        api_keys.delete_access_list_entry(context.store, org_id, key_id, ip_or_cidr)
+                   summary="Remove one entry from an API key's access list", status_code=204,
+                   responses=errors(KEY, ErrorCode.INVALID_IP_ADDRESS_OR_CIDR_NOTATION,
+                                    ErrorCode.ACCESS_LIST_ENTRY_NOT_FOUND))
+    def delete_access(request: Request, org_id: OrgId, key_id: KeyId, ip_or_cidr: str, _owner: Principal = org_owner) -> Response:
+        api_keys.delete_access_list_entry(context_of(request).store, org_id, key_id, ip_or_cidr)
         return no_content(request)
 
     # --- projects ----------------------------------------------------------------------------
 
-    @router.get("/groups", summary="Projects of the calling key's organization")
-    def list_groups(request: Request) -> Response:
-        context = context_of(request)
-        principal = context.authenticator.authenticate(request)
-        if principal.purpose != "programmatic" or principal.org_side != side:
+    @router.get("/groups", summary="Projects of the calling key's organization", responses=errors())
+    def list_groups(request: Request, caller: Caller) -> Response:
+        if caller.purpose != PROGRAMMATIC_PURPOSE or caller.org_side != side:
             raise ApiError(ErrorCode.USER_UNAUTHORIZED, "This API key cannot list projects here.")
-        found = projects.list_projects(context.store, principal.org_id)
+        found = projects.list_projects(context_of(request).store, caller.org_id)
         return respond(request, paginated(request, found, lambda project: views.project_view(request, prefix, project)))
 
-    @router.post("/groups", summary="Create a project in an organization", openapi_extra=openapi_body(CreateProjectRequest))
-    async def create_group(request: Request) -> Response:
+    @router.post("/groups", summary="Create a project in an organization", status_code=201,
+                 openapi_extra=openapi_body(CreateProjectRequest),
+                 responses=errors(ORG, BODY, ErrorCode.ATTRIBUTE_READ_ONLY, ErrorCode.DUPLICATE_GROUP_NAME))
+    async def create_group(request: Request, _caller: Caller) -> Response:
+        # The organization is named in the body, so the role is checked once the body is read.
         context = context_of(request)
-        await context.authenticator.authenticate_async(request)
         body = await parse_body(request, CreateProjectRequest, read_only=READ_ONLY, allow_atlas_versioned=atlas)
 
         def create() -> dict[str, Any]:
             context.authorize(request, body.orgId, side, OrgRole.ORG_GROUP_CREATOR)
-            project = projects.create_project(context.store, body.orgId, body.name)
-            context.inventory_changed(body.orgId)
-            return views.project_view(request, prefix, project)
+            return views.project_view(request, prefix, projects.create_project(context.store, body.orgId, body.name))
 
         return respond(request, await run_in_threadpool(create), 201)
 
-    @router.get("/groups/{group_id}", summary="One project")
-    def get_group(request: Request, group_id: str) -> Response:
-        context = context_of(request)
-        project = context.authorize_project(request, group_id, side, OrgRole.ORG_READ_ONLY)
+    @router.get("/groups/{group_id}", summary="One project", responses=errors(PROJECT))
+    def get_group(request: Request, group_id: GroupId, project: Project = project_reader) -> Response:
         return respond(request, views.project_view(request, prefix, project))
 
-    @router.delete("/groups/{group_id}", summary="Delete a project")
-    def delete_group(request: Request, group_id: str) -> Response:
-        context = context_of(request)
-        project = context.authorize_project(request, group_id, side, OrgRole.ORG_OWNER)
-        projects.delete_project(context.store, group_id, side)
-        context.inventory_changed(project.org_id)
+    @router.delete("/groups/{group_id}", summary="Delete a project", status_code=204, responses=errors(PROJECT))
+    def delete_group(request: Request, group_id: GroupId, _project: Project = project_owner) -> Response:
+        projects.delete_project(context_of(request).store, group_id, side)
         return no_content(request)
 
     return router

@@ -8,9 +8,8 @@ on the key's access list.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Protocol
 
-from sqlalchemy import bindparam, select
-from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 
 from livemigrate.http import access_list, digest
@@ -18,9 +17,6 @@ from livemigrate.http.errors import ApiError, ErrorCode
 from livemigrate.http.nonces import NonceBook, NonceState
 from livemigrate.http.roles import OrgRole, satisfies
 from livemigrate.ids import is_object_id
-from livemigrate.store.cache import GenerationCache
-from livemigrate.store.database import Store
-from livemigrate.store.models import AccessListEntry, ApiKey, Organization
 
 LINK_PURPOSE = "link"
 AGENT_PURPOSE = "agent"
@@ -50,7 +46,9 @@ class Principal:
 
 
 @dataclass(frozen=True, slots=True)
-class _KeyRecord:
+class KeyRecord:
+    """What authenticating a request needs to know of one API key."""
+
     principal: Principal
     ha1: dict[str, str]
     revoked: bool
@@ -58,26 +56,30 @@ class _KeyRecord:
     access_list_required: bool
 
 
+class KeyDirectory(Protocol):
+    """Where the keys are: the directory looks them up (`directory/key_lookup.py`), this module checks them."""
+
+    def key(self, public_key: str) -> KeyRecord | None: ...
+
+    def org_side(self, org_id: str) -> str | None: ...
+
+
 class Authenticator:
-    def __init__(self, store: Store, nonces: NonceBook, cache_seconds: float) -> None:
-        self._store = store
+    def __init__(self, keys: KeyDirectory, nonces: NonceBook) -> None:
+        self._keys = keys
         self._nonces = nonces
-        self._keys: GenerationCache[str, _KeyRecord] = GenerationCache(store, cache_seconds)
-        self._org_sides: GenerationCache[str, str] = GenerationCache(store, cache_seconds)
 
     def challenge(self, detail: str = "You are not authorized for this resource.", *, stale: bool = False) -> ApiError:
         header = digest.DigestChallenge(nonce=self._nonces.issue(), stale=stale).header()
         return ApiError(ErrorCode.USER_UNAUTHORIZED, detail, WWW_Authenticate=header)
 
     def authenticate(self, request: Request) -> Principal:
-        """Authenticate once per request (a nonce count may be consumed only once); later calls reuse it."""
+        """Authenticate once per request (a nonce count may be consumed only once); later calls reuse it.
+        It reads the store: call it on a worker thread (the guards of `guards.py` are run there)."""
         principal: Principal | None = request.scope.get(PRINCIPAL_KEY)
         if principal is None:
             principal = request.scope[PRINCIPAL_KEY] = self._authenticate(request)
         return principal
-
-    async def authenticate_async(self, request: Request) -> Principal:
-        return await run_in_threadpool(self.authenticate, request)
 
     def _authenticate(self, request: Request) -> Principal:
         header = request.headers.get("authorization")
@@ -87,7 +89,7 @@ class Authenticator:
             credentials = digest.parse_authorization(header)
         except digest.DigestError as error:
             raise self.challenge(str(error)) from None
-        record = self._keys.get(credentials.username, self._load_key)
+        record = self._keys.key(credentials.username)
         request_uri = _request_uri(request)
         if record is None or not digest.verify(
             credentials, record.ha1[credentials.algorithm], request.method, request_uri
@@ -105,7 +107,7 @@ class Authenticator:
             raise self.challenge("The digest nonce has been used too often.", stale=True)
         return self._admit(request, record)
 
-    def _admit(self, request: Request, record: _KeyRecord) -> Principal:
+    def _admit(self, request: Request, record: KeyRecord) -> Principal:
         if record.revoked:
             raise self.challenge("This API key was revoked: its link-token was revoked by the target organization.")
         caller_ip = request.client.host if request.client else None
@@ -119,43 +121,8 @@ class Authenticator:
         return record.principal
 
     def org_side(self, org_id: str) -> str | None:
-        """Which side an org belongs to (None if unknown): checked on every org-scoped call, so cached."""
-        return self._org_sides.get(org_id, self._load_org_side)
-
-    def _load_org_side(self, org_id: str) -> str | None:
-        with self._store.engine.connect() as connection:
-            return connection.execute(_ORG_SIDE_QUERY, {"org_id": org_id}).scalar()
-
-    def _load_key(self, public_key: str) -> _KeyRecord | None:
-        """One Core query (key, org and access list joined): this runs on every authenticated request."""
-        with self._store.engine.connect() as connection:
-            rows = connection.execute(_KEY_QUERY, {"public_key": public_key}).all()
-        if not rows:
-            return None
-        first = rows[0]
-        principal = Principal(first.id, first.public_key, first.org_id, first.side, frozenset(first.roles),
-                              first.purpose, first.project_id)
-        return _KeyRecord(
-            principal=principal,
-            ha1={"MD5": first.ha1_md5, "SHA-256": first.ha1_sha256},
-            revoked=first.revoked_at is not None,
-            cidr_blocks=tuple(row.cidr_block for row in rows if row.cidr_block is not None),
-            access_list_required=bool(first.api_access_list_required),
-        )
-
-
-_KEY_QUERY = (
-    select(ApiKey.id, ApiKey.public_key, ApiKey.org_id, ApiKey.roles, ApiKey.purpose, ApiKey.project_id,
-           ApiKey.ha1_md5,
-           ApiKey.ha1_sha256, ApiKey.revoked_at, Organization.side, Organization.api_access_list_required,
-           AccessListEntry.cidr_block)
-    .join(Organization, Organization.id == ApiKey.org_id)
-    .outerjoin(AccessListEntry, AccessListEntry.api_key_id == ApiKey.id)
-    .where(ApiKey.public_key == bindparam("public_key"))
-)
-
-
-_ORG_SIDE_QUERY = select(Organization.side).where(Organization.id == bindparam("org_id"))
+        """Which side an org belongs to (None if unknown)."""
+        return self._keys.org_side(org_id)
 
 
 def _request_uri(request: Request) -> str:

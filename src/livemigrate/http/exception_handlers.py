@@ -8,6 +8,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
+from livemigrate.http import openapi
 from livemigrate.http.errors import ApiError, ErrorCode
 from livemigrate.http.responses import error_response
 
@@ -22,7 +23,10 @@ async def _http_exception(request: Request, error: Exception) -> Response:
     if error.status_code == 404:
         api_error = ApiError(ErrorCode.RESOURCE_NOT_FOUND, f"Cannot find resource {request.url.path}.", [request.url.path])
     elif error.status_code == 405:
-        allow = (error.headers or {}).get("Allow", "")
+        # Starlette names the methods of the first route whose path matches; each method of a path is
+        # a route of its own here (GET /orgs, POST /orgs), so the document says which are served.
+        documented = openapi.documented_methods(request.app.openapi(), request.url.path)
+        allow = ", ".join(documented) if documented else (error.headers or {}).get("Allow", "")
         api_error = ApiError(
             ErrorCode.METHOD_NOT_ALLOWED,
             f"Method {request.method} is not allowed on {request.url.path}.",

@@ -15,10 +15,11 @@ from starlette.responses import Response
 from livemigrate.client.link_channel import JobList, LinkCallFailed, LinkKeyRefused
 from livemigrate.context import AppContext, context_of
 from livemigrate.contracts import HostJob, LinkJob, ProgressReport
+from livemigrate.guards import AgentKey
 from livemigrate.http import long_poll
-from livemigrate.http.auth import require_agent_key
 from livemigrate.http.bodies import openapi_body, parse_body
 from livemigrate.http.errors import ApiError, ErrorCode
+from livemigrate.http.openapi import BODY, GroupId, errors
 from livemigrate.http.responses import respond
 from livemigrate.source import hosts
 from livemigrate.source.link import LinkService
@@ -40,16 +41,15 @@ def _unavailable(error: LinkCallFailed) -> ApiError:
     return ApiError(ErrorCode.LINK_TARGET_UNAVAILABLE, f"The target of the link cannot be asked now: {error}")
 
 
-@router.get("/groups/{group_id}/liveMigrations/agentJobs", summary="Jobs of this migration host (agent API key)")
-async def agent_jobs(request: Request, group_id: str, hostname: str) -> Response:
+@router.get("/groups/{group_id}/liveMigrations/agentJobs", summary="Jobs of this migration host (agent API key)",
+            responses=errors(ErrorCode.LINK_TARGET_UNAVAILABLE))
+async def agent_jobs(request: Request, group_id: GroupId, hostname: str, agent: AgentKey) -> Response:
     """With `If-None-Match` and `Prefer: wait=N` (`http/long_poll.py`), answers when this host's jobs
     change: the wait is passed on to the target over the link, so a migration created or cut over
     there reaches its host at once, and an idle host costs one request per wait."""
     context = context_of(request)
-    principal = await context.authenticator.authenticate_async(request)
-    require_agent_key(principal, group_id)
     links = _links(request)
-    if not await run_in_threadpool(links.is_linked, principal.org_id):
+    if not await run_in_threadpool(links.is_linked, agent.org_id):
         return respond(request, {"results": []})
 
     async def view_of(listed: JobList) -> tuple[dict[str, Any], str]:
@@ -58,7 +58,7 @@ async def agent_jobs(request: Request, group_id: str, hostname: str) -> Response
             lambda: [_job_for_host(context, group_id, job).model_dump(mode="json") for job in mine])}
         return view, long_poll.etag_of(view, context.secret_box)
 
-    listed = await _listed(links, principal.org_id, None, None)
+    listed = await _listed(links, agent.org_id, None, None)
     view, etag = await view_of(listed)
     wait, held = long_poll.requested_wait(request), long_poll.held_version(request)
     if wait is None or held != etag:
@@ -67,9 +67,9 @@ async def agent_jobs(request: Request, group_id: str, hostname: str) -> Response
     while deadline.left > 0.5:
         if listed.etag is None:  # nothing to wait on at the target (refused, or it sends no ETag): look again
             await asyncio.sleep(min(_RELOOK_SECONDS, deadline.left))
-            listed = await _listed(links, principal.org_id, None, None)
+            listed = await _listed(links, agent.org_id, None, None)
         else:
-            changed = await _listed(links, principal.org_id, listed.etag, deadline.left)
+            changed = await _listed(links, agent.org_id, listed.etag, deadline.left)
             if changed.results is None:
                 break  # the target's wait is over
             listed = changed
@@ -105,14 +105,13 @@ def _job_for_host(context: AppContext, group_id: str, job: LinkJob) -> HostJob:
 
 @router.patch("/groups/{group_id}/liveMigrations/agentJobs/{job_id}",
               summary="Progress of a job from its migration host (agent API key), relayed to the target",
-              openapi_extra=openapi_body(ProgressReport))
-async def agent_report(request: Request, group_id: str, job_id: str) -> Response:
-    context = context_of(request)
-    principal = await context.authenticator.authenticate_async(request)
-    require_agent_key(principal, group_id)
+              openapi_extra=openapi_body(ProgressReport),
+              responses=errors(BODY, ErrorCode.LIVE_MIGRATION_NOT_FOUND, ErrorCode.ORG_LINK_NOT_FOUND,
+                               ErrorCode.LINK_TARGET_UNAVAILABLE))
+async def agent_report(request: Request, group_id: GroupId, job_id: str, agent: AgentKey) -> Response:
     body = await parse_body(request, ProgressReport)  # refused here, before it travels, if malformed
     try:
-        answer = await _links(request).report_progress(principal.org_id, job_id, body.to_json())
+        answer = await _links(request).report_progress(agent.org_id, job_id, body.to_json())
     except LinkCallFailed as error:
         raise _unavailable(error) from None
     return respond(request, answer)

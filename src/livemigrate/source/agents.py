@@ -40,19 +40,18 @@ def list_agent_keys(store: Store, project_id: str) -> list[ApiKey]:
                                                          ApiKey.purpose == AGENT_PURPOSE).order_by(ApiKey.id)))
 
 
-def heartbeat(store: Store, project_id: str, hostname: str, agent_version: str) -> tuple[MigrationHost, bool]:
-    """Record a heartbeat; True when this hostname is new to the project (the inventory changed)."""
+def heartbeat(store: Store, project_id: str, hostname: str, agent_version: str) -> MigrationHost:
+    """Record a heartbeat; the first of a hostname adds a migration host to the project's inventory."""
     now = utcnow()
     with store.write() as session:
         host = session.scalar(select(MigrationHost).where(MigrationHost.project_id == project_id,
                                                           MigrationHost.hostname == hostname))
-        is_new = host is None
         if host is None:
             host = MigrationHost(id=new_object_id(), project_id=project_id, hostname=hostname, first_seen_at=now)
             session.add(host)
         host.agent_version = agent_version
         host.last_heartbeat_at = now
-    return host, is_new
+    return host
 
 
 def is_alive(host: MigrationHost, alive_seconds: float, now: datetime | None = None) -> bool:

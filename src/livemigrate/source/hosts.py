@@ -105,24 +105,14 @@ def cluster_id(project_id: str, cluster_name: str) -> str:
     return hashlib.sha256(f"{project_id}/{cluster_name}".encode()).hexdigest()[:24]
 
 
-def refresh_hosts(store: Store, secret_box: SecretBox) -> set[str]:
-    """Probe every host again; return the org ids whose inventory changed."""
+def refresh_hosts(store: Store, secret_box: SecretBox) -> None:
+    """Probe every host again and record what it answers."""
     with store.read() as session:
-        rows = session.execute(select(SourceHost, Project.org_id).join(Project)).all()
-    changed: set[str] = set()
-    for host, org_id in rows:
-        before = _observed(host)
+        found = list(session.scalars(select(SourceHost)))
+    for host in found:
         record_probe(host, probe(address_of(host, secret_box)))
         with store.write() as session:
             session.merge(host)
-        if _observed(host) != before:
-            changed.add(org_id)
-    return changed
-
-
-def _observed(host: SourceHost) -> tuple[object, ...]:
-    return (host.cluster_name, host.version, host.feature_compatibility_version, host.sharded, host.data_size_bytes,
-            host.oplog_size_mb, host.last_error)
 
 
 def cluster_uri(deployment: Deployment, secret_box: SecretBox, username: str | None, password: str | None,

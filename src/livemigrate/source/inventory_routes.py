@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr
@@ -12,20 +12,25 @@ from starlette.responses import Response
 
 from livemigrate.context import context_of
 from livemigrate.directory.views import iso, self_links
-from livemigrate.http.auth import require_agent_key
+from livemigrate.guards import AgentKey, project_role
 from livemigrate.http.bodies import openapi_body, parse_body
+from livemigrate.http.errors import ErrorCode
+from livemigrate.http.openapi import BODY, PROJECT, GroupId, HostId, errors
 from livemigrate.http.pagination import paginated
 from livemigrate.http.responses import no_content, respond
 from livemigrate.http.roles import OrgRole
 from livemigrate.source import agents, hosts
 from livemigrate.source.inventory import deployment_view
 from livemigrate.source.probe import HostAddress
-from livemigrate.store.models import MigrationHost, SourceHost
+from livemigrate.store.models import MigrationHost, Project, SourceHost
 
 PREFIX = "/api/public/v1.0"
 SIDE = "source"
 
 router = APIRouter(prefix=PREFIX, tags=["source: inventory"])
+
+ProjectReader = Annotated[Project, project_role(SIDE, OrgRole.ORG_READ_ONLY)]
+ProjectOwner = Annotated[Project, project_role(SIDE, OrgRole.ORG_OWNER)]
 
 
 class HostRequest(BaseModel):
@@ -64,45 +69,33 @@ def migration_host_view(host: MigrationHost, alive_seconds: float) -> dict[str, 
 
 
 @router.post("/groups/{group_id}/hosts", summary="Monitor a MongoDB host of the project (credentials never returned)",
-             openapi_extra=openapi_body(HostRequest))
-async def add_host(request: Request, group_id: str) -> Response:
+             status_code=201, openapi_extra=openapi_body(HostRequest),
+             responses=errors(PROJECT, BODY, ErrorCode.DUPLICATE_HOST))
+async def add_host(request: Request, group_id: GroupId, project: ProjectOwner) -> Response:
     context = context_of(request)
-    await context.authenticator.authenticate_async(request)
     body = await parse_body(request, HostRequest)
-
-    def add() -> dict[str, Any]:
-        project = context.authorize_project(request, group_id, SIDE, OrgRole.ORG_OWNER)
-        address = HostAddress(body.hostname, body.port, body.username, body.password, body.authMechanismName,
-                              body.sslEnabled)
-        host = hosts.add_host(context.store, context.secret_box, project, address)
-        context.inventory_changed(project.org_id)
-        return host_view(request, host)
-
-    return respond(request, await run_in_threadpool(add), 201)
+    address = HostAddress(body.hostname, body.port, body.username, body.password, body.authMechanismName,
+                          body.sslEnabled)
+    host = await run_in_threadpool(hosts.add_host, context.store, context.secret_box, project, address)
+    return respond(request, host_view(request, host), 201)
 
 
-@router.get("/groups/{group_id}/hosts", summary="Monitored hosts of the project")
-def list_hosts(request: Request, group_id: str) -> Response:
-    context = context_of(request)
-    project = context.authorize_project(request, group_id, SIDE, OrgRole.ORG_READ_ONLY)
-    return respond(request, paginated(request, hosts.list_hosts(context.store, project.id),
+@router.get("/groups/{group_id}/hosts", summary="Monitored hosts of the project", responses=errors(PROJECT))
+def list_hosts(request: Request, group_id: GroupId, project: ProjectReader) -> Response:
+    return respond(request, paginated(request, hosts.list_hosts(context_of(request).store, project.id),
                                       lambda host: host_view(request, host)))
 
 
-@router.delete("/groups/{group_id}/hosts/{host_id}", summary="Stop monitoring a host")
-def delete_host(request: Request, group_id: str, host_id: str) -> Response:
-    context = context_of(request)
-    project = context.authorize_project(request, group_id, SIDE, OrgRole.ORG_OWNER)
-    hosts.delete_host(context.store, project.id, host_id)
-    context.inventory_changed(project.org_id)
+@router.delete("/groups/{group_id}/hosts/{host_id}", summary="Stop monitoring a host", status_code=204,
+               responses=errors(PROJECT, ErrorCode.INVALID_HOST_ID, ErrorCode.HOST_NOT_FOUND))
+def delete_host(request: Request, group_id: GroupId, host_id: HostId, project: ProjectOwner) -> Response:
+    hosts.delete_host(context_of(request).store, project.id, host_id)
     return no_content(request)
 
 
-@router.get("/groups/{group_id}/clusters", summary="Deployments of the project, as its hosts report them")
-def list_clusters(request: Request, group_id: str) -> Response:
-    context = context_of(request)
-    project = context.authorize_project(request, group_id, SIDE, OrgRole.ORG_READ_ONLY)
-
+@router.get("/groups/{group_id}/clusters", summary="Deployments of the project, as its hosts report them",
+            responses=errors(PROJECT))
+def list_clusters(request: Request, group_id: GroupId, project: ProjectReader) -> Response:
     def view(deployment: hosts.Deployment) -> dict[str, Any]:
         return {**deployment_view(deployment).model_dump(mode="json"), "id": deployment.cluster_id,
                 "clusterName": deployment.name,
@@ -112,56 +105,42 @@ def list_clusters(request: Request, group_id: str) -> Response:
                 "hosts": [f"{host.hostname}:{host.port}" for host in deployment.hosts],
                 "links": self_links(request, PREFIX, f"/groups/{project.id}/clusters/{deployment.cluster_id}")}
 
-    return respond(request, paginated(request, hosts.deployments(hosts.list_hosts(context.store, project.id)), view))
+    found = hosts.deployments(hosts.list_hosts(context_of(request).store, project.id))
+    return respond(request, paginated(request, found, view))
 
 
-@router.post("/groups/{group_id}/agentapikeys", summary="Create an agent API key (shown once)",
-             openapi_extra=openapi_body(AgentKeyRequest))
-async def create_agent_key(request: Request, group_id: str) -> Response:
-    context = context_of(request)
-    await context.authenticator.authenticate_async(request)
+@router.post("/groups/{group_id}/agentapikeys", summary="Create an agent API key (shown once)", status_code=201,
+             openapi_extra=openapi_body(AgentKeyRequest), responses=errors(PROJECT, BODY))
+async def create_agent_key(request: Request, group_id: GroupId, project: ProjectOwner) -> Response:
     body = await parse_body(request, AgentKeyRequest)
-
-    def create() -> dict[str, Any]:
-        project = context.authorize_project(request, group_id, SIDE, OrgRole.ORG_OWNER)
-        created = agents.create_agent_key(context.store, project, body.desc)
-        return {"_id": created.api_key.id, "desc": created.api_key.description, "key": created.key,
-                "createdTime": iso(created.api_key.created_at)}
-
-    return respond(request, await run_in_threadpool(create), 201)
+    created = await run_in_threadpool(agents.create_agent_key, context_of(request).store, project, body.desc)
+    return respond(request, {"_id": created.api_key.id, "desc": created.api_key.description, "key": created.key,
+                             "createdTime": iso(created.api_key.created_at)}, 201)
 
 
-@router.get("/groups/{group_id}/agentapikeys", summary="Agent API keys of the project (without their secrets)")
-def list_agent_keys(request: Request, group_id: str) -> Response:
-    context = context_of(request)
-    project = context.authorize_project(request, group_id, SIDE, OrgRole.ORG_READ_ONLY)
-    keys = agents.list_agent_keys(context.store, project.id)
+@router.get("/groups/{group_id}/agentapikeys", summary="Agent API keys of the project (without their secrets)",
+            responses=errors(PROJECT))
+def list_agent_keys(request: Request, group_id: GroupId, project: ProjectReader) -> Response:
+    keys = agents.list_agent_keys(context_of(request).store, project.id)
     return respond(request, paginated(request, keys, lambda key: {
         "_id": key.id, "desc": key.description, "createdTime": iso(key.created_at),
         "maskedKey": f"{key.public_key}.********"}))
 
 
 @router.put("/groups/{group_id}/liveMigrations/migrationHosts/{hostname}",
-            summary="Heartbeat of a migration host (agent API key)", openapi_extra=openapi_body(HeartbeatRequest))
-async def heartbeat(request: Request, group_id: str, hostname: str) -> Response:
+            summary="Heartbeat of a migration host (agent API key)", openapi_extra=openapi_body(HeartbeatRequest),
+            responses=errors(BODY))
+async def heartbeat(request: Request, group_id: GroupId, hostname: str, _agent: AgentKey) -> Response:
     context = context_of(request)
-    principal = await context.authenticator.authenticate_async(request)
     body = await parse_body(request, HeartbeatRequest)
-
-    def beat() -> dict[str, Any]:
-        require_agent_key(principal, group_id)
-        host, is_new = agents.heartbeat(context.store, group_id, hostname, body.agentVersion)
-        if is_new:
-            context.inventory_changed(principal.org_id)
-        return migration_host_view(host, context.settings.migration_host_alive_seconds)
-
-    return respond(request, await run_in_threadpool(beat))
+    host = await run_in_threadpool(agents.heartbeat, context.store, group_id, hostname, body.agentVersion)
+    return respond(request, migration_host_view(host, context.settings.migration_host_alive_seconds))
 
 
-@router.get("/groups/{group_id}/liveMigrations/migrationHosts", summary="Migration hosts of the project")
-def list_migration_hosts(request: Request, group_id: str) -> Response:
+@router.get("/groups/{group_id}/liveMigrations/migrationHosts", summary="Migration hosts of the project",
+            responses=errors(PROJECT))
+def list_migration_hosts(request: Request, group_id: GroupId, project: ProjectReader) -> Response:
     context = context_of(request)
-    project = context.authorize_project(request, group_id, SIDE, OrgRole.ORG_READ_ONLY)
     alive_seconds = context.settings.migration_host_alive_seconds
     return respond(request, paginated(request, agents.list_migration_hosts(context.store, project.id),
                                       lambda host: migration_host_view(host, alive_seconds)))

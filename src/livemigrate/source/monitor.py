@@ -1,10 +1,13 @@
-"""The host monitor: probe every registered host on an interval, and re-push inventories that changed."""
+"""The host monitor: probe every registered host on an interval.
+
+What a probe finds different reaches linked targets by itself: `inventory_changes.py` announces
+every committed change to what an inventory shows.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
 
 from starlette.concurrency import run_in_threadpool
 
@@ -17,12 +20,10 @@ log = logging.getLogger("livemigrate.source.monitor")
 
 
 class HostMonitor:
-    def __init__(self, store: Store, secret_box: SecretBox, interval_seconds: float,
-                 inventory_changed: Callable[[str], None]) -> None:
+    def __init__(self, store: Store, secret_box: SecretBox, interval_seconds: float) -> None:
         self._store = store
         self._secret_box = secret_box
         self._interval = interval_seconds
-        self._inventory_changed = inventory_changed
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -35,9 +36,6 @@ class HostMonitor:
         while True:
             await asyncio.sleep(self._interval)
             try:
-                changed = await run_in_threadpool(refresh_hosts, self._store, self._secret_box)
+                await run_in_threadpool(refresh_hosts, self._store, self._secret_box)
             except Exception:
                 log.exception("host monitoring round failed")
-                continue
-            for org_id in changed:
-                self._inventory_changed(org_id)

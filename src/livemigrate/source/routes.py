@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, StrictStr
-from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
-from livemigrate.context import context_of
+from livemigrate.guards import org_role
+from livemigrate.http.auth import Principal
 from livemigrate.http.bodies import openapi_body, parse_body
+from livemigrate.http.errors import ErrorCode
+from livemigrate.http.openapi import BODY, ORG, OrgId, errors
 from livemigrate.http.responses import no_content, respond
 from livemigrate.http.roles import OrgRole
 from livemigrate.source.link import LinkService, link_view
@@ -18,6 +22,9 @@ PREFIX = "/api/public/v1.0"
 SIDE = "source"
 
 router = APIRouter(prefix=PREFIX, tags=["source: live export"])
+
+OrgOwner = Annotated[Principal, org_role(SIDE, OrgRole.ORG_OWNER)]
+LINK_NOT_FOUND = (*ORG, ErrorCode.ORG_LINK_NOT_FOUND)
 
 
 class ConnectRequest(BaseModel):
@@ -30,34 +37,31 @@ def link_service(request: Request) -> LinkService:
 
 
 @router.post("/orgs/{org_id}/liveExport/migrationLink", summary="Connect this organization to a target with a link-token",
-             openapi_extra=openapi_body(ConnectRequest))
-async def connect(request: Request, org_id: str) -> Response:
-    context = context_of(request)
-    await context.authenticator.authenticate_async(request)
-    await run_in_threadpool(context.authorize, request, org_id, SIDE, OrgRole.ORG_OWNER)
+             openapi_extra=openapi_body(ConnectRequest),
+             responses=errors(ORG, BODY, ErrorCode.INVALID_LINK_TOKEN,
+                              ErrorCode.CANNOT_RELINK_ORG_WITH_RUNNING_LIVE_EXPORT))
+async def connect(request: Request, org_id: OrgId, _owner: OrgOwner) -> Response:
     body = await parse_body(request, ConnectRequest)
     # Connecting pushes the inventory once, and the background sync counts that push as its own.
     status = await link_service(request).connect(org_id, body.linkToken)
     return respond(request, {"status": status})
 
 
-@router.get("/orgs/{org_id}/liveExport/migrationLink/status", summary="Whether the organization is synchronized with its target")
-def status(request: Request, org_id: str) -> Response:
-    # A plain function, so that FastAPI runs it on a worker thread: authorizing reads the store.
-    context_of(request).authorize(request, org_id, SIDE, OrgRole.ORG_OWNER)
+@router.get("/orgs/{org_id}/liveExport/migrationLink/status", summary="Whether the organization is synchronized with its target",
+            responses=errors(LINK_NOT_FOUND))
+def status(request: Request, org_id: OrgId, _owner: OrgOwner) -> Response:
     return respond(request, {"status": link_service(request).status(org_id)})
 
 
 @router.get("/orgs/{org_id}/liveExport/migrationLink",
-            summary="The link in detail: target, last push and its error (livemigrate extension)")
-def describe(request: Request, org_id: str) -> Response:
-    context_of(request).authorize(request, org_id, SIDE, OrgRole.ORG_OWNER)
+            summary="The link in detail: target, last push and its error (livemigrate extension)",
+            responses=errors(LINK_NOT_FOUND))
+def describe(request: Request, org_id: OrgId, _owner: OrgOwner) -> Response:
     return respond(request, link_view(link_service(request).get_link(org_id)))
 
 
-@router.delete("/orgs/{org_id}/liveExport/migrationLink", summary="Remove the organization's link")
-async def delete(request: Request, org_id: str) -> Response:
-    context = context_of(request)
-    await run_in_threadpool(context.authorize, request, org_id, SIDE, OrgRole.ORG_OWNER)
+@router.delete("/orgs/{org_id}/liveExport/migrationLink", summary="Remove the organization's link", status_code=204,
+               responses=errors(LINK_NOT_FOUND, ErrorCode.CANNOT_DELETE_ORG_LINK_WITH_RUNNING_LIVE_EXPORT))
+async def delete(request: Request, org_id: OrgId, _owner: OrgOwner) -> Response:
     await link_service(request).delete(org_id)
     return no_content(request)

@@ -39,6 +39,11 @@ class Store:
         self._write_lock = threading.Lock() if self.is_sqlite else None
         self.generation = 0
 
+    @property
+    def sessions(self) -> sessionmaker[Session]:
+        """The session factory, for listeners of its events (`source/inventory_changes.py`)."""
+        return self._sessions
+
     @contextmanager
     def read(self) -> Iterator[Session]:
         with self._sessions() as session:

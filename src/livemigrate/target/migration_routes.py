@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from datetime import timedelta
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr, model_validator
@@ -16,15 +16,17 @@ from starlette.responses import Response
 from livemigrate.context import AppContext, context_of
 from livemigrate.contracts import ProgressReport
 from livemigrate.directory.views import iso, self_links
+from livemigrate.guards import LinkKey, project_role
 from livemigrate.http import long_poll
 from livemigrate.http.auth import check_org_id
 from livemigrate.http.bodies import openapi_body, parse_body
+from livemigrate.http.errors import ErrorCode
+from livemigrate.http.openapi import BODY, ORG, PROJECT, GroupId, MigrationId, OrgId, SourceOrgId, ValidationId, errors
 from livemigrate.http.pagination import paginated
 from livemigrate.http.responses import respond
 from livemigrate.http.roles import OrgRole
 from livemigrate.store.models import Project, TargetCluster
 from livemigrate.target import clusters, migrations
-from livemigrate.target.links import require_link_key
 
 PREFIX = "/api/atlas/v2"
 SIDE = "target"
@@ -32,6 +34,10 @@ _LOOK_SECONDS = 0.05  # how often a waiting job list looks for a write of this p
 _RELIST_SECONDS = 1.0  # how often it lists again regardless (writes of other processes, expiry)
 
 router = APIRouter(prefix=PREFIX, tags=["target: live migrations"])
+
+ProjectReader = Annotated[Project, project_role(SIDE, OrgRole.ORG_READ_ONLY)]
+ProjectMember = Annotated[Project, project_role(SIDE, OrgRole.ORG_MEMBER)]
+ProjectOwner = Annotated[Project, project_role(SIDE, OrgRole.ORG_OWNER)]
 
 
 class Strict(BaseModel):
@@ -96,42 +102,30 @@ def cluster_view(request: Request, cluster: TargetCluster) -> dict[str, Any]:
 
 
 @router.post("/groups/{group_id}/clusters", summary="Register an existing deployment by connection string",
-             openapi_extra=openapi_body(ClusterRequest))
-async def register_cluster(request: Request, group_id: str) -> Response:
+             status_code=201, openapi_extra=openapi_body(ClusterRequest),
+             responses=errors(PROJECT, BODY, ErrorCode.INVALID_CONNECTION_STRING, ErrorCode.DUPLICATE_CLUSTER_NAME))
+async def register_cluster(request: Request, group_id: GroupId, project: ProjectOwner) -> Response:
     context = context_of(request)
-    await context.authenticator.authenticate_async(request)
     body = await parse_body(request, ClusterRequest, allow_atlas_versioned=True)
-
-    def register() -> dict[str, Any]:
-        project = context.authorize_project(request, group_id, SIDE, OrgRole.ORG_OWNER)
-        cluster = clusters.register_cluster(context.store, context.secret_box, project.id, body.name,
-                                            body.connectionString)
-        return cluster_view(request, cluster)
-
-    return respond(request, await run_in_threadpool(register), 201)
+    cluster = await run_in_threadpool(clusters.register_cluster, context.store, context.secret_box, project.id,
+                                      body.name, body.connectionString)
+    return respond(request, cluster_view(request, cluster), 201)
 
 
-@router.get("/groups/{group_id}/clusters", summary="Clusters registered in the group (never their connection strings)")
-def list_clusters(request: Request, group_id: str) -> Response:
-    context = context_of(request)
-    project = context.authorize_project(request, group_id, SIDE, OrgRole.ORG_READ_ONLY)
-    return respond(request, paginated(request, clusters.list_clusters(context.store, project.id),
+@router.get("/groups/{group_id}/clusters", summary="Clusters registered in the group (never their connection strings)",
+            responses=errors(PROJECT))
+def list_clusters(request: Request, group_id: GroupId, project: ProjectReader) -> Response:
+    return respond(request, paginated(request, clusters.list_clusters(context_of(request).store, project.id),
                                       lambda cluster: cluster_view(request, cluster)))
 
 
 @router.post("/groups/{group_id}/liveMigrations/validate", summary="Validate a migration request (PENDING at once)",
-             openapi_extra=openapi_body(LiveMigrationRequest))
-async def validate(request: Request, group_id: str) -> Response:
+             openapi_extra=openapi_body(LiveMigrationRequest), responses=errors(PROJECT, BODY))
+async def validate(request: Request, group_id: GroupId, project: ProjectOwner) -> Response:
     context = context_of(request)
-    await context.authenticator.authenticate_async(request)
     body = await parse_body(request, LiveMigrationRequest, allow_atlas_versioned=True)
     migration_request = body.to_request()
-
-    def start() -> tuple[Project, Any]:
-        project = context.authorize_project(request, group_id, SIDE, OrgRole.ORG_OWNER)
-        return project, migrations.start_validation(context.store, project.id, migration_request)
-
-    project, validation = await run_in_threadpool(start)
+    validation = await run_in_threadpool(migrations.start_validation, context.store, project.id, migration_request)
     task = asyncio.create_task(run_in_threadpool(migrations.run_validation, context.store, context.secret_box,
                                                  project.org_id, project.id, validation.id, migration_request))
     request.app.state.background_tasks.add(task)
@@ -139,58 +133,50 @@ async def validate(request: Request, group_id: str) -> Response:
     return respond(request, migrations.validation_view(validation))
 
 
-@router.get("/groups/{group_id}/liveMigrations/validate/{validation_id}", summary="One validation")
-def get_validation(request: Request, group_id: str, validation_id: str) -> Response:
-    context = context_of(request)
-    project = context.authorize_project(request, group_id, SIDE, OrgRole.ORG_OWNER)
-    return respond(request, migrations.validation_view(migrations.get_validation(context.store, project.id,
-                                                                                 validation_id)))
+@router.get("/groups/{group_id}/liveMigrations/validate/{validation_id}", summary="One validation",
+            responses=errors(PROJECT, ErrorCode.VALIDATION_NOT_FOUND))
+def get_validation(request: Request, group_id: GroupId, validation_id: ValidationId, project: ProjectOwner) -> Response:
+    found = migrations.get_validation(context_of(request).store, project.id, validation_id)
+    return respond(request, migrations.validation_view(found))
 
 
-@router.post("/groups/{group_id}/liveMigrations", summary="Create a push live migration",
-             openapi_extra=openapi_body(LiveMigrationRequest))
-async def create(request: Request, group_id: str) -> Response:
+@router.post("/groups/{group_id}/liveMigrations", summary="Create a push live migration", status_code=201,
+             openapi_extra=openapi_body(LiveMigrationRequest),
+             responses=errors(PROJECT, BODY, ErrorCode.LIVE_MIGRATION_INVALID_REQUEST))
+async def create(request: Request, group_id: GroupId, project: ProjectOwner) -> Response:
     context = context_of(request)
-    await context.authenticator.authenticate_async(request)
     body = await parse_body(request, LiveMigrationRequest, allow_atlas_versioned=True)
-
-    def create_it() -> dict[str, Any]:
-        project = context.authorize_project(request, group_id, SIDE, OrgRole.ORG_OWNER)
-        migration = migrations.create_migration(context.store, context.secret_box, project.org_id, project.id,
-                                                body.to_request())
-        return migrations.migration_view(migration)
-
-    return respond(request, await run_in_threadpool(create_it), 201)
+    migration = await run_in_threadpool(migrations.create_migration, context.store, context.secret_box,
+                                        project.org_id, project.id, body.to_request())
+    return respond(request, migrations.migration_view(migration), 201)
 
 
-@router.get("/groups/{group_id}/liveMigrations/{migration_id}", summary="One live migration")
-def get_migration(request: Request, group_id: str, migration_id: str) -> Response:
+@router.get("/groups/{group_id}/liveMigrations/{migration_id}", summary="One live migration",
+            responses=errors(PROJECT, ErrorCode.LIVE_MIGRATION_NOT_FOUND))
+def get_migration(request: Request, group_id: GroupId, migration_id: MigrationId, project: ProjectMember) -> Response:
     context = context_of(request)
-    project = context.authorize_project(request, group_id, SIDE, OrgRole.ORG_MEMBER)
     return respond(request, migrations.migration_view(
         migrations.get_migration(context.store, project.id, migration_id, window(context))))
 
 
 @router.put("/groups/{group_id}/liveMigrations/{migration_id}/cutover", summary="Cut over: drain, verify, complete",
-            status_code=202)
-def cutover(request: Request, group_id: str, migration_id: str) -> Response:
+            status_code=202, responses=errors(PROJECT, ErrorCode.LIVE_MIGRATION_NOT_FOUND,
+                                              ErrorCode.LIVE_MIGRATION_NOT_READY_FOR_CUTOVER,
+                                              ErrorCode.LIVE_MIGRATION_ALREADY_FINISHED))
+def cutover(request: Request, group_id: GroupId, migration_id: MigrationId, project: ProjectOwner) -> Response:
     context = context_of(request)
-    project = context.authorize_project(request, group_id, SIDE, OrgRole.ORG_OWNER)
     migrations.request_cutover(context.store, project.id, migration_id, window(context))
     return respond(request, None, 202)
 
 
 @router.get("/orgs/{org_id}/liveMigrations/links/{source_org_id}/jobs",
-            summary="Link channel: the running migrations of a linked source org")
-async def jobs(request: Request, org_id: str, source_org_id: str) -> Response:
+            summary="Link channel: the running migrations of a linked source org", responses=errors(ORG))
+async def jobs(request: Request, org_id: OrgId, source_org_id: SourceOrgId, _link_key: LinkKey) -> Response:
     """With `If-None-Match` and `Prefer: wait=N`, answers when the list changes (long polling, see
     `http/long_poll.py`). A change made by this process is seen within `_LOOK_SECONDS`; one made by
     another process sharing the store, within `_RELIST_SECONDS`."""
     context = context_of(request)
-    principal = await context.authenticator.authenticate_async(request)
-    check_org_id(org_id)
     check_org_id(source_org_id)
-    require_link_key(principal, org_id)
 
     def listing() -> tuple[dict[str, Any], str]:
         body = {"results": [job.model_dump(mode="json") for job in migrations.jobs_for(
@@ -215,15 +201,14 @@ async def jobs(request: Request, org_id: str, source_org_id: str) -> Response:
 
 @router.patch("/orgs/{org_id}/liveMigrations/links/{source_org_id}/jobs/{job_id}",
               summary="Link channel: progress of a migration, relayed from its migration host",
-              openapi_extra=openapi_body(ProgressReport))
-async def report(request: Request, org_id: str, source_org_id: str, job_id: str) -> Response:
+              openapi_extra=openapi_body(ProgressReport),
+              responses=errors(ORG, BODY, ErrorCode.LIVE_MIGRATION_NOT_FOUND))
+async def report(request: Request, org_id: OrgId, source_org_id: SourceOrgId, job_id: str,
+                 _link_key: LinkKey) -> Response:
     context = context_of(request)
-    principal = await context.authenticator.authenticate_async(request)
     body = await parse_body(request, ProgressReport, allow_atlas_versioned=True)
 
     def record() -> dict[str, Any]:
-        check_org_id(org_id)
-        require_link_key(principal, org_id)
         migration = migrations.record_progress(context.store, org_id, source_org_id, job_id, body.to_json(),
                                                window(context))
         return {"status": migration.status, "cutoverRequested": migration.cutover_requested_at is not None}

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field, StrictStr
@@ -13,8 +13,11 @@ from starlette.responses import Response
 from livemigrate.context import context_of
 from livemigrate.contracts import Inventory
 from livemigrate.directory.orgs import find_org
-from livemigrate.http.auth import check_org_id
+from livemigrate.guards import LinkKey, org_role
+from livemigrate.http.auth import Principal, check_org_id
 from livemigrate.http.bodies import openapi_body, parse_body
+from livemigrate.http.errors import ErrorCode
+from livemigrate.http.openapi import BODY, ORG, OrgId, SourceOrgId, errors
 from livemigrate.http.responses import no_content, respond
 from livemigrate.http.roles import OrgRole
 from livemigrate.target import link_tokens, links
@@ -23,6 +26,8 @@ PREFIX = "/api/atlas/v2"
 SIDE = "target"
 
 router = APIRouter(prefix=PREFIX, tags=["target: live migrations"])
+
+OrgOwner = Annotated[Principal, org_role(SIDE, OrgRole.ORG_OWNER)]
 
 
 class LinkTokenRequest(BaseModel):
@@ -37,53 +42,39 @@ def _target_api_url(request: Request) -> str:
 
 
 @router.post("/orgs/{org_id}/liveMigrations/linkTokens", summary="Create a link-token for a source organization",
-             openapi_extra=openapi_body(LinkTokenRequest))
-async def create_link_token(request: Request, org_id: str) -> Response:
-    context = context_of(request)
-    await context.authenticator.authenticate_async(request)
+             openapi_extra=openapi_body(LinkTokenRequest),
+             responses=errors(ORG, BODY, ErrorCode.INVALID_IP_ADDRESS_OR_CIDR_NOTATION))
+async def create_link_token(request: Request, org_id: OrgId, _owner: OrgOwner) -> Response:
     body = await parse_body(request, LinkTokenRequest, allow_atlas_versioned=True)
-
-    def create() -> dict[str, str]:
-        context.authorize(request, org_id, SIDE, OrgRole.ORG_OWNER)
-        token = link_tokens.create_link_token(context.store, org_id, body.accessListIps, _target_api_url(request))
-        return {"linkToken": token}
-
-    return respond(request, await run_in_threadpool(create))
+    token = await run_in_threadpool(link_tokens.create_link_token, context_of(request).store, org_id,
+                                    body.accessListIps, _target_api_url(request))
+    return respond(request, {"linkToken": token})
 
 
-@router.delete("/orgs/{org_id}/liveMigrations/linkTokens",
+@router.delete("/orgs/{org_id}/liveMigrations/linkTokens", status_code=204, responses=errors(ORG),
                summary="Revoke every link-token of the organization, their keys and their links")
-def delete_link_tokens(request: Request, org_id: str) -> Response:
-    context = context_of(request)
-    context.authorize(request, org_id, SIDE, OrgRole.ORG_OWNER)
-    link_tokens.revoke_link_tokens(context.store, org_id)
+def delete_link_tokens(request: Request, org_id: OrgId, _owner: OrgOwner) -> Response:
+    link_tokens.revoke_link_tokens(context_of(request).store, org_id)
     return no_content(request)
 
 
-@router.get("/orgs/{org_id}/liveMigrations/availableProjects",
+@router.get("/orgs/{org_id}/liveMigrations/availableProjects", responses=errors(ORG),
             summary="Projects of linked source organizations that can be migrated")
-def available_projects(request: Request, org_id: str) -> Response:
-    context = context_of(request)
-    context.authorize(request, org_id, SIDE, OrgRole.ORG_OWNER)
-    return respond(request, links.available_projects(context.store, org_id))
+def available_projects(request: Request, org_id: OrgId, _owner: OrgOwner) -> Response:
+    return respond(request, links.available_projects(context_of(request).store, org_id))
 
 
 @router.put("/orgs/{org_id}/liveMigrations/links/{source_org_id}",
             summary="Link channel: register or refresh a source organization's link and inventory",
-            openapi_extra=openapi_body(Inventory))
-async def push_inventory(request: Request, org_id: str, source_org_id: str) -> Response:
+            openapi_extra=openapi_body(Inventory), responses=errors(ORG, BODY))
+async def push_inventory(request: Request, org_id: OrgId, source_org_id: SourceOrgId, link_key: LinkKey) -> Response:
     context = context_of(request)
-    await context.authenticator.authenticate_async(request)
     body = await parse_body(request, Inventory, allow_atlas_versioned=True)
 
     def register() -> dict[str, Any]:
-        principal = context.authenticator.authenticate(request)
-        check_org_id(org_id)
         check_org_id(source_org_id)
-        links.require_link_key(principal, org_id)
         find_org(context.store, org_id, SIDE)
-        synced_at = links.register_link(context.store, principal, org_id, source_org_id,
-                                             body.model_dump(mode="json"))
+        synced_at = links.register_link(context.store, link_key, org_id, source_org_id, body.model_dump(mode="json"))
         return {"lastSyncedAt": synced_at.strftime("%Y-%m-%dT%H:%M:%SZ")}
 
     return respond(request, await run_in_threadpool(register))
