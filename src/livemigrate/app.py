@@ -28,7 +28,9 @@ from livemigrate.source import agent_routes as source_agent_routes
 from livemigrate.source import inventory_routes as source_inventory_routes
 from livemigrate.source import routes as source_routes
 from livemigrate.source.inventory_changes import announce_inventory_changes
+from livemigrate.source.job_relay import JobRelay
 from livemigrate.source.link import LinkService
+from livemigrate.source.link_channels import LinkChannels
 from livemigrate.source.monitor import HostMonitor
 from livemigrate.source.sync import LinkSyncer
 from livemigrate.store.database import Store
@@ -51,7 +53,9 @@ def create_app(settings: Settings, store: Store | None = None, *, on_started: Ca
                                     NonceBook(secret, settings.digest_nonce_seconds)),
         secret_box=SecretBox(secret),
     )
-    link_service = LinkService(store, context.secret_box, settings)
+    channels = LinkChannels(store, context.secret_box, settings.link_push_timeout_seconds)
+    job_relay = JobRelay(channels)
+    link_service = LinkService(store, context.secret_box, settings, channels, job_relay)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -83,6 +87,7 @@ def create_app(settings: Settings, store: Store | None = None, *, on_started: Ca
     )
     app.state.context = context
     app.state.link_service = link_service
+    app.state.job_relay = job_relay
     app.state.background_tasks = set()  # validations running; kept referenced until done
     exception_handlers.install(app)
     app.add_middleware(RequestContextMiddleware, max_body_bytes=settings.max_body_bytes)

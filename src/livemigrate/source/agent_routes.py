@@ -22,7 +22,7 @@ from livemigrate.http.errors import ApiError, ErrorCode
 from livemigrate.http.openapi import BODY, GroupId, errors
 from livemigrate.http.responses import respond
 from livemigrate.source import hosts
-from livemigrate.source.link import LinkService
+from livemigrate.source.job_relay import JobRelay
 
 PREFIX = "/api/public/v1.0"
 
@@ -33,8 +33,8 @@ _RELOOK_SECONDS = 1.0
 router = APIRouter(prefix=PREFIX, tags=["source: migration hosts"])
 
 
-def _links(request: Request) -> LinkService:
-    return request.app.state.link_service  # type: ignore[no-any-return]
+def _relay(request: Request) -> JobRelay:
+    return request.app.state.job_relay  # type: ignore[no-any-return]
 
 
 def _unavailable(error: LinkCallFailed) -> ApiError:
@@ -48,8 +48,8 @@ async def agent_jobs(request: Request, group_id: GroupId, hostname: str, agent: 
     change: the wait is passed on to the target over the link, so a migration created or cut over
     there reaches its host at once, and an idle host costs one request per wait."""
     context = context_of(request)
-    links = _links(request)
-    if not await run_in_threadpool(links.is_linked, agent.org_id):
+    relay = _relay(request)
+    if not await run_in_threadpool(relay.is_linked, agent.org_id):
         return respond(request, {"results": []})
 
     async def view_of(listed: JobList) -> tuple[dict[str, Any], str]:
@@ -58,7 +58,7 @@ async def agent_jobs(request: Request, group_id: GroupId, hostname: str, agent: 
             lambda: [_job_for_host(context, group_id, job).model_dump(mode="json") for job in mine])}
         return view, long_poll.etag_of(view, context.secret_box)
 
-    listed = await _listed(links, agent.org_id, None, None)
+    listed = await _listed(relay, agent.org_id, None, None)
     view, etag = await view_of(listed)
     wait, held = long_poll.requested_wait(request), long_poll.held_version(request)
     if wait is None or held != etag:
@@ -67,9 +67,9 @@ async def agent_jobs(request: Request, group_id: GroupId, hostname: str, agent: 
     while deadline.left > 0.5:
         if listed.etag is None:  # nothing to wait on at the target (refused, or it sends no ETag): look again
             await asyncio.sleep(min(_RELOOK_SECONDS, deadline.left))
-            listed = await _listed(links, agent.org_id, None, None)
+            listed = await _listed(relay, agent.org_id, None, None)
         else:
-            changed = await _listed(links, agent.org_id, listed.etag, deadline.left)
+            changed = await _listed(relay, agent.org_id, listed.etag, deadline.left)
             if changed.results is None:
                 break  # the target's wait is over
             listed = changed
@@ -79,11 +79,11 @@ async def agent_jobs(request: Request, group_id: GroupId, hostname: str, agent: 
     return long_poll.not_modified(etag, wait)
 
 
-async def _listed(links: LinkService, org_id: str, held: str | None, wait_seconds: float | None) -> JobList:
+async def _listed(relay: JobRelay, org_id: str, held: str | None, wait_seconds: float | None) -> JobList:
     try:
         if held is None:
-            return await links.jobs(org_id)
-        return await links.jobs_changed(org_id, held, wait_seconds)
+            return await relay.jobs(org_id)
+        return await relay.jobs_changed(org_id, held, wait_seconds)
     except LinkKeyRefused as error:
         # The target revoked the link: no job of it may go on writing to its clusters.
         log.warning("org %s: the target refuses the link's key (%s); its migration hosts get no jobs", org_id, error)
@@ -111,7 +111,7 @@ def _job_for_host(context: AppContext, group_id: str, job: LinkJob) -> HostJob:
 async def agent_report(request: Request, group_id: GroupId, job_id: str, agent: AgentKey) -> Response:
     body = await parse_body(request, ProgressReport)  # refused here, before it travels, if malformed
     try:
-        answer = await _links(request).report_progress(agent.org_id, job_id, body.to_json())
+        answer = await _relay(request).report_progress(agent.org_id, job_id, body.to_json())
     except LinkCallFailed as error:
         raise _unavailable(error) from None
     return respond(request, answer)

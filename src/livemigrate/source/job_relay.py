@@ -1,0 +1,68 @@
+"""The job relay: what the migration hosts of a linked org ask of the target, passed on over the link.
+
+A host long-polls its jobs and reports progress to the source API; the source side makes the call
+to the target, outbound, with the link's key — the target never calls a source. The last list each
+org received is kept: it answers hosts polling in a burst, and it decides whether a migration runs
+when the target cannot be asked (an unlink is refused rather than risked).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from starlette.concurrency import run_in_threadpool
+
+from livemigrate.client.link_channel import JobList, LinkCallFailed, LinkKeyRefused
+from livemigrate.source.link_channels import LinkChannels, LinkCredentials, link_not_found
+
+
+class JobRelay:
+    def __init__(self, channels: LinkChannels) -> None:
+        self._channels = channels
+        self._jobs: dict[str, tuple[float, JobList]] = {}  # the last list of each org, with when it came
+
+    def is_linked(self, org_id: str) -> bool:
+        return self._channels.credentials_of(org_id) is not None
+
+    async def jobs(self, org_id: str, max_age_seconds: float = 0.2) -> JobList:
+        """The org's running migrations as the target lists them, fetched at most every `max_age_seconds`."""
+        cached = self._jobs.get(org_id)
+        if cached is not None and time.monotonic() - cached[0] <= max_age_seconds:
+            return cached[1]
+        return await self.jobs_changed(org_id, None, None)
+
+    async def jobs_changed(self, org_id: str, held: str | None, wait_seconds: float | None) -> JobList:
+        """The list once it differs from version `held`, waiting up to `wait_seconds` on the target
+        (long polling); `results` None when it did not change in that time."""
+        credentials = await self._credentials(org_id)
+        channel = await self._channels.channel(org_id, credentials)
+        found = await channel.list_jobs(credentials.target_org_id, org_id, held, wait_seconds)
+        if found.results is not None:
+            self._jobs[org_id] = (time.monotonic(), found)
+        return found
+
+    async def report_progress(self, org_id: str, job_id: str, report: dict[str, Any]) -> dict[str, Any]:
+        credentials = await self._credentials(org_id)
+        channel = await self._channels.channel(org_id, credentials)
+        return await channel.report_progress(credentials.target_org_id, org_id, job_id, report)
+
+    async def running_projects(self, org_id: str, credentials: LinkCredentials) -> list[str]:
+        """The source projects with a running migration; when the target cannot say, the last list it gave."""
+        try:
+            channel = await self._channels.channel(org_id, credentials)
+            listed = await channel.list_jobs(credentials.target_org_id, org_id)
+            self._jobs[org_id] = (time.monotonic(), listed)
+            running = listed.results or []
+        except LinkKeyRefused:
+            running = []  # the target revoked the link: nothing of it runs any more
+        except LinkCallFailed:
+            kept = self._jobs.get(org_id)
+            running = (kept[1].results or []) if kept else []
+        return sorted({job.sourceProjectId for job in running})
+
+    async def _credentials(self, org_id: str) -> LinkCredentials:
+        credentials = await run_in_threadpool(self._channels.credentials_of, org_id)
+        if credentials is None:
+            raise link_not_found(org_id)
+        return credentials
