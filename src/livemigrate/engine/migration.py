@@ -1,7 +1,10 @@
 """The coordinator: one migration from a source deployment to a target, phase by phase.
 
-    checks → start point → plan → copy (parallel `_id` ranges, `initial_copy.py`) → indexes, views → replay
-    → cutover → verdict (`verdict.py`)
+    checks → start point → plan → copy (parallel `_id` ranges, `initial_copy.py`) → indexes, views
+    → replay → cutover (`replay.py`) → verdict (`verdict.py`);  progress throughout (`progress.py`)
+
+This module keeps the order of the phases and what survives a restart (the checkpointed step);
+each phase is a module of its own.
 
 Verification is spread over the run (`ledger.py`): once the copy is done, one pass reads both sides
 into a ledger while changes replicate, and the destination is watched so that any write there marks
@@ -22,45 +25,42 @@ Guarantees, and where they come from:
 from __future__ import annotations
 
 import logging
-import threading
 import time
 import uuid
-from collections import Counter
-from collections.abc import Callable
 from dataclasses import dataclass
+from enum import Enum
 from typing import Any
 
 from pymongo import MongoClient
-from pymongo.errors import OperationFailure, PyMongoError
+from pymongo.errors import PyMongoError
 
 from livemigrate.engine import initial_copy, writer
-from livemigrate.engine.apply import apply_changes, namespace_of
-from livemigrate.engine.capture import (
-    Capture,
-    CapturedEvent,
-    ClusterCapture,
-    CollectionCapture,
-    NoCapture,
-    event_time,
-)
+from livemigrate.engine.capture import Capture, ClusterCapture, CollectionCapture
 from livemigrate.engine.checkpoints import CheckpointStore, Document
 from livemigrate.engine.connect import connect, wire_version
 from livemigrate.engine.discover import collection_namespaces, discover
-from livemigrate.engine.divergence import DivergenceMonitor
 from livemigrate.engine.errors import EngineError, EngineErrorCode, redact, redact_uri
-from livemigrate.engine.events import MigrationEvent, Phase
+from livemigrate.engine.events import Phase
 from livemigrate.engine.initial_copy import InitialCopy
 from livemigrate.engine.ledger import VerificationLedger
 from livemigrate.engine.options import CaptureScope, MigrationOptions
+from livemigrate.engine.progress import EventListener, Progress
+from livemigrate.engine.replay import SOURCE_TOKENS, Controls, Replay, ReplayOutcome, saved_tokens, token_documents
 from livemigrate.engine.verdict import Verdict, reach_verdict
-from livemigrate.engine.verify import VerificationPass, VerifyReport
+from livemigrate.engine.verify import VerifyReport
 
 log = logging.getLogger("livemigrate.engine")
 
 WIRE_VERSION_CLUSTER_STREAMS = 7  # MongoDB 4.0
-_EMIT_INTERVAL = 0.25
 
-EventListener = Callable[[MigrationEvent], None]
+
+class Step(str, Enum):
+    """How far a migration got, checkpointed: where a restart picks it up."""
+
+    COPY = "copy"
+    INDEXES = "indexes"
+    REPLAY = "replay"
+    COMPLETE = "complete"
 
 
 @dataclass(frozen=True)
@@ -75,11 +75,6 @@ def _migration_id(meta: Document) -> str:
     return str(meta.get("id") or meta["startedAt"])  # state from before ids: the start time tells it apart
 
 
-def _token_documents(prefix: str, tokens: dict[str, Any]) -> dict[str, Document]:
-    """Resume tokens as checkpoint documents: the source's under `token:`, the destination's under `dest-token:`."""
-    return {f"{prefix}{stream}": {"stream": stream, "token": token} for stream, token in tokens.items()}
-
-
 class Migration:
     """Build it with URIs, options, a checkpoint store and (to keep it across restarts) a verification
     ledger; `run()` it; `stop()` or `request_cutover()` it from another thread."""
@@ -91,104 +86,100 @@ class Migration:
         self.options = options
         self.checkpoints = checkpoints
         self.ledger = ledger if ledger is not None else VerificationLedger()
-        self._verification_pass: VerificationPass | None = None
-        self._destination_watch: Capture | None = None
-        self._end_of_run = threading.Event()  # ends the verification pass with the run that started it
-        self._monitor: DivergenceMonitor | None = None
-        self._end_of_replication = threading.Event()  # ends the count checks: at cutover, or with the run
-        self._listeners: list[EventListener] = [on_event] if on_event else []
-        self._stopping = threading.Event()
-        self._cutover = threading.Event()
-        self._wake = threading.Event()  # cuts a quiet poll's wait short when stop or cutover is asked
+        self._controls = Controls()
+        self._progress = Progress([on_event] if on_event else [])
         self._copy: InitialCopy | None = None
-        self._last_emit = 0.0
-        self._applied = 0
         self._resumed = False
-        self._phase = Phase.CONNECTING
-        self._capture: Capture | None = None
-        self._capture_scope = CaptureScope.AUTO.value
 
     # --- control from other threads ------------------------------------------------------------
 
     def stop(self) -> None:
         """Stop at the next safe point; everything done so far is checkpointed."""
-        self._stopping.set()
-        self._wake.set()
+        self._controls.stopping.set()
+        self._controls.wake.set()
 
     def request_cutover(self) -> None:
         """Apply every change the source has made, then stop reading, verify and complete."""
-        self._cutover.set()
-        self._wake.set()
+        self._controls.cutover.set()
+        self._controls.wake.set()
 
     # --- the run -------------------------------------------------------------------------------
 
     def run(self, *, until_caught_up: bool = False) -> MigrationResult:
         """Run until stopped, cut over, or (with `until_caught_up`) ready for cutover: the copy done, the
         lag zero and both sides read for verification, so that a later cutover is short."""
-        self._emit(Phase.CONNECTING, force=True)
+        self._progress.emit(Phase.CONNECTING, force=True)
         source = connect(self.source_uri, "source")
         try:
             target = connect(self.target_uri, "target")
         except EngineError:
             source.close()
             raise
-        self._capture = None
+        capture: Capture | None = None
+        replay: Replay | None = None
         clean_exit = False
         try:
-            result = self._run_phases(source, target, until_caught_up)
+            meta, capture = self._start_or_resume(source, target)
+            replay = Replay(source, target, options=self.options, checkpoints=self.checkpoints, ledger=self.ledger,
+                            controls=self._controls, progress=self._progress, migration_id=_migration_id(meta),
+                            capture_scope=str(meta["capture"]), target_uri=self.target_uri,
+                            planned=self._collections, namespaces_now=lambda: self._namespaces_now(source))
+            result = self._run_phases(source, target, meta, capture, replay, until_caught_up)
             clean_exit = True
             return result
         except PyMongoError as error:
             message = redact(str(error), self.source_uri, self.target_uri)
-            self._emit(Phase.FAILED, force=True, last_error=message)
+            self._progress.emit(Phase.FAILED, force=True, last_error=message)
             raise
         finally:
-            self._end_of_run.set()
-            self._end_of_replication.set()
-            if self._verification_pass is not None:
-                self._verification_pass.wait(timeout=10)
-            if self._monitor is not None:
-                self._monitor.join(timeout=10)
-            # After a failure the streams' server may be gone: closing them would wait on it for
-            # nothing, and closing the client releases them anyway.
-            if clean_exit:
-                for streams in (self._capture, self._destination_watch):
-                    if streams is not None:
-                        streams.close()
+            if replay is not None:
+                replay.end(clean=clean_exit)
+            if clean_exit and capture is not None:
+                capture.close()
             source.close()
             target.close()
 
-    def _run_phases(self, source: MongoClient[Any], target: MongoClient[Any], until_caught_up: bool) -> MigrationResult:
-        meta = self.checkpoints.load("meta").get("meta")
-        if meta is None:
-            meta, self._capture = self._start(source, target)
-        else:
-            self._check_state(meta)
-            self._resumed = True
-            if not self.ledger.belongs_to(_migration_id(meta)):
-                log.info("no verification ledger of this migration here: both sides are read again after the copy")
-                self.ledger.begin(_migration_id(meta))
-            self._capture = self._reopen_capture(source, meta)
-        self._capture_scope = str(meta["capture"])
-        copy = self._copy = InitialCopy(self.options, self.checkpoints, self._stopping,
-                                        on_batch=lambda: self._emit(Phase.INITIAL_SYNC))
-        if meta["phase"] == "copy":
-            self._emit(Phase.INITIAL_SYNC, force=True)
+    def _run_phases(self, source: MongoClient[Any], target: MongoClient[Any], meta: Document, capture: Capture,
+                    replay: Replay, until_caught_up: bool) -> MigrationResult:
+        copy = self._copy = self._progress.copy = InitialCopy(
+            self.options, self.checkpoints, self._controls.stopping,
+            on_batch=lambda: self._progress.emit(Phase.INITIAL_SYNC))
+        if meta["phase"] == Step.COPY:
+            self._progress.emit(Phase.INITIAL_SYNC, force=True)
             if not copy.run(source, target, resumed=self._resumed):
                 return self._stopped()
-            meta = self._set_phase(meta, "indexes")
-        if meta["phase"] == "indexes":
-            self._emit(Phase.BUILDING_INDEXES, force=True)
+            meta = self._set_step(meta, Step.INDEXES)
+        if meta["phase"] == Step.INDEXES:
+            self._progress.emit(Phase.BUILDING_INDEXES, force=True)
             started = time.monotonic()
             copy.build_indexes_and_views(target)
             log.info("indexes and views built in %.1f s", time.monotonic() - started)
-            meta = self._set_phase(meta, "replay")
-        if meta["phase"] == "complete":
+            meta = self._set_step(meta, Step.REPLAY)
+        if meta["phase"] == Step.COMPLETE:
             log.info("this migration is already complete; verifying every document again")
-            return self._verify(source, target, through_ledger=False)
-        return self._replay(source, target, self._capture, meta, until_caught_up)
+            return self._verify(source, target, through=None)
+        self._progress.replay = replay
+        outcome = replay.run(capture, until_caught_up=until_caught_up)
+        if outcome is ReplayOutcome.STOPPED:
+            return self._stopped()
+        if outcome is ReplayOutcome.CAUGHT_UP:
+            return MigrationResult(Phase.REPLICATING, resumed=self._resumed)
+        self._set_step(meta, Step.COMPLETE)
+        return self._verify(source, target, through=replay)
 
     # --- start, or resume ------------------------------------------------------------------------
+
+    def _start_or_resume(self, source: MongoClient[Any], target: MongoClient[Any]) -> tuple[Document, Capture]:
+        meta = self.checkpoints.load("meta").get("meta")
+        if meta is None:
+            return self._start(source, target)
+        self._check_state(meta)
+        self._resumed = self._progress.resumed = True
+        if not self.ledger.belongs_to(_migration_id(meta)):
+            log.info("no verification ledger of this migration here: both sides are read again after the copy")
+            self.ledger.begin(_migration_id(meta))
+        tokens = saved_tokens(self.checkpoints, SOURCE_TOKENS)
+        return meta, self._open_capture(source, meta, tokens, [key for key in tokens if key != "*"])
 
     def _start(self, source: MongoClient[Any], target: MongoClient[Any]) -> tuple[Document, Capture]:
         discovery = discover(source, self.options.namespaces)
@@ -203,15 +194,14 @@ class Migration:
             scope = (CaptureScope.CLUSTER if wire_version(source) >= WIRE_VERSION_CLUSTER_STREAMS
                      else CaptureScope.COLLECTION)
         meta: Document = {"id": uuid.uuid4().hex, "source": redact_uri(self.source_uri),
-                          "target": redact_uri(self.target_uri), "capture": scope.value, "phase": "copy",
+                          "target": redact_uri(self.target_uri), "capture": scope.value, "phase": Step.COPY.value,
                           "startedAt": time.time()}
         self.ledger.begin(_migration_id(meta))
         if self.options.drop_target:
             writer.drop_namespaces(target, namespaces)
         # The start point, before anything is copied.
         capture = self._open_capture(source, meta, {}, [spec.namespace for spec in discovery.copied])
-        tokens = capture.tokens()
-        self.checkpoints.save({"meta": meta} | _token_documents("token:", tokens)
+        self.checkpoints.save({"meta": meta} | token_documents(SOURCE_TOKENS, capture.tokens())
                               | initial_copy.plan(source, target, discovery, self.options))
         log.info("starting a fresh sync of %d collection(s) and %d view(s); change capture: %s%s",
                  len(discovery.copied), len(discovery.views), scope.value,
@@ -224,11 +214,6 @@ class Migration:
                               f"the state directory belongs to a migration from {meta['source']} to {meta['target']}; "
                               "use another --state-dir for this one")
 
-    def _reopen_capture(self, source: MongoClient[Any], meta: Document) -> Capture:
-        tokens = self._saved_tokens("token:")
-        namespaces = [key for key in tokens if key != "*"]
-        return self._open_capture(source, meta, tokens, namespaces)
-
     def _open_capture(self, source: MongoClient[Any], meta: Document, tokens: dict[str, Any],
                       namespaces: list[str]) -> Capture:
         if meta["capture"] == CaptureScope.CLUSTER.value:
@@ -237,119 +222,17 @@ class Migration:
         # Many streams are polled one after another: each may wait only a little.
         return CollectionCapture(source, namespaces, tokens, max_await_ms=50)
 
-    def _set_phase(self, meta: Document, phase: str) -> Document:
-        updated = {**meta, "phase": phase}
+    def _set_step(self, meta: Document, step: Step) -> Document:
+        updated = {**meta, "phase": step.value}
         self.checkpoints.save({"meta": updated})
         return updated
 
-    # --- replay ----------------------------------------------------------------------------------
-
-    def _replay(self, source: MongoClient[Any], target: MongoClient[Any], capture: Capture | None, meta: Document,
-                until_caught_up: bool) -> MigrationResult:
-        assert capture is not None
-        self._emit(Phase.REPLICATING, force=True, lag=None)
-        log.info("replicating changes from the saved resume tokens")
-        # Before the pass reads anything and before any change is applied: from here on every change
-        # applied, and every write the destination sees, marks its document dirty. The pass's end
-        # wakes the replay loop, whose next event says cutover no longer waits for it.
-        destination = self._destination_watch = self._watch_destination(target, meta)
-        saved_tokens = self._save_tokens(capture, destination, {})
-        self._verification_pass = VerificationPass(source, target, self.ledger, self._collections(), self._end_of_run,
-                                                   on_end=self._wake.set, sample=self.options.verify_sample)
-        monitor = self._monitor = DivergenceMonitor(
-            source, target, lambda: self._namespaces_now(source), self.options.count_check_seconds,
-            self._end_of_replication, capture=self._capture_scope, exact=self.options.exact_counts,
-            on_change=self._wake.set).start()
-        while not self._stopping.is_set():
-            cutting_over = self._cutover.is_set()
-            if cutting_over:
-                self._end_of_replication.set()  # the verdict counts for itself
-            captured = capture.poll(self.options.batch_size)
-            if captured:
-                events = [item.event for item in captured]
-                apply_changes(target, events)
-                self.ledger.note_events(events)  # before the tokens move past them
-                monitor.delivered(Counter(namespace_of(event) for event in events))
-                self._applied += len(captured)
-            self._note_destination_writes(destination, drain=cutting_over and not captured)
-            saved_tokens = self._save_tokens(capture, destination, saved_tokens)
-            lag = self._lag(captured, monitor)
-            self._emit(Phase.CUTTING_OVER if cutting_over else Phase.REPLICATING, force=not captured, lag=lag)
-            if not captured:
-                if cutting_over:
-                    log.info("cutover: every change the change stream delivered is applied; verifying")
-                    self._set_phase(meta, "complete")
-                    return self._verify(source, target, through_ledger=True)
-                if until_caught_up and not self._verification_pass.running and monitor.state().agrees:
-                    log.info("caught up: the copy is done, the lag is zero, both sides' counts agree and both "
-                             "sides are read for verification")
-                    return MigrationResult(Phase.REPLICATING, resumed=self._resumed)
-                self._wake.wait(self.options.poll_seconds)
-                self._wake.clear()
-        return self._stopped()
-
-    def _watch_destination(self, target: MongoClient[Any], meta: Document) -> Capture:
-        """The destination's change streams, resumed where the last run left them when its ledger is
-        kept; when they cannot be (no saved point, history gone), the ledger starts over — the pass
-        reads both sides again — since the writes made in between are unknown."""
-        tokens = self._saved_tokens("dest-token:")
-        if tokens:
-            try:
-                return self._open_destination_watch(target, meta, tokens)
-            except EngineError as error:
-                log.info("the destination's changes since the last run are unknown (%s); verifying from scratch",
-                         error.message)
-        self.ledger.begin(_migration_id(meta))
-        try:
-            return self._open_destination_watch(target, meta, {})
-        except OperationFailure as error:  # a standalone destination, or a user without changeStream
-            reason = f"the destination cannot be watched ({redact(str(error), self.target_uri)})"
-            log.warning("%s: cutover will read every document", reason)
-            self.ledger.mark_unusable(reason)
-            return NoCapture()
-
-    def _open_destination_watch(self, target: MongoClient[Any], meta: Document, tokens: dict[str, Any]) -> Capture:
-        # Keys only, and no waiting: the source's streams set the pace of the replay loop.
-        if meta["capture"] == CaptureScope.CLUSTER.value:
-            return ClusterCapture(target, self.options.namespaces, tokens.get("*"), wire_version(target),
-                                  max_await_ms=1, keys_only=True, role="destination")
-        return CollectionCapture(target, self._collections(), tokens, max_await_ms=1, keys_only=True,
-                                 role="destination")
-
-    def _note_destination_writes(self, destination: Capture, *, drain: bool) -> None:
-        """Mark what the destination saw written: ours (already marked) and anyone else's. At cutover
-        (`drain`) until nothing is left; otherwise one batch, so replication is not held up."""
-        while True:
-            seen = destination.poll(self.options.batch_size)
-            self.ledger.note_events([item.event for item in seen])
-            if not seen or not drain:
-                return
-
-    def _saved_tokens(self, prefix: str) -> dict[str, Any]:
-        return {doc["stream"]: doc["token"] for doc in self.checkpoints.load(prefix).values()}
-
-    def _save_tokens(self, capture: Capture, destination: Capture, saved: dict[str, Document]) -> dict[str, Document]:
-        """Both sides' resume points in one checkpoint, after the changes they pass were applied and marked."""
-        tokens = _token_documents("token:", capture.tokens()) | _token_documents("dest-token:", destination.tokens())
-        if tokens != saved:
-            self.checkpoints.save(tokens)
-        return tokens
-
-    def _lag(self, captured: list[CapturedEvent], monitor: DivergenceMonitor) -> float:
-        """The age of the last change applied, or, when the counts show a difference the stream does not
-        explain, how long they have shown it: a stream that delivers nothing does not read as lag 0."""
-        stream_lag = 0.0
-        if captured:
-            moment = event_time(captured[-1].event)
-            stream_lag = max(0.0, time.time() - moment) if moment is not None else 0.0
-        monitor.stream_lag(stream_lag)
-        return max(stream_lag, monitor.state().unexplained_seconds)
-
     # --- the end ---------------------------------------------------------------------------------
 
-    def _verify(self, source: MongoClient[Any], target: MongoClient[Any], *, through_ledger: bool) -> MigrationResult:
-        self._emit(Phase.VERIFYING, force=True)
-        ledger = self._usable_ledger() if through_ledger else None
+    def _verify(self, source: MongoClient[Any], target: MongoClient[Any], *, through: Replay | None) -> MigrationResult:
+        """The verdict: through the replay's ledger when it is usable, otherwise by reading everything."""
+        self._progress.emit(Phase.VERIFYING, force=True)
+        ledger = through.usable_ledger() if through is not None else None  # may wait for the pass to end
         # Reading everything compares every namespace the source holds now; the ledger's re-read, the
         # planned ones, while the counts (and so the verdict) cover those created since too.
         namespaces = self._collections() if ledger is not None else self._namespaces_now(source)
@@ -357,19 +240,11 @@ class Migration:
                                 exact_counts=self.options.exact_counts, mismatch_sample=self.options.mismatch_sample)
         report = verdict.report
         if report.equal:
-            self._emit(Phase.COMPLETE, force=True, lag=0.0, message="verified: source and target are equal")
+            self._progress.emit(Phase.COMPLETE, force=True, lag=0.0, message="verified: source and target are equal")
             return MigrationResult(Phase.COMPLETE, report, self._resumed, verdict)
         message = f"verification found differences in {report.describe_differences()}"
-        self._emit(Phase.FAILED, force=True, last_error=message)
+        self._progress.emit(Phase.FAILED, force=True, last_error=message)
         return MigrationResult(Phase.FAILED, report, self._resumed, verdict)
-
-    def _usable_ledger(self) -> VerificationLedger | None:
-        passed = self._verification_pass is not None and self._verification_pass.wait()
-        reason = self.ledger.unusable_reason() or (None if passed else "the verification pass did not end")
-        if reason is not None:
-            log.info("verifying every document (%s)", reason)
-            return None
-        return self.ledger
 
     def _collections(self) -> list[str]:
         return self._copy.collections() if self._copy is not None else []
@@ -380,27 +255,5 @@ class Migration:
         return sorted(set(self._collections()) | set(collection_namespaces(source, self.options.namespaces)))
 
     def _stopped(self) -> MigrationResult:
-        self._emit(Phase.STOPPED, force=True, message="stopped; progress is checkpointed")
+        self._progress.emit(Phase.STOPPED, force=True, message="stopped; progress is checkpointed")
         return MigrationResult(Phase.STOPPED, resumed=self._resumed)
-
-    # --- events ----------------------------------------------------------------------------------
-
-    def _emit(self, phase: Phase, *, force: bool = False, lag: float | None = None, message: str | None = None,
-              last_error: str | None = None) -> None:
-        now = time.monotonic()
-        if not force and phase == self._phase and now - self._last_emit < _EMIT_INTERVAL:
-            return
-        self._phase, self._last_emit = phase, now
-        copy = self._copy
-        elapsed = max(now - copy.started, 1e-6) if copy is not None else 1.0
-        monitor = self._monitor
-        counts = monitor.state() if monitor is not None else None
-        event = MigrationEvent(phase=phase, namespaces=copy.progress() if copy is not None else (),
-                               docs_per_second=copy.copied_now / elapsed if copy is not None else 0.0,
-                               lag_seconds=lag, applied_events=self._applied, resumed=self._resumed,
-                               verification_pending=self._verification_pass is not None and self._verification_pass.running,
-                               counts_agree=counts is not None and counts.agrees,
-                               warning=monitor.warning() if monitor is not None else None,
-                               message=message, last_error=last_error)
-        for listener in self._listeners:
-            listener(event)

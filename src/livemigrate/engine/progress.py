@@ -1,0 +1,62 @@
+"""Progress: the snapshots a migration gives its listeners (the CLI's display, the agent's reports, logs).
+
+Each phase reports when it has something to say; this decides how often that reaches a listener — at
+once on a phase change or a moment that matters (`force`), otherwise at most every quarter second —
+and gathers what the snapshot holds from the copy and the replay, whichever is under way.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Protocol
+
+from livemigrate.engine.events import MigrationEvent, Phase
+from livemigrate.engine.initial_copy import InitialCopy
+
+EventListener = Callable[[MigrationEvent], None]
+
+_EMIT_INTERVAL = 0.25
+
+
+class ReplayState(Protocol):
+    """What the replay phase tells of itself (`replay.Replay`)."""
+
+    @property
+    def applied(self) -> int: ...
+
+    @property
+    def verification_pending(self) -> bool: ...
+
+    def counts_agree(self) -> bool: ...
+
+    def warning(self) -> str | None: ...
+
+
+class Progress:
+    def __init__(self, listeners: list[EventListener]) -> None:
+        self._listeners = listeners
+        self.copy: InitialCopy | None = None
+        self.replay: ReplayState | None = None
+        self.resumed = False
+        self._phase = Phase.CONNECTING
+        self._last_emit = 0.0
+
+    def emit(self, phase: Phase, *, force: bool = False, lag: float | None = None, message: str | None = None,
+             last_error: str | None = None) -> None:
+        now = time.monotonic()
+        if not force and phase == self._phase and now - self._last_emit < _EMIT_INTERVAL:
+            return
+        self._phase, self._last_emit = phase, now
+        copy, replay = self.copy, self.replay
+        elapsed = max(now - copy.started, 1e-6) if copy is not None else 1.0
+        event = MigrationEvent(phase=phase, namespaces=copy.progress() if copy is not None else (),
+                               docs_per_second=copy.copied_now / elapsed if copy is not None else 0.0,
+                               lag_seconds=lag, applied_events=replay.applied if replay is not None else 0,
+                               resumed=self.resumed,
+                               verification_pending=replay is not None and replay.verification_pending,
+                               counts_agree=replay is not None and replay.counts_agree(),
+                               warning=replay.warning() if replay is not None else None,
+                               message=message, last_error=last_error)
+        for listener in self._listeners:
+            listener(event)

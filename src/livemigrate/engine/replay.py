@@ -1,0 +1,229 @@
+"""Replay and cutover: apply the source's changes to the target until asked to cut over, then drain.
+
+While it replays, three things run beside it, each with its own evidence for the verdict:
+- the verification pass (`verify.py`) reads both sides into the ledger once;
+- the destination's change streams mark every document written there, by us or anyone else;
+- the divergence monitor (`divergence.py`) compares both sides' counts.
+Both sides' resume points are checkpointed together after each round, once the changes they pass
+are applied and marked; a restart resumes from there.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+from pymongo import MongoClient
+from pymongo.errors import OperationFailure
+
+from livemigrate.engine.apply import apply_changes, namespace_of
+from livemigrate.engine.capture import Capture, CapturedEvent, ClusterCapture, CollectionCapture, NoCapture, event_time
+from livemigrate.engine.checkpoints import CheckpointStore, Document
+from livemigrate.engine.connect import wire_version
+from livemigrate.engine.divergence import DivergenceMonitor
+from livemigrate.engine.errors import EngineError, redact
+from livemigrate.engine.events import Phase
+from livemigrate.engine.ledger import VerificationLedger
+from livemigrate.engine.options import CaptureScope, MigrationOptions
+from livemigrate.engine.progress import Progress
+from livemigrate.engine.verify import VerificationPass
+
+log = logging.getLogger("livemigrate.engine")
+
+SOURCE_TOKENS = "token:"
+DESTINATION_TOKENS = "dest-token:"
+
+
+@dataclass(frozen=True)
+class Controls:
+    """What other threads ask of a running migration, and the wake-up that cuts a quiet poll's wait short."""
+
+    stopping: threading.Event = field(default_factory=threading.Event)
+    cutover: threading.Event = field(default_factory=threading.Event)
+    wake: threading.Event = field(default_factory=threading.Event)
+
+
+class ReplayOutcome(Enum):
+    DRAINED = "drained"  # cutover asked, every change delivered is applied: time for the verdict
+    CAUGHT_UP = "caught up"  # ready for cutover (run with `until_caught_up`)
+    STOPPED = "stopped"
+
+
+def token_documents(prefix: str, tokens: dict[str, Any]) -> dict[str, Document]:
+    """Resume tokens as checkpoint documents: the source's under `token:`, the destination's under `dest-token:`."""
+    return {f"{prefix}{stream}": {"stream": stream, "token": token} for stream, token in tokens.items()}
+
+
+def saved_tokens(checkpoints: CheckpointStore, prefix: str) -> dict[str, Any]:
+    return {doc["stream"]: doc["token"] for doc in checkpoints.load(prefix).values()}
+
+
+class Replay:
+    def __init__(self, source: MongoClient[Any], target: MongoClient[Any], *, options: MigrationOptions,
+                 checkpoints: CheckpointStore, ledger: VerificationLedger, controls: Controls, progress: Progress,
+                 migration_id: str, capture_scope: str, target_uri: str, planned: Callable[[], list[str]],
+                 namespaces_now: Callable[[], list[str]]) -> None:
+        self._source, self._target = source, target
+        self._options = options
+        self._checkpoints = checkpoints
+        self._ledger = ledger
+        self._controls = controls
+        self._progress = progress
+        self._migration_id = migration_id
+        self._capture_scope = capture_scope
+        self._target_uri = target_uri
+        self._planned = planned
+        self._namespaces_now = namespaces_now
+        self._end_of_run = threading.Event()  # ends the verification pass with the run that started it
+        self._end_of_replication = threading.Event()  # ends the count checks: at cutover, or with the run
+        self._verification_pass: VerificationPass | None = None
+        self._monitor: DivergenceMonitor | None = None
+        self._destination: Capture | None = None
+        self._applied = 0
+
+    # --- what progress reads (`progress.ReplayState`) ------------------------------------------
+
+    @property
+    def applied(self) -> int:
+        return self._applied
+
+    @property
+    def verification_pending(self) -> bool:
+        return self._verification_pass is not None and self._verification_pass.running
+
+    def counts_agree(self) -> bool:
+        return self._monitor is not None and self._monitor.state().agrees
+
+    def warning(self) -> str | None:
+        return self._monitor.warning() if self._monitor is not None else None
+
+    # --- the loop --------------------------------------------------------------------------------
+
+    def run(self, capture: Capture, *, until_caught_up: bool) -> ReplayOutcome:
+        controls = self._controls
+        self._progress.emit(Phase.REPLICATING, force=True, lag=None)
+        log.info("replicating changes from the saved resume tokens")
+        # Before the pass reads anything and before any change is applied: from here on every change
+        # applied, and every write the destination sees, marks its document dirty. The pass's end
+        # wakes the loop, whose next round says cutover no longer waits for it.
+        destination = self._destination = self._watch_destination()
+        saved = self._save_tokens(capture, destination, {})
+        verification_pass = self._verification_pass = VerificationPass(
+            self._source, self._target, self._ledger, self._planned(), self._end_of_run, on_end=controls.wake.set,
+            sample=self._options.verify_sample)
+        monitor = self._monitor = DivergenceMonitor(
+            self._source, self._target, self._namespaces_now, self._options.count_check_seconds,
+            self._end_of_replication, capture=self._capture_scope, exact=self._options.exact_counts,
+            on_change=controls.wake.set).start()
+        while not controls.stopping.is_set():
+            cutting_over = controls.cutover.is_set()
+            if cutting_over:
+                self._end_of_replication.set()  # the verdict counts for itself
+            captured = capture.poll(self._options.batch_size)
+            if captured:
+                events = [item.event for item in captured]
+                apply_changes(self._target, events)
+                self._ledger.note_events(events)  # before the tokens move past them
+                monitor.delivered(Counter(namespace_of(event) for event in events))
+                self._applied += len(captured)
+            self._note_destination_writes(destination, drain=cutting_over and not captured)
+            saved = self._save_tokens(capture, destination, saved)
+            lag = self._lag(captured, monitor)
+            self._progress.emit(Phase.CUTTING_OVER if cutting_over else Phase.REPLICATING, force=not captured, lag=lag)
+            if not captured:
+                if cutting_over:
+                    log.info("cutover: every change the change stream delivered is applied; verifying")
+                    return ReplayOutcome.DRAINED
+                if until_caught_up and not verification_pass.running and monitor.state().agrees:
+                    log.info("caught up: the copy is done, the lag is zero, both sides' counts agree and both "
+                             "sides are read for verification")
+                    return ReplayOutcome.CAUGHT_UP
+                controls.wake.wait(self._options.poll_seconds)
+                controls.wake.clear()
+        return ReplayOutcome.STOPPED
+
+    def usable_ledger(self) -> VerificationLedger | None:
+        """The ledger, if the verdict may read through it: the pass ended and nothing made it unusable."""
+        passed = self._verification_pass is not None and self._verification_pass.wait()
+        reason = self._ledger.unusable_reason() or (None if passed else "the verification pass did not end")
+        if reason is not None:
+            log.info("verifying every document (%s)", reason)
+            return None
+        return self._ledger
+
+    def end(self, *, clean: bool) -> None:
+        """Stop what runs beside the loop. After a failure the destination's server may be gone: closing
+        its streams would wait on it for nothing, and closing the client releases them anyway."""
+        self._end_of_run.set()
+        self._end_of_replication.set()
+        if self._verification_pass is not None:
+            self._verification_pass.wait(timeout=10)
+        if self._monitor is not None:
+            self._monitor.join(timeout=10)
+        if clean and self._destination is not None:
+            self._destination.close()
+
+    # --- the destination's writes ----------------------------------------------------------------
+
+    def _watch_destination(self) -> Capture:
+        """The destination's change streams, resumed where the last run left them when its ledger is
+        kept; when they cannot be (no saved point, history gone), the ledger starts over — the pass
+        reads both sides again — since the writes made in between are unknown."""
+        tokens = saved_tokens(self._checkpoints, DESTINATION_TOKENS)
+        if tokens:
+            try:
+                return self._open_destination_watch(tokens)
+            except EngineError as error:
+                log.info("the destination's changes since the last run are unknown (%s); verifying from scratch",
+                         error.message)
+        self._ledger.begin(self._migration_id)
+        try:
+            return self._open_destination_watch({})
+        except OperationFailure as error:  # a standalone destination, or a user without changeStream
+            reason = f"the destination cannot be watched ({redact(str(error), self._target_uri)})"
+            log.warning("%s: cutover will read every document", reason)
+            self._ledger.mark_unusable(reason)
+            return NoCapture()
+
+    def _open_destination_watch(self, tokens: dict[str, Any]) -> Capture:
+        # Keys only, and no waiting: the source's streams set the pace of the loop.
+        if self._capture_scope == CaptureScope.CLUSTER.value:
+            return ClusterCapture(self._target, self._options.namespaces, tokens.get("*"), wire_version(self._target),
+                                  max_await_ms=1, keys_only=True, role="destination")
+        return CollectionCapture(self._target, self._planned(), tokens, max_await_ms=1, keys_only=True,
+                                 role="destination")
+
+    def _note_destination_writes(self, destination: Capture, *, drain: bool) -> None:
+        """Mark what the destination saw written: ours (already marked) and anyone else's. At cutover
+        (`drain`) until nothing is left; otherwise one batch, so replication is not held up."""
+        while True:
+            seen = destination.poll(self._options.batch_size)
+            self._ledger.note_events([item.event for item in seen])
+            if not seen or not drain:
+                return
+
+    # --- checkpoints and lag ---------------------------------------------------------------------
+
+    def _save_tokens(self, capture: Capture, destination: Capture, saved: dict[str, Document]) -> dict[str, Document]:
+        """Both sides' resume points in one checkpoint, after the changes they pass were applied and marked."""
+        tokens = (token_documents(SOURCE_TOKENS, capture.tokens())
+                  | token_documents(DESTINATION_TOKENS, destination.tokens()))
+        if tokens != saved:
+            self._checkpoints.save(tokens)
+        return tokens
+
+    def _lag(self, captured: list[CapturedEvent], monitor: DivergenceMonitor) -> float:
+        """The age of the last change applied, or, when the counts show a difference the stream does not
+        explain, how long they have shown it: a stream that delivers nothing does not read as lag 0."""
+        stream_lag = 0.0
+        if captured:
+            moment = event_time(captured[-1].event)
+            stream_lag = max(0.0, time.time() - moment) if moment is not None else 0.0
+        monitor.stream_lag(stream_lag)
+        return max(stream_lag, monitor.state().unexplained_seconds)
