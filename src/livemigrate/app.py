@@ -36,6 +36,7 @@ from livemigrate.source.sync import LinkSyncer
 from livemigrate.store.database import Store
 from livemigrate.target import migration_routes as target_migration_routes
 from livemigrate.target import routes as target_routes
+from livemigrate.vocabulary import SOURCE, SOURCE_PREFIX, TARGET, TARGET_PREFIX
 
 log = logging.getLogger("livemigrate")
 
@@ -91,11 +92,11 @@ def create_app(settings: Settings, store: Store | None = None, *, on_started: Ca
     app.state.background_tasks = set()  # validations running; kept referenced until done
     exception_handlers.install(app)
     app.add_middleware(RequestContextMiddleware, max_body_bytes=settings.max_body_bytes)
-    app.include_router(directory_router("source", source_routes.PREFIX))
+    app.include_router(directory_router(SOURCE, SOURCE_PREFIX))
     app.include_router(source_routes.router)
     app.include_router(source_inventory_routes.router)
     app.include_router(source_agent_routes.router)
-    app.include_router(directory_router("target", target_routes.PREFIX))
+    app.include_router(directory_router(TARGET, TARGET_PREFIX))
     app.include_router(target_routes.router)
     app.include_router(target_migration_routes.router)
     app.mount("/metrics", make_asgi_app())

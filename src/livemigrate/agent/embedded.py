@@ -19,10 +19,10 @@ from sqlalchemy import delete, select
 from livemigrate.agent.host import MigrationHostAgent
 from livemigrate.agent.runner import RunnerSettings
 from livemigrate.client.agent_api import AgentApi
-from livemigrate.http.auth import AGENT_PURPOSE
 from livemigrate.source.agents import create_agent_key
 from livemigrate.store.database import Store
 from livemigrate.store.models import ApiKey, Organization, Project
+from livemigrate.vocabulary import AGENT_PURPOSE, SOURCE
 
 log = logging.getLogger("livemigrate.agent.embedded")
 
@@ -63,7 +63,7 @@ class EmbeddedAgents:
 
     def _source_projects(self) -> list[Project]:
         with self._store.read() as session:
-            return list(session.scalars(select(Project).join(Organization).where(Organization.side == "source")))
+            return list(session.scalars(select(Project).join(Organization).where(Organization.side == SOURCE)))
 
     def _start_for(self, project: Project) -> None:
         with self._store.write() as session:

@@ -10,8 +10,7 @@ import httpx
 from livemigrate.client.errors import ApiCallError
 from livemigrate.client.waiting import wait_options
 from livemigrate.contracts import HostJob
-
-SOURCE_PREFIX = "/api/public/v1.0"
+from livemigrate.vocabulary import SOURCE_PREFIX
 
 
 class AgentApi:

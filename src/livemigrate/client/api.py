@@ -11,9 +11,7 @@ from typing import Any
 import httpx
 
 from livemigrate.client.errors import ApiCallError
-
-SOURCE_PREFIX = "/api/public/v1.0"
-TARGET_PREFIX = "/api/atlas/v2"
+from livemigrate.vocabulary import SOURCE, SOURCE_PREFIX, TARGET_PREFIX
 
 
 class ApiClient:
@@ -101,5 +99,5 @@ class ApiClient:
         self._call("PUT", f"{TARGET_PREFIX}/groups/{group_id}/liveMigrations/{migration_id}/cutover")
 
     def create_project(self, side: str, org_id: str, name: str) -> dict[str, Any]:
-        prefix = SOURCE_PREFIX if side == "source" else TARGET_PREFIX
+        prefix = SOURCE_PREFIX if side == SOURCE else TARGET_PREFIX
         return dict(self._call("POST", f"{prefix}/groups", {"name": name, "orgId": org_id}))

@@ -16,6 +16,7 @@ from livemigrate.http.errors import ApiError, ErrorCode
 from livemigrate.ids import is_object_id, new_object_id, new_private_key, new_public_key
 from livemigrate.store.database import Store
 from livemigrate.store.models import AccessListEntry, ApiKey
+from livemigrate.vocabulary import PROGRAMMATIC_PURPOSE
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,7 +28,7 @@ class CreatedApiKey:
 
 
 def create_api_key(session: Session, org_id: str, description: str, roles: Sequence[str],
-                   purpose: str = "programmatic", cidr_blocks: Sequence[str] = ()) -> CreatedApiKey:
+                   purpose: str = PROGRAMMATIC_PURPOSE, cidr_blocks: Sequence[str] = ()) -> CreatedApiKey:
     public_key = new_public_key()
     while session.scalar(select(ApiKey.id).where(ApiKey.public_key == public_key)) is not None:
         public_key = new_public_key()
@@ -54,7 +55,7 @@ def get_api_key(session: Session, org_id: str, key_id: str) -> ApiKey:
     if not is_object_id(key_id):
         raise ApiError(ErrorCode.INVALID_API_KEY_ID, f"An invalid API key ID {key_id} was specified.", [key_id])
     api_key = session.get(ApiKey, key_id)
-    if api_key is None or api_key.org_id != org_id or api_key.purpose != "programmatic":
+    if api_key is None or api_key.org_id != org_id or api_key.purpose != PROGRAMMATIC_PURPOSE:
         raise ApiError(ErrorCode.API_KEY_NOT_FOUND, f"API key {key_id} not found in organization {org_id}.", [key_id])
     return api_key
 
@@ -63,7 +64,7 @@ def list_api_keys(store: Store, org_id: str) -> list[ApiKey]:
     with store.read() as session:
         return list(
             session.scalars(
-                select(ApiKey).where(ApiKey.org_id == org_id, ApiKey.purpose == "programmatic").order_by(ApiKey.id)
+                select(ApiKey).where(ApiKey.org_id == org_id, ApiKey.purpose == PROGRAMMATIC_PURPOSE).order_by(ApiKey.id)
             )
         )
 

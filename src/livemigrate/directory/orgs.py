@@ -13,8 +13,7 @@ from livemigrate.http.roles import OrgRole
 from livemigrate.ids import new_object_id
 from livemigrate.store.database import Store
 from livemigrate.store.models import Organization, Project, SourceLink
-
-SIDES = ("source", "target")
+from livemigrate.vocabulary import SIDES
 
 
 @dataclass(frozen=True, slots=True)

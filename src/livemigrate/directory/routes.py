@@ -17,7 +17,7 @@ from starlette.responses import Response
 from livemigrate.context import context_of
 from livemigrate.directory import api_keys, orgs, projects, views
 from livemigrate.guards import Caller, org_role, project_role
-from livemigrate.http.auth import PROGRAMMATIC_PURPOSE, Principal
+from livemigrate.http.auth import Principal
 from livemigrate.http.bodies import openapi_body, parse_body, read_json
 from livemigrate.http.errors import ApiError, ErrorCode
 from livemigrate.http.openapi import BODY, ORG, PROJECT, GroupId, KeyId, OrgId, errors
@@ -26,6 +26,7 @@ from livemigrate.http.responses import no_content, respond
 from livemigrate.http.roles import OrgRole
 from livemigrate.ids import OBJECT_ID_PATTERN
 from livemigrate.store.models import Project
+from livemigrate.vocabulary import PROGRAMMATIC_PURPOSE, TARGET
 
 
 class Strict(BaseModel):
@@ -70,7 +71,7 @@ READ_ONLY = ("id", "links", "created", "publicKey", "privateKey", "isDeleted")
 
 def directory_router(side: str, prefix: str) -> APIRouter:
     router = APIRouter(prefix=prefix, tags=[f"{side} directory"])
-    atlas = side == "target"
+    atlas = side == TARGET
     # Guards as defaults rather than `Annotated` aliases: FastAPI resolves annotations in the module's
     # namespace, where names local to this factory are not.
     org_reader, org_member = org_role(side, OrgRole.ORG_READ_ONLY), org_role(side, OrgRole.ORG_MEMBER)

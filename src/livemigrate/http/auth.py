@@ -17,10 +17,8 @@ from livemigrate.http.errors import ApiError, ErrorCode
 from livemigrate.http.nonces import NonceBook, NonceState
 from livemigrate.http.roles import OrgRole, satisfies
 from livemigrate.ids import is_object_id
+from livemigrate.vocabulary import AGENT_PURPOSE, LINK_PURPOSE, PROGRAMMATIC_PURPOSE
 
-LINK_PURPOSE = "link"
-AGENT_PURPOSE = "agent"
-PROGRAMMATIC_PURPOSE = "programmatic"
 PRINCIPAL_KEY = "livemigrate.principal"
 
 

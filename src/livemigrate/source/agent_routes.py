@@ -23,8 +23,9 @@ from livemigrate.http.openapi import BODY, GroupId, errors
 from livemigrate.http.responses import respond
 from livemigrate.source import hosts
 from livemigrate.source.job_relay import JobRelay
+from livemigrate.vocabulary import SOURCE_PREFIX
 
-PREFIX = "/api/public/v1.0"
+PREFIX = SOURCE_PREFIX
 
 log = logging.getLogger("livemigrate.source")
 

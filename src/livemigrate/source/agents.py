@@ -13,10 +13,10 @@ from datetime import datetime, timedelta
 from sqlalchemy import select
 
 from livemigrate.directory.api_keys import create_api_key
-from livemigrate.http.auth import AGENT_PURPOSE
 from livemigrate.ids import new_object_id
 from livemigrate.store.database import Store
 from livemigrate.store.models import ApiKey, MigrationHost, Project, utcnow
+from livemigrate.vocabulary import AGENT_PURPOSE
 
 KEY_SEPARATOR = "."
 

@@ -23,9 +23,10 @@ from livemigrate.source import agents, hosts
 from livemigrate.source.inventory import deployment_view
 from livemigrate.source.probe import HostAddress
 from livemigrate.store.models import MigrationHost, Project, SourceHost
+from livemigrate.vocabulary import SOURCE, SOURCE_PREFIX
 
-PREFIX = "/api/public/v1.0"
-SIDE = "source"
+PREFIX = SOURCE_PREFIX
+SIDE = SOURCE
 
 router = APIRouter(prefix=PREFIX, tags=["source: inventory"])
 

@@ -17,9 +17,10 @@ from livemigrate.http.openapi import BODY, ORG, OrgId, errors
 from livemigrate.http.responses import no_content, respond
 from livemigrate.http.roles import OrgRole
 from livemigrate.source.link import LinkService, link_view
+from livemigrate.vocabulary import SOURCE, SOURCE_PREFIX
 
-PREFIX = "/api/public/v1.0"
-SIDE = "source"
+PREFIX = SOURCE_PREFIX
+SIDE = SOURCE
 
 router = APIRouter(prefix=PREFIX, tags=["source: live export"])
 

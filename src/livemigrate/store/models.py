@@ -14,6 +14,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
 
 from livemigrate.statuses import MigrationStatus, ValidationStatus
+from livemigrate.vocabulary import PROGRAMMATIC_PURPOSE
 
 
 def utcnow() -> datetime:
@@ -66,7 +67,7 @@ class ApiKey(Base):
     ha1_sha256: Mapped[str] = mapped_column(String(64))
     description: Mapped[str] = mapped_column(String(250), default="")
     roles: Mapped[list[str]] = mapped_column(JSON, default=list)
-    purpose: Mapped[str] = mapped_column(String(16), default="programmatic")
+    purpose: Mapped[str] = mapped_column(String(16), default=PROGRAMMATIC_PURPOSE)
     # Agent keys ('agent') belong to one project of a source org.
     project_id: Mapped[str | None] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"), nullable=True)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)

@@ -12,11 +12,11 @@ from sqlalchemy import delete, select, update
 
 from livemigrate import link_token
 from livemigrate.directory.api_keys import create_api_key, parse_entry
-from livemigrate.http.auth import LINK_PURPOSE
 from livemigrate.ids import new_object_id
 from livemigrate.statuses import RUNNING, MigrationStatus
 from livemigrate.store.database import Store
 from livemigrate.store.models import ApiKey, LinkToken, LiveMigration, TargetLink, utcnow
+from livemigrate.vocabulary import LINK_PURPOSE
 
 
 def create_link_token(store: Store, org_id: str, access_list_ips: Sequence[str], target_base_url: str) -> str:

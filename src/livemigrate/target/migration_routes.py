@@ -27,9 +27,10 @@ from livemigrate.http.responses import respond
 from livemigrate.http.roles import OrgRole
 from livemigrate.store.models import Project, TargetCluster
 from livemigrate.target import clusters, migrations
+from livemigrate.vocabulary import TARGET, TARGET_PREFIX
 
-PREFIX = "/api/atlas/v2"
-SIDE = "target"
+PREFIX = TARGET_PREFIX
+SIDE = TARGET
 _LOOK_SECONDS = 0.05  # how often a waiting job list looks for a write of this process
 _RELIST_SECONDS = 1.0  # how often it lists again regardless (writes of other processes, expiry)
 

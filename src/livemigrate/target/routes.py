@@ -21,9 +21,10 @@ from livemigrate.http.openapi import BODY, ORG, OrgId, SourceOrgId, errors
 from livemigrate.http.responses import no_content, respond
 from livemigrate.http.roles import OrgRole
 from livemigrate.target import link_tokens, links
+from livemigrate.vocabulary import TARGET, TARGET_PREFIX
 
-PREFIX = "/api/atlas/v2"
-SIDE = "target"
+PREFIX = TARGET_PREFIX
+SIDE = TARGET
 
 router = APIRouter(prefix=PREFIX, tags=["target: live migrations"])
 
