@@ -25,8 +25,8 @@ class Suite:
 @pytest.fixture(scope="session")
 def suite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Suite]:
     server = ServerProcess(Path(tmp_path_factory.mktemp("server")), sync_seconds=5.0)
-    source_root = server.admin_create_org("source", "suite source root")
-    target_root = server.admin_create_org("target", "suite target root")
+    source_root = server.admin_create_org("source", "suite source root", with_the_cli=True)
+    target_root = server.admin_create_org("target", "suite target root", with_the_cli=True)
     server.start()
     yield Suite(server, source_root, target_root)
     server.stop()

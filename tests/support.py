@@ -1,8 +1,8 @@
 """Test support: real server processes on loopback ports, and the helpers to talk to them.
 
 Nothing here imitates a component of ours: the server is `livemigrate serve` in a subprocess,
-orgs are created with the real `livemigrate admin create-org` or the real API, and the store is
-read back with sqlite3 to check what a request left behind.
+orgs are created with the real `livemigrate admin create-org` (or the very functions it calls, in this
+process) or the real API, and the store is read back with sqlite3 to check what a request left behind.
 """
 
 from __future__ import annotations
@@ -70,13 +70,28 @@ class ServerProcess:
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def admin_create_org(self, side: str, name: str) -> OrgCredentials:
-        output = subprocess.run(
-            [LIVEMIGRATE, "admin", "create-org", "--side", side, "--name", name, "-o", "json"],
-            env=self.env, check=True, capture_output=True, text=True,
-        ).stdout
-        record = json.loads(output)
-        return OrgCredentials(record["orgId"], record["publicKey"], record["privateKey"])
+    def admin_create_org(self, side: str, name: str, *, with_the_cli: bool = False) -> OrgCredentials:
+        """An org and its ORG_OWNER key, made in the store as `livemigrate admin create-org` makes them:
+        by default with the functions that command calls, in this process (a Python start-up per org
+        costs a second of CPU, and the suite makes dozens); `with_the_cli` runs the command itself."""
+        if with_the_cli:
+            output = subprocess.run(
+                [LIVEMIGRATE, "admin", "create-org", "--side", side, "--name", name, "-o", "json"],
+                env=self.env, check=True, capture_output=True, text=True,
+            ).stdout
+            record = json.loads(output)
+            return OrgCredentials(record["orgId"], record["publicKey"], record["privateKey"])
+        from livemigrate.directory.orgs import create_org
+        from livemigrate.store.database import Store
+
+        store = Store(self.env["LIVEMIGRATE_DATABASE_URL"])
+        try:
+            store.migrate()
+            created = create_org(store, side, name, "Organization owner (admin create-org)")
+        finally:
+            store.dispose()
+        assert created.api_key is not None
+        return OrgCredentials(created.org.id, created.api_key.api_key.public_key, created.api_key.private_key)
 
     def start(self) -> ServerProcess:
         log = open(self.log_path, "ab")
