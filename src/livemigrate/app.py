@@ -34,6 +34,9 @@ from livemigrate.source.link_channels import LinkChannels
 from livemigrate.source.monitor import HostMonitor
 from livemigrate.source.sync import LinkSyncer
 from livemigrate.store.database import Store
+from livemigrate.store.leases import Lease, release_quietly, replica_name
+from livemigrate.store.nonce_counts import StoreNonceCounts
+from livemigrate.store.notifications import WriteListener
 from livemigrate.target import migration_routes as target_migration_routes
 from livemigrate.target import routes as target_routes
 from livemigrate.vocabulary import SOURCE, SOURCE_PREFIX, TARGET, TARGET_PREFIX
@@ -51,7 +54,8 @@ def create_app(settings: Settings, store: Store | None = None, *, on_started: Ca
         settings=settings,
         store=store,
         authenticator=Authenticator(KeyLookup(store, settings.read_cache_seconds),
-                                    NonceBook(secret, settings.digest_nonce_seconds)),
+                                    NonceBook(secret, settings.digest_nonce_seconds,
+                                              None if store.is_sqlite else StoreNonceCounts(store))),
         secret_box=SecretBox(secret),
     )
     channels = LinkChannels(store, context.secret_box, settings.link_push_timeout_seconds)
@@ -60,10 +64,16 @@ def create_app(settings: Settings, store: Store | None = None, *, on_started: Ca
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        syncer = LinkSyncer(link_service, settings.link_sync_seconds)
+        # Replicas share one store: each hears the others' writes, and the background loops run at the
+        # replica holding their lease (any replica, on the embedded SQLite store: there is one).
+        listener = None if store.is_sqlite else WriteListener(store).start()
+        replica = replica_name()
+        sync_lease = Lease(store, "link-sync", replica, ttl_seconds=1.5 * settings.link_sync_seconds)
+        monitor_lease = Lease(store, "host-monitor", replica, ttl_seconds=1.5 * settings.host_probe_seconds)
+        syncer = LinkSyncer(link_service, settings.link_sync_seconds, sync_lease)
         stop_announcing = announce_inventory_changes(store, syncer.inventory_changed)
         link_service.on_pushed = syncer.pushed
-        monitor = HostMonitor(store, context.secret_box, settings.host_probe_seconds)
+        monitor = HostMonitor(store, context.secret_box, settings.host_probe_seconds, monitor_lease)
         syncer.start()
         monitor.start()
         if on_started is not None:
@@ -76,6 +86,10 @@ def create_app(settings: Settings, store: Store | None = None, *, on_started: Ca
             await monitor.stop()
             stop_announcing()
             await syncer.stop()
+            for lease in (sync_lease, monitor_lease):
+                await run_in_threadpool(release_quietly, lease)
+            if listener is not None:
+                await run_in_threadpool(listener.stop)
             await link_service.close()
 
     app = FastAPI(

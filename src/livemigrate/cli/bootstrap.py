@@ -6,11 +6,15 @@ from sqlalchemy import func, select
 
 from livemigrate.directory.orgs import create_org
 from livemigrate.store.database import Store
+from livemigrate.store.leases import Lease, replica_name
 from livemigrate.store.models import Organization
 
 
 def bootstrap_if_empty(store: Store, base_url: str) -> bool:
-    """Create the two orgs when the store has none, and print their credentials once."""
+    """Create the two orgs when the store has none, and print their credentials once. Replicas starting
+    together on an empty store take a lease first: one of them bootstraps, the others find orgs."""
+    if not Lease(store, "bootstrap", replica_name(), ttl_seconds=60).try_hold():
+        return False
     with store.read() as session:
         if session.scalar(select(func.count()).select_from(Organization)):
             return False

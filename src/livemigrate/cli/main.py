@@ -70,6 +70,7 @@ def serve(
     """Run both APIs with the embedded store and an in-process migration host; on first start, create and
     print a source and a target org."""
     import uvicorn
+    from sqlalchemy.exc import DBAPIError
 
     from livemigrate.app import create_app
     from livemigrate.cli.bootstrap import bootstrap_if_empty
@@ -78,7 +79,12 @@ def serve(
     settings = _settings(db)
     _configure_logging(settings.log_level)
     store = Store(settings.database_url)
-    store.migrate()
+    try:
+        store.migrate()
+    except DBAPIError as error:
+        typer.echo(f"Error: the store at {store.safe_url} cannot be reached: "
+                   f"{str(error.orig).strip().splitlines()[0]}", err=True)
+        raise typer.Exit(2) from None
     bootstrap_if_empty(store, f"http://{host}:{port}")
     embedded = None
     if agent:

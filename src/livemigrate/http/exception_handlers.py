@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import logging
+
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
+from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import Request
 from starlette.responses import Response
@@ -11,6 +15,8 @@ from starlette.responses import Response
 from livemigrate.http import openapi
 from livemigrate.http.errors import ApiError, ErrorCode
 from livemigrate.http.responses import error_response
+
+log = logging.getLogger("livemigrate.http")
 
 
 async def _api_error(request: Request, error: Exception) -> Response:
@@ -50,7 +56,20 @@ async def _validation_error(request: Request, error: Exception) -> Response:
     return error_response(request.scope, api_error)
 
 
+async def _store_unavailable(request: Request, error: Exception) -> Response:
+    """The database cannot be reached (stopped, restarting, network): 503, and nothing was written —
+    the transaction that met the error is rolled back. Pooled connections are checked before use, so
+    the next request after it returns succeeds without a restart."""
+    log.warning("the store cannot be reached: %s", type(error).__name__)
+    api_error = ApiError(ErrorCode.SERVICE_UNAVAILABLE,
+                         "The store cannot be reached right now; nothing was changed. Try again shortly.",
+                         Retry_After="5")
+    return error_response(request.scope, api_error)
+
+
 def install(app: FastAPI) -> None:
     app.add_exception_handler(ApiError, _api_error)
+    for unavailable in (OperationalError, InterfaceError, PoolTimeout):
+        app.add_exception_handler(unavailable, _store_unavailable)
     app.add_exception_handler(StarletteHTTPException, _http_exception)
     app.add_exception_handler(RequestValidationError, _validation_error)

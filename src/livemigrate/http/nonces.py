@@ -2,8 +2,8 @@
 
 A nonce is `timestamp.random.hmac` under the server secret, so any replica that shares the secret
 can check it. The nonce counts already used are kept in memory per process (bounded by the nonce
-lifetime); a deployment of several replicas should keep a client on one replica (sticky
-sessions) for replay protection to span its requests — the README says so.
+lifetime) and, when replicas share a store, there too (`SharedNonceCounts`): a count used at one
+replica is then refused at every other.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import struct
 import threading
 import time
 from enum import Enum
+from typing import Protocol
 
 _MAX_COUNTS_PER_NONCE = 1_000_000
 
@@ -27,10 +28,17 @@ class NonceState(Enum):
     REPLAYED = "replayed"
 
 
+class SharedNonceCounts(Protocol):
+    """Nonce counts every replica sees (`store/nonce_counts.py`)."""
+
+    def first_use(self, nonce: str, nonce_count: int, expires_at: float) -> bool: ...
+
+
 class NonceBook:
-    def __init__(self, secret: bytes, lifetime_seconds: float) -> None:
+    def __init__(self, secret: bytes, lifetime_seconds: float, shared: SharedNonceCounts | None = None) -> None:
         self._key = hashlib.sha256(b"digest-nonce:" + secret).digest()
         self._lifetime = lifetime_seconds
+        self._shared = shared
         self._used: dict[str, tuple[float, set[int]]] = {}
         self._lock = threading.Lock()
         self._next_prune = 0.0
@@ -66,8 +74,16 @@ class NonceBook:
     def consume(self, nonce: str, nonce_count: int) -> NonceState:
         """Record `nonce_count` for `nonce` once credentials are proven; a count seen before is a replay.
 
-        The nonce's expiry is kept with its counts, so a nonce seen before is not HMAC-checked again.
+        The nonce's expiry is kept with its counts, so a nonce seen before is not HMAC-checked again. A
+        count new here is then checked with the other replicas, when there are any.
         """
+        state, expires_at = self._consume_here(nonce, nonce_count)
+        if state is NonceState.FRESH and self._shared is not None \
+                and not self._shared.first_use(nonce, nonce_count, expires_at):
+            return NonceState.REPLAYED
+        return state
+
+    def _consume_here(self, nonce: str, nonce_count: int) -> tuple[NonceState, float]:
         now = time.time()
         with self._lock:
             if now >= self._next_prune:
@@ -76,15 +92,15 @@ class NonceBook:
             if entry is None:
                 issued_at = self._issued_at(nonce)
                 if issued_at is None:
-                    return NonceState.INVALID
+                    return NonceState.INVALID, 0.0
                 entry = self._used[nonce] = (issued_at + self._lifetime, set())
-            counts = entry[1]
+            expires_at, counts = entry
             if nonce_count in counts:
-                return NonceState.REPLAYED
+                return NonceState.REPLAYED, expires_at
             if len(counts) >= _MAX_COUNTS_PER_NONCE:
-                return NonceState.STALE
+                return NonceState.STALE, expires_at
             counts.add(nonce_count)
-            return NonceState.FRESH
+            return NonceState.FRESH, expires_at
 
     def _prune(self, now: float) -> None:
         for nonce in [nonce for nonce, (expires, _) in self._used.items() if expires < now]:

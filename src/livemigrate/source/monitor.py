@@ -15,15 +15,17 @@ from livemigrate.background import cancel
 from livemigrate.crypto import SecretBox
 from livemigrate.source.hosts import refresh_hosts
 from livemigrate.store.database import Store
+from livemigrate.store.leases import Lease
 
 log = logging.getLogger("livemigrate.source.monitor")
 
 
 class HostMonitor:
-    def __init__(self, store: Store, secret_box: SecretBox, interval_seconds: float) -> None:
+    def __init__(self, store: Store, secret_box: SecretBox, interval_seconds: float, lease: Lease) -> None:
         self._store = store
         self._secret_box = secret_box
         self._interval = interval_seconds
+        self._lease = lease  # one replica probes; the others try to take over every half interval
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -34,8 +36,9 @@ class HostMonitor:
 
     async def _run(self) -> None:
         while True:
-            await asyncio.sleep(self._interval)
+            await asyncio.sleep(self._interval if self._lease.held else self._interval / 2)
             try:
-                await run_in_threadpool(refresh_hosts, self._store, self._secret_box)
+                if await run_in_threadpool(self._lease.try_hold):
+                    await run_in_threadpool(refresh_hosts, self._store, self._secret_box)
             except Exception:
                 log.exception("host monitoring round failed")

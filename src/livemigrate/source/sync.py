@@ -16,6 +16,7 @@ from starlette.concurrency import run_in_threadpool
 from livemigrate.background import cancel
 from livemigrate.client.link_channel import PushOutcome, PushResult
 from livemigrate.source.link import LinkService
+from livemigrate.store.leases import Lease
 
 log = logging.getLogger("livemigrate.source.sync")
 
@@ -23,9 +24,14 @@ _MAX_CONCURRENT_PUSHES = 8
 
 
 class LinkSyncer:
-    def __init__(self, links: LinkService, interval_seconds: float) -> None:
+    """Interval pushes run at the replica holding `lease` (it is tried again every half interval, so a
+    dead holder's pushes resume elsewhere within two intervals); the pushes a change asks for run
+    where the change was made, holder or not."""
+
+    def __init__(self, links: LinkService, interval_seconds: float, lease: Lease) -> None:
         self._links = links
         self._interval = interval_seconds
+        self._lease = lease
         self._next_push: dict[str, float] = {}
         self._failures: dict[str, int] = {}
         self._dirty: set[str] = set()
@@ -69,13 +75,14 @@ class LinkSyncer:
 
     async def _due_org_ids(self) -> list[str]:
         linked = await run_in_threadpool(self._links.linked_org_ids)
+        holding = await run_in_threadpool(self._lease.try_hold)
         now = time.monotonic()
         for org_id in set(self._next_push) - set(linked):
             self._next_push.pop(org_id, None)
             self._failures.pop(org_id, None)
         dirty, self._dirty = self._dirty, set()
         return [org_id for org_id in linked
-                if org_id in dirty or self._next_push.setdefault(org_id, now) <= now]
+                if org_id in dirty or (holding and self._next_push.setdefault(org_id, now) <= now)]
 
     async def _push(self, org_id: str, limiter: asyncio.Semaphore) -> None:
         async with limiter:
@@ -93,7 +100,10 @@ class LinkSyncer:
 
     async def _sleep_until_next(self) -> None:
         now = time.monotonic()
-        wait = min([self._interval, *(moment - now for moment in self._next_push.values())])
+        if self._lease.held:
+            wait = min([self._interval, *(moment - now for moment in self._next_push.values())])
+        else:
+            wait = self._interval / 2  # only to try the lease again; a change wakes the loop at once
         self._wake.clear()
         if self._dirty:
             return

@@ -3,11 +3,16 @@
 SQLite serializes writers; rather than let concurrent request threads fail with "database is
 locked", write transactions on SQLite take one process-wide lock, and every connection runs in
 WAL mode with a busy timeout so readers never block behind a writer.
+
+PostgreSQL is shared by replicas: every write transaction there ends with a NOTIFY naming this
+process, so that the others hear of it (`notifications.py`), and pooled connections are checked
+before use, so that a database that went away and came back is used again without a restart.
 """
 
 from __future__ import annotations
 
 import threading
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
@@ -15,11 +20,12 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+WRITES_CHANNEL = "livemigrate_writes"
 
 
 class Store:
@@ -31,13 +37,25 @@ class Store:
         self.is_sqlite = parsed.get_backend_name() == "sqlite"
         if self.is_sqlite and parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-        connect_args: dict[str, Any] = {"check_same_thread": False} if self.is_sqlite else {}
-        self.engine: Engine = create_engine(url, connect_args=connect_args, pool_size=20, max_overflow=20)
+        connect_args: dict[str, Any] = {"check_same_thread": False} if self.is_sqlite else {"connect_timeout": 5}
+        self.engine: Engine = create_engine(url, connect_args=connect_args, pool_size=20, max_overflow=20,
+                                            pool_pre_ping=not self.is_sqlite)
         if self.is_sqlite:
             event.listen(self.engine, "connect", _sqlite_pragmas)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
         self._write_lock = threading.Lock() if self.is_sqlite else None
+        self.origin = uuid.uuid4().hex  # this process, as its NOTIFYs name it
+        self._notify = None if self.is_sqlite else text(f"SELECT pg_notify('{WRITES_CHANNEL}', :origin)")
         self.generation = 0
+
+    @property
+    def safe_url(self) -> str:
+        """The URL without its password: what logs and errors may show."""
+        return make_url(self.url).render_as_string(hide_password=True)
+
+    def note_write(self) -> None:
+        """A write happened (here, or at another replica): cached reads may be out of date."""
+        self.generation += 1
 
     @property
     def sessions(self) -> sessionmaker[Session]:
@@ -60,8 +78,10 @@ class Store:
             try:
                 with self._sessions() as session, session.begin():
                     yield session
+                    if self._notify is not None:
+                        session.execute(self._notify, {"origin": self.origin})  # delivered at commit
             finally:
-                self.generation += 1
+                self.note_write()
 
     def migrate(self) -> None:
         """Bring the schema to the newest Alembic revision."""
@@ -69,6 +89,8 @@ class Store:
         config.set_main_option("script_location", str(MIGRATIONS_DIR))
         config.attributes["connection_url"] = self.url
         with self.engine.begin() as connection:
+            if not self.is_sqlite:  # replicas starting together upgrade one after another, each in full
+                connection.execute(text("SELECT pg_advisory_xact_lock(7716304)"))
             config.attributes["connection"] = connection
             command.upgrade(config, "head")
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, DateTime, Float, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, Boolean, DateTime, Float, ForeignKey, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
 
@@ -254,3 +254,24 @@ class LiveMigrationValidation(Base):
     status: Mapped[str] = mapped_column(String(16), default=ValidationStatus.PENDING.value)
     error_message: Mapped[str | None] = mapped_column(Text, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+
+class DigestNonceCount(Base):
+    """A digest nonce count already used: replicas share them, so a request replayed at another replica
+    is refused too. Kept until the nonce expires."""
+
+    __tablename__ = "digest_nonce_counts"
+
+    nonce: Mapped[str] = mapped_column(String(64), primary_key=True)
+    nonce_count: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    expires_at: Mapped[datetime] = mapped_column(UtcDateTime, index=True)
+
+
+class Lease(Base):
+    """Which replica runs a background loop (`store/leases.py`), until when unless it renews."""
+
+    __tablename__ = "leases"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    holder: Mapped[str] = mapped_column(String(64))
+    expires_at: Mapped[datetime] = mapped_column(UtcDateTime)
