@@ -24,7 +24,7 @@ class Suite:
 
 @pytest.fixture(scope="session")
 def suite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Suite]:
-    server = ServerProcess(Path(tmp_path_factory.mktemp("server")), sync_seconds=5.0)
+    server = ServerProcess(Path(tmp_path_factory.mktemp("server")), sync_seconds=60.0)
     source_root = server.admin_create_org("source", "suite source root", with_the_cli=True)
     target_root = server.admin_create_org("target", "suite target root", with_the_cli=True)
     server.start()
@@ -54,3 +54,17 @@ def servers(tmp_path: Path) -> Iterator[tuple[NxServer, NxServer]]:
     yield source, target
     source.stop()
     target.stop()
+
+
+# The tests that take longest (tens of seconds each), started first: with them at the end of a
+# worker's queue the whole suite waits on one worker (longest-first scheduling).
+_LONGEST_FIRST = ("test_openapi_fuzz.py", "test_replicas.py", "test_live_migration_failures.py",
+                  "test_cli_walkthrough.py", "test_silent_stream.py", "test_engine_live.py")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    def rank(item: pytest.Item) -> int:
+        name = item.path.name
+        return _LONGEST_FIRST.index(name) if name in _LONGEST_FIRST else len(_LONGEST_FIRST)
+
+    items.sort(key=rank)  # stable: the order within each module is kept

@@ -49,7 +49,8 @@ class ServerProcess:
     """`livemigrate serve` on a free loopback port with its own SQLite store and log file."""
 
     def __init__(self, directory: Path, *, sync_seconds: float = 1.0, port: int | None = None,
-                 extra_env: dict[str, str] | None = None, embedded_agent: bool = False) -> None:
+                 extra_env: dict[str, str] | None = None, embedded_agent: bool = False,
+                 database_url: str | None = None) -> None:
         self.embedded_agent = embedded_agent
         self.directory = directory
         directory.mkdir(parents=True, exist_ok=True)
@@ -58,7 +59,7 @@ class ServerProcess:
         self.log_path = directory / "server.log"
         self.env = {
             **os.environ,
-            "LIVEMIGRATE_DATABASE_URL": f"sqlite:///{self.db_path}",
+            "LIVEMIGRATE_DATABASE_URL": database_url or f"sqlite:///{self.db_path}",
             "LIVEMIGRATE_SECRET_KEY_FILE": str(directory / "secret.key"),
             "LIVEMIGRATE_LINK_SYNC_SECONDS": str(sync_seconds),
             "LIVEMIGRATE_LOG_LEVEL": "DEBUG",
@@ -124,9 +125,21 @@ class ServerProcess:
         return self.log_path.read_text(errors="replace")
 
     def query(self, sql: str, *params: Any) -> list[tuple[Any, ...]]:
-        """Read the store directly, as a test of what a request left behind."""
+        """Read the store directly, as a test of what a request left behind (`?` placeholders)."""
+        url = self.env["LIVEMIGRATE_DATABASE_URL"]
+        if url.startswith("postgresql"):
+            import psycopg
+
+            with psycopg.connect(url.replace("postgresql+psycopg://", "postgresql://")) as connection:
+                return list(connection.execute(sql.replace("?", "%s"), params))  # type: ignore[call-overload]
         with sqlite3.connect(self.db_path) as connection:
             return list(connection.execute(sql, params))
+
+    def kill(self) -> None:
+        """SIGKILL: no shutdown of any kind, as a crashed machine."""
+        if self.process and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
 
     def client(self, credentials: OrgCredentials | None = None) -> httpx.Client:
         return httpx.Client(base_url=self.base_url, auth=credentials.auth if credentials else None, timeout=30)

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import re
+import subprocess
 import time
 from pathlib import Path
 
 import httpx
 
-from tests.support import SOURCE, OrgCredentials, ServerProcess
+from tests.support import LIVEMIGRATE, SOURCE, OrgCredentials, ServerProcess
 
 CREDENTIALS = re.compile(
     r"(SOURCE|TARGET) \(.*?\)\n\s+org id\s+([0-9a-f]{24})\n\s+public key\s+(\S+)\n\s+private key\s+(\S+)")
@@ -55,3 +56,13 @@ def test_openapi_document_describes_the_seed_endpoint(server: ServerProcess) -> 
     schema = operation["requestBody"]["content"]["application/json"]["schema"]
     assert schema["required"] == ["linkToken"] and schema["additionalProperties"] is False
     assert "/api/atlas/v2/orgs/{org_id}/liveMigrations/linkTokens" in document["paths"]
+
+
+def test_a_store_that_cannot_be_reached_at_start_is_one_line_without_its_password(tmp_path: Path) -> None:
+    unreachable = f"postgresql+psycopg://migrator:hunter2-secret@/livemigrate?host={tmp_path}/no-socket-here"
+    run = subprocess.run([LIVEMIGRATE, "serve", "--no-agent", "--port", "1", "--db", unreachable],
+                         capture_output=True, text=True, timeout=60, cwd=tmp_path, check=False)
+    assert run.returncode == 2
+    lines = [line for line in (run.stdout + run.stderr).splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("Error: the store at postgresql+psycopg://migrator:***@"), lines
+    assert "hunter2" not in run.stdout + run.stderr

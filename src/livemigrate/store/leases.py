@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import time
 import uuid
 from datetime import timedelta
 from typing import Any, cast
@@ -36,10 +37,15 @@ class Lease:
         self._name = name
         self._holder = holder
         self._ttl = timedelta(seconds=ttl_seconds)
+        self._renew_every = ttl_seconds / 3
+        self._renew_at = 0.0
         self.held = False
 
     def try_hold(self) -> bool:
-        """Take or renew the lease; False while another holder's has not run out."""
+        """Take or renew the lease; False while another holder's has not run out. A lease held is
+        renewed only once a third of its time has passed: loops may ask every round, at no cost."""
+        if self.held and time.monotonic() < self._renew_at:
+            return True
         now = utcnow()
         taken = (update(LeaseRow)
                  .where(LeaseRow.name == self._name,
@@ -54,6 +60,8 @@ class Lease:
                     held = True
         except IntegrityError:
             held = False  # another replica inserted the row first: it holds the lease
+        if held:
+            self._renew_at = time.monotonic() + self._renew_every
         if held != self.held:
             log.info("lease %s %s by %s", self._name, "taken" if held else "lost", self._holder)
         self.held = held

@@ -32,9 +32,10 @@ class StoreNonceCounts:
         statement = (self._insert(DigestNonceCount)
                      .values(nonce=nonce, nonce_count=nonce_count,
                              expires_at=datetime.fromtimestamp(expires_at, UTC))
-                     .on_conflict_do_nothing())
+                     .on_conflict_do_nothing()
+                     .returning(DigestNonceCount.nonce_count))  # a row back only when it was inserted
         with self._store.engine.begin() as connection:
-            first = connection.execute(statement).rowcount == 1
+            first = connection.execute(statement).first() is not None
         self._prune_now_and_then()
         return first
 

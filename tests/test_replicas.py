@@ -1,0 +1,223 @@
+"""Three `serve --no-agent` replicas on one PostgreSQL, behind a "load balancer" that sends each request
+to the next replica in turn (no sticky sessions): any replica answers any request, and losing one —
+or the database for a while — loses nothing.
+"""
+
+from __future__ import annotations
+
+import itertools
+import secrets
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+import httpx
+import pytest
+
+from livemigrate.directory.orgs import CreatedOrg, create_org
+from livemigrate.store.database import Store
+from tests.load_balancer import LoadBalancer
+from tests.pg import EmbeddedPostgres
+from tests.support import SOURCE, TARGET, OrgCredentials, ServerProcess, free_port, wait_for
+
+pytestmark = pytest.mark.xdist_group("replicas")  # one cluster for the module, on one test worker
+
+SYNC_SECONDS = 1.0
+
+
+class RoundRobin(httpx.BaseTransport):
+    """Each request to the next replica, as a load balancer without sticky sessions; what each answered."""
+
+    def __init__(self, ports: list[int]) -> None:
+        self._ports = itertools.cycle(ports)
+        self._lock = threading.Lock()
+        self._transport = httpx.HTTPTransport()
+        self.answers: list[tuple[int, int]] = []  # (port, status)
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        with self._lock:
+            port = next(self._ports)
+        request.url = request.url.copy_with(port=port)
+        response = self._transport.handle_request(request)
+        with self._lock:
+            self.answers.append((port, response.status_code))
+        return response
+
+    def close(self) -> None:
+        self._transport.close()
+
+
+@dataclass
+class Cluster:
+    postgres: EmbeddedPostgres
+    replicas: list[ServerProcess]
+    source: OrgCredentials
+    target: OrgCredentials
+    transports: list[RoundRobin] = field(default_factory=list)
+
+    def client(self, credentials: OrgCredentials) -> httpx.Client:
+        transport = RoundRobin([replica.port for replica in self.replicas if replica.process
+                                and replica.process.poll() is None])
+        self.transports.append(transport)
+        return httpx.Client(base_url=self.replicas[0].base_url, auth=credentials.auth, transport=transport,
+                            timeout=30)
+
+    def new_org_pairs(self, count: int) -> list[tuple[OrgCredentials, OrgCredentials]]:
+        """Source and target orgs made in the store at once, as `admin create-org` makes them."""
+        store = Store(self.replicas[0].env["LIVEMIGRATE_DATABASE_URL"])
+        try:
+            return [(_credentials(create_org(store, "source", f"busy source {n}", "owner")),
+                     _credentials(create_org(store, "target", f"busy target {n}", "owner"))) for n in range(count)]
+        finally:
+            store.dispose()
+
+    def new_org(self, side: str, name: str) -> OrgCredentials:
+        """Through the API, by the side's first owner."""
+        return self.replicas[0].new_org(self.source if side == "source" else self.target, side, name)
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    directory = tmp_path_factory.mktemp("replicas")
+    postgres = EmbeddedPostgres(directory / "postgres")
+    url = postgres.new_database()
+    shared = {"LIVEMIGRATE_SECRET_KEY": secrets.token_urlsafe(32), "LIVEMIGRATE_HOST_PROBE_SECONDS": "1"}
+    ports = [free_port() for _ in range(3)]
+    balancer = LoadBalancer(ports).start()  # link-tokens name it: the link channel goes through it too
+    shared["LIVEMIGRATE_PUBLIC_URL"] = balancer.url
+    replicas = [ServerProcess(directory / f"replica{number}", sync_seconds=SYNC_SECONDS, database_url=url,
+                              extra_env=shared, port=port) for number, port in enumerate(ports)]
+    source = replicas[0].admin_create_org("source", "replicated source")
+    target = replicas[0].admin_create_org("target", "replicated target")
+    for replica in replicas:  # together, as a deployment would: the schema and the first start are theirs to share
+        threading.Thread(target=replica.start).start()
+    assert wait_for(lambda: all(_healthy(replica) for replica in replicas), timeout=60)
+    yield Cluster(postgres, replicas, source, target)
+    for replica in replicas:
+        replica.stop()
+    balancer.stop()
+    postgres.cleanup()
+
+
+def _credentials(created: CreatedOrg) -> OrgCredentials:
+    assert created.api_key is not None
+    return OrgCredentials(created.org.id, created.api_key.api_key.public_key, created.api_key.private_key)
+
+
+def _healthy(replica: ServerProcess) -> bool:
+    try:
+        return httpx.get(f"{replica.base_url}/healthz", timeout=1).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def _link(cluster: Cluster, source: OrgCredentials, target: OrgCredentials) -> None:
+    with cluster.client(target) as client:
+        token = client.post(f"{TARGET}/orgs/{target.org_id}/liveMigrations/linkTokens",
+                            json={"accessListIps": ["127.0.0.1"]}).json()["linkToken"]
+    with cluster.client(source) as client:
+        answer = client.post(f"{SOURCE}/orgs/{source.org_id}/liveExport/migrationLink", json={"linkToken": token})
+    assert answer.json() == {"status": "SYNCED"}, answer.text
+
+
+def test_the_link_flow_with_every_request_at_another_replica(cluster: Cluster) -> None:
+    source, target = cluster.new_org("source", "round robin source"), cluster.new_org("target", "round robin target")
+    _link(cluster, source, target)
+    status = f"{SOURCE}/orgs/{source.org_id}/liveExport/migrationLink/status"
+    with cluster.client(source) as client:
+        # httpx reuses the nonce with an increasing nc, as MongoDB's clients do: each at another replica.
+        assert [client.get(status).json()["status"] for _ in range(6)] == ["SYNCED"] * 6
+        answers = cluster.transports[-1].answers
+        assert [answer for _, answer in answers] == [401] + [200] * 6  # one challenge, then one nonce throughout
+        assert answers[0][0] != answers[1][0]  # the challenge of one replica answered at another
+        assert {port for port, _ in answers} == {replica.port for replica in cluster.replicas}
+        assert client.delete(f"{SOURCE}/orgs/{source.org_id}/liveExport/migrationLink").status_code == 204
+        assert client.get(status).status_code == 404
+
+
+def test_a_nonce_count_used_at_one_replica_is_refused_at_another(cluster: Cluster) -> None:
+    first, second = cluster.replicas[0], cluster.replicas[1]
+    uri = f"{SOURCE}/orgs/{cluster.source.org_id}"
+    with httpx.Client(base_url=first.base_url, auth=cluster.source.auth) as client:
+        accepted = client.get(uri)
+    assert accepted.status_code == 200
+    replayed = httpx.get(f"{second.base_url}{uri}", headers={"Authorization": accepted.request.headers["Authorization"]})
+    assert replayed.status_code == 401 and replayed.json()["errorCode"] == "USER_UNAUTHORIZED"
+    assert "replayed" in replayed.json()["detail"]
+
+
+def test_fifty_concurrent_connects_over_three_replicas(cluster: Cluster) -> None:
+    pairs = cluster.new_org_pairs(50)
+    with ThreadPoolExecutor(max_workers=25) as pool:
+        list(pool.map(lambda pair: _link(cluster, *pair), pairs))
+
+    def status_of(source: OrgCredentials) -> str:
+        with cluster.client(source) as client:
+            return str(client.get(f"{SOURCE}/orgs/{source.org_id}/liveExport/migrationLink/status").json()["status"])
+
+    with ThreadPoolExecutor(max_workers=25) as pool:
+        assert set(pool.map(status_of, [source for source, _ in pairs])) == {"SYNCED"}
+    answers = [answer for transport in cluster.transports for _, answer in transport.answers]
+    assert [answer for answer in answers if answer >= 500] == []
+
+
+def test_postgres_stopped_answers_503_and_service_resumes_when_it_returns(cluster: Cluster) -> None:
+    projects = f"{SOURCE}/groups"
+    with cluster.client(cluster.source) as client:
+        cluster.postgres.stop()
+        try:
+            refused = client.post(projects, json={"name": "written during the outage", "orgId": cluster.source.org_id})
+            assert refused.status_code in (401, 503)  # the challenge needs no store; the answer to it does
+            if refused.status_code == 401:
+                refused = client.post(projects, json={"name": "written during the outage",
+                                                      "orgId": cluster.source.org_id})
+            assert refused.status_code == 503, refused.text
+            assert set(refused.json()) == {"detail", "error", "errorCode", "parameters", "reason"}
+            assert refused.json()["errorCode"] == "SERVICE_UNAVAILABLE"
+        finally:
+            cluster.postgres.start_again()
+        assert wait_for(lambda: client.get(projects).status_code == 200, timeout=15)
+        names = [project["name"] for project in client.get(projects).json()["results"]]
+    assert "written during the outage" not in names
+    for replica in cluster.replicas:  # every replica serves again, without a restart
+        with httpx.Client(base_url=replica.base_url, auth=cluster.source.auth) as direct:
+            assert wait_for(lambda direct=direct: direct.get(projects).status_code == 200, timeout=15)
+
+
+def test_the_lease_holder_killed_another_replica_takes_the_background_loops_over(cluster: Cluster) -> None:
+    source, target = cluster.new_org("source", "kept in sync"), cluster.new_org("target", "kept in sync")
+    _link(cluster, source, target)
+
+    def pushes() -> int:  # the target's access logs, all replicas: each inventory push of this link
+        line = f"PUT {TARGET}/orgs/{target.org_id}/liveMigrations/links/{source.org_id}"
+        return sum(replica.log_text().count(line) for replica in cluster.replicas)
+
+    # Once per interval across the replicas, not once per replica.
+    before, window = pushes(), 4 * SYNC_SECONDS
+    time.sleep(window)
+    assert 1 <= pushes() - before <= window / SYNC_SECONDS + 2
+    [(holder,)] = cluster.replicas[0].query("SELECT holder FROM leases WHERE name = 'link-sync'")
+    victim = next(replica for replica in cluster.replicas
+                  if replica.process is not None and f":{replica.process.pid}:" in holder)
+    victim.kill()
+    killed_at = time.monotonic()
+
+    def new_holder() -> str | None:
+        rows = cluster.replicas[0].query("SELECT holder FROM leases WHERE name = 'link-sync' "
+                                         "AND expires_at > now()")
+        return rows[0][0] if rows and rows[0][0] != holder else None
+
+    assert wait_for(lambda: new_holder() is not None, timeout=2 * SYNC_SECONDS + 3)
+    taken_after = time.monotonic() - killed_at
+    # The interval pushes go on from the new holder: the link's last push moves on, and it stays SYNCED.
+    [(synced_before,)] = cluster.replicas[0].query(
+        "SELECT last_synced_at FROM source_links WHERE source_org_id = ?", source.org_id)
+    assert wait_for(lambda: cluster.replicas[0].query(
+        "SELECT last_synced_at FROM source_links WHERE source_org_id = ?", source.org_id)[0][0] > synced_before,
+        timeout=3 * SYNC_SECONDS + 2)
+    with cluster.client(source) as client:
+        assert client.get(f"{SOURCE}/orgs/{source.org_id}/liveExport/migrationLink/status").json() == {
+            "status": "SYNCED"}
+    assert taken_after <= 2 * SYNC_SECONDS + 3
