@@ -5,43 +5,25 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import threading
 
-from tests.support import free_port
+from tests.loopback import LoopbackServer
 
 
-class LoadBalancer:
+class LoadBalancer(LoopbackServer):
     def __init__(self, upstream_ports: list[int]) -> None:
-        self.port = free_port()
+        super().__init__()
         self._upstreams = itertools.cycle(upstream_ports)
         self._count = len(upstream_ports)
-        self._loop = asyncio.new_event_loop()
-        self._ready = threading.Event()
-        self._thread = threading.Thread(target=self._serve, name="load-balancer", daemon=True)
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self) -> LoadBalancer:
-        self._thread.start()
-        self._ready.wait(10)
+        super().start()
         return self
 
-    def stop(self) -> None:
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(timeout=5)
-
-    def _serve(self) -> None:
-        asyncio.set_event_loop(self._loop)
-        server = self._loop.run_until_complete(asyncio.start_server(self._relay, "127.0.0.1", self.port))
-        self._ready.set()
-        try:
-            self._loop.run_forever()
-        finally:
-            server.close()
-
-    async def _relay(self, client_reader: asyncio.StreamReader, client_writer: asyncio.StreamWriter) -> None:
+    async def handle(self, client_reader: asyncio.StreamReader, client_writer: asyncio.StreamWriter) -> None:
         for _ in range(self._count):
             try:
                 upstream_reader, upstream_writer = await asyncio.open_connection("127.0.0.1", next(self._upstreams))

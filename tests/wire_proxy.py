@@ -14,12 +14,11 @@ from __future__ import annotations
 
 import asyncio
 import struct
-import threading
 from typing import Any
 
 import bson
 
-from tests.support import free_port
+from tests.loopback import LoopbackServer
 
 OP_MSG = 2013
 
@@ -52,43 +51,26 @@ def _reply(request: bytes, document: dict[str, Any]) -> bytes:
     return struct.pack("<iiii", 16 + len(payload), 1, request_id, OP_MSG) + payload
 
 
-class WireProxy:
+class WireProxy(LoopbackServer):
     """Forwards messages to the upstream server; `answer()` may answer a command in its place."""
 
     def answer(self, command: dict[str, Any] | None) -> dict[str, Any] | None:
         return None
 
     def __init__(self, upstream_port: int) -> None:
+        super().__init__()
         self.upstream_port = upstream_port
-        self.port = free_port()
         self.answered = 0
-        self._loop = asyncio.new_event_loop()
-        self._ready = threading.Event()
-        self._thread = threading.Thread(target=self._serve, daemon=True)
 
     @property
     def uri(self) -> str:
         return f"mongodb://127.0.0.1:{self.port}/?directConnection=true"
 
     def start(self) -> WireProxy:
-        self._thread.start()
-        self._ready.wait(10)
+        super().start()
         return self
 
-    def stop(self) -> None:
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(timeout=5)
-
-    def _serve(self) -> None:
-        asyncio.set_event_loop(self._loop)
-        server = self._loop.run_until_complete(asyncio.start_server(self._client, "127.0.0.1", self.port))
-        self._ready.set()
-        try:
-            self._loop.run_forever()
-        finally:
-            server.close()
-
-    async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.upstream_port)
         try:
             while True:
