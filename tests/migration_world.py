@@ -20,15 +20,20 @@ MIGRATION_HOST = "mh1.example"
 
 class World:
     def __init__(self, directory: Path, *, api_env: dict[str, str] | None = None,
-                 agent_env: dict[str, str] | None = None, embedded_agent: bool = False) -> None:
+                 agent_env: dict[str, str] | None = None, embedded_agent: bool = False,
+                 api: Any = None) -> None:
+        """`api`, when given, is an API already serving (replicas behind a balancer, say) with the
+        `ServerProcess` calls this uses; otherwise a server of its own is started."""
         self.directory = directory
         self.source_db = NxServer(directory / "source-db").start()
         self.destination_db = NxServer(directory / "destination-db").start()
-        self.api = ServerProcess(directory / "api", sync_seconds=1.0, embedded_agent=embedded_agent, extra_env={
+        self._owns_api = api is None
+        self.api = api or ServerProcess(directory / "api", sync_seconds=1.0, embedded_agent=embedded_agent, extra_env={
             "LIVEMIGRATE_AGENT_CAPTURE": "collection", **(api_env or {})})  # nx-27017: no deployment-wide stream
         self.source = self.api.admin_create_org("source", "cloud manager org")
         self.target = self.api.admin_create_org("target", "atlas org")
-        self.api.start()
+        if self._owns_api:
+            self.api.start()
         self.agent_env = {**os.environ, "LIVEMIGRATE_LOG_LEVEL": "INFO",
                           # nx-27017's deployment-wide change stream never emits (TESTING.md)
                           "LIVEMIGRATE_AGENT_CAPTURE": "collection", **(agent_env or {})}
@@ -169,6 +174,7 @@ class World:
                 self.agent.wait(timeout=20)
             except subprocess.TimeoutExpired:
                 self.agent.kill()
-        self.api.stop()
+        if self._owns_api:
+            self.api.stop()
         self.source_db.stop()
         self.destination_db.stop()

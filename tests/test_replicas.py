@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import itertools
 import secrets
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import httpx
 import pytest
@@ -19,8 +21,9 @@ import pytest
 from livemigrate.directory.orgs import CreatedOrg, create_org
 from livemigrate.store.database import Store
 from tests.load_balancer import LoadBalancer
+from tests.migration_world import World
 from tests.pg import EmbeddedPostgres
-from tests.support import SOURCE, TARGET, OrgCredentials, ServerProcess, free_port, wait_for
+from tests.support import LIVEMIGRATE, SOURCE, TARGET, OrgCredentials, ServerProcess, free_port, wait_for
 
 pytestmark = pytest.mark.xdist_group("replicas")  # one cluster for the module, on one test worker
 
@@ -31,16 +34,23 @@ class RoundRobin(httpx.BaseTransport):
     """Each request to the next replica, as a load balancer without sticky sessions; what each answered."""
 
     def __init__(self, ports: list[int]) -> None:
+        self._count = len(ports)
         self._ports = itertools.cycle(ports)
         self._lock = threading.Lock()
         self._transport = httpx.HTTPTransport()
         self.answers: list[tuple[int, int]] = []  # (port, status)
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
-        with self._lock:
-            port = next(self._ports)
-        request.url = request.url.copy_with(port=port)
-        response = self._transport.handle_request(request)
+        for attempt in range(self._count):  # a replica that refuses connections (killed) is skipped
+            with self._lock:
+                port = next(self._ports)
+            request.url = request.url.copy_with(port=port)
+            try:
+                response = self._transport.handle_request(request)
+                break
+            except httpx.ConnectError:
+                if attempt == self._count - 1:
+                    raise
         with self._lock:
             self.answers.append((port, response.status_code))
         return response
@@ -52,6 +62,7 @@ class RoundRobin(httpx.BaseTransport):
 @dataclass
 class Cluster:
     postgres: EmbeddedPostgres
+    balancer: LoadBalancer
     replicas: list[ServerProcess]
     source: OrgCredentials
     target: OrgCredentials
@@ -83,7 +94,8 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     directory = tmp_path_factory.mktemp("replicas")
     postgres = EmbeddedPostgres(directory / "postgres")
     url = postgres.new_database()
-    shared = {"LIVEMIGRATE_SECRET_KEY": secrets.token_urlsafe(32), "LIVEMIGRATE_HOST_PROBE_SECONDS": "1"}
+    shared = {"LIVEMIGRATE_SECRET_KEY": secrets.token_urlsafe(32), "LIVEMIGRATE_HOST_PROBE_SECONDS": "1",
+              "LIVEMIGRATE_AGENT_CAPTURE": "collection"}  # nx-27017: no deployment-wide change stream
     ports = [free_port() for _ in range(3)]
     balancer = LoadBalancer(ports).start()  # link-tokens name it: the link channel goes through it too
     shared["LIVEMIGRATE_PUBLIC_URL"] = balancer.url
@@ -94,7 +106,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     for replica in replicas:  # together, as a deployment would: the schema and the first start are theirs to share
         threading.Thread(target=replica.start).start()
     assert wait_for(lambda: all(_healthy(replica) for replica in replicas), timeout=60)
-    yield Cluster(postgres, replicas, source, target)
+    yield Cluster(postgres, balancer, replicas, source, target)
     for replica in replicas:
         replica.stop()
     balancer.stop()
@@ -104,6 +116,19 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
 def _credentials(created: CreatedOrg) -> OrgCredentials:
     assert created.api_key is not None
     return OrgCredentials(created.org.id, created.api_key.api_key.public_key, created.api_key.private_key)
+
+
+def _lease_holder(cluster: Cluster) -> tuple[str, ServerProcess]:
+    """The replica running the background loops, by the lease it holds."""
+    def holder() -> str | None:
+        rows = cluster.replicas[-1].query("SELECT holder FROM leases WHERE name = 'link-sync' AND expires_at > now()")
+        return str(rows[0][0]) if rows else None
+
+    assert wait_for(lambda: holder() is not None, timeout=3 * SYNC_SECONDS)
+    name = holder()
+    assert name is not None
+    return name, next(replica for replica in cluster.replicas
+                      if replica.process is not None and f":{replica.process.pid}:" in name)
 
 
 def _healthy(replica: ServerProcess) -> bool:
@@ -198,9 +223,7 @@ def test_the_lease_holder_killed_another_replica_takes_the_background_loops_over
     before, window = pushes(), 4 * SYNC_SECONDS
     time.sleep(window)
     assert 1 <= pushes() - before <= window / SYNC_SECONDS + 2
-    [(holder,)] = cluster.replicas[0].query("SELECT holder FROM leases WHERE name = 'link-sync'")
-    victim = next(replica for replica in cluster.replicas
-                  if replica.process is not None and f":{replica.process.pid}:" in holder)
+    holder, victim = _lease_holder(cluster)
     victim.kill()
     killed_at = time.monotonic()
 
@@ -221,3 +244,47 @@ def test_the_lease_holder_killed_another_replica_takes_the_background_loops_over
         assert client.get(f"{SOURCE}/orgs/{source.org_id}/liveExport/migrationLink/status").json() == {
             "status": "SYNCED"}
     assert taken_after <= 2 * SYNC_SECONDS + 3
+
+
+class BalancedApi:
+    """The replicas as `World` uses an API: the agent at the balancer's URL, every call of the test at the
+    next replica in turn."""
+
+    def __init__(self, cluster: Cluster) -> None:
+        self._cluster = cluster
+        self.base_url = cluster.balancer.url
+
+    def client(self, credentials: OrgCredentials) -> httpx.Client:
+        return self._cluster.client(credentials)
+
+    def admin_create_org(self, side: str, name: str) -> OrgCredentials:
+        return self._cluster.replicas[0].admin_create_org(side, name)
+
+    def link_token(self, target: OrgCredentials) -> str:
+        with self.client(target) as client:
+            response = client.post(f"{TARGET}/orgs/{target.org_id}/liveMigrations/linkTokens",
+                                   json={"accessListIps": ["127.0.0.1"]})
+        return str(response.json()["linkToken"])
+
+    def log_text(self) -> str:
+        return "\n".join(replica.log_text() for replica in self._cluster.replicas)
+
+
+def test_a_full_migration_through_the_replicas_survives_losing_one(cluster: Cluster, tmp_path: Path) -> None:
+    world = World(tmp_path, api=BalancedApi(cluster))
+    try:
+        world.ready_to_migrate(documents=3000)
+        created = world.target_call("POST", "/liveMigrations", json=world.request_body())
+        assert created.status_code == 201, created.text
+        migration_id = created.json()["_id"]
+        world.wait_migration(migration_id, lambda m: m["status"] == "WORKING", timeout=60)
+        _lease_holder(cluster)[1].kill()  # and with it whatever the agent's long poll or the link channel held there
+        world.wait_migration(migration_id, lambda m: m["readyForCutover"], timeout=120)
+        assert world.target_call("PUT", f"/liveMigrations/{migration_id}/cutover").status_code == 202
+        done = world.wait_migration(migration_id, lambda m: m["status"] in ("COMPLETE", "FAILED"), timeout=120)
+        assert done["status"] == "COMPLETE", done
+        verified = subprocess.run([LIVEMIGRATE, "verify", world.source_db.uri, world.destination_db.uri],
+                                  capture_output=True, text=True, timeout=120, check=False)
+        assert verified.returncode == 0, verified.stdout + verified.stderr
+    finally:
+        world.close()
