@@ -27,7 +27,7 @@ from tests.support import LIVEMIGRATE, SOURCE, TARGET, OrgCredentials, ServerPro
 
 pytestmark = pytest.mark.xdist_group("replicas")  # one cluster for the module, on one test worker
 
-SYNC_SECONDS = 1.0
+SYNC_SECONDS = 2.0
 
 
 class RoundRobin(httpx.BaseTransport):
@@ -95,6 +95,8 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     postgres = EmbeddedPostgres(directory / "postgres")
     url = postgres.new_database()
     shared = {"LIVEMIGRATE_SECRET_KEY": secrets.token_urlsafe(32), "LIVEMIGRATE_HOST_PROBE_SECONDS": "1",
+              # Long enough that only another replica's NOTIFY can explain a cache dropping its entry in time.
+              "LIVEMIGRATE_READ_CACHE_SECONDS": "60",
               "LIVEMIGRATE_AGENT_CAPTURE": "collection"}  # nx-27017: no deployment-wide change stream
     ports = [free_port() for _ in range(3)]
     balancer = LoadBalancer(ports).start()  # link-tokens name it: the link channel goes through it too
@@ -144,7 +146,8 @@ def _link(cluster: Cluster, source: OrgCredentials, target: OrgCredentials) -> N
                             json={"accessListIps": ["127.0.0.1"]}).json()["linkToken"]
     with cluster.client(source) as client:
         answer = client.post(f"{SOURCE}/orgs/{source.org_id}/liveExport/migrationLink", json={"linkToken": token})
-    assert answer.json() == {"status": "SYNCED"}, answer.text
+    assert answer.json() == {"status": "SYNCED"}, cluster.replicas[-1].query(
+        "SELECT last_sync_error FROM source_links WHERE source_org_id = ?", source.org_id)
 
 
 def test_the_link_flow_with_every_request_at_another_replica(cluster: Cluster) -> None:
@@ -173,6 +176,23 @@ def test_a_nonce_count_used_at_one_replica_is_refused_at_another(cluster: Cluste
     assert "replayed" in replayed.json()["detail"]
 
 
+def test_a_key_deleted_at_one_replica_is_refused_at_the_others_at_once(cluster: Cluster) -> None:
+    doomed = cluster.new_org("source", "short-lived key")
+    uri = f"{SOURCE}/orgs/{doomed.org_id}"
+    for replica in cluster.replicas:  # every replica has the key in its cache now
+        assert httpx.get(f"{replica.base_url}{uri}", auth=doomed.auth).status_code == 200
+    # The org's owner deletes its own key at the first replica …
+    [key] = [key for key in httpx.get(f"{cluster.replicas[0].base_url}{SOURCE}/orgs/{doomed.org_id}/apiKeys",
+                                      auth=doomed.auth).json()["results"] if key["publicKey"] == doomed.public_key]
+    deleted = httpx.delete(f"{cluster.replicas[0].base_url}{SOURCE}/orgs/{doomed.org_id}/apiKeys/{key['id']}",
+                           auth=doomed.auth)
+    assert deleted.status_code == 204
+    # … and the others refuse it within a second, not at their cache's 60 s.
+    for replica in cluster.replicas[1:]:
+        assert wait_for(lambda replica=replica: httpx.get(f"{replica.base_url}{uri}", auth=doomed.auth).status_code
+                        == 401, timeout=1.0)
+
+
 def test_fifty_concurrent_connects_over_three_replicas(cluster: Cluster) -> None:
     pairs = cluster.new_org_pairs(50)
     with ThreadPoolExecutor(max_workers=25) as pool:
@@ -183,9 +203,18 @@ def test_fifty_concurrent_connects_over_three_replicas(cluster: Cluster) -> None
             return str(client.get(f"{SOURCE}/orgs/{source.org_id}/liveExport/migrationLink/status").json()["status"])
 
     with ThreadPoolExecutor(max_workers=25) as pool:
-        assert set(pool.map(status_of, [source for source, _ in pairs])) == {"SYNCED"}
+        statuses = set(pool.map(status_of, [source for source, _ in pairs]))
+    assert statuses == {"SYNCED"}, cluster.replicas[0].query(
+        "SELECT source_org_id, last_sync_error FROM source_links WHERE status <> 'SYNCED'")
     answers = [answer for transport in cluster.transports for _, answer in transport.answers]
     assert [answer for answer in answers if answer >= 500] == []
+    # Unlinked again, concurrently too: fifty links pushed every interval would load the tests after this.
+    def unlink(source: OrgCredentials) -> int:
+        with cluster.client(source) as client:
+            return client.delete(f"{SOURCE}/orgs/{source.org_id}/liveExport/migrationLink").status_code
+
+    with ThreadPoolExecutor(max_workers=25) as pool:
+        assert set(pool.map(unlink, [source for source, _ in pairs])) == {204}
 
 
 def test_postgres_stopped_answers_503_and_service_resumes_when_it_returns(cluster: Cluster) -> None:

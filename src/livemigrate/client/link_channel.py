@@ -43,6 +43,10 @@ class JobList:
 # Answers that mean "this link key is not (or no longer) good here", as opposed to a passing fault.
 _REJECTING_STATUSES = {401, 403, 404}
 
+# A connection the other end (or a balancer between) closed as the request went out: the request did
+# not reach a server, or reached it only to be cut, so an idempotent call is made once more.
+_CUT_CONNECTION = (httpx.ReadError, httpx.WriteError, httpx.RemoteProtocolError)
+
 
 class LinkChannel:
     def __init__(self, target_base_url: str, public_key: str, private_key: str, timeout_seconds: float) -> None:
@@ -56,13 +60,19 @@ class LinkChannel:
     async def aclose(self) -> None:
         await self._client.aclose()
 
+    async def _idempotent(self, method: str, path: str, **options: Any) -> httpx.Response:
+        try:
+            return await self._client.request(method, path, **options)
+        except _CUT_CONNECTION:
+            return await self._client.request(method, path, **options)
+
     async def list_jobs(self, target_org_id: str, source_org_id: str, held: str | None = None,
                         wait_seconds: float | None = None) -> JobList:
         """The running migrations of this source org (they carry connection strings: never log them).
         With the version `held` and `wait_seconds`, the target answers once the list differs from it,
         or with no list when the wait is over (long polling)."""
         try:
-            response = await self._client.get(f"/orgs/{target_org_id}/liveMigrations/links/{source_org_id}/jobs",
+            response = await self._idempotent("GET", f"/orgs/{target_org_id}/liveMigrations/links/{source_org_id}/jobs",
                                               **wait_options(held, wait_seconds))
         except httpx.HTTPError as error:
             raise LinkCallFailed(f"target unreachable: {type(error).__name__}: {error}") from None
@@ -90,7 +100,7 @@ class LinkChannel:
     async def push_inventory(self, target_org_id: str, source_org_id: str, inventory: Inventory) -> PushResult:
         path = f"/orgs/{target_org_id}/liveMigrations/links/{source_org_id}"
         try:
-            response = await self._client.put(path, json=inventory.model_dump(mode="json"))
+            response = await self._idempotent("PUT", path, json=inventory.model_dump(mode="json"))
         except httpx.HTTPError as error:
             return PushResult(PushOutcome.UNREACHABLE, f"target unreachable: {type(error).__name__}: {error}")
         if response.status_code == 200:

@@ -14,9 +14,8 @@ import socket
 import time
 import uuid
 from datetime import timedelta
-from typing import Any, cast
 
-from sqlalchemy import CursorResult, or_, update
+from sqlalchemy import insert, or_, select, update
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from livemigrate.store.database import Store
@@ -52,11 +51,13 @@ class Lease:
                         or_(LeaseRow.holder == self._holder, LeaseRow.expires_at < now))
                  .values(holder=self._holder, expires_at=now + self._ttl))
         try:
-            with self._store.write() as session:
-                held = cast(CursorResult[Any], session.execute(taken)).rowcount == 1
-                if not held and session.get(LeaseRow, self._name) is None:
-                    session.add(LeaseRow(name=self._name, holder=self._holder, expires_at=now + self._ttl))
-                    session.flush()
+            # Not a store write: no cache holds leases, and replicas need not hear of every renewal.
+            with self._store.engine.begin() as connection:
+                held = connection.execute(taken).rowcount == 1
+                if not held and connection.execute(
+                        select(LeaseRow.name).where(LeaseRow.name == self._name)).first() is None:
+                    connection.execute(insert(LeaseRow).values(
+                        name=self._name, holder=self._holder, expires_at=now + self._ttl))
                     held = True
         except IntegrityError:
             held = False  # another replica inserted the row first: it holds the lease
@@ -71,9 +72,9 @@ class Lease:
         """Give the lease up at once (a clean shutdown), so another replica need not wait for it to run out."""
         if not self.held:
             return
-        with self._store.write() as session:
-            session.execute(update(LeaseRow).where(LeaseRow.name == self._name, LeaseRow.holder == self._holder)
-                            .values(expires_at=utcnow() - timedelta(seconds=1)))
+        with self._store.engine.begin() as connection:
+            connection.execute(update(LeaseRow).where(LeaseRow.name == self._name, LeaseRow.holder == self._holder)
+                               .values(expires_at=utcnow() - timedelta(seconds=1)))
         self.held = False
 
 
