@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from bench import control_plane, engine, link_status, verdict
+from bench import control_plane, engine, link_status, replicas, verdict
 
 
 def main() -> int:
@@ -15,6 +15,8 @@ def main() -> int:
     failures += control_plane.run()
     print()
     failures += verdict.run()
+    print()
+    failures += replicas.run()
     return 1 if failures else 0
 
 

@@ -79,11 +79,14 @@ async def _worker(host: str, port: int, uri: str, credentials: tuple[str, str] |
     return done
 
 
-async def run_load(host: str, port: int, uri: str, *, seconds: float, connections: int,
+async def run_load(host: str, port: int | list[int], uri: str, *, seconds: float, connections: int,
                    credentials: tuple[str, str] | None = None) -> LoadResult:
+    """Load `uri` from `connections` keep-alive connections; given several ports (replicas), the
+    connections are spread over them in turn, as a balancer spreads its clients."""
+    ports = port if isinstance(port, list) else [port]
     statuses: dict[int, int] = {}
     started = time.perf_counter()
     deadline = started + seconds
-    counts = await asyncio.gather(*(_worker(host, port, uri, credentials, deadline, statuses)
-                                    for _ in range(connections)))
+    counts = await asyncio.gather(*(_worker(host, ports[index % len(ports)], uri, credentials, deadline, statuses)
+                                    for index in range(connections)))
     return LoadResult(sum(counts), time.perf_counter() - started, statuses)
