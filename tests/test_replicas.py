@@ -18,6 +18,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from livemigrate import link_token
 from livemigrate.directory.orgs import CreatedOrg, create_org
 from livemigrate.store.database import Store
 from tests.load_balancer import LoadBalancer
@@ -131,6 +132,32 @@ def _lease_holder(cluster: Cluster) -> tuple[str, ServerProcess]:
     assert name is not None
     return name, next(replica for replica in cluster.replicas
                       if replica.process is not None and f":{replica.process.pid}:" in name)
+
+
+def _cut_over_while_another_replica_long_polls(cluster: Cluster, world: World, migration_id: str) -> tuple[int, float]:
+    """Long-poll the link channel's job list at one live replica (as a source relays its hosts' polls),
+    cut over at another; the poll's status, and how long after the cutover's answer it came."""
+    claims = link_token.decode(world.link_token)
+    link_key = httpx.DigestAuth(claims.publicKey, claims.privateKey)
+    polled, cut_at = [replica for replica in cluster.replicas if replica.process and replica.process.poll() is None][:2]
+    jobs = f"{TARGET}/orgs/{world.target.org_id}/liveMigrations/links/{world.source.org_id}/jobs"
+    held = httpx.get(f"{polled.base_url}{jobs}", auth=link_key).headers["etag"]
+    answer: dict[str, float] = {}
+
+    def poll() -> None:
+        response = httpx.get(f"{polled.base_url}{jobs}", auth=link_key, timeout=30,
+                             headers={"If-None-Match": held, "Prefer": "wait=20"})
+        answer.update(status=response.status_code, at=time.monotonic())
+
+    waiting = threading.Thread(target=poll)
+    waiting.start()
+    time.sleep(1.0)  # the poll is waiting at the other replica now
+    cutover = httpx.put(f"{cut_at.base_url}{TARGET}/groups/{world.target_project['id']}/liveMigrations/"
+                        f"{migration_id}/cutover", auth=world.target.auth)
+    asked = time.monotonic()
+    assert cutover.status_code == 202, cutover.text
+    waiting.join(timeout=30)
+    return int(answer["status"]), answer["at"] - asked
 
 
 def _healthy(replica: ServerProcess) -> bool:
@@ -309,7 +336,9 @@ def test_a_full_migration_through_the_replicas_survives_losing_one(cluster: Clus
         world.wait_migration(migration_id, lambda m: m["status"] == "WORKING", timeout=60)
         _lease_holder(cluster)[1].kill()  # and with it whatever the agent's long poll or the link channel held there
         world.wait_migration(migration_id, lambda m: m["readyForCutover"], timeout=120)
-        assert world.target_call("PUT", f"/liveMigrations/{migration_id}/cutover").status_code == 202
+        # The cutover asked at one replica wakes a job list long-polled at another within a second.
+        waited, answered_after = _cut_over_while_another_replica_long_polls(cluster, world, migration_id)
+        assert waited == 200 and answered_after < 1.0, (waited, answered_after)
         done = world.wait_migration(migration_id, lambda m: m["status"] in ("COMPLETE", "FAILED"), timeout=120)
         assert done["status"] == "COMPLETE", done
         verified = subprocess.run([LIVEMIGRATE, "verify", world.source_db.uri, world.destination_db.uri],
