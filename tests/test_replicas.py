@@ -336,6 +336,9 @@ def test_a_full_migration_through_the_replicas_survives_losing_one(cluster: Clus
         world.wait_migration(migration_id, lambda m: m["status"] == "WORKING", timeout=60)
         _lease_holder(cluster)[1].kill()  # and with it whatever the agent's long poll or the link channel held there
         world.wait_migration(migration_id, lambda m: m["readyForCutover"], timeout=120)
+        for replica in cluster.replicas:  # the replicas lost so far come back and serve at once
+            if replica.process is not None and replica.process.poll() is not None:
+                replica.start()
         # The cutover asked at one replica wakes a job list long-polled at another within a second.
         waited, answered_after = _cut_over_while_another_replica_long_polls(cluster, world, migration_id)
         assert waited == 200 and answered_after < 1.0, (waited, answered_after)
