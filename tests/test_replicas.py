@@ -141,22 +141,29 @@ def _cut_over_while_another_replica_long_polls(cluster: Cluster, world: World, m
     link_key = httpx.DigestAuth(claims.publicKey, claims.privateKey)
     polled, cut_at = [replica for replica in cluster.replicas if replica.process and replica.process.poll() is None][:2]
     jobs = f"{TARGET}/orgs/{world.target.org_id}/liveMigrations/links/{world.source.org_id}/jobs"
-    held = httpx.get(f"{polled.base_url}{jobs}", auth=link_key).headers["etag"]
     answer: dict[str, float] = {}
 
     def poll() -> None:
-        response = httpx.get(f"{polled.base_url}{jobs}", auth=link_key, timeout=30,
-                             headers={"If-None-Match": held, "Prefer": "wait=20"})
-        answer.update(status=response.status_code, at=time.monotonic())
+        """As a relay does: wait on the version held, and again on each new one, until the cutover shows."""
+        held = httpx.get(f"{polled.base_url}{jobs}", auth=link_key).headers["etag"]
+        while True:
+            response = httpx.get(f"{polled.base_url}{jobs}", auth=link_key, timeout=30,
+                                 headers={"If-None-Match": held, "Prefer": "wait=20"})
+            if response.status_code != 200 or any(job["cutoverRequested"] for job in response.json()["results"]):
+                answer.update(status=response.status_code, at=time.monotonic())
+                return
+            held = response.headers["etag"]
 
     waiting = threading.Thread(target=poll)
     waiting.start()
     time.sleep(1.0)  # the poll is waiting at the other replica now
+    asking = time.monotonic()
     cutover = httpx.put(f"{cut_at.base_url}{TARGET}/groups/{world.target_project['id']}/liveMigrations/"
                         f"{migration_id}/cutover", auth=world.target.auth)
     asked = time.monotonic()
     assert cutover.status_code == 202, cutover.text
     waiting.join(timeout=30)
+    assert answer["at"] >= asking  # the list it answered with carries the cutover: it cannot come earlier
     return int(answer["status"]), answer["at"] - asked
 
 
