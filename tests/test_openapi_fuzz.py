@@ -40,7 +40,7 @@ def test_schemathesis_finds_no_difference_between_the_document_and_the_server(tm
             [str(Path(sys.executable).parent / "schemathesis"), "run", f"{server.base_url}/openapi.json",
              "--phases", "examples,coverage,fuzzing", "--max-examples", str(EXAMPLES_PER_OPERATION),
              "--workers", "1", "--no-color"],
-            env=environment, capture_output=True, text=True, timeout=600, check=False)
+            env=environment, cwd=tmp_path, capture_output=True, text=True, timeout=600, check=False)
     finally:
         server.stop()
     (tmp_path / "schemathesis.txt").write_text(run.stdout + run.stderr)
