@@ -9,11 +9,14 @@ an increasing `nc` — exactly what `requests` and `httpx` do — and writes raw
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import re
 import secrets
 import time
 from dataclasses import dataclass
+
+from tests.support import digest_authorization
+
+REALM = "MMS Public API"
 
 
 @dataclass
@@ -42,15 +45,6 @@ async def _read_response(reader: asyncio.StreamReader) -> tuple[int, dict[str, s
     return status, headers
 
 
-def _digest_header(user: str, password: str, nonce: str, uri: str, nc: int, cnonce: str) -> str:
-    ha1 = hashlib.md5(f"{user}:MMS Public API:{password}".encode()).hexdigest()
-    ha2 = hashlib.md5(f"GET:{uri}".encode()).hexdigest()
-    count = f"{nc:08x}"
-    response = hashlib.md5(f"{ha1}:{nonce}:{count}:{cnonce}:auth:{ha2}".encode()).hexdigest()
-    return (f'Digest username="{user}", realm="MMS Public API", nonce="{nonce}", uri="{uri}", '
-            f'algorithm=MD5, qop=auth, nc={count}, cnonce="{cnonce}", response="{response}"')
-
-
 async def _worker(host: str, port: int, uri: str, credentials: tuple[str, str] | None, deadline: float,
                   statuses: dict[int, int]) -> int:
     reader, writer = await asyncio.open_connection(host, port)
@@ -64,7 +58,8 @@ async def _worker(host: str, port: int, uri: str, credentials: tuple[str, str] |
             request = base
             if credentials and nonce:
                 nc += 1
-                request += f"Authorization: {_digest_header(*credentials, nonce, uri, nc, cnonce)}\r\n"
+                authorization = digest_authorization(*credentials, REALM, nonce, "GET", uri, nc, cnonce)
+                request += f"Authorization: {authorization}\r\n"
             writer.write((request + "\r\n").encode())
             status, headers = await _read_response(reader)
             if status == 401 and credentials:

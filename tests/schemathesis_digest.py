@@ -8,7 +8,6 @@ header on the case, which the checks that remove it (missing header, ignored aut
 
 from __future__ import annotations
 
-import hashlib
 import itertools
 import os
 import re
@@ -19,25 +18,15 @@ import httpx
 import requests
 import schemathesis
 
+from tests.support import digest_authorization
+
 SOURCE_PREFIX = "/api/public/v1.0"
 _counter = itertools.count(1)
-
-
-def _md5(text: str) -> str:
-    return hashlib.md5(text.encode()).hexdigest()
 
 
 def _key(side: str) -> tuple[str, str]:
     public, private = os.environ[f"LIVEMIGRATE_FUZZ_{side.upper()}_KEY"].split(":", 1)
     return public, private
-
-
-def digest_header(public: str, private: str, realm: str, nonce: str, method: str, uri: str) -> str:
-    nc, cnonce = f"{next(_counter):08x}", secrets.token_hex(8)
-    ha1 = _md5(f"{public}:{realm}:{private}")
-    response = _md5(f"{ha1}:{nonce}:{nc}:{cnonce}:auth:{_md5(f'{method}:{uri}')}")
-    return (f'Digest username="{public}", realm="{realm}", nonce="{nonce}", uri="{uri}", algorithm=MD5, '
-            f'qop=auth, nc={nc}, cnonce="{cnonce}", response="{response}"')
 
 
 @schemathesis.auth()
@@ -52,4 +41,6 @@ class Digest:
         side = "source" if case.path.startswith(SOURCE_PREFIX) else "target"
         url = os.environ["LIVEMIGRATE_FUZZ_BASE_URL"] + case.formatted_path
         target = requests.Request(case.method, url, params=case.query).prepare().path_url
-        case.headers = {**(case.headers or {}), "Authorization": digest_header(*_key(side), *data, case.method, target)}
+        authorization = digest_authorization(*_key(side), *data, case.method, target, next(_counter),
+                                             secrets.token_hex(8))
+        case.headers = {**(case.headers or {}), "Authorization": authorization}
