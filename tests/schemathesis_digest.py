@@ -18,7 +18,7 @@ import httpx
 import requests
 import schemathesis
 
-from tests.support import digest_authorization
+from tests.support import LOOPBACK_TLS, digest_authorization
 
 SOURCE_PREFIX = "/api/public/v1.0"
 _counter = itertools.count(1)
@@ -33,7 +33,7 @@ def _key(side: str) -> tuple[str, str]:
 class Digest:
     def get(self, case: Any, context: Any) -> tuple[str, str]:
         base_url = os.environ["LIVEMIGRATE_FUZZ_BASE_URL"]
-        challenge = httpx.get(f"{base_url}{SOURCE_PREFIX}/orgs").headers["www-authenticate"]
+        challenge = httpx.get(f"{base_url}{SOURCE_PREFIX}/orgs", verify=LOOPBACK_TLS).headers["www-authenticate"]
         fields = dict(re.findall(r'(\w+)="([^"]*)"', challenge))
         return fields["realm"], fields["nonce"]
 

@@ -13,6 +13,7 @@ import os
 import signal
 import socket
 import sqlite3
+import ssl
 import subprocess
 import sys
 import time
@@ -27,6 +28,12 @@ LIVEMIGRATE = str(BIN / "livemigrate")
 SOURCE = "/api/public/v1.0"
 EMBEDDED_AGENT_HOSTNAME = "embedded.example"
 TARGET = "/api/atlas/v2"
+
+# One TLS context for every HTTP client the tests make (`verify=LOOPBACK_TLS`). Without it httpx builds
+# a context per client and per `httpx.get`, loading the machine's whole CA bundle each time: measured
+# with py-spy, half of the test process's CPU went there. The tests speak plain HTTP on loopback, so the
+# context never takes part in a handshake.
+LOOPBACK_TLS = ssl.create_default_context()
 
 
 def digest_authorization(user: str, password: str, realm: str, nonce: str, method: str, uri: str, nc: int,
@@ -119,7 +126,7 @@ class ServerProcess:
             if self.process.poll() is not None:
                 raise RuntimeError(f"server exited early:\n{self.log_path.read_text()}")
             try:
-                if httpx.get(f"{self.base_url}/healthz", timeout=1).status_code == 200:
+                if httpx.get(f"{self.base_url}/healthz", timeout=1, verify=LOOPBACK_TLS).status_code == 200:
                     return self
             except httpx.HTTPError:
                 time.sleep(0.1)
@@ -155,7 +162,7 @@ class ServerProcess:
             self.process.wait()
 
     def client(self, credentials: OrgCredentials | None = None) -> httpx.Client:
-        return httpx.Client(base_url=self.base_url, auth=credentials.auth if credentials else None, timeout=30)
+        return httpx.Client(base_url=self.base_url, auth=credentials.auth if credentials else None, timeout=30, verify=LOOPBACK_TLS)
 
     def new_org(self, root: OrgCredentials, side: str, name: str) -> OrgCredentials:
         """A fresh org with its own ORG_OWNER key, created through the API by another owner of the side."""

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from tests.support import SOURCE, TARGET, OrgCredentials, ServerProcess
+from tests.support import LOOPBACK_TLS, SOURCE, TARGET, OrgCredentials, ServerProcess
 
 ERROR_FIELDS = {"detail", "error", "errorCode", "parameters", "reason"}
 
@@ -58,7 +58,7 @@ def post_raw(linked: Linked, content: bytes, content_type: str | None = "applica
 
 
 def test_no_credentials(linked: Linked) -> None:
-    response = httpx.post(linked.server.base_url + link_path(linked.source.org_id), json={"linkToken": linked.token})
+    response = httpx.post(linked.server.base_url + link_path(linked.source.org_id), json={"linkToken": linked.token}, verify=LOOPBACK_TLS)
     assert_error(response, 401, "USER_UNAUTHORIZED")
     assert response.headers["www-authenticate"].startswith('Digest realm="MMS Public API"')
     linked.assert_unchanged()
@@ -67,7 +67,7 @@ def test_no_credentials(linked: Linked) -> None:
 def test_invalid_credentials(linked: Linked) -> None:
     wrong = httpx.DigestAuth(linked.source.public_key, "11111111-2222-3333-4444-555555555555")
     response = httpx.post(linked.server.base_url + link_path(linked.source.org_id), json={"linkToken": linked.token},
-                          auth=wrong)
+                          auth=wrong, verify=LOOPBACK_TLS)
     assert_error(response, 401, "USER_UNAUTHORIZED")
     assert "www-authenticate" in response.headers
     linked.assert_unchanged()

@@ -6,7 +6,7 @@ import asyncio
 
 import httpx
 
-from tests.support import SOURCE, OrgCredentials, ServerProcess
+from tests.support import LOOPBACK_TLS, SOURCE, OrgCredentials, ServerProcess
 
 
 def link_url(server: ServerProcess, org: OrgCredentials, suffix: str = "") -> str:
@@ -19,7 +19,7 @@ def test_fifty_concurrent_connects_of_fifty_orgs_all_succeed(server: ServerProce
     tokens = [server.link_token(target_org) for _ in sources]
 
     async def connect(org: OrgCredentials, token: str) -> httpx.Response:
-        async with httpx.AsyncClient(auth=org.auth, timeout=60) as client:
+        async with httpx.AsyncClient(auth=org.auth, timeout=60, verify=LOOPBACK_TLS) as client:
             return await client.post(link_url(server, org), json={"linkToken": token})
 
     async def everyone() -> list[httpx.Response]:
@@ -37,7 +37,7 @@ def test_concurrent_connect_and_delete_on_one_org_leave_a_consistent_state(
     token = server.link_token(target_org)
 
     async def storm() -> list[httpx.Response]:
-        async with httpx.AsyncClient(auth=source_org.auth, timeout=60) as client:
+        async with httpx.AsyncClient(auth=source_org.auth, timeout=60, verify=LOOPBACK_TLS) as client:
             await client.get(link_url(server, source_org, "/status"))  # answer the digest challenge once
             calls = [client.post(link_url(server, source_org), json={"linkToken": token}) if index % 2 == 0
                      else client.delete(link_url(server, source_org)) for index in range(20)]
@@ -48,7 +48,7 @@ def test_concurrent_connect_and_delete_on_one_org_leave_a_consistent_state(
     assert sum(response.status_code == 200 for response in responses) == 10
 
     rows = server.source_link_rows(source_org.org_id)
-    with httpx.Client(auth=source_org.auth) as client:
+    with httpx.Client(auth=source_org.auth, verify=LOOPBACK_TLS) as client:
         final = client.get(link_url(server, source_org, "/status"))
     if rows:
         assert (final.status_code, final.json()) == (200, {"status": rows[0][0]})

@@ -13,7 +13,7 @@ import pytest
 
 from livemigrate import link_token
 from tests.migration_world import World
-from tests.support import SOURCE, TARGET, wait_for
+from tests.support import LOOPBACK_TLS, SOURCE, TARGET, wait_for
 
 HOST = "contract-host.example"
 MALFORMED: list[tuple[dict[str, Any], str, str]] = [
@@ -39,7 +39,7 @@ def migration(tmp_path: Path) -> Iterator[tuple[World, str]]:
         world.add_target_project_and_cluster()
         agent_auth = _agent_auth(world)
         heartbeat = httpx.put(f"{world.api.base_url}{SOURCE}/groups/{world.source_project['id']}/liveMigrations/"
-                              f"migrationHosts/{HOST}", json={"agentVersion": "test"}, auth=agent_auth)
+                              f"migrationHosts/{HOST}", json={"agentVersion": "test"}, auth=agent_auth, verify=LOOPBACK_TLS)
         assert heartbeat.status_code == 200, heartbeat.text
         assert wait_for(lambda: any(HOST in p["migrationHosts"] for p in world.available_projects()), timeout=20)
         created = world.target_call("POST", "/liveMigrations", json=world.request_body(HOST))
@@ -125,7 +125,7 @@ def test_a_malformed_inventory_over_the_link_is_refused_and_the_last_one_kept(tm
         before = world.available_projects()
         pushed_at = f"{world.api.base_url}{TARGET}/orgs/{world.target.org_id}/liveMigrations/links/{world.source.org_id}"
         for inventory, code, attribute in MALFORMED_INVENTORIES:
-            refused = httpx.put(pushed_at, json=inventory, auth=_link_auth(world))
+            refused = httpx.put(pushed_at, json=inventory, auth=_link_auth(world), verify=LOOPBACK_TLS)
             assert _is_documented_400(refused, code, attribute), (inventory, refused.text)
         assert world.available_projects() == before
     finally:

@@ -12,7 +12,7 @@ import pytest
 
 from livemigrate.http import digest
 from livemigrate.http.nonces import NonceBook, NonceState
-from tests.support import SOURCE, OrgCredentials, ServerProcess
+from tests.support import LOOPBACK_TLS, SOURCE, OrgCredentials, ServerProcess
 
 CHALLENGE = re.compile(
     r'^Digest realm="MMS Public API", domain="", nonce="[A-Za-z0-9_-]+", algorithm=MD5, qop="auth", stale=(true|false)$'
@@ -39,13 +39,13 @@ def orgs_uri(org: OrgCredentials) -> str:
 
 
 def challenge_of(server: ServerProcess, uri: str) -> str:
-    response = httpx.get(server.base_url + uri)
+    response = httpx.get(server.base_url + uri, verify=LOOPBACK_TLS)
     assert response.status_code == 401
     return response.headers["www-authenticate"]
 
 
 def test_challenge_has_exactly_cloud_managers_parameters(server: ServerProcess, source_org: OrgCredentials) -> None:
-    response = httpx.get(server.base_url + orgs_uri(source_org))
+    response = httpx.get(server.base_url + orgs_uri(source_org), verify=LOOPBACK_TLS)
     assert response.status_code == 401
     assert CHALLENGE.match(response.headers["www-authenticate"])
     assert response.json()["errorCode"] == "USER_UNAUTHORIZED"
@@ -56,7 +56,7 @@ def test_md5_and_sha256_answers_are_accepted(server: ServerProcess, source_org: 
     uri = orgs_uri(source_org)
     for algorithm in ("MD5", "SHA-256"):
         header = answer(challenge_of(server, uri), source_org, "GET", uri, algorithm=algorithm)
-        response = httpx.get(server.base_url + uri, headers={"Authorization": header})
+        response = httpx.get(server.base_url + uri, headers={"Authorization": header}, verify=LOOPBACK_TLS)
         assert response.status_code == 200, (algorithm, response.text)
         assert response.json()["id"] == source_org.org_id
 
@@ -66,14 +66,14 @@ def test_nonce_reused_with_increasing_nc_is_accepted(server: ServerProcess, sour
     challenge = challenge_of(server, uri)
     for count in range(1, 6):
         header = answer(challenge, source_org, "GET", uri, nc=f"{count:08x}")
-        assert httpx.get(server.base_url + uri, headers={"Authorization": header}).status_code == 200
+        assert httpx.get(server.base_url + uri, headers={"Authorization": header}, verify=LOOPBACK_TLS).status_code == 200
 
 
 def test_replayed_nonce_count_is_refused(server: ServerProcess, source_org: OrgCredentials) -> None:
     uri = orgs_uri(source_org)
     header = answer(challenge_of(server, uri), source_org, "GET", uri)
-    assert httpx.get(server.base_url + uri, headers={"Authorization": header}).status_code == 200
-    replay = httpx.get(server.base_url + uri, headers={"Authorization": header})
+    assert httpx.get(server.base_url + uri, headers={"Authorization": header}, verify=LOOPBACK_TLS).status_code == 200
+    replay = httpx.get(server.base_url + uri, headers={"Authorization": header}, verify=LOOPBACK_TLS)
     assert replay.status_code == 401
     assert "replayed" in replay.json()["detail"]
     assert CHALLENGE.match(replay.headers["www-authenticate"])
@@ -85,7 +85,7 @@ def test_wrong_password_and_unknown_user_get_a_challenge(server: ServerProcess, 
     unknown = OrgCredentials(source_org.org_id, "zzzzzzzz", source_org.private_key)
     for credentials in (wrong, unknown):
         response = httpx.get(server.base_url + uri, headers={"Authorization": answer(challenge_of(server, uri),
-                                                                                     credentials, "GET", uri)})
+                                                                                     credentials, "GET", uri)}, verify=LOOPBACK_TLS)
         assert response.status_code == 401
         assert response.json()["errorCode"] == "USER_UNAUTHORIZED"
         assert CHALLENGE.match(response.headers["www-authenticate"])
@@ -94,15 +94,15 @@ def test_wrong_password_and_unknown_user_get_a_challenge(server: ServerProcess, 
 def test_answer_for_another_uri_or_method_is_refused(server: ServerProcess, source_org: OrgCredentials) -> None:
     uri = orgs_uri(source_org)
     header = answer(challenge_of(server, uri), source_org, "GET", uri + "/settings")
-    assert httpx.get(server.base_url + uri, headers={"Authorization": header}).status_code == 401
+    assert httpx.get(server.base_url + uri, headers={"Authorization": header}, verify=LOOPBACK_TLS).status_code == 401
     header = answer(challenge_of(server, uri), source_org, "DELETE", uri)
-    assert httpx.get(server.base_url + uri, headers={"Authorization": header}).status_code == 401
+    assert httpx.get(server.base_url + uri, headers={"Authorization": header}, verify=LOOPBACK_TLS).status_code == 401
 
 
 def test_malformed_authorization_headers_get_a_challenge(server: ServerProcess, source_org: OrgCredentials) -> None:
     uri = orgs_uri(source_org)
     for header in ("Basic dXNlcjpwYXNz", "Digest", 'Digest username="x"', "Digest ,,,", 'Digest username="a", nc=zz'):
-        response = httpx.get(server.base_url + uri, headers={"Authorization": header})
+        response = httpx.get(server.base_url + uri, headers={"Authorization": header}, verify=LOOPBACK_TLS)
         assert response.status_code == 401, header
         assert response.json()["errorCode"] == "USER_UNAUTHORIZED"
 
@@ -115,12 +115,12 @@ def test_expired_nonce_gets_a_stale_challenge(tmp_path: Path) -> None:
         uri = orgs_uri(org)
         challenge = challenge_of(server, uri)
         time.sleep(1.5)
-        response = httpx.get(server.base_url + uri, headers={"Authorization": answer(challenge, org, "GET", uri)})
+        response = httpx.get(server.base_url + uri, headers={"Authorization": answer(challenge, org, "GET", uri)}, verify=LOOPBACK_TLS)
         assert response.status_code == 401
         assert response.headers["www-authenticate"].endswith("stale=true")
         assert CHALLENGE.match(response.headers["www-authenticate"])
         # The real clients answer a stale challenge on their own.
-        with httpx.Client(auth=org.auth) as client:
+        with httpx.Client(auth=org.auth, verify=LOOPBACK_TLS) as client:
             assert client.get(server.base_url + uri).status_code == 200
     finally:
         server.stop()

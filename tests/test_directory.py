@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import httpx
 
-from tests.support import SOURCE, TARGET, OrgCredentials, ServerProcess
+from tests.support import LOOPBACK_TLS, SOURCE, TARGET, OrgCredentials, ServerProcess
 
 
 def test_api_key_lifecycle_shows_the_private_key_only_once(server: ServerProcess, source_org: OrgCredentials) -> None:
@@ -28,7 +28,7 @@ def test_api_key_lifecycle_shows_the_private_key_only_once(server: ServerProcess
         assert client.get(f"{keys}/{key['id']}").json()["errorCode"] == "API_KEY_NOT_FOUND"
     # the deleted key no longer authenticates
     gone = httpx.get(f"{server.base_url}{SOURCE}/orgs/{source_org.org_id}",
-                     auth=httpx.DigestAuth(key["publicKey"], key["privateKey"]))
+                     auth=httpx.DigestAuth(key["publicKey"], key["privateKey"]), verify=LOOPBACK_TLS)
     assert gone.status_code == 401
 
 

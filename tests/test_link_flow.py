@@ -9,7 +9,7 @@ import httpx
 import requests
 from requests.auth import HTTPDigestAuth
 
-from tests.support import LIVEMIGRATE, SOURCE, OrgCredentials, ServerProcess
+from tests.support import LIVEMIGRATE, LOOPBACK_TLS, SOURCE, OrgCredentials, ServerProcess
 
 
 def link_url(server: ServerProcess, org: OrgCredentials, suffix: str = "") -> str:
@@ -56,7 +56,7 @@ def test_connect_status_delete_with_requests(server: ServerProcess, source_org: 
 def test_connect_status_delete_with_httpx(server: ServerProcess, source_org: OrgCredentials,
                                           target_org: OrgCredentials) -> None:
     token = server.link_token(target_org)
-    with httpx.Client(auth=source_org.auth) as client:
+    with httpx.Client(auth=source_org.auth, verify=LOOPBACK_TLS) as client:
         response = client.post(link_url(server, source_org), json={"linkToken": token})
         assert (response.status_code, response.json()) == (200, {"status": "SYNCED"})
         response = client.get(link_url(server, source_org, "/status?envelope=true"))
@@ -116,7 +116,7 @@ def test_cli_reports_api_errors_in_one_line(server: ServerProcess, source_org: O
 def test_same_token_again_is_idempotent_and_a_new_token_replaces_the_link(
         server: ServerProcess, source_org: OrgCredentials, target_org: OrgCredentials) -> None:
     first, second = server.link_token(target_org), server.link_token(target_org)
-    with httpx.Client(auth=source_org.auth) as client:
+    with httpx.Client(auth=source_org.auth, verify=LOOPBACK_TLS) as client:
         for token in (first, first, second):
             response = client.post(link_url(server, source_org), json={"linkToken": token})
             assert (response.status_code, response.json()) == (200, {"status": "SYNCED"})
@@ -126,13 +126,13 @@ def test_same_token_again_is_idempotent_and_a_new_token_replaces_the_link(
 
 def test_linked_projects_are_available_to_the_target(server: ServerProcess, source_org: OrgCredentials,
                                                      target_org: OrgCredentials) -> None:
-    with httpx.Client(base_url=server.base_url, auth=source_org.auth) as source:
+    with httpx.Client(base_url=server.base_url, auth=source_org.auth, verify=LOOPBACK_TLS) as source:
         assert source.post(f"{SOURCE}/orgs/{source_org.org_id}/liveExport/migrationLink",
                            json={"linkToken": server.link_token(target_org)}).status_code == 200
         project = source.post(f"{SOURCE}/groups", json={"name": "payments", "orgId": source_org.org_id}).json()
 
     def listed() -> list[dict[str, object]]:
-        with httpx.Client(base_url=server.base_url, auth=target_org.auth) as target:
+        with httpx.Client(base_url=server.base_url, auth=target_org.auth, verify=LOOPBACK_TLS) as target:
             response = target.get(f"/api/atlas/v2/orgs/{target_org.org_id}/liveMigrations/availableProjects")
         assert response.status_code == 200
         return list(response.json())

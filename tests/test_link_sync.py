@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.support import SOURCE, TARGET, OrgCredentials, ServerProcess, wait_for
+from tests.support import LOOPBACK_TLS, SOURCE, TARGET, OrgCredentials, ServerProcess, wait_for
 
 INTERVAL = 1.0
 
@@ -94,7 +94,7 @@ def test_a_new_project_is_pushed_without_waiting_for_the_interval(tmp_path: Path
 
         def listed() -> list[str]:
             response = httpx.get(f"{server.base_url}{TARGET}/orgs/{target.org_id}/liveMigrations/availableProjects",
-                                 auth=target.auth)
+                                 auth=target.auth, verify=LOOPBACK_TLS)
             return [entry["projectId"] for entry in response.json()]
 
         assert wait_for(lambda: listed() == [project["id"]], timeout=5)

@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from tests.migration_world import MIGRATION_HOST, World
-from tests.support import SOURCE
+from tests.support import LOOPBACK_TLS, SOURCE
 
 
 @pytest.fixture
@@ -27,7 +27,7 @@ def world(tmp_path: Path) -> Iterator[World]:
 def test_the_job_list_waits_for_a_change_and_answers_at_once_when_one_comes(world: World) -> None:
     public, private = world.agent_key.split(".", 1)
     jobs_url = f"{world.api.base_url}{SOURCE}/groups/{world.source_project['id']}/liveMigrations/agentJobs"
-    with httpx.Client(auth=httpx.DigestAuth(public, private), timeout=30) as agent:
+    with httpx.Client(auth=httpx.DigestAuth(public, private), timeout=30, verify=LOOPBACK_TLS) as agent:
         def jobs(**headers: str) -> httpx.Response:
             return agent.get(jobs_url, params={"hostname": MIGRATION_HOST}, headers=headers)
 

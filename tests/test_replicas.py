@@ -24,7 +24,7 @@ from livemigrate.store.database import Store
 from tests.load_balancer import LoadBalancer
 from tests.migration_world import World
 from tests.pg import EmbeddedPostgres
-from tests.support import LIVEMIGRATE, SOURCE, TARGET, OrgCredentials, ServerProcess, free_port, wait_for
+from tests.support import LIVEMIGRATE, LOOPBACK_TLS, SOURCE, TARGET, OrgCredentials, ServerProcess, free_port, wait_for
 
 pytestmark = pytest.mark.xdist_group("replicas")  # one cluster for the module, on one test worker
 
@@ -38,7 +38,7 @@ class RoundRobin(httpx.BaseTransport):
         self._count = len(ports)
         self._ports = itertools.cycle(ports)
         self._lock = threading.Lock()
-        self._transport = httpx.HTTPTransport()
+        self._transport = httpx.HTTPTransport(verify=LOOPBACK_TLS)
         self.answers: list[tuple[int, int]] = []  # (port, status)
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
@@ -145,10 +145,10 @@ def _cut_over_while_another_replica_long_polls(cluster: Cluster, world: World, m
 
     def poll() -> None:
         """As a relay does: wait on the version held, and again on each new one, until the cutover shows."""
-        held = httpx.get(f"{polled.base_url}{jobs}", auth=link_key).headers["etag"]
+        held = httpx.get(f"{polled.base_url}{jobs}", auth=link_key, verify=LOOPBACK_TLS).headers["etag"]
         while True:
             response = httpx.get(f"{polled.base_url}{jobs}", auth=link_key, timeout=30,
-                                 headers={"If-None-Match": held, "Prefer": "wait=20"})
+                                 headers={"If-None-Match": held, "Prefer": "wait=20"}, verify=LOOPBACK_TLS)
             if response.status_code != 200 or any(job["cutoverRequested"] for job in response.json()["results"]):
                 answer.update(status=response.status_code, at=time.monotonic())
                 return
@@ -159,7 +159,7 @@ def _cut_over_while_another_replica_long_polls(cluster: Cluster, world: World, m
     time.sleep(1.0)  # the poll is waiting at the other replica now
     asking = time.monotonic()
     cutover = httpx.put(f"{cut_at.base_url}{TARGET}/groups/{world.target_project['id']}/liveMigrations/"
-                        f"{migration_id}/cutover", auth=world.target.auth)
+                        f"{migration_id}/cutover", auth=world.target.auth, verify=LOOPBACK_TLS)
     asked = time.monotonic()
     assert cutover.status_code == 202, cutover.text
     waiting.join(timeout=30)
@@ -169,7 +169,7 @@ def _cut_over_while_another_replica_long_polls(cluster: Cluster, world: World, m
 
 def _healthy(replica: ServerProcess) -> bool:
     try:
-        return httpx.get(f"{replica.base_url}/healthz", timeout=1).status_code == 200
+        return httpx.get(f"{replica.base_url}/healthz", timeout=1, verify=LOOPBACK_TLS).status_code == 200
     except httpx.HTTPError:
         return False
 
@@ -202,10 +202,10 @@ def test_the_link_flow_with_every_request_at_another_replica(cluster: Cluster) -
 def test_a_nonce_count_used_at_one_replica_is_refused_at_another(cluster: Cluster) -> None:
     first, second = cluster.replicas[0], cluster.replicas[1]
     uri = f"{SOURCE}/orgs/{cluster.source.org_id}"
-    with httpx.Client(base_url=first.base_url, auth=cluster.source.auth) as client:
+    with httpx.Client(base_url=first.base_url, auth=cluster.source.auth, verify=LOOPBACK_TLS) as client:
         accepted = client.get(uri)
     assert accepted.status_code == 200
-    replayed = httpx.get(f"{second.base_url}{uri}", headers={"Authorization": accepted.request.headers["Authorization"]})
+    replayed = httpx.get(f"{second.base_url}{uri}", headers={"Authorization": accepted.request.headers["Authorization"]}, verify=LOOPBACK_TLS)
     assert replayed.status_code == 401 and replayed.json()["errorCode"] == "USER_UNAUTHORIZED"
     assert "replayed" in replayed.json()["detail"]
 
@@ -214,16 +214,16 @@ def test_a_key_deleted_at_one_replica_is_refused_at_the_others_at_once(cluster: 
     doomed = cluster.new_org("source", "short-lived key")
     uri = f"{SOURCE}/orgs/{doomed.org_id}"
     for replica in cluster.replicas:  # every replica has the key in its cache now
-        assert httpx.get(f"{replica.base_url}{uri}", auth=doomed.auth).status_code == 200
+        assert httpx.get(f"{replica.base_url}{uri}", auth=doomed.auth, verify=LOOPBACK_TLS).status_code == 200
     # The org's owner deletes its own key at the first replica …
     [key] = [key for key in httpx.get(f"{cluster.replicas[0].base_url}{SOURCE}/orgs/{doomed.org_id}/apiKeys",
-                                      auth=doomed.auth).json()["results"] if key["publicKey"] == doomed.public_key]
+                                      auth=doomed.auth, verify=LOOPBACK_TLS).json()["results"] if key["publicKey"] == doomed.public_key]
     deleted = httpx.delete(f"{cluster.replicas[0].base_url}{SOURCE}/orgs/{doomed.org_id}/apiKeys/{key['id']}",
-                           auth=doomed.auth)
+                           auth=doomed.auth, verify=LOOPBACK_TLS)
     assert deleted.status_code == 204
     # … and the others refuse it within a second, not at their cache's 60 s.
     for replica in cluster.replicas[1:]:
-        assert wait_for(lambda replica=replica: httpx.get(f"{replica.base_url}{uri}", auth=doomed.auth).status_code
+        assert wait_for(lambda replica=replica: httpx.get(f"{replica.base_url}{uri}", auth=doomed.auth, verify=LOOPBACK_TLS).status_code
                         == 401, timeout=1.0)
 
 
@@ -270,7 +270,7 @@ def test_postgres_stopped_answers_503_and_service_resumes_when_it_returns(cluste
         names = [project["name"] for project in client.get(projects).json()["results"]]
     assert "written during the outage" not in names
     for replica in cluster.replicas:  # every replica serves again, without a restart
-        with httpx.Client(base_url=replica.base_url, auth=cluster.source.auth) as direct:
+        with httpx.Client(base_url=replica.base_url, auth=cluster.source.auth, verify=LOOPBACK_TLS) as direct:
             assert wait_for(lambda direct=direct: direct.get(projects).status_code == 200, timeout=15)
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.support import SOURCE, TARGET, ServerProcess, wait_for
+from tests.support import LOOPBACK_TLS, SOURCE, TARGET, ServerProcess, wait_for
 
 
 def test_no_secret_appears_in_any_log_line(tmp_path: Path) -> None:
@@ -36,7 +36,7 @@ def test_no_secret_appears_in_any_log_line(tmp_path: Path) -> None:
         with server.client(target) as client:
             assert client.delete(f"{TARGET}/orgs/{target.org_id}/liveMigrations/linkTokens").status_code == 204
         wait_for(lambda: "revoked" in server.log_text(), timeout=5)
-        httpx.get(f"{server.base_url}{link}", auth=httpx.DigestAuth(source.public_key, "wrong-password"))
+        httpx.get(f"{server.base_url}{link}", auth=httpx.DigestAuth(source.public_key, "wrong-password"), verify=LOOPBACK_TLS)
     finally:
         server.stop()
     log = server.log_text()

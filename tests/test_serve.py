@@ -9,7 +9,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.support import LIVEMIGRATE, SOURCE, OrgCredentials, ServerProcess
+from tests.support import LIVEMIGRATE, LOOPBACK_TLS, SOURCE, OrgCredentials, ServerProcess
 
 CREDENTIALS = re.compile(
     r"(SOURCE|TARGET) \(.*?\)\n\s+org id\s+([0-9a-f]{24})\n\s+public key\s+(\S+)\n\s+private key\s+(\S+)")
@@ -33,7 +33,7 @@ def test_first_start_prints_credentials_that_link_the_two_orgs(tmp_path: Path) -
         printed = printed_credentials(server)
         token = server.link_token(printed["TARGET"])
         source = printed["SOURCE"]
-        with httpx.Client(auth=source.auth) as client:
+        with httpx.Client(auth=source.auth, verify=LOOPBACK_TLS) as client:
             response = client.post(f"{server.base_url}{SOURCE}/orgs/{source.org_id}/liveExport/migrationLink",
                                    json={"linkToken": token})
         assert (response.status_code, response.json()) == (200, {"status": "SYNCED"})
@@ -43,7 +43,7 @@ def test_first_start_prints_credentials_that_link_the_two_orgs(tmp_path: Path) -
     server.start()  # second start: the store is kept, nothing is printed again
     try:
         assert len(re.findall(r"private key  ", server.log_text())) == 2
-        with httpx.Client(auth=source.auth) as client:
+        with httpx.Client(auth=source.auth, verify=LOOPBACK_TLS) as client:
             status = client.get(f"{server.base_url}{SOURCE}/orgs/{source.org_id}/liveExport/migrationLink/status")
         assert status.json() == {"status": "SYNCED"}
     finally:
@@ -51,7 +51,7 @@ def test_first_start_prints_credentials_that_link_the_two_orgs(tmp_path: Path) -
 
 
 def test_openapi_document_describes_the_seed_endpoint(server: ServerProcess) -> None:
-    document = httpx.get(f"{server.base_url}/openapi.json").json()
+    document = httpx.get(f"{server.base_url}/openapi.json", verify=LOOPBACK_TLS).json()
     operation = document["paths"]["/api/public/v1.0/orgs/{org_id}/liveExport/migrationLink"]["post"]
     schema = operation["requestBody"]["content"]["application/json"]["schema"]
     assert schema["required"] == ["linkToken"] and schema["additionalProperties"] is False

@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from tests.nx import NxServer
-from tests.support import SOURCE, TARGET, OrgCredentials, ServerProcess, free_port, wait_for
+from tests.support import LOOPBACK_TLS, SOURCE, TARGET, OrgCredentials, ServerProcess, free_port, wait_for
 
 
 @pytest.fixture
@@ -71,9 +71,9 @@ def test_hosts_agents_and_inventory_reach_the_target(fast: ServerProcess, mongo:
 
     agent = httpx.DigestAuth(public, private)
     beat = httpx.put(f"{fast.base_url}{group}/liveMigrations/migrationHosts/mh1.example",
-                     json={"agentVersion": "0.1.0"}, auth=agent)
+                     json={"agentVersion": "0.1.0"}, auth=agent, verify=LOOPBACK_TLS)
     assert beat.status_code == 200 and beat.json()["alive"] is True
-    elsewhere = httpx.get(f"{fast.base_url}{SOURCE}/orgs/{source.org_id}", auth=agent)
+    elsewhere = httpx.get(f"{fast.base_url}{SOURCE}/orgs/{source.org_id}", auth=agent, verify=LOOPBACK_TLS)
     assert elsewhere.status_code == 401  # an agent key reaches only its migration-host calls
 
     def available() -> list[dict[str, object]]:
