@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from bench import control_plane, engine, link_status, replicas, verdict
+from bench import control_plane, engine, link_status, migration_hosts, replicas, verdict
 
 
 def main() -> int:
@@ -17,6 +17,8 @@ def main() -> int:
     failures += verdict.run()
     print()
     failures += replicas.run()
+    print()
+    failures += migration_hosts.run()
     return 1 if failures else 0
 
 

@@ -30,7 +30,7 @@ class LoadResult:
         return self.requests / self.seconds if self.seconds else 0.0
 
 
-async def _read_response(reader: asyncio.StreamReader) -> tuple[int, dict[str, str]]:
+async def _read_response(reader: asyncio.StreamReader) -> tuple[int, dict[str, str], bytes]:
     head = await reader.readuntil(b"\r\n\r\n")
     lines = head.decode("latin-1").split("\r\n")
     status = int(lines[0].split(" ")[1])
@@ -40,37 +40,73 @@ async def _read_response(reader: asyncio.StreamReader) -> tuple[int, dict[str, s
             name, value = line.split(":", 1)
             headers[name.strip().lower()] = value.strip()
     length = int(headers.get("content-length", "0"))
-    if length:
-        await reader.readexactly(length)
-    return status, headers
+    body = await reader.readexactly(length) if length else b""
+    return status, headers, body
+
+
+class DigestConnection:
+    """One keep-alive HTTP/1.1 connection that signs each request with digest: it answers the first
+    challenge (and a stale one) and then reuses the nonce with an increasing `nc`."""
+
+    def __init__(self, host: str, port: int, credentials: tuple[str, str] | None) -> None:
+        self._address = (host, port)
+        self._credentials = credentials
+        self._streams: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
+        self._nonce: str | None = None
+        self._nc = 0
+        self._cnonce = secrets.token_hex(8)
+
+    async def request(self, method: str, uri: str, body: bytes = b"",
+                      headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:
+        host, port = self._address
+        while True:
+            fresh = self._streams is None
+            if self._streams is None:
+                self._streams = await asyncio.open_connection(*self._address)
+            reader, writer = self._streams
+            request = f"{method} {uri} HTTP/1.1\r\nHost: {host}:{port}\r\n"
+            for name, value in (headers or {}).items():
+                request += f"{name}: {value}\r\n"
+            if body:
+                request += f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+            if self._credentials and self._nonce:
+                self._nc += 1
+                authorization = digest_authorization(*self._credentials, REALM, self._nonce, method, uri, self._nc,
+                                                     self._cnonce)
+                request += f"Authorization: {authorization}\r\n"
+            writer.write((request + "\r\n").encode() + body)
+            try:
+                status, answer_headers, answer = await _read_response(reader)
+            except (asyncio.IncompleteReadError, ConnectionError):
+                self.close()
+                if fresh:
+                    raise
+                continue  # the server closed the idle connection (keep-alive timeout), as clients expect: again
+
+            if status == 401 and self._credentials:
+                match = re.search(r'nonce="([^"]+)"', answer_headers.get("www-authenticate", ""))
+                if match and (self._nonce is None or "stale=true" in answer_headers["www-authenticate"]):
+                    self._nonce, self._nc = match.group(1), 0
+                    continue
+            return status, answer_headers, answer
+
+    def close(self) -> None:
+        if self._streams is not None:
+            self._streams[1].close()
+            self._streams = None
 
 
 async def _worker(host: str, port: int, uri: str, credentials: tuple[str, str] | None, deadline: float,
                   statuses: dict[int, int]) -> int:
-    reader, writer = await asyncio.open_connection(host, port)
-    base = f"GET {uri} HTTP/1.1\r\nHost: {host}:{port}\r\n"
-    nonce: str | None = None
-    nc = 0
-    cnonce = secrets.token_hex(8)
+    connection = DigestConnection(host, port, credentials)
     done = 0
     try:
         while time.perf_counter() < deadline:
-            request = base
-            if credentials and nonce:
-                nc += 1
-                authorization = digest_authorization(*credentials, REALM, nonce, "GET", uri, nc, cnonce)
-                request += f"Authorization: {authorization}\r\n"
-            writer.write((request + "\r\n").encode())
-            status, headers = await _read_response(reader)
-            if status == 401 and credentials:
-                match = re.search(r'nonce="([^"]+)"', headers.get("www-authenticate", ""))
-                if match and (nonce is None or "stale=true" in headers["www-authenticate"]):
-                    nonce, nc = match.group(1), 0
-                    continue
+            status, _, _ = await connection.request("GET", uri)
             statuses[status] = statuses.get(status, 0) + 1
             done += 1
     finally:
-        writer.close()
+        connection.close()
     return done
 
 

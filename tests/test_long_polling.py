@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from tests.migration_world import MIGRATION_HOST, World
-from tests.support import LOOPBACK_TLS, SOURCE
+from tests.support import LOOPBACK_TLS, SOURCE, TARGET
 
 
 @pytest.fixture
@@ -60,3 +60,39 @@ def test_the_job_list_waits_for_a_change_and_answers_at_once_when_one_comes(worl
     assert [job["id"] for job in response.json()["results"]] == [created.json()["_id"]]
     assert response.headers["etag"] != version
     assert "destinationUri" in response.json()["results"][0]
+
+
+def test_the_hosts_of_an_org_share_one_wait_on_the_target_and_each_gets_what_is_its_own(world: World) -> None:
+    public, private = world.agent_key.split(".", 1)
+    jobs_url = f"{world.api.base_url}{SOURCE}/groups/{world.source_project['id']}/liveMigrations/agentJobs"
+    relayed = f"GET {TARGET}/orgs/{world.target.org_id}/liveMigrations/links/{world.source.org_id}/jobs"
+    hostnames = [MIGRATION_HOST] + [f"idle{number}.example" for number in range(5)]
+    answers: dict[str, tuple[int, float, list[Any]]] = {}
+
+    def wait_as(hostname: str) -> None:
+        with httpx.Client(auth=httpx.DigestAuth(public, private), timeout=30, verify=LOOPBACK_TLS) as host:
+            version = host.get(jobs_url, params={"hostname": hostname}).headers["etag"]
+            began = time.monotonic()
+            response = host.get(jobs_url, params={"hostname": hostname},
+                                headers={"If-None-Match": version, "Prefer": "wait=6"})
+            answers[hostname] = (response.status_code, time.monotonic() - began,
+                                 response.json()["results"] if response.status_code == 200 else [])
+
+    hosts = [threading.Thread(target=wait_as, args=(hostname,)) for hostname in hostnames]
+    before = world.api.log_text().count(relayed)
+    for host in hosts:
+        host.start()
+    time.sleep(1.5)  # all six wait now (with the agent's own poll)
+    created = world.target_call("POST", "/liveMigrations", json=world.request_body())
+    assert created.status_code == 201, created.text
+    for host in hosts:
+        host.join(timeout=30)
+    # Each host asked at once, then waited; the five that got nothing of theirs waited again. Relayed:
+    # the asks (a list younger than 0.2 s is reused) and a shared wait or two — not one per host.
+    time.sleep(1.0)  # a shared wait may end (and be logged) after the last host it served
+    assert world.api.log_text().count(relayed) - before <= 6  # one relayed wait per host made it 18
+    status, seconds, results = answers[MIGRATION_HOST]
+    assert status == 200 and seconds < 5 and [job["id"] for job in results] == [created.json()["_id"]]
+    for hostname in hostnames[1:]:  # the change is not theirs: they waited on, to the end of their wait
+        status, seconds, _ = answers[hostname]
+        assert status == 304 and 5.5 <= seconds < 9, (hostname, status, seconds)

@@ -4,10 +4,17 @@ A host long-polls its jobs and reports progress to the source API; the source si
 to the target, outbound, with the link's key — the target never calls a source. The last list each
 org received is kept: it answers hosts polling in a burst, and it decides whether a migration runs
 when the target cannot be asked (an unlink is refused rather than risked).
+
+Hosts waiting for a change share one wait on the target: an org's hosts all hold the same version of
+its list, so a replica asks the target once per org and version however many hosts wait on it. One
+wait per host made the target re-read the list for every host at every write (a heartbeat is one):
+200 idle hosts saturated three replicas (`bench/migration_hosts.py`).
 """
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import time
 from typing import Any
 
@@ -16,11 +23,14 @@ from starlette.concurrency import run_in_threadpool
 from livemigrate.client.link_channel import JobList, LinkCallFailed, LinkKeyRefused
 from livemigrate.source.link_channels import LinkChannels, LinkCredentials, link_not_found
 
+_REJOIN_SECONDS = 0.5  # less than this left of a host's wait after a shared one ends: answer, do not rejoin
+
 
 class JobRelay:
     def __init__(self, channels: LinkChannels) -> None:
         self._channels = channels
         self._jobs: dict[str, tuple[float, JobList]] = {}  # the last list of each org, with when it came
+        self._waits: dict[tuple[str, str], asyncio.Task[JobList]] = {}  # (org, version held) -> the shared wait
 
     def is_linked(self, org_id: str) -> bool:
         return self._channels.credentials_of(org_id) is not None
@@ -35,6 +45,30 @@ class JobRelay:
     async def jobs_changed(self, org_id: str, held: str | None, wait_seconds: float | None) -> JobList:
         """The list once it differs from version `held`, waiting up to `wait_seconds` on the target
         (long polling); `results` None when it did not change in that time."""
+        if held is None or not wait_seconds:
+            return await self._ask(org_id, held, wait_seconds)
+        deadline = time.monotonic() + wait_seconds
+        while True:
+            left = deadline - time.monotonic()
+            wait = self._waits.get((org_id, held))
+            if wait is None:
+                wait = self._waits[(org_id, held)] = asyncio.create_task(self._ask(org_id, held, left))
+                wait.add_done_callback(functools.partial(self._forget, (org_id, held)))
+            try:  # shielded: one host giving up (or its connection closing) ends no other host's wait
+                found = await asyncio.wait_for(asyncio.shield(wait), timeout=left)
+            except TimeoutError:
+                return JobList(None, held)
+            if found.results is not None or deadline - time.monotonic() < _REJOIN_SECONDS:
+                return found
+            # A wait started for an earlier host ended before this one's: wait on, in the next shared wait.
+
+    def _forget(self, key: tuple[str, str], done: asyncio.Task[JobList]) -> None:
+        if self._waits.get(key) is done:
+            del self._waits[key]
+        if not done.cancelled():
+            done.exception()  # retrieved: a failure is every waiter's to raise, not the loop's to log
+
+    async def _ask(self, org_id: str, held: str | None, wait_seconds: float | None) -> JobList:
         credentials = await self._credentials(org_id)
         channel = await self._channels.channel(org_id, credentials)
         found = await channel.list_jobs(credentials.target_org_id, org_id, held, wait_seconds)

@@ -38,8 +38,11 @@ class Store:
         if self.is_sqlite and parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
         connect_args: dict[str, Any] = {"check_same_thread": False} if self.is_sqlite else {"connect_timeout": 5}
-        self.engine: Engine = create_engine(url, connect_args=connect_args, pool_size=20, max_overflow=20,
-                                            pool_pre_ping=not self.is_sqlite)
+        # No `pool_pre_ping`: a ping before every checkout is one more round trip for every store call,
+        # which doubled request latency under load on PostgreSQL (`bench/migration_hosts.py`). After a
+        # database restart, the first call on a dead connection fails (a 503) and SQLAlchemy, seeing a
+        # disconnect, drops every pooled connection: the calls after it open new ones.
+        self.engine: Engine = create_engine(url, connect_args=connect_args, pool_size=20, max_overflow=20)
         if self.is_sqlite:
             event.listen(self.engine, "connect", _sqlite_pragmas)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)

@@ -1,0 +1,161 @@
+"""Migration hosts: 200 simulated hosts of one project talking to three replicas on one PostgreSQL.
+
+Each host does what `livemigrate agent` does when idle, on two keep-alive connections of its own
+(spread over the replicas, as a balancer spreads its clients): one holds the job list long-polled
+(`If-None-Match` + `Prefer: wait=10`, relayed over the link to the target, as every real poll is),
+the other sends a heartbeat every 10 s and, as a host that starts or reconnects does, asks for its
+job list once without waiting. The hosts start spread over the first interval.
+
+Figures: latency p50/p99 of the heartbeats and of the job lists answered at once, the long polls
+completed, and every answer that was not the expected one (an error). All of it — three replicas,
+PostgreSQL and the 400 connections' client — shares this machine's two cores.
+Targets (issue: the control plane on PostgreSQL): heartbeat p99 < 100 ms, 0 errors.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import secrets
+import statistics
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+from tests.load_balancer import LoadBalancer
+from tests.pg import EmbeddedPostgres
+from tests.support import SOURCE, ServerProcess, free_port
+
+from bench.http_load import DigestConnection
+
+HOSTS = 200
+REPLICAS = 3
+SECONDS = 40.0
+HEARTBEAT_SECONDS = 10.0  # as the agent (agent/host.py)
+WAIT_SECONDS = 10.0
+TARGET_P99_MS = 100.0
+
+
+@dataclass
+class Observed:
+    heartbeats: list[float] = field(default_factory=list)  # seconds
+    job_lists: list[float] = field(default_factory=list)
+    long_polls: int = 0
+    errors: list[str] = field(default_factory=list)
+
+
+def _percentile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))] * 1000 if ordered else float("nan")
+
+
+async def _host(number: int, port: int, group: str, key: tuple[str, str], deadline: float, seen: Observed) -> None:
+    hostname = f"mh{number:03}.example"
+    jobs_uri = f"{SOURCE}/groups/{group}/liveMigrations/agentJobs?hostname={hostname}"
+    beats, polls = DigestConnection("127.0.0.1", port, key), DigestConnection("127.0.0.1", port, key)
+    await asyncio.sleep(random.uniform(0, HEARTBEAT_SECONDS))  # hosts start at different times
+
+    async def heartbeat_and_ask() -> None:
+        body = json.dumps({"agentVersion": "bench"}).encode()
+        while time.monotonic() < deadline:
+            started = time.perf_counter()
+            status, _, _ = await beats.request("PUT", f"{SOURCE}/groups/{group}/liveMigrations/migrationHosts/{hostname}",
+                                               body)
+            if status == 200:
+                seen.heartbeats.append(time.perf_counter() - started)
+            else:
+                seen.errors.append(f"heartbeat {status}")
+            started = time.perf_counter()
+            status, _, _ = await beats.request("GET", jobs_uri)
+            if status == 200:
+                seen.job_lists.append(time.perf_counter() - started)
+            else:
+                seen.errors.append(f"job list {status}")
+            await asyncio.sleep(HEARTBEAT_SECONDS)
+
+    async def long_poll() -> None:
+        status, headers, _ = await polls.request("GET", jobs_uri)
+        etag = headers.get("etag", "")
+        while time.monotonic() < deadline and status == 200:
+            started = time.monotonic()
+            status, headers, _ = await polls.request("GET", jobs_uri, headers={
+                "If-None-Match": etag, "Prefer": f"wait={WAIT_SECONDS:g}"})
+            waited = time.monotonic() - started
+            if status == 304 and waited < WAIT_SECONDS + 2:
+                seen.long_polls += 1
+                status = 200
+            else:
+                seen.errors.append(f"long poll {status} after {waited:.1f} s")
+
+    try:
+        await asyncio.gather(heartbeat_and_ask(), long_poll())
+    finally:
+        beats.close()
+        polls.close()
+
+
+async def _load(ports: list[int], group: str, key: tuple[str, str]) -> Observed:
+    seen = Observed()
+    deadline = time.monotonic() + SECONDS
+    await asyncio.gather(*(_host(number, ports[number % len(ports)], group, key, deadline, seen)
+                           for number in range(HOSTS)))
+    return seen
+
+
+def _measure(directory: Path, postgres: EmbeddedPostgres) -> Observed:
+    ports = [free_port() for _ in range(REPLICAS)]
+    balancer = LoadBalancer(ports).start()  # the link-token names it: each relayed poll goes through it
+    shared = {"LIVEMIGRATE_LOG_LEVEL": "WARNING", "LIVEMIGRATE_SECRET_KEY": secrets.token_urlsafe(32),
+              "LIVEMIGRATE_PUBLIC_URL": balancer.url}
+    url = postgres.new_database()
+    replicas = [ServerProcess(directory / f"replica{number}", sync_seconds=60, database_url=url, extra_env=shared,
+                              port=port) for number, port in enumerate(ports)]
+    source = replicas[0].admin_create_org("source", "bench source")
+    target = replicas[0].admin_create_org("target", "bench target")
+    for replica in replicas:
+        replica.start()
+    try:
+        first = replicas[0]
+        token = first.link_token(target)
+        with httpx.Client(base_url=first.base_url, auth=source.auth, timeout=30) as client:
+            linked = client.post(f"{SOURCE}/orgs/{source.org_id}/liveExport/migrationLink", json={"linkToken": token})
+            assert linked.json() == {"status": "SYNCED"}, linked.text
+            group = client.post(f"{SOURCE}/groups", json={"name": "hosts", "orgId": source.org_id}).json()["id"]
+            agent_key = client.post(f"{SOURCE}/groups/{group}/agentapikeys", json={"desc": "bench"}).json()["key"]
+        public, _, private = str(agent_key).partition(".")
+        return asyncio.run(_load(ports, group, (public, private)))
+    finally:
+        for replica in replicas:
+            replica.stop()
+        balancer.stop()
+
+
+def run() -> list[str]:
+    with tempfile.TemporaryDirectory() as directory:
+        postgres = EmbeddedPostgres(Path(directory) / "postgres")
+        try:
+            seen = _measure(Path(directory), postgres)
+        finally:
+            postgres.cleanup()
+    heartbeat_p99 = _percentile(seen.heartbeats, 0.99)
+    print(f"migration hosts: {HOSTS} simulated idle hosts, {REPLICAS} replicas on PostgreSQL, {SECONDS:.0f} s, "
+          "this machine's 2 cores")
+    for label, values in (("heartbeat", seen.heartbeats), ("job list, no wait", seen.job_lists)):
+        print(f"  {label:<20} {len(values):6} calls   p50 {_percentile(values, 0.5):6.1f} ms   "
+              f"p99 {_percentile(values, 0.99):6.1f} ms   mean {statistics.fmean(values) * 1000:6.1f} ms")
+    print(f"  long polls ended    {seen.long_polls:6}        (each waits {WAIT_SECONDS:g} s for a change)")
+    print(f"  errors              {len(seen.errors):6}        {sorted(set(seen.errors))[:5]}")
+    failures = []
+    if seen.errors:
+        failures.append(f"{len(seen.errors)} errors")
+    if not heartbeat_p99 < TARGET_P99_MS:
+        failures.append(f"heartbeat p99 {heartbeat_p99:.0f} ms >= {TARGET_P99_MS:.0f} ms")
+    print(f"  verdict             {'PASS' if not failures else 'FAIL: ' + '; '.join(failures)}")
+    return failures
+
+
+if __name__ == "__main__":
+    run()
