@@ -356,3 +356,28 @@ def test_a_full_migration_through_the_replicas_survives_losing_one(cluster: Clus
         assert verified.returncode == 0, verified.stdout + verified.stderr
     finally:
         world.close()
+
+
+def test_a_migration_ready_past_its_window_expires_with_the_lease_holder_killed(cluster: Cluster,
+                                                                                 tmp_path: Path) -> None:
+    """The module's last test: it restarts the replicas with a cutover window of 3.6 s and leaves them so."""
+    for replica in cluster.replicas:
+        replica.stop()
+        replica.env["LIVEMIGRATE_CUTOVER_WINDOW_HOURS"] = "0.001"
+    for replica in cluster.replicas:
+        threading.Thread(target=replica.start).start()
+    assert wait_for(lambda: all(_healthy(replica) for replica in cluster.replicas), timeout=60)
+    world = World(tmp_path, api=BalancedApi(cluster))
+    try:
+        world.ready_to_migrate(documents=300)
+        created = world.target_call("POST", "/liveMigrations", json=world.request_body())
+        assert created.status_code == 201, created.text
+        migration_id = created.json()["_id"]
+        world.wait_migration(migration_id, lambda m: m["status"] == "WORKING", timeout=60)
+        _lease_holder(cluster)[1].kill()
+        expired = world.wait_migration(migration_id, lambda m: m["status"] in ("EXPIRED", "FAILED", "COMPLETE"),
+                                       timeout=120)
+        assert expired["status"] == "EXPIRED" and "no cutover" in expired["errorMessage"], expired
+        assert wait_for(lambda: "no longer running on the target side" in world.agent_log(), timeout=30)
+    finally:
+        world.close()

@@ -5,8 +5,9 @@ locked", write transactions on SQLite take one process-wide lock, and every conn
 WAL mode with a busy timeout so readers never block behind a writer.
 
 PostgreSQL is shared by replicas: every write transaction there ends with a NOTIFY naming this
-process, so that the others hear of it (`notifications.py`), and pooled connections are checked
-before use, so that a database that went away and came back is used again without a restart.
+process, so that the others hear of it (`notifications.py`); the listener of those also drops the
+pooled connections when the database goes away, so that it is used again without a restart once it
+is back.
 """
 
 from __future__ import annotations
@@ -38,10 +39,10 @@ class Store:
         if self.is_sqlite and parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
         connect_args: dict[str, Any] = {"check_same_thread": False} if self.is_sqlite else {"connect_timeout": 5}
-        # No `pool_pre_ping`: a ping before every checkout is one more round trip for every store call,
-        # which doubled request latency under load on PostgreSQL (`bench/migration_hosts.py`). After a
-        # database restart, the first call on a dead connection fails (a 503) and SQLAlchemy, seeing a
-        # disconnect, drops every pooled connection: the calls after it open new ones.
+        # No `pool_pre_ping`: a ping before every checkout is a round trip more for every store call, which
+        # doubled request latency under load (`bench/migration_hosts.py`). A connection in use meets an
+        # outage itself (its call fails, a 503, and SQLAlchemy drops the pool on a disconnect); the idle
+        # ones are dropped by the write listener, which hears of the outage first (`notifications.py`).
         self.engine: Engine = create_engine(url, connect_args=connect_args, pool_size=20, max_overflow=20)
         if self.is_sqlite:
             event.listen(self.engine, "connect", _sqlite_pragmas)
@@ -50,6 +51,11 @@ class Store:
         self.origin = uuid.uuid4().hex  # this process, as its NOTIFYs name it
         self._notify = None if self.is_sqlite else text(f"SELECT pg_notify('{WRITES_CHANNEL}', :origin)")
         self.generation = 0
+
+    def forget_connections(self) -> None:
+        """Drop the pooled connections (the database went away): later calls open new ones. Those in
+        use are left to finish, or fail, with their requests."""
+        self.engine.dispose(close=False)
 
     @property
     def safe_url(self) -> str:

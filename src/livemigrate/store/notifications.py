@@ -6,6 +6,10 @@ another replica advances its store's `generation` as its own writes do: caches o
 what they hold, and long polls waiting for a change look again — within milliseconds, not at their
 next periodic look. A lost connection is retried with backoff; once back, the generation advances
 once, since writes may have been missed meanwhile.
+
+The listener is also the first to know that the database went away: it then drops the store's pooled
+connections (`Store.forget_connections`), which would all be dead once the database is back, so that
+requests after the outage open new ones instead of failing on them.
 """
 
 from __future__ import annotations
@@ -45,6 +49,8 @@ class WriteListener:
                 with psycopg.connect(self._conninfo, autocommit=True, connect_timeout=5) as connection:
                     connection.execute(f"LISTEN {WRITES_CHANNEL}")
                     self._store.note_write()  # anything missed while not listening
+                    if backoff > 0.5:  # back after an outage: connections opened as it began are dead too
+                        self._store.forget_connections()
                     backoff = 0.5
                     while not self._stopping.is_set():
                         for notice in connection.notifies(timeout=1.0):
@@ -52,5 +58,6 @@ class WriteListener:
                                 self._store.note_write()
             except psycopg.Error as error:
                 log.warning("not hearing other replicas' writes (%s); retrying in %.1f s", error, backoff)
+                self._store.forget_connections()
                 self._stopping.wait(backoff)
                 backoff = min(backoff * 2, _MAX_BACKOFF_SECONDS)
