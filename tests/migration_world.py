@@ -138,6 +138,12 @@ class World:
             self._target_client = self.api.client(self.target)
         return self._target_client.request(method, f"{TARGET}/groups/{self.target_project['id']}{path}", **kwargs)
 
+    def target_cli(self, *args: str) -> subprocess.CompletedProcess[str]:
+        """The `livemigrate` command as the target org's owner, its keys in the environment."""
+        env = {**os.environ, "LIVEMIGRATE_BASE_URL": self.api.base_url, "LIVEMIGRATE_PUBLIC_KEY": self.target.public_key,
+               "LIVEMIGRATE_PRIVATE_KEY": self.target.private_key}
+        return subprocess.run([LIVEMIGRATE, *args], env=env, capture_output=True, text=True, timeout=60, check=False)
+
     def validate(self, body: dict[str, Any]) -> dict[str, Any]:
         started = self.target_call("POST", "/liveMigrations/validate", json=body)
         assert started.status_code == 200 and started.json()["status"] == "PENDING", started.text

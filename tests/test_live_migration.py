@@ -7,11 +7,27 @@ import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.engine_support import Writer, seed
 from tests.migration_world import MIGRATION_HOST, World
-from tests.support import LIVEMIGRATE, SOURCE, wait_for
+from tests.support import LIVEMIGRATE, LOOPBACK_TLS, SOURCE, wait_for
+
+Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
+
+
+def scrape(base_url: str) -> Samples:
+    """`/metrics` read with Prometheus's own text parser: each sample by name and label set."""
+    response = httpx.get(f"{base_url}/metrics", verify=LOOPBACK_TLS)  # no redirect to follow
+    assert response.status_code == 200 and response.headers["content-type"].startswith("text/plain")
+    return {(sample.name, frozenset(sample.labels.items())): sample.value
+            for family in text_string_to_metric_families(response.text) for sample in family.samples}
+
+
+def sample(samples: Samples, name: str, **labels: str) -> float:
+    return samples[(name, frozenset(labels.items()))]
 
 
 @pytest.fixture
@@ -61,8 +77,25 @@ def test_full_migration_through_the_apis(world: World) -> None:
             ready = world.wait_migration(migration_id, lambda m: m["readyForCutover"], timeout=120)
             assert ready["lagTimeSeconds"] is not None and ready["lagTimeSeconds"] < 5
             assert ready["copiedDocuments"] >= 6000
+            # The writer's changes replayed, reported by the host and shown by the target.
+            assert world.wait_migration(migration_id, lambda m: m["eventsApplied"] > 0, timeout=30)
+            scraped = scrape(world.api.base_url)
         finally:
             writer.finish()
+    labels = {"migration_id": migration_id, "group_id": world.target_project["id"]}
+    assert sample(scraped, "livemigrate_migration_lag_seconds", **labels) < 5
+    assert sample(scraped, "livemigrate_migration_documents_copied", **labels) >= 6000
+    assert sample(scraped, "livemigrate_migration_documents_total", **labels) >= 6000
+    assert sample(scraped, "livemigrate_migration_events_applied", **labels) > 0
+    assert sample(scraped, "livemigrate_migration_ready_for_cutover", **labels) == 1
+    assert sample(scraped, "livemigrate_migrations", status="WORKING") >= 1
+    assert sample(scraped, "livemigrate_migration_host_heartbeat_age_seconds", group_id=world.source_project["id"],
+                  hostname=MIGRATION_HOST) < 30
+    assert sample(scraped, "livemigrate_inventory_pushes_total", result="accepted") >= 1
+    # Requests by route template, never by raw path: one series for every migration's GET.
+    route = "/api/atlas/v2/groups/{group_id}/liveMigrations/{migration_id}"
+    assert sample(scraped, "livemigrate_http_requests_total", route=route, method="GET", status="200") >= 1
+    assert not any(migration_id in dict(labels).get("route", "") for _, labels in scraped)
 
     assert world.target_call("PUT", f"/liveMigrations/{migration_id}/cutover").status_code == 202
     done = world.wait_migration(migration_id, lambda m: m["status"] in ("COMPLETE", "FAILED"), timeout=120)
@@ -117,6 +150,9 @@ def test_each_validation_failure_is_reported_in_error_message(world: World) -> N
         occupied = world.validate(body)
         assert occupied["status"] == "FAILED" and "is not empty (legacy.leftovers)" in occupied["errorMessage"]
         assert "dropDestinationData" in occupied["errorMessage"]
+        described = world.target_cli("target", "live-migrations", "validation", "describe",
+                         "--group", world.target_project["id"], "--id", occupied["_id"])
+        assert described.returncode == 1 and "FAILED" in described.stdout, described  # a script sees it failed
         assert world.validate({**body, "dropDestinationData": True})["status"] == "SUCCESS"
         assert world.validate({**{k: v for k, v in body.items() if k != "dropDestinationData"},
                                "dropEnabled": True})["status"] == "SUCCESS"  # the older alias

@@ -64,6 +64,9 @@ def test_source_stopped_mid_migration_ends_failed_naming_the_source(world: World
     final = world.migration(migration_id)
     assert "source" in final["errorMessage"] and "after 3 attempts" in final["errorMessage"], final
     assert "COMPLETE" not in statuses and final["readyForCutover"] is False
+    described = world.target_cli("target", "live-migrations", "describe", "--group", world.target_project["id"],
+                                 "--id", migration_id)
+    assert described.returncode == 1 and "FAILED" in described.stdout, described  # a script sees it failed
     assert "retry 2 of 2" in world.agent_log()
 
 

@@ -8,20 +8,21 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
-from prometheus_client import make_asgi_app
+from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import PlainTextResponse, Response
 
-from livemigrate import __version__
+from livemigrate import __version__, metrics
 from livemigrate.context import AppContext
 from livemigrate.crypto import SecretBox
 from livemigrate.directory.key_lookup import KeyLookup
 from livemigrate.directory.routes import directory_router
-from livemigrate.http import exception_handlers, openapi
+from livemigrate.http import api_docs, exception_handlers, openapi
 from livemigrate.http.auth import Authenticator
 from livemigrate.http.middleware import RequestContextMiddleware
 from livemigrate.http.nonces import NonceBook
+from livemigrate.http.request_metrics import RequestMetricsMiddleware
 from livemigrate.http.responses import respond
 from livemigrate.settings import Settings, load_secret_key
 from livemigrate.source import agent_routes as source_agent_routes
@@ -97,7 +98,7 @@ def create_app(settings: Settings, store: Store | None = None, *, on_started: Ca
         version=__version__,
         description="Push live migration: a Cloud Manager-role source API and an Atlas-role target API.",
         lifespan=lifespan,
-        docs_url="/docs",
+        docs_url=None,  # served by `http/api_docs.py`, without a CDN
         redoc_url=None,
     )
     app.state.context = context
@@ -106,6 +107,7 @@ def create_app(settings: Settings, store: Store | None = None, *, on_started: Ca
     app.state.background_tasks = set()  # validations running; kept referenced until done
     exception_handlers.install(app)
     app.add_middleware(RequestContextMiddleware, max_body_bytes=settings.max_body_bytes)
+    app.add_middleware(RequestMetricsMiddleware)  # added last: the outermost, it sees every answer
     app.include_router(directory_router(SOURCE, SOURCE_PREFIX))
     app.include_router(source_routes.router)
     app.include_router(source_inventory_routes.router)
@@ -113,8 +115,15 @@ def create_app(settings: Settings, store: Store | None = None, *, on_started: Ca
     app.include_router(directory_router(TARGET, TARGET_PREFIX))
     app.include_router(target_routes.router)
     app.include_router(target_migration_routes.router)
-    app.mount("/metrics", make_asgi_app())
     app.openapi = openapi.describe(app)  # type: ignore[method-assign]
+    api_docs.install(app)
+
+    store_metrics = metrics.store_registry(store)
+
+    @app.get("/metrics", summary="Prometheus metrics, without authentication", tags=["operations"],
+             response_class=PlainTextResponse)
+    def metrics_text() -> PlainTextResponse:  # sync: the store's figures are read on a worker thread
+        return PlainTextResponse(metrics.exposition(store_metrics), media_type=CONTENT_TYPE_LATEST)
 
     @app.get("/healthz", summary="Liveness, without authentication", tags=["operations"])
     async def healthz(request: Request) -> Response:

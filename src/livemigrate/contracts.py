@@ -46,6 +46,7 @@ class ProgressReport(Contract):
     # Absent (a final report) leaves the figures the target holds as they are.
     copiedDocuments: StrictInt | None = Field(default=None, ge=0)
     totalDocuments: StrictInt | None = Field(default=None, ge=0)
+    eventsApplied: StrictInt | None = Field(default=None, ge=0)  # changes replayed on the destination
     namespaces: list[NamespaceReport] | None = None
     # What a person should act on while the migration runs, e.g. a change stream that delivers nothing.
     warnings: list[StrictStr] | None = None

@@ -15,7 +15,7 @@ from rich.table import Table
 from livemigrate.cli.connection import BASE_URL, PRIVATE_KEY, PUBLIC_KEY, client
 from livemigrate.cli.output import OUTPUT_OPTION, OutputFormat, api_errors, console, emit
 from livemigrate.client.api import ApiClient
-from livemigrate.statuses import FINISHED, MigrationStatus
+from livemigrate.statuses import FINISHED, MigrationStatus, ValidationStatus
 
 source_hosts = typer.Typer(help="Monitored MongoDB hosts of a source project.", no_args_is_help=True)
 source_agent_keys = typer.Typer(help="Agent API keys of a source project.", no_args_is_help=True)
@@ -187,21 +187,26 @@ live_migrations.command("create")(_request_command(
 @validation.command("describe")
 def validation_describe(group: str = GROUP, validation_id: str = ID, output: OutputFormat = OUTPUT_OPTION,
                         base_url: str = BASE_URL, public_key: str = PUBLIC_KEY, private_key: str = PRIVATE_KEY) -> None:
-    """A validation: PENDING, SUCCESS, or FAILED with the reason."""
+    """A validation: PENDING, SUCCESS, or FAILED with the reason (and exit status 1, for scripts)."""
     with api_errors(), client(base_url, public_key, private_key) as api:
         found = api.validation(group, validation_id)
     emit(output, found, lambda: _fields(found, ["_id", "status", "sourceGroupId", "errorMessage"]))
+    if found.get("status") == ValidationStatus.FAILED:
+        raise typer.Exit(1)
 
 
 @live_migrations.command("describe")
 def migrations_describe(group: str = GROUP, migration_id: str = ID, output: OutputFormat = OUTPUT_OPTION,
                         base_url: str = BASE_URL, public_key: str = PUBLIC_KEY, private_key: str = PRIVATE_KEY) -> None:
-    """The migration's status, phase, lag and readiness for cutover."""
+    """The migration's status, phase, lag and readiness for cutover; exit status 1 when it ended
+    without completing (FAILED or EXPIRED), for scripts."""
     with api_errors(), client(base_url, public_key, private_key) as api:
         found = api.migration(group, migration_id)
     emit(output, found, lambda: _fields(found, ["_id", "status", "phase", "lagTimeSeconds", "readyForCutover",
-                                                "copiedDocuments", "totalDocuments", "migrationHosts",
-                                                "warnings", "errorMessage"]))
+                                                "copiedDocuments", "totalDocuments", "eventsApplied",
+                                                "migrationHosts", "warnings", "errorMessage"]))
+    if found.get("status") in (MigrationStatus.FAILED, MigrationStatus.EXPIRED):
+        raise typer.Exit(1)
 
 
 @live_migrations.command("cutover")

@@ -24,6 +24,7 @@ from livemigrate.contracts import Inventory
 from livemigrate.crypto import SecretBox
 from livemigrate.directory.views import iso
 from livemigrate.http.errors import ApiError, ErrorCode
+from livemigrate.metrics import INVENTORY_PUSHES
 from livemigrate.settings import Settings
 from livemigrate.source.inventory import build_inventory
 from livemigrate.source.job_relay import JobRelay
@@ -159,7 +160,9 @@ class LinkService:
         inventory = await run_in_threadpool(build_inventory, self._store, org_id,
                                             self._settings.migration_host_alive_seconds)
         channel = await self._channels.channel(org_id, credentials)
-        return await channel.push_inventory(credentials.target_org_id, org_id, inventory)
+        result = await channel.push_inventory(credentials.target_org_id, org_id, inventory)
+        INVENTORY_PUSHES.labels(result.outcome.value).inc()
+        return result
 
     async def close(self) -> None:
         await self._channels.close()

@@ -285,10 +285,11 @@ def record_progress(store: Store, target_org_id: str, source_org_id: str, migrat
                                                 and migration.ready_for_cutover)
         migration.copied_documents = int(report.get("copiedDocuments", migration.copied_documents))
         migration.total_documents = int(report.get("totalDocuments", migration.total_documents))
-        if "namespaces" in report or "warnings" in report:
+        if "namespaces" in report or "warnings" in report or "eventsApplied" in report:
             previous = migration.progress or {}
             migration.progress = {"namespaces": report.get("namespaces", previous.get("namespaces", [])),
-                                  "warnings": report.get("warnings", previous.get("warnings", []))}
+                                  "warnings": report.get("warnings", previous.get("warnings", [])),
+                                  "eventsApplied": report.get("eventsApplied", previous.get("eventsApplied", 0))}
         if status is MigrationStatus.FAILED:
             migration.error_message = str(report.get("errorMessage") or "the migration host reported a failure")
             migration.ready_for_cutover = False
@@ -298,6 +299,11 @@ def record_progress(store: Store, target_org_id: str, source_org_id: str, migrat
         if status in FINISHED and migration.progress:
             migration.progress = {**migration.progress, "warnings": []}
         return migration
+
+
+def events_applied(migration: LiveMigration) -> int:
+    """Changes the migration host has replayed on the destination, as last reported."""
+    return int((migration.progress or {}).get("eventsApplied", 0))
 
 
 def migration_view(migration: LiveMigration) -> dict[str, Any]:
@@ -311,6 +317,7 @@ def migration_view(migration: LiveMigration) -> dict[str, Any]:
         "phase": migration.phase,
         "copiedDocuments": migration.copied_documents,
         "totalDocuments": migration.total_documents,
+        "eventsApplied": events_applied(migration),
         "namespaces": migration.progress.get("namespaces", []) if migration.progress else [],
         # What the migration host sees that a person should act on, e.g. a change stream that
         # delivers nothing: the counts on both sides differ and readyForCutover stays false.
