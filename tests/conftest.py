@@ -54,7 +54,9 @@ _ON_BOTH_STORES = ("test_directory.py", "test_digest.py", "test_bad_input.py", "
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if metafunc.definition.path.name in _ON_BOTH_STORES and "store" in metafunc.fixturenames:
-        metafunc.parametrize("store", ["sqlite", "postgresql"], indirect=True)
+        # On one test worker, the PostgreSQL runs: one PostgreSQL server and one API server on it, not one per worker.
+        metafunc.parametrize("store", ["sqlite", pytest.param("postgresql", marks=pytest.mark.xdist_group("postgresql"))],
+                             indirect=True)
 
 
 @pytest.fixture

@@ -8,6 +8,7 @@ import signal
 import subprocess
 import time
 from pathlib import Path
+from typing import Any
 
 from tests.engine_support import seed
 from tests.nx import NxServer
@@ -25,14 +26,16 @@ def test_a_full_migration_with_the_cli(tmp_path: Path) -> None:
         target = api.admin_create_org("target", "atlas")
         api.start()
 
-        def cli(credentials: object, *args: str) -> dict[str, object]:
-            env = {**os.environ, "LIVEMIGRATE_BASE_URL": api.base_url,
+        def run(credentials: object, *args: str, columns: int = 200) -> subprocess.CompletedProcess[str]:
+            env = {**os.environ, "LIVEMIGRATE_BASE_URL": api.base_url, "COLUMNS": str(columns),
                    "LIVEMIGRATE_PUBLIC_KEY": credentials.public_key,  # type: ignore[attr-defined]
                    "LIVEMIGRATE_PRIVATE_KEY": credentials.private_key}  # type: ignore[attr-defined]
-            result = subprocess.run([LIVEMIGRATE, *args, "-o", "json"], env=env, capture_output=True, text=True,
-                                    timeout=60)
+            return subprocess.run([LIVEMIGRATE, *args], env=env, capture_output=True, text=True, timeout=60)
+
+        def cli(credentials: object, *args: str) -> Any:
+            result = run(credentials, *args, "-o", "json")
             assert result.returncode == 0, (args, result.stderr)
-            return dict(json.loads(result.stdout))
+            return json.loads(result.stdout)
 
         token = cli(target, "target", "link-token", "create", "--org", target.org_id,
                     "--access-list-ip", "127.0.0.1")["linkToken"]
@@ -42,6 +45,13 @@ def test_a_full_migration_with_the_cli(tmp_path: Path) -> None:
         host = cli(source, "source", "hosts", "add", "--group", group, "--hostname", "127.0.0.1",
                    "--port", str(source_db.port))
         key = str(cli(source, "source", "agent-keys", "create", "--group", group)["key"])
+        # What there is, listed: the cluster name `--source-cluster` takes, whole even in a narrow terminal.
+        [cluster] = cli(source, "source", "clusters", "list", "--group", group)
+        assert cluster["clusterName"] == host["clusterName"] == f"127.0.0.1:{source_db.port}"
+        narrow = run(source, "source", "hosts", "list", "--group", group, columns=60)
+        assert narrow.returncode == 0 and "…" not in narrow.stdout, narrow.stdout
+        assert [project["id"] for project in cli(source, "source", "projects", "list", "--org", source.org_id)] \
+            == [group]
         agent = subprocess.Popen(
             [LIVEMIGRATE, "agent", "--base-url", api.base_url, "--group", group, "--agent-key", key,
              "--hostname", "mh1", "--state-dir", str(tmp_path / "agent")],
@@ -51,11 +61,37 @@ def test_a_full_migration_with_the_cli(tmp_path: Path) -> None:
         cli(target, "target", "clusters", "add", "--group", atlas_group, "--name", "Destination",
             "--connection-string", destination_db.uri)
 
+        assert [project["name"] for project in cli(target, "target", "projects", "list", "--org", target.org_id)] \
+            == ["shop"]
+        assert wait_for(lambda: [host["hostname"] for host in cli(source, "source", "migration-hosts", "list",
+                                                                     "--group", group) if host["alive"]] == ["mh1"],
+                        timeout=30)
+        assert wait_for(lambda: [project["migrationHosts"] for project in cli(
+            target, "target", "available-projects", "list", "--org", target.org_id)] == [["mh1"]], timeout=30)
+        # Names mistyped: the validation says which exist, the closest first, and how to see them.
+        typo = ["--group", atlas_group, "--source-group", group, "--migration-host", "mh1"]
+        for mistyped, expected in (
+                (["--source-cluster", "rs0", "--destination-cluster", "Destination"],
+                 [f"its deployments: 127.0.0.1:{source_db.port}", "livemigrate source clusters list"]),
+                (["--source-cluster", str(host["clusterName"]), "--destination-cluster", "Destinaton"],
+                 ["did you mean 'Destination'?", "livemigrate target clusters add"])):
+            failed_id = cli(target, "target", "live-migrations", "validate", *typo, *mistyped)["_id"]
+
+            def described(failed_id: str = failed_id) -> subprocess.CompletedProcess[str]:
+                return run(target, "target", "live-migrations", "validation", "describe", "--group", atlas_group,
+                           "--id", failed_id, "-o", "json")
+
+            assert wait_for(lambda: json.loads(described().stdout)["status"] != "PENDING", timeout=30)
+            answer = described()
+            outcome_of_typo = json.loads(answer.stdout)
+            assert answer.returncode == 1 and outcome_of_typo["status"] == "FAILED", outcome_of_typo
+            assert all(part in outcome_of_typo["errorMessage"] for part in expected), outcome_of_typo
+
         request = ["--group", atlas_group, "--source-group", group, "--source-cluster", str(host["clusterName"]),
                    "--destination-cluster", "Destination", "--migration-host", "mh1"]
         time.sleep(2)  # the agent's first heartbeat reaches the target with the next inventory push
         validation_id = str(cli(target, "target", "live-migrations", "validate", *request)["_id"])
-        outcome: dict[str, object] = {}
+        outcome: dict[str, Any] = {}
         assert wait_for(lambda: outcome.update(cli(target, "target", "live-migrations", "validation", "describe",
                                                    "--group", atlas_group, "--id", validation_id)) or
                         outcome["status"] != "PENDING", timeout=30)

@@ -31,6 +31,14 @@ def test_first_start_prints_credentials_that_link_the_two_orgs(tmp_path: Path) -
     server.start()
     try:
         printed = printed_credentials(server)
+        # The same, as `export` lines to paste into a shell: run by one, they set what the README uses.
+        exports = "\n".join(re.findall(r"^export .*$", server.log_text(), re.MULTILINE))
+        shell = subprocess.run(["bash", "-c", exports + '\necho "$SOURCE_ORG $SOURCE_PUB $SOURCE_PRIV $TARGET_ORG '
+                                '$TARGET_PUB $TARGET_PRIV $LIVEMIGRATE_BASE_URL"'],
+                               capture_output=True, text=True, check=True, timeout=10)
+        source, target = printed["SOURCE"], printed["TARGET"]
+        assert shell.stdout.split() == [source.org_id, source.public_key, source.private_key, target.org_id,
+                                        target.public_key, target.private_key, server.base_url]
         token = server.link_token(printed["TARGET"])
         source = printed["SOURCE"]
         with httpx.Client(auth=source.auth, verify=LOOPBACK_TLS) as client:

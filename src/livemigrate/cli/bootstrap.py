@@ -30,7 +30,13 @@ def bootstrap_if_empty(store: Store, base_url: str) -> bool:
         f"  TARGET (Atlas role, {base_url}/api/atlas/v2)\n"
         f"    org id       {target.org.id}\n"
         f"    public key   {target.api_key.api_key.public_key}\n"
-        f"    private key  {target.api_key.private_key}\n",
+        f"    private key  {target.api_key.private_key}\n\n"
+        "  For a shell (the README's walk-through uses these names):\n\n"
+        f"export SOURCE_ORG={source.org.id} SOURCE_PUB={source.api_key.api_key.public_key} "
+        f"SOURCE_PRIV={source.api_key.private_key}\n"
+        f"export TARGET_ORG={target.org.id} TARGET_PUB={target.api_key.api_key.public_key} "
+        f"TARGET_PRIV={target.api_key.private_key}\n"
+        f"export LIVEMIGRATE_BASE_URL={base_url}\n",
         flush=True,
     )
     return True

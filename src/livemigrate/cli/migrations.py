@@ -18,6 +18,10 @@ from livemigrate.client.api import ApiClient
 from livemigrate.statuses import FINISHED, MigrationStatus, ValidationStatus
 
 source_hosts = typer.Typer(help="Monitored MongoDB hosts of a source project.", no_args_is_help=True)
+source_clusters = typer.Typer(help="Deployments of a source project, as its hosts report them.", no_args_is_help=True)
+source_migration_hosts = typer.Typer(help="Migration hosts of a source project.", no_args_is_help=True)
+target_available_projects = typer.Typer(help="What linked source organizations offer to migrate.",
+                                        no_args_is_help=True)
 source_agent_keys = typer.Typer(help="Agent API keys of a source project.", no_args_is_help=True)
 target_clusters = typer.Typer(help="Destination clusters of a target project.", no_args_is_help=True)
 live_migrations = typer.Typer(help="Push live migrations into a target project.", no_args_is_help=True)
@@ -34,7 +38,7 @@ ID = typer.Option(..., "--id", help="The migration's or validation's id.")
 def _table(rows: list[dict[str, Any]], columns: list[tuple[str, str]]) -> None:
     table = Table()
     for title, _ in columns:
-        table.add_column(title)
+        table.add_column(title, overflow="fold")  # a narrow terminal folds an identifier; it never cuts one
     for row in rows:
         table.add_row(*("-" if row.get(key) is None else str(row.get(key)) for _, key in columns))
     console.print(table)
@@ -66,6 +70,63 @@ def target_project_create(org: str = typer.Option(..., "--org"), name: str = typ
                           public_key: str = PUBLIC_KEY, private_key: str = PRIVATE_KEY) -> None:
     """Create a project in a target organization."""
     _create_project("target", org, name, output, base_url, public_key, private_key)
+
+
+def _list_projects(side: str, org: str | None, output: OutputFormat, base_url: str, public_key: str,
+                   private_key: str) -> None:
+    with api_errors(), client(base_url, public_key, private_key) as api:
+        found = [project for project in api.list_projects(side) if org is None or project["orgId"] == org]
+    emit(output, found, lambda: _table(found, [("ID", "id"), ("NAME", "name"), ("ORG", "orgId")]))
+
+
+@source_projects.command("list")
+def source_projects_list(org: str | None = typer.Option(None, "--org", help="Only this org's projects."),
+                         output: OutputFormat = OUTPUT_OPTION, base_url: str = BASE_URL,
+                         public_key: str = PUBLIC_KEY, private_key: str = PRIVATE_KEY) -> None:
+    """Projects of the source organizations the key belongs to."""
+    _list_projects("source", org, output, base_url, public_key, private_key)
+
+
+@target_projects.command("list")
+def target_projects_list(org: str | None = typer.Option(None, "--org", help="Only this org's projects."),
+                         output: OutputFormat = OUTPUT_OPTION, base_url: str = BASE_URL,
+                         public_key: str = PUBLIC_KEY, private_key: str = PRIVATE_KEY) -> None:
+    """Projects of the target organizations the key belongs to."""
+    _list_projects("target", org, output, base_url, public_key, private_key)
+
+
+@source_clusters.command("list")
+def source_clusters_list(group: str = GROUP, output: OutputFormat = OUTPUT_OPTION, base_url: str = BASE_URL,
+                         public_key: str = PUBLIC_KEY, private_key: str = PRIVATE_KEY) -> None:
+    """Deployments of the project as its hosts report them: the NAME is what `--source-cluster` takes."""
+    with api_errors(), client(base_url, public_key, private_key) as api:
+        found = api.list_source_clusters(group)
+    emit(output, found, lambda: _table(found, [("NAME", "clusterName"), ("TYPE", "typeName"),
+                                               ("VERSION", "mongoDBVersion"), ("HOSTS", "hosts")]))
+
+
+@source_migration_hosts.command("list")
+def migration_hosts_list(group: str = GROUP, output: OutputFormat = OUTPUT_OPTION, base_url: str = BASE_URL,
+                         public_key: str = PUBLIC_KEY, private_key: str = PRIVATE_KEY) -> None:
+    """Migration hosts of the project (`livemigrate agent`, or the one `serve` runs) and whether they are alive."""
+    with api_errors(), client(base_url, public_key, private_key) as api:
+        found = api.list_migration_hosts(group)
+    emit(output, found, lambda: _table(found, [("HOSTNAME", "hostname"), ("ALIVE", "alive"),
+                                               ("LAST HEARTBEAT", "lastHeartbeat"), ("VERSION", "agentVersion")]))
+
+
+@target_available_projects.command("list")
+def available_projects_list(org: str = typer.Option(..., "--org", help="The target organization."),
+                            output: OutputFormat = OUTPUT_OPTION, base_url: str = BASE_URL,
+                            public_key: str = PUBLIC_KEY, private_key: str = PRIVATE_KEY) -> None:
+    """What the linked source organizations offer to migrate: projects, their deployments, live migration hosts."""
+    with api_errors(), client(base_url, public_key, private_key) as api:
+        found = api.available_projects(org)
+    rows = [{"projectId": project["projectId"], "name": project.get("name"),
+             "deployments": ", ".join(deployment["name"] for deployment in project.get("deployments", [])),
+             "migrationHosts": ", ".join(project.get("migrationHosts", []))} for project in found]
+    emit(output, found, lambda: _table(rows, [("SOURCE PROJECT", "projectId"), ("NAME", "name"),
+                                              ("DEPLOYMENTS", "deployments"), ("MIGRATION HOSTS", "migrationHosts")]))
 
 
 @source_hosts.command("add")
@@ -198,8 +259,7 @@ def validation_describe(group: str = GROUP, validation_id: str = ID, output: Out
 @live_migrations.command("describe")
 def migrations_describe(group: str = GROUP, migration_id: str = ID, output: OutputFormat = OUTPUT_OPTION,
                         base_url: str = BASE_URL, public_key: str = PUBLIC_KEY, private_key: str = PRIVATE_KEY) -> None:
-    """The migration's status, phase, lag and readiness for cutover; exit status 1 when it ended
-    without completing (FAILED or EXPIRED), for scripts."""
+    """The migration's status, phase, lag and readiness for cutover; exits 1 if it ended FAILED or EXPIRED."""
     with api_errors(), client(base_url, public_key, private_key) as api:
         found = api.migration(group, migration_id)
     emit(output, found, lambda: _fields(found, ["_id", "status", "phase", "lagTimeSeconds", "readyForCutover",

@@ -98,6 +98,18 @@ class ApiClient:
     def cutover(self, group_id: str, migration_id: str) -> None:
         self._call("PUT", f"{TARGET_PREFIX}/groups/{group_id}/liveMigrations/{migration_id}/cutover")
 
+    def list_projects(self, side: str) -> list[dict[str, Any]]:
+        """The projects of every org the key belongs to."""
+        prefix = SOURCE_PREFIX if side == SOURCE else TARGET_PREFIX
+        return list(self._call("GET", f"{prefix}/groups?itemsPerPage=500")["results"])
+
+    def list_source_clusters(self, group_id: str) -> list[dict[str, Any]]:
+        return list(self._call("GET", f"{SOURCE_PREFIX}/groups/{group_id}/clusters?itemsPerPage=500")["results"])
+
+    def list_migration_hosts(self, group_id: str) -> list[dict[str, Any]]:
+        return list(self._call("GET", f"{SOURCE_PREFIX}/groups/{group_id}/liveMigrations/migrationHosts"
+                                      "?itemsPerPage=500")["results"])
+
     def create_project(self, side: str, org_id: str, name: str) -> dict[str, Any]:
         prefix = SOURCE_PREFIX if side == SOURCE else TARGET_PREFIX
         return dict(self._call("POST", f"{prefix}/groups", {"name": name, "orgId": org_id}))

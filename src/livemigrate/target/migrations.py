@@ -9,6 +9,7 @@ decided whenever a migration is read, so no clock of its own is needed.
 
 from __future__ import annotations
 
+import difflib
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, cast
@@ -77,8 +78,12 @@ def find_source(store: Store, target_org_id: str, request: MigrationRequest) -> 
             deployment = next((d for d in project.get("deployments", []) if d.get("name") == request.source.cluster_name),
                               None)
             if deployment is None:
+                names = [str(d.get("name")) for d in project.get("deployments", [])]
                 raise _invalid(f"Source cluster {request.source.cluster_name!r} was not found in source project "
-                               f"{request.source.group_id}: register its hosts on the source side first.")
+                               f"{request.source.group_id}{_choices(request.source.cluster_name, names, 'deployments')}; "
+                               "a standalone's cluster is named host:port (`livemigrate source clusters list` "
+                               "shows them), and a deployment appears once its hosts are registered on the "
+                               "source side.")
             if request.migration_host not in project.get("migrationHosts", []):
                 raise _invalid(f"Migration host {request.migration_host!r} is unknown or not alive in source project "
                                f"{request.source.group_id}: start `livemigrate agent` on it with an agent API key of "
@@ -104,8 +109,11 @@ def check_destination(store: Store, secret_box: SecretBox, project_id: str, requ
                        f"{project_id}.")
     cluster = clusters.find_cluster(store, project_id, request.destination_cluster_name)
     if cluster is None:
+        names = [registered.name for registered in clusters.list_clusters(store, project_id)]
+        known = _choices(request.destination_cluster_name, names, "clusters")
         raise _invalid(f"Destination cluster {request.destination_cluster_name!r} is not registered in group "
-                       f"{project_id}: register it with POST /groups/{project_id}/clusters.")
+                       f"{project_id}{known}: register it with `livemigrate target clusters add` "
+                       f"(POST /groups/{project_id}/clusters).")
     uri = secret_box.open(cluster.uri_encrypted)
     if probe:
         try:
@@ -180,6 +188,15 @@ def create_migration(store: Store, secret_box: SecretBox, target_org_id: str, pr
     with store.write() as session:
         session.add(migration)
     return migration
+
+
+def _choices(given: str, names: list[str], kind: str) -> str:
+    """What a person mistyping a name needs: the closest name there is, and all of them."""
+    if not names:
+        return f" (it has no {kind} yet)"
+    close = difflib.get_close_matches(given, names, n=1)
+    suggestion = f"did you mean {close[0]!r}? " if close else ""
+    return f" ({suggestion}its {kind}: {', '.join(sorted(names))})"
 
 
 def _due_to_expire(migration: LiveMigration, window: timedelta) -> bool:
