@@ -1,7 +1,9 @@
-"""No private key, password or link-token reaches a log line, whatever happens: success, refusal, revocation."""
+"""No private key, password or link-token reaches a log line, whatever happens: success, refusal, revocation —
+in the JSON log format, whose every line is one object naming the request (and its org) it was written for."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import httpx
@@ -10,7 +12,8 @@ from tests.support import LOOPBACK_TLS, SOURCE, TARGET, ServerProcess, wait_for
 
 
 def test_no_secret_appears_in_any_log_line(tmp_path: Path) -> None:
-    server = ServerProcess(tmp_path / "logs", sync_seconds=0.5)  # DEBUG logging and an access log
+    server = ServerProcess(tmp_path / "logs", sync_seconds=0.5,  # DEBUG logging and an access log
+                           extra_env={"LIVEMIGRATE_LOG_FORMAT": "json"})
     source = server.admin_create_org("source", "quiet source")
     target = server.admin_create_org("target", "quiet target")
     server.start()
@@ -43,3 +46,9 @@ def test_no_secret_appears_in_any_log_line(tmp_path: Path) -> None:
     assert "link connected" in log and "revoked" in log  # the log does speak of these events
     leaked = [secret[:12] + "…" for secret in secrets if secret in log]
     assert leaked == []
+    records = [json.loads(line) for line in log.splitlines() if line.strip()]  # each line, one JSON object
+    assert all({"time", "level", "logger", "message"} <= set(record) for record in records)
+    [connected] = [record for record in records if "link connected" in record["message"]]
+    assert connected["orgId"] == source.org_id and connected["requestId"]
+    accessed = [record for record in records if record["logger"] == "uvicorn.access"]
+    assert accessed and all(record.get("requestId") for record in accessed)

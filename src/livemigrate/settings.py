@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import secrets
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -59,6 +60,7 @@ class Settings(BaseSettings):
     )
     max_body_bytes: int = 1024 * 1024
     log_level: str = "INFO"
+    log_format: Literal["text", "json"] = Field(default="text", description="text, or json for a log shipper.")
 
 
 def load_secret_key(settings: Settings) -> bytes:

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import json
-import logging
 import sys
+from enum import Enum
 from pathlib import Path
 
 import typer
@@ -50,11 +50,9 @@ def _settings(db: str | None) -> Settings:
     return Settings(database_url=db) if db else Settings()
 
 
-def _configure_logging(level: str) -> None:
-    logging.basicConfig(level=level.upper(), stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    for noisy in ("httpx", "httpcore"):  # a line per link push, or per socket event, is noise
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+class LogFormatOption(str, Enum):
+    TEXT = "text"
+    JSON = "json"
 
 
 @app.command()
@@ -69,6 +67,8 @@ def serve(
     agent_capture: Capture | None = typer.Option(
         None, "--agent-capture",
         help="The in-process migration host's change capture: " + CAPTURE_HELP),
+    log_format: LogFormatOption | None = typer.Option(
+        None, "--log-format", help="text (default), or json: one object per line, with the request's ids."),
 ) -> None:
     """Run both APIs with the embedded store and an in-process migration host; on first start, create and
     print a source and a target org."""
@@ -80,7 +80,9 @@ def serve(
     from livemigrate.store.database import Store
 
     settings = _settings(db)
-    _configure_logging(settings.log_level)
+    from livemigrate import logs
+
+    logs.configure(settings.log_level, log_format.value if log_format else settings.log_format)
     store = Store(settings.database_url)
     try:
         store.migrate()

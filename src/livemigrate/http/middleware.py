@@ -12,6 +12,7 @@ import itertools
 import logging
 import secrets
 from collections.abc import MutableMapping
+from contextvars import ContextVar
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -26,6 +27,12 @@ REQUEST_ID_KEY = "livemigrate.request_id"
 # Request ids: a random tag per process and a counter — unique across replicas, and no syscall per request.
 _PROCESS_TAG = secrets.token_hex(4)
 _request_numbers = itertools.count(1)
+_current: ContextVar[Scope | None] = ContextVar("livemigrate_request", default=None)
+
+
+def current_request() -> Scope | None:
+    """The scope of the request being served here (worker threads inherit it), for log lines."""
+    return _current.get()
 
 
 def parse_bool(name: str, value: str) -> bool:
@@ -68,6 +75,7 @@ class RequestContextMiddleware:
             return
         request_id = f"{_PROCESS_TAG}{next(_request_numbers):08x}"
         scope[REQUEST_ID_KEY] = request_id
+        _current.set(scope)  # this request's task only: each request runs in a context of its own
         response_started = False
 
         async def send_with_id(message: Message) -> None:
