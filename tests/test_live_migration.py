@@ -77,6 +77,8 @@ def test_full_migration_through_the_apis(world: World) -> None:
             ready = world.wait_migration(migration_id, lambda m: m["readyForCutover"], timeout=120)
             assert ready["lagTimeSeconds"] is not None and ready["lagTimeSeconds"] < 5
             assert ready["copiedDocuments"] >= 6000
+            assert ready["canCutover"] is True and ready["canWrite"] is False and ready["elapsedSeconds"] > 0
+            assert ready["copyEtaSeconds"] is None  # the copy is over
             # The writer's changes replayed, reported by the host and shown by the target.
             assert world.wait_migration(migration_id, lambda m: m["eventsApplied"] > 0, timeout=30)
             scraped = scrape(world.api.base_url)
@@ -101,6 +103,7 @@ def test_full_migration_through_the_apis(world: World) -> None:
     done = world.wait_migration(migration_id, lambda m: m["status"] in ("COMPLETE", "FAILED"), timeout=120)
     assert done["status"] == "COMPLETE", done
     assert done["copiedDocuments"] >= done["totalDocuments"] >= 6000 and done["eventsApplied"] > 0, done
+    assert (done["canCutover"], done["canWrite"]) == (False, True)  # the application writes to the destination now
     assert done["warnings"] == [] and "independent checks: counts of 12 namespace(s)" in world.agent_log()
     verified = subprocess.run([LIVEMIGRATE, "verify", world.source_db.uri, world.destination_db.uri],
                               capture_output=True, text=True, timeout=120)

@@ -38,6 +38,10 @@ def test_agent_killed_during_the_copy_resumes_and_completes_equal(world: World) 
     copied_at_kill = copied_in(state)
     assert 0 < copied_at_kill < 20_000
     world.start_agent()
+    # While the copy goes on, the migration tells how long it has to go (from the copy's reported rate).
+    copying = world.wait_migration(migration_id, lambda m: m["readyForCutover"] or (
+        m["phase"] == "INITIAL_SYNC" and m["copyEtaSeconds"] is not None), timeout=180, interval=0.1)
+    assert copying["copyEtaSeconds"] > 0 and copying["canCutover"] is False, copying
     world.wait_migration(migration_id, lambda m: m["readyForCutover"], timeout=180)
     assert "resuming the copy from its checkpoint" in world.agent_log()
     assert world.target_call("PUT", f"/liveMigrations/{migration_id}/cutover").status_code == 202

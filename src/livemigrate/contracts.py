@@ -47,6 +47,7 @@ class ProgressReport(Contract):
     copiedDocuments: StrictInt | None = Field(default=None, ge=0)
     totalDocuments: StrictInt | None = Field(default=None, ge=0)
     eventsApplied: StrictInt | None = Field(default=None, ge=0)  # changes replayed on the destination
+    docsPerSecond: StrictFloat | StrictInt | None = Field(default=None, ge=0)  # the copy's rate, for its ETA
     namespaces: list[NamespaceReport] | None = None
     # What a person should act on while the migration runs, e.g. a change stream that delivers nothing.
     warnings: list[StrictStr] | None = None

@@ -106,6 +106,7 @@ class JobRunner:
         return ProgressReport(
             phase=event.phase, lagTimeSeconds=event.lag_seconds, readyForCutover=self._ready(event),
             copiedDocuments=event.copied, totalDocuments=event.total, eventsApplied=event.applied_events,
+            docsPerSecond=round(event.docs_per_second, 1),
             namespaces=[NamespaceReport(namespace=p.namespace, copied=p.copied, total=p.total, done=p.done)
                         for p in event.namespaces],
             warnings=[event.warning] if event.warning else [],

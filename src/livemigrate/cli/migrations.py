@@ -263,6 +263,7 @@ def migrations_describe(group: str = GROUP, migration_id: str = ID, output: Outp
     with api_errors(), client(base_url, public_key, private_key) as api:
         found = api.migration(group, migration_id)
     emit(output, found, lambda: _fields(found, ["_id", "status", "phase", "lagTimeSeconds", "readyForCutover",
+                                                "canCutover", "canWrite", "elapsedSeconds", "copyEtaSeconds",
                                                 "copiedDocuments", "totalDocuments", "eventsApplied",
                                                 "migrationHosts", "warnings", "errorMessage"]))
     if found.get("status") in (MigrationStatus.FAILED, MigrationStatus.EXPIRED):

@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 
 from livemigrate.contracts import LinkJob, RunningStatus
 from livemigrate.crypto import SecretBox
+from livemigrate.engine.events import Phase  # the phases a migration host reports, as contracts.py names them
 from livemigrate.http.errors import ApiError, ErrorCode
 from livemigrate.ids import is_object_id, new_object_id
 from livemigrate.statuses import FINISHED, RUNNING, MigrationStatus, ValidationStatus
@@ -302,11 +303,12 @@ def record_progress(store: Store, target_org_id: str, source_org_id: str, migrat
                                                 and migration.ready_for_cutover)
         migration.copied_documents = int(report.get("copiedDocuments", migration.copied_documents))
         migration.total_documents = int(report.get("totalDocuments", migration.total_documents))
-        if "namespaces" in report or "warnings" in report or "eventsApplied" in report:
+        if {"namespaces", "warnings", "eventsApplied", "docsPerSecond"} & set(report):
             previous = migration.progress or {}
             migration.progress = {"namespaces": report.get("namespaces", previous.get("namespaces", [])),
                                   "warnings": report.get("warnings", previous.get("warnings", [])),
-                                  "eventsApplied": report.get("eventsApplied", previous.get("eventsApplied", 0))}
+                                  "eventsApplied": report.get("eventsApplied", previous.get("eventsApplied", 0)),
+                                  "docsPerSecond": report.get("docsPerSecond", previous.get("docsPerSecond", 0))}
         if status is MigrationStatus.FAILED:
             migration.error_message = str(report.get("errorMessage") or "the migration host reported a failure")
             migration.ready_for_cutover = False
@@ -323,6 +325,23 @@ def events_applied(migration: LiveMigration) -> int:
     return int((migration.progress or {}).get("eventsApplied", 0))
 
 
+def _progress_summary(migration: LiveMigration) -> dict[str, Any]:
+    """What a person or a script asks of a running migration, in the spirit of mongosync's progress:
+    may it be cut over, may the application write to the destination, how long so far, how long to go."""
+    finished = migration.status in {status.value for status in FINISHED}
+    elapsed = ((migration.updated_at if finished else utcnow()) - migration.created_at).total_seconds()
+    rate = float((migration.progress or {}).get("docsPerSecond") or 0)
+    copying = migration.phase == Phase.INITIAL_SYNC.value and rate > 0
+    return {
+        "canCutover": migration.status == MigrationStatus.WORKING.value and migration.ready_for_cutover
+        and migration.cutover_requested_at is None,
+        "canWrite": migration.status == MigrationStatus.COMPLETE.value,  # the destination takes the writes now
+        "elapsedSeconds": round(max(elapsed, 0.0), 1),
+        "copyEtaSeconds": round(max(migration.total_documents - migration.copied_documents, 0) / rate, 1)
+        if copying else None,
+    }
+
+
 def migration_view(migration: LiveMigration) -> dict[str, Any]:
     return {
         "_id": migration.id,
@@ -335,6 +354,7 @@ def migration_view(migration: LiveMigration) -> dict[str, Any]:
         "copiedDocuments": migration.copied_documents,
         "totalDocuments": migration.total_documents,
         "eventsApplied": events_applied(migration),
+        **_progress_summary(migration),
         "namespaces": migration.progress.get("namespaces", []) if migration.progress else [],
         # What the migration host sees that a person should act on, e.g. a change stream that
         # delivers nothing: the counts on both sides differ and readyForCutover stays false.
