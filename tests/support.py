@@ -22,6 +22,8 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from prometheus_client.metrics_core import Metric
+from prometheus_client.parser import text_string_to_metric_families
 
 BIN = Path(sys.executable).parent
 LIVEMIGRATE = str(BIN / "livemigrate")
@@ -183,6 +185,13 @@ class ServerProcess:
     def source_link_rows(self, org_id: str) -> list[tuple[Any, ...]]:
         return self.query("SELECT status, token_fingerprint, last_sync_error FROM source_links WHERE source_org_id = ?",
                           org_id)
+
+
+def metric_families(base_url: str) -> list[Metric]:
+    """`/metrics` read with Prometheus's own text parser; it answers at that path (no redirect to follow)."""
+    response = httpx.get(f"{base_url}/metrics", verify=LOOPBACK_TLS)
+    assert response.status_code == 200 and response.headers["content-type"].startswith("text/plain"), response
+    return list(text_string_to_metric_families(response.text))
 
 
 def wait_for(predicate: Any, timeout: float, interval: float = 0.1) -> bool:

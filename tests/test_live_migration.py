@@ -7,23 +7,19 @@ import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from tests.engine_support import Writer, seed
 from tests.migration_world import MIGRATION_HOST, World
-from tests.support import LIVEMIGRATE, LOOPBACK_TLS, SOURCE, wait_for
+from tests.support import LIVEMIGRATE, SOURCE, metric_families, wait_for
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
 
 def scrape(base_url: str) -> Samples:
-    """`/metrics` read with Prometheus's own text parser: each sample by name and label set."""
-    response = httpx.get(f"{base_url}/metrics", verify=LOOPBACK_TLS)  # no redirect to follow
-    assert response.status_code == 200 and response.headers["content-type"].startswith("text/plain")
+    """Each sample of `/metrics` by name and label set."""
     return {(sample.name, frozenset(sample.labels.items())): sample.value
-            for family in text_string_to_metric_families(response.text) for sample in family.samples}
+            for family in metric_families(base_url) for sample in family.samples}
 
 
 def sample(samples: Samples, name: str, **labels: str) -> float:

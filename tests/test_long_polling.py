@@ -11,10 +11,9 @@ from typing import Any
 
 import httpx
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from tests.migration_world import MIGRATION_HOST, World
-from tests.support import LOOPBACK_TLS, SOURCE
+from tests.support import LOOPBACK_TLS, SOURCE, metric_families
 
 
 @pytest.fixture
@@ -69,8 +68,7 @@ RELAYED_JOBS = "/api/atlas/v2/orgs/{org_id}/liveMigrations/links/{source_org_id}
 def relayed_waits(base_url: str) -> float:
     """Relayed job-list requests (source → target) that took over a second — the waits — answered so far,
     from the server's own request histogram."""
-    text = httpx.get(f"{base_url}/metrics", verify=LOOPBACK_TLS).text
-    samples = [sample for family in text_string_to_metric_families(text) for sample in family.samples
+    samples = [sample for family in metric_families(base_url) for sample in family.samples
                if sample.labels.get("route") == RELAYED_JOBS and sample.labels.get("method") == "GET"]
     answered = sum(s.value for s in samples if s.name == "livemigrate_http_request_duration_seconds_count")
     quick = sum(s.value for s in samples if s.name == "livemigrate_http_request_duration_seconds_bucket"

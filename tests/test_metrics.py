@@ -6,20 +6,15 @@ import json
 import re
 from pathlib import Path
 
-import httpx
-from prometheus_client.parser import text_string_to_metric_families
-
-from tests.support import LOOPBACK_TLS, ServerProcess
+from tests.support import ServerProcess, metric_families
 
 DASHBOARD = Path(__file__).resolve().parent.parent / "docs" / "grafana-dashboard.json"
 _SUFFIXES = {"counter": ("_total",), "histogram": ("_bucket", "_sum", "_count")}
 
 
 def exported_names(base_url: str) -> set[str]:
-    response = httpx.get(f"{base_url}/metrics", verify=LOOPBACK_TLS)
-    assert response.status_code == 200, response.status_code  # at /metrics itself: no redirect to /metrics/
     names = set()
-    for family in text_string_to_metric_families(response.text):
+    for family in metric_families(base_url):
         names.add(family.name)
         names.update(family.name + suffix for suffix in _SUFFIXES.get(family.type, ()))
     return names

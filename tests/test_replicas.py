@@ -106,14 +106,28 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
                               extra_env=shared, port=port) for number, port in enumerate(ports)]
     source = replicas[0].admin_create_org("source", "replicated source")
     target = replicas[0].admin_create_org("target", "replicated target")
-    for replica in replicas:  # together, as a deployment would: the schema and the first start are theirs to share
-        threading.Thread(target=replica.start).start()
-    assert wait_for(lambda: all(_healthy(replica) for replica in replicas), timeout=60)
+    _start_together(replicas)  # as a deployment would: the schema and the first start are theirs to share
     yield Cluster(postgres, balancer, replicas, source, target)
     for replica in replicas:
         replica.stop()
     balancer.stop()
     postgres.cleanup()
+
+
+def _start_together(replicas: list[ServerProcess]) -> None:
+    for replica in replicas:
+        threading.Thread(target=replica.start).start()
+    assert wait_for(lambda: all(_healthy(replica) for replica in replicas), timeout=60)
+
+
+def _working_migration(world: World, documents: int) -> str:
+    """A migration of `documents` created through the replicas and reported WORKING by its host; its id."""
+    world.ready_to_migrate(documents=documents)
+    created = world.target_call("POST", "/liveMigrations", json=world.request_body())
+    assert created.status_code == 201, created.text
+    migration_id = str(created.json()["_id"])
+    world.wait_migration(migration_id, lambda m: m["status"] == "WORKING", timeout=60)
+    return migration_id
 
 
 def _credentials(created: CreatedOrg) -> OrgCredentials:
@@ -336,11 +350,7 @@ class BalancedApi:
 def test_a_full_migration_through_the_replicas_survives_losing_one(cluster: Cluster, tmp_path: Path) -> None:
     world = World(tmp_path, api=BalancedApi(cluster))
     try:
-        world.ready_to_migrate(documents=3000)
-        created = world.target_call("POST", "/liveMigrations", json=world.request_body())
-        assert created.status_code == 201, created.text
-        migration_id = created.json()["_id"]
-        world.wait_migration(migration_id, lambda m: m["status"] == "WORKING", timeout=60)
+        migration_id = _working_migration(world, 3000)
         _lease_holder(cluster)[1].kill()  # and with it whatever the agent's long poll or the link channel held there
         world.wait_migration(migration_id, lambda m: m["readyForCutover"], timeout=120)
         for replica in cluster.replicas:  # the replicas lost so far come back and serve at once
@@ -364,16 +374,10 @@ def test_a_migration_ready_past_its_window_expires_with_the_lease_holder_killed(
     for replica in cluster.replicas:
         replica.stop()
         replica.env["LIVEMIGRATE_CUTOVER_WINDOW_HOURS"] = "0.001"
-    for replica in cluster.replicas:
-        threading.Thread(target=replica.start).start()
-    assert wait_for(lambda: all(_healthy(replica) for replica in cluster.replicas), timeout=60)
+    _start_together(cluster.replicas)
     world = World(tmp_path, api=BalancedApi(cluster))
     try:
-        world.ready_to_migrate(documents=300)
-        created = world.target_call("POST", "/liveMigrations", json=world.request_body())
-        assert created.status_code == 201, created.text
-        migration_id = created.json()["_id"]
-        world.wait_migration(migration_id, lambda m: m["status"] == "WORKING", timeout=60)
+        migration_id = _working_migration(world, 300)
         _lease_holder(cluster)[1].kill()
         expired = world.wait_migration(migration_id, lambda m: m["status"] in ("EXPIRED", "FAILED", "COMPLETE"),
                                        timeout=120)

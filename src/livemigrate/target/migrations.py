@@ -328,8 +328,8 @@ def events_applied(migration: LiveMigration) -> int:
 def _progress_summary(migration: LiveMigration) -> dict[str, Any]:
     """What a person or a script asks of a running migration, in the spirit of mongosync's progress:
     may it be cut over, may the application write to the destination, how long so far, how long to go."""
-    finished = migration.status in {status.value for status in FINISHED}
-    elapsed = ((migration.updated_at if finished else utcnow()) - migration.created_at).total_seconds()
+    finished_at = migration.updated_at if migration.status in FINISHED else utcnow()
+    elapsed = (finished_at - migration.created_at).total_seconds()
     rate = float((migration.progress or {}).get("docsPerSecond") or 0)
     copying = migration.phase == Phase.INITIAL_SYNC.value and rate > 0
     return {
