@@ -3,6 +3,8 @@ create, replicate under writes, cutover, verify."""
 
 from __future__ import annotations
 
+import os
+import re
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,6 +14,8 @@ import pytest
 from tests.engine_support import Writer, seed
 from tests.migration_world import MIGRATION_HOST, World
 from tests.support import LIVEMIGRATE, SOURCE, metric_families, wait_for
+from tests.terminal import TerminalCapture
+from tests.wire_proxy import SlowCopyProxy
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
@@ -33,13 +37,21 @@ def world(tmp_path: Path) -> Iterator[World]:
     built.close()
 
 
-def test_full_migration_through_the_apis(world: World) -> None:
+def _copy_figures(screen: str) -> list[tuple[int, int]]:
+    """The COPIED column of a `watch` screen: (copied, total) per namespace."""
+    return [(int(copied.replace(",", "")), int(total.replace(",", "")))
+            for copied, total in re.findall(r"\b([\d,]+)/([\d,]+)\b", screen.split("NAMESPACE", 1)[-1])]
+
+
+def test_full_migration_through_the_apis(world: World, tmp_path: Path) -> None:
     with world.source_db.client() as client:
         seed(client, total=6000)
     world.link()
     world.add_source_project_and_host()
     world.start_agent()
-    world.add_target_project_and_cluster()
+    # The destination through a proxy that slows the copy's batches: `watch` has a copy to show moving.
+    slow_destination = SlowCopyProxy(world.destination_db.port).start()
+    world.add_target_project_and_cluster(slow_destination.uri)
 
     def listed() -> bool:
         projects = world.available_projects()
@@ -59,6 +71,12 @@ def test_full_migration_through_the_apis(world: World) -> None:
     assert created.status_code == 201, created.text
     assert created.json()["status"] == "NEW"
     migration_id = created.json()["_id"]
+    group = world.target_project["id"]
+    watch = TerminalCapture([LIVEMIGRATE, "target", "live-migrations", "watch", "--group", group, "--id", migration_id,
+                             "--interval", "0.2"],
+                            env={**os.environ, "LIVEMIGRATE_BASE_URL": world.api.base_url,
+                                 "LIVEMIGRATE_PUBLIC_KEY": world.target.public_key,
+                                 "LIVEMIGRATE_PRIVATE_KEY": world.target.private_key})
 
     with world.source_db.client() as client:
         writer = Writer(client, per_second=50)
@@ -99,11 +117,31 @@ def test_full_migration_through_the_apis(world: World) -> None:
     done = world.wait_migration(migration_id, lambda m: m["status"] in ("COMPLETE", "FAILED"), timeout=120)
     assert done["status"] == "COMPLETE", done
     assert done["copiedDocuments"] >= done["totalDocuments"] >= 6000 and done["eventsApplied"] > 0, done
+    # Per namespace: the changes replayed add up to the migration's, and the verdict verified each one.
+    assert sum(namespace["changesApplied"] for namespace in done["namespaces"]) == done["eventsApplied"]
+    assert {namespace["verification"] for namespace in done["namespaces"]} == {"VERIFIED"}, done["namespaces"]
+    try:
+        assert watch.wait(timeout=30) == 0
+    finally:
+        watch.stop()
+        watch.save(tmp_path / "watch")
+    # What a person saw: the copy moving, then changes counted while replicating, then the verified end.
+    copying = [screen for screen in watch.screens if "INITIAL_SYNC" in screen]
+    moving = {tuple(_copy_figures(screen)) for screen in copying
+              if any(copied < total for copied, total in _copy_figures(screen))}
+    assert len(moving) >= 2, copying[-3:]
+    counted = [screen for screen in watch.screens if "REPLICATING" in screen
+               and re.search(r"changes applied [1-9]", screen)]
+    assert counted and any("Ready — stop the application's writes" in screen for screen in watch.screens), counted[-1:]
+    final = watch.screens[-1]
+    assert "COMPLETE" in final and "INITIAL_SYNC" not in final and final.count("VERIFIED") == 12, final
+    assert "12 namespace(s) verified equal" in final, final
     assert (done["canCutover"], done["canWrite"]) == (False, True)  # the application writes to the destination now
     assert done["warnings"] == [] and "independent checks: counts of 12 namespace(s)" in world.agent_log()
     verified = subprocess.run([LIVEMIGRATE, "verify", world.source_db.uri, world.destination_db.uri],
                               capture_output=True, text=True, timeout=120)
     assert verified.returncode == 0, verified.stdout + verified.stderr
+    slow_destination.stop()
 
 
 def test_each_validation_failure_is_reported_in_error_message(world: World) -> None:

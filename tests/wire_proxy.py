@@ -5,7 +5,9 @@ MongoDB would, to reach states nx-27017 never shows:
   answered with ChangeStreamHistoryLost (code 286), as MongoDB answers when the oplog no longer
   holds the resume point;
 - `OldVersionProxy`: `buildInfo` says MongoDB 3.4, a release live migration does not support;
-- `StandaloneProxy`: every change stream is refused (code 40573), as a standalone `mongod` refuses them.
+- `StandaloneProxy`: every change stream is refused (code 40573), as a standalone `mongod` refuses them;
+- `SlowCopyProxy`: the initial copy's unordered `insert`s wait a moment each, as on a destination far
+  away, so that a copy of a few thousand documents lasts long enough to be seen moving.
 
 Every other message is forwarded unchanged.
 """
@@ -57,6 +59,10 @@ class WireProxy(LoopbackServer):
     def answer(self, command: dict[str, Any] | None) -> dict[str, Any] | None:
         return None
 
+    def delay(self, command: dict[str, Any] | None) -> float:
+        """Seconds to wait before forwarding the command."""
+        return 0.0
+
     def __init__(self, upstream_port: int) -> None:
         super().__init__()
         self.upstream_port = upstream_port
@@ -76,7 +82,11 @@ class WireProxy(LoopbackServer):
             while True:
                 header = await reader.readexactly(4)
                 message = header + await reader.readexactly(struct.unpack("<i", header)[0] - 4)
-                replacement = self.answer(_command_of(message))
+                command = _command_of(message)
+                wait = self.delay(command)
+                if wait > 0:
+                    await asyncio.sleep(wait)
+                replacement = self.answer(command)
                 if replacement is not None:
                     self.answered += 1
                     writer.write(_reply(message, replacement))
@@ -116,3 +126,11 @@ class StandaloneProxy(WireProxy):
             return None
         return {"ok": 0.0, "errmsg": "The $changeStream stage is only supported on replica sets", "code": 40573,
                 "codeName": "Location40573"}
+
+
+class SlowCopyProxy(WireProxy):
+    SECONDS_PER_BATCH = 0.8
+
+    def delay(self, command: dict[str, Any] | None) -> float:
+        copying = bool(command) and "insert" in command and command.get("ordered") is False  # type: ignore[operator]
+        return self.SECONDS_PER_BATCH if copying else 0.0

@@ -13,7 +13,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StrictStr, ValidationError
 
-from livemigrate.engine.events import Phase
+from livemigrate.engine.events import Phase, VerificationState
 from livemigrate.statuses import MigrationStatus
 
 # What a migration host may report (NEW and EXPIRED are the target's to decide), and the statuses of a
@@ -33,6 +33,8 @@ class NamespaceReport(Contract):
     copied: StrictInt = Field(ge=0)
     total: StrictInt = Field(ge=0)
     done: StrictBool
+    changesApplied: StrictInt | None = Field(default=None, ge=0)  # changes of the namespace replayed
+    verification: VerificationState | None = None
 
 
 class ProgressReport(Contract):

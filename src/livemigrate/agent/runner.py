@@ -107,8 +107,7 @@ class JobRunner:
             phase=event.phase, lagTimeSeconds=event.lag_seconds, readyForCutover=self._ready(event),
             copiedDocuments=event.copied, totalDocuments=event.total, eventsApplied=event.applied_events,
             docsPerSecond=round(event.docs_per_second, 1),
-            namespaces=[NamespaceReport(namespace=p.namespace, copied=p.copied, total=p.total, done=p.done)
-                        for p in event.namespaces],
+            namespaces=_namespace_reports(event),
             warnings=[event.warning] if event.warning else [],
         ).to_json()
 
@@ -156,11 +155,17 @@ class JobRunner:
                                 self._settings.retries, wait)
                     self._stopping.wait(wait)
                     continue
+                with self._lock:
+                    latest = self._latest
+                # The namespaces as the verdict left them (VERIFIED or DIFFERENT), for the progress document.
+                verdicts = _namespace_reports(latest) if latest is not None else None
                 if result.phase is Phase.COMPLETE:
-                    self._final = ProgressReport(status=MigrationStatus.COMPLETE, phase=Phase.COMPLETE, lagTimeSeconds=0)
+                    self._final = ProgressReport(status=MigrationStatus.COMPLETE, phase=Phase.COMPLETE, lagTimeSeconds=0,
+                                                 namespaces=verdicts)
                 elif result.phase is Phase.FAILED:
                     found = result.report.describe_differences() if result.report is not None else "unknown"
-                    self._final = ProgressReport(status=MigrationStatus.FAILED, errorMessage="verification after cutover found "
+                    self._final = ProgressReport(status=MigrationStatus.FAILED, namespaces=verdicts,
+                                                 errorMessage="verification after cutover found "
                                                  f"differences between source and destination: {found}")
                 return
         finally:
@@ -168,3 +173,8 @@ class JobRunner:
             ledger.close()
             if self._on_news is not None:
                 self._on_news()
+
+
+def _namespace_reports(event: MigrationEvent) -> list[NamespaceReport]:
+    return [NamespaceReport(namespace=p.namespace, copied=p.copied, total=p.total, done=p.done,
+                            changesApplied=p.changes_applied, verification=p.verification) for p in event.namespaces]

@@ -9,11 +9,11 @@ from typing import Any
 
 import typer
 from rich.live import Live
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
 from livemigrate.cli.connection import BASE_URL, PRIVATE_KEY, PUBLIC_KEY, client
 from livemigrate.cli.output import OUTPUT_OPTION, OutputFormat, api_errors, console, emit
+from livemigrate.cli.watch_view import frame
 from livemigrate.client.api import ApiClient
 from livemigrate.statuses import FINISHED, MigrationStatus, ValidationStatus
 
@@ -247,13 +247,32 @@ live_migrations.command("create")(_request_command(
 
 @validation.command("describe")
 def validation_describe(group: str = GROUP, validation_id: str = ID, output: OutputFormat = OUTPUT_OPTION,
+                        wait: bool = typer.Option(False, "--wait", help="Wait while it is PENDING."),
                         base_url: str = BASE_URL, public_key: str = PUBLIC_KEY, private_key: str = PRIVATE_KEY) -> None:
     """A validation: PENDING, SUCCESS, or FAILED with the reason (and exit status 1, for scripts)."""
     with api_errors(), client(base_url, public_key, private_key) as api:
         found = api.validation(group, validation_id)
+        while wait and found.get("status") == ValidationStatus.PENDING:
+            time.sleep(0.5)
+            found = api.validation(group, validation_id)
     emit(output, found, lambda: _fields(found, ["_id", "status", "sourceGroupId", "errorMessage"]))
     if found.get("status") == ValidationStatus.FAILED:
         raise typer.Exit(1)
+
+
+@live_migrations.command("list")
+def migrations_list(group: str = GROUP, output: OutputFormat = OUTPUT_OPTION, base_url: str = BASE_URL,
+                    public_key: str = PUBLIC_KEY, private_key: str = PRIVATE_KEY) -> None:
+    """The project's migrations, newest first: the ID that `describe`, `watch` and `cutover` take."""
+    with api_errors(), client(base_url, public_key, private_key) as api:
+        found = api.list_migrations(group)
+    rows = [{**migration, "sourceCluster": migration["source"]["clusterName"],
+             "destinationCluster": migration["destination"]["clusterName"],
+             "copy": f"{migration['copiedDocuments']}/{migration['totalDocuments']}"} for migration in found]
+    emit(output, found, lambda: _table(rows, [("ID", "_id"), ("STATUS", "status"), ("PHASE", "phase"),
+                                              ("SOURCE", "sourceCluster"), ("DESTINATION", "destinationCluster"),
+                                              ("COPIED", "copy"), ("LAG", "lagTimeSeconds"),
+                                              ("CAN CUTOVER", "canCutover")]))
 
 
 @live_migrations.command("describe")
@@ -284,38 +303,31 @@ def migrations_cutover(group: str = GROUP, migration_id: str = ID,
 
 @live_migrations.command("watch")
 def migrations_watch(group: str = GROUP, migration_id: str = ID,
-                     interval: float = typer.Option(1.0, "--interval", min=0.2),
+                     interval: float = typer.Option(1.0, "--interval", min=0.2, help="Seconds between two looks."),
+                     until_ready: bool = typer.Option(False, "--until-ready",
+                                                      help="Return (exit 0) once the migration can be cut over."),
                      base_url: str = BASE_URL, public_key: str = PUBLIC_KEY, private_key: str = PRIVATE_KEY) -> None:
-    """A live view — phase, per-namespace bars, lag — until the migration ends; exits 1 unless COMPLETE."""
-    progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), console=console)
-    tasks: dict[str, Any] = {}
+    """A live view until the migration ends: status, lag, changes, a bar per namespace, verification, and
+    the cutover command once it is ready. Exits 0 when COMPLETE (or ready, with --until-ready), else 1."""
+    cutover_command = f"livemigrate target live-migrations cutover --group {group} --id {migration_id}"
     shown_warnings: set[str] = set()
-    status = progress.add_task("", total=None)
-    with api_errors(), client(base_url, public_key, private_key) as api, Live(progress, console=console,
-                                                                             refresh_per_second=4):
-        while True:
-            found = api.migration(group, migration_id)
-            lag = found.get("lagTimeSeconds")
-            progress.update(status, description=(
-                f"[bold]{found['status']}[/bold] {found.get('phase') or ''}  lag "
-                f"{'-' if lag is None else f'{lag:.1f}s'}  ready for cutover: {found['readyForCutover']}"))
-            for warning in found.get("warnings", []):
-                # Printed once, and again only when it says something else than counts and seconds.
-                shape = re.sub(r"\d+", "#", warning)
-                if shape not in shown_warnings:
-                    shown_warnings.add(shape)
-                    progress.console.print(f"WARNING: {warning}", markup=False, highlight=False)
-            for namespace in found.get("namespaces", []):
-                task = tasks.get(namespace["namespace"])
-                if task is None:
-                    task = tasks[namespace["namespace"]] = progress.add_task(namespace["namespace"],
-                                                                             total=max(namespace["total"], 1))
-                progress.update(task, completed=namespace["copied"],
-                                total=max(namespace["total"], namespace["copied"], 1))
-            if found["status"] in FINISHED:
-                break
-            time.sleep(interval)
-    console.print(f"{migration_id}: {found['status']}" + (f" — {found['errorMessage']}" if found.get("errorMessage")
-                                                          else ""), markup=False, highlight=False)
-    if found["status"] != MigrationStatus.COMPLETE:
-        raise typer.Exit(1)
+    with api_errors(), client(base_url, public_key, private_key) as api:
+        found = api.migration(group, migration_id)
+        with Live(frame(found, cutover_command), console=console, refresh_per_second=4) as live:
+            while True:
+                for warning in found.get("warnings", []):
+                    # Printed once, and again only when it says something else than counts and seconds.
+                    shape = re.sub(r"\d+", "#", warning)
+                    if shape not in shown_warnings:
+                        shown_warnings.add(shape)
+                        live.console.print(f"WARNING: {warning}", markup=False, highlight=False)
+                live.update(frame(found, cutover_command))
+                if found["status"] in FINISHED or until_ready and found.get("canCutover"):
+                    break
+                time.sleep(interval)
+                found = api.migration(group, migration_id)
+    if not console.is_terminal:
+        console.line()  # a pipe gets the last frame alone, and then the next output on a line of its own
+    if found["status"] == MigrationStatus.COMPLETE or until_ready and found.get("canCutover"):
+        return
+    raise typer.Exit(1)

@@ -83,6 +83,9 @@ class ApiClient:
     def list_target_clusters(self, group_id: str) -> list[dict[str, Any]]:
         return list(self._call("GET", f"{TARGET_PREFIX}/groups/{group_id}/clusters?itemsPerPage=500")["results"])
 
+    def list_migrations(self, group_id: str) -> list[dict[str, Any]]:
+        return list(self._call("GET", f"{TARGET_PREFIX}/groups/{group_id}/liveMigrations?itemsPerPage=500")["results"])
+
     def validate_migration(self, group_id: str, request: dict[str, Any]) -> dict[str, Any]:
         return dict(self._call("POST", f"{TARGET_PREFIX}/groups/{group_id}/liveMigrations/validate", request))
 

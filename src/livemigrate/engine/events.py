@@ -18,12 +18,24 @@ class Phase(str, Enum):
     FAILED = "FAILED"
 
 
+class VerificationState(str, Enum):
+    """How far a namespace's verification has come, as `watch` and the progress document show it."""
+
+    PENDING = "PENDING"  # not read yet: the copy goes on, or the pass has not come to it
+    READING = "READING"  # the verification pass is reading both sides into the ledger
+    READ = "READ"  # both sides are in the ledger: the cutover reads again only what changes
+    VERIFIED = "VERIFIED"  # the cutover's verdict found both sides equal
+    DIFFERENT = "DIFFERENT"  # the cutover's verdict found a difference
+
+
 @dataclass(frozen=True)
 class NamespaceProgress:
     namespace: str
     copied: int
     total: int
     done: bool
+    changes_applied: int = 0  # changes of this namespace replayed on the destination
+    verification: VerificationState = VerificationState.PENDING
 
 
 @dataclass(frozen=True)

@@ -146,5 +146,9 @@ class InitialCopy:
             for state in self._ranges:
                 copied[state.namespace] = copied.get(state.namespace, 0) + state.copied
                 done[state.namespace] = done.get(state.namespace, True) and state.done
-        return tuple(NamespaceProgress(namespace, copied.get(namespace, 0), total, done.get(namespace, False))
+        # A total is the count when the copy began; once a namespace is copied, what was copied is its
+        # total (a writer inserts and deletes meanwhile), so that a finished copy never reads 503/501.
+        return tuple(NamespaceProgress(namespace, copied.get(namespace, 0),
+                                       copied.get(namespace, 0) if done.get(namespace, False) else total,
+                                       done.get(namespace, False))
                      for namespace, total in sorted(self._totals.items()))

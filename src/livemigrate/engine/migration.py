@@ -238,7 +238,7 @@ class Migration:
         namespaces = self._collections() if ledger is not None else self._namespaces_now(source)
         verdict = reach_verdict(source, target, namespaces, ledger, to_count=lambda: self._namespaces_now(source),
                                 exact_counts=self.options.exact_counts, mismatch_sample=self.options.mismatch_sample)
-        report = verdict.report
+        report = self._progress.verdict = verdict.report
         if report.equal:
             self._progress.emit(Phase.COMPLETE, force=True, lag=0.0, message="verified: source and target are equal")
             return MigrationResult(Phase.COMPLETE, report, self._resumed, verdict)

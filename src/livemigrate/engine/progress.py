@@ -8,11 +8,13 @@ and gathers what the snapshot holds from the copy and the replay, whichever is u
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import replace
 from typing import Protocol
 
-from livemigrate.engine.events import MigrationEvent, Phase
+from livemigrate.engine.events import MigrationEvent, NamespaceProgress, Phase, VerificationState
 from livemigrate.engine.initial_copy import InitialCopy
+from livemigrate.engine.verify import VerifyReport
 
 EventListener = Callable[[MigrationEvent], None]
 
@@ -32,6 +34,10 @@ class ReplayState(Protocol):
 
     def warning(self) -> str | None: ...
 
+    def changes_by_namespace(self) -> Mapping[str, int]: ...
+
+    def verification_by_namespace(self) -> Mapping[str, VerificationState]: ...
+
 
 class Progress:
     def __init__(self, listeners: list[EventListener]) -> None:
@@ -39,6 +45,7 @@ class Progress:
         self.copy: InitialCopy | None = None
         self.replay: ReplayState | None = None
         self.resumed = False
+        self.verdict: VerifyReport | None = None  # the cutover's, once reached
         self._phase = Phase.CONNECTING
         self._last_emit = 0.0
 
@@ -50,7 +57,7 @@ class Progress:
         self._phase, self._last_emit = phase, now
         copy, replay = self.copy, self.replay
         elapsed = max(now - copy.started, 1e-6) if copy is not None else 1.0
-        event = MigrationEvent(phase=phase, namespaces=copy.progress() if copy is not None else (),
+        event = MigrationEvent(phase=phase, namespaces=self._namespaces(),
                                docs_per_second=copy.copied_now / elapsed if copy is not None else 0.0,
                                lag_seconds=lag, applied_events=replay.applied if replay is not None else 0,
                                resumed=self.resumed,
@@ -60,3 +67,17 @@ class Progress:
                                message=message, last_error=last_error)
         for listener in self._listeners:
             listener(event)
+
+    def _namespaces(self) -> tuple[NamespaceProgress, ...]:
+        """The copy's figures per namespace, with the changes replayed and how far verification has come."""
+        if self.copy is None:
+            return ()
+        replay = self.replay
+        changes = replay.changes_by_namespace() if replay is not None else {}
+        states = dict(replay.verification_by_namespace()) if replay is not None else {}
+        if self.verdict is not None:
+            states.update({comparison.namespace: VerificationState.VERIFIED if comparison.equal
+                           else VerificationState.DIFFERENT for comparison in self.verdict.namespaces})
+        return tuple(replace(progress, changes_applied=changes.get(progress.namespace, 0),
+                             verification=states.get(progress.namespace, VerificationState.PENDING))
+                     for progress in self.copy.progress())

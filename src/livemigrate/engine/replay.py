@@ -14,7 +14,7 @@ import logging
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
@@ -28,7 +28,7 @@ from livemigrate.engine.checkpoints import CheckpointStore, Document
 from livemigrate.engine.connect import wire_version
 from livemigrate.engine.divergence import DivergenceMonitor
 from livemigrate.engine.errors import EngineError, redact
-from livemigrate.engine.events import Phase
+from livemigrate.engine.events import Phase, VerificationState
 from livemigrate.engine.ledger import VerificationLedger
 from livemigrate.engine.options import CaptureScope, MigrationOptions
 from livemigrate.engine.progress import Progress
@@ -86,6 +86,7 @@ class Replay:
         self._monitor: DivergenceMonitor | None = None
         self._destination: Capture | None = None
         self._applied = 0
+        self._applied_by_namespace: Counter[str] = Counter()
 
     # --- what progress reads (`progress.ReplayState`) ------------------------------------------
 
@@ -102,6 +103,12 @@ class Replay:
 
     def warning(self) -> str | None:
         return self._monitor.warning() if self._monitor is not None else None
+
+    def changes_by_namespace(self) -> Mapping[str, int]:
+        return dict(self._applied_by_namespace)
+
+    def verification_by_namespace(self) -> Mapping[str, VerificationState]:
+        return self._verification_pass.states() if self._verification_pass is not None else {}
 
     # --- the loop --------------------------------------------------------------------------------
 
@@ -130,7 +137,9 @@ class Replay:
                 events = [item.event for item in captured]
                 apply_changes(self._target, events)
                 self._ledger.note_events(events)  # before the tokens move past them
-                monitor.delivered(Counter(namespace_of(event) for event in events))
+                delivered = Counter(namespace_of(event) for event in events)
+                monitor.delivered(delivered)
+                self._applied_by_namespace.update(delivered)
                 self._applied += len(captured)
             self._note_destination_writes(destination, drain=cutting_over and not captured)
             saved = self._save_tokens(capture, destination, saved)

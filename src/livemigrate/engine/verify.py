@@ -24,6 +24,7 @@ from bson.raw_bson import RawBSONDocument
 from pymongo import MongoClient
 from pymongo.errors import PyMongoError
 
+from livemigrate.engine.events import VerificationState
 from livemigrate.engine.ledger import Side, VerificationLedger, digest_of, identifier_of, namespace_hash
 from livemigrate.engine.reader import in_batches, prefetch, raw_collection
 
@@ -141,12 +142,21 @@ class VerificationPass:
         self._stopping = stopping
         self._on_end = on_end
         self._complete = False
+        self._sides_read: dict[str, int] = {}  # namespace -> how many of its sides are in the ledger
+        self._lock = threading.Lock()
         self._thread = threading.Thread(target=self._run, name="verify-pass", daemon=True)
         self._thread.start()
 
     @property
     def running(self) -> bool:
         return self._thread.is_alive()
+
+    def states(self) -> dict[str, VerificationState]:
+        """Each namespace's state for the progress document: READ once both of its sides are in the ledger."""
+        running = self.running
+        return {namespace: VerificationState.READ if self._sides_read.get(namespace, 0) == 2
+                else VerificationState.READING if running else VerificationState.PENDING
+                for namespace in self._namespaces}
 
     def wait(self, timeout: float | None = None) -> bool:
         """True once every namespace of both sides is in the ledger."""
@@ -173,6 +183,7 @@ class VerificationPass:
         read = False
         for namespace in self._namespaces:
             if self._ledger.passed(side, namespace):
+                self._side_read(namespace)
                 continue
             read = True
             self._ledger.start_pass(side, namespace)
@@ -181,9 +192,15 @@ class VerificationPass:
                 if self._stopping.is_set():
                     return False
             self._ledger.finish_pass(side, namespace)
+            self._side_read(namespace)
         if side is Side.SOURCE and (read or not self._ledger.sample_keys()):
             self._ledger.draw_sample(self._namespaces, self._sample)
         return True
+
+
+    def _side_read(self, namespace: str) -> None:
+        with self._lock:  # one thread per side counts
+            self._sides_read[namespace] = self._sides_read.get(namespace, 0) + 1
 
 
 def _read_again(client: MongoClient[Any], side: Side, namespace: str, keys: Sequence[bytes],

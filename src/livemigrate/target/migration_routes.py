@@ -152,6 +152,16 @@ async def create(request: Request, group_id: GroupId, project: ProjectOwner) -> 
     return respond(request, migrations.migration_view(migration), 201)
 
 
+@router.get("/groups/{group_id}/liveMigrations", summary="The project's live migrations, newest first",
+            description="An extension of this implementation (Atlas lists none): each item as `GET "
+                        "…/liveMigrations/{migrationId}` shows it, in Atlas's paginated shape.",
+            responses=errors(PROJECT))
+def list_migrations(request: Request, group_id: GroupId, project: ProjectMember) -> Response:
+    context = context_of(request)
+    return respond(request, paginated(request, migrations.list_migrations(context.store, project.id, window(context)),
+                                      migrations.migration_view))
+
+
 @router.get("/groups/{group_id}/liveMigrations/{migration_id}", summary="One live migration",
             responses=errors(PROJECT, ErrorCode.LIVE_MIGRATION_NOT_FOUND))
 def get_migration(request: Request, group_id: GroupId, migration_id: MigrationId, project: ProjectMember) -> Response:

@@ -230,6 +230,16 @@ def get_migration(store: Store, project_id: str, migration_id: str, window: time
         return migration
 
 
+def list_migrations(store: Store, project_id: str, window: timedelta) -> list[LiveMigration]:
+    """The project's migrations, newest first, each as `get_migration` would show it (expired if due)."""
+    with store.write() as session:
+        found = list(session.scalars(select(LiveMigration).where(LiveMigration.project_id == project_id)
+                                     .order_by(LiveMigration.created_at.desc(), LiveMigration.id.desc())))
+        for migration in found:
+            _expire_if_due(migration, window)
+        return found
+
+
 def request_cutover(store: Store, project_id: str, migration_id: str, window: timedelta) -> None:
     with store.write() as session:
         migration = _load(session, project_id, migration_id)
