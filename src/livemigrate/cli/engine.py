@@ -66,8 +66,10 @@ class ProgressView:
 
 
 def migrate(
-    source_uri: str = typer.Argument(..., help="mongodb:// URI of the source deployment."),
-    target_uri: str = typer.Argument(..., help="mongodb:// URI of the target deployment."),
+    source_uri: str = typer.Argument(..., envvar="LIVEMIGRATE_SOURCE_URI", show_default=False,
+                                     help="mongodb:// URI of the source deployment (env LIVEMIGRATE_SOURCE_URI)."),
+    target_uri: str = typer.Argument(..., envvar="LIVEMIGRATE_TARGET_URI", show_default=False,
+                                     help="mongodb:// URI of the target deployment (env LIVEMIGRATE_TARGET_URI)."),
     include: list[str] = typer.Option([], "--include", help="Namespace to migrate: db, db.coll or a wildcard; repeat."),
     exclude: list[str] = typer.Option([], "--exclude", help="Namespace to leave out; repeat."),
     drop_target: bool = typer.Option(False, "--drop-target", help="Drop the target's copies of the namespaces first."),
@@ -136,8 +138,10 @@ def migrate(
 
 
 def verify(
-    source_uri: str = typer.Argument(...),
-    target_uri: str = typer.Argument(...),
+    source_uri: str = typer.Argument(..., envvar="LIVEMIGRATE_SOURCE_URI", show_default=False,
+                                     help="The source's URI (env LIVEMIGRATE_SOURCE_URI: a password stays out of `ps`)."),
+    target_uri: str = typer.Argument(..., envvar="LIVEMIGRATE_TARGET_URI", show_default=False,
+                                     help="The target's URI (env LIVEMIGRATE_TARGET_URI)."),
     include: list[str] = typer.Option([], "--include", help="Namespace to compare; repeat."),
     exclude: list[str] = typer.Option([], "--exclude", help="Namespace to leave out; repeat."),
     output: str = typer.Option("human", "--output", "-o", help="human or json."),

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from enum import Enum
 from pathlib import Path
@@ -14,7 +13,7 @@ from livemigrate.cli import engine as engine_commands
 from livemigrate.cli import migrations as migration_commands
 from livemigrate.cli.capture import CAPTURE_HELP, Capture
 from livemigrate.cli.link import source_link, target_link_token
-from livemigrate.cli.output import OUTPUT_OPTION, OutputFormat, console
+from livemigrate.cli.output import OUTPUT_OPTION, OutputFormat, console, emit
 from livemigrate.settings import Settings
 
 # Server-side modules (SQLAlchemy, FastAPI) are imported inside the commands that need them, so
@@ -127,8 +126,8 @@ def admin_create_org(
     assert created.api_key is not None
     record = {"orgId": created.org.id, "publicKey": created.api_key.api_key.public_key,
               "privateKey": created.api_key.private_key}
-    if output is OutputFormat.json:
-        typer.echo(json.dumps(record))
+    if output.kind != "human":
+        emit(output, record, lambda: None)
     else:
         console.print(f"Created {side} organization {name!r}", highlight=False)
         for label, value in record.items():

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from enum import Enum
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import typer
@@ -14,20 +14,53 @@ from rich.console import Console
 
 from livemigrate.client.errors import ApiCallError
 
+if TYPE_CHECKING:
+    from jsonpath_ng.jsonpath import JSONPath
+
 console = Console()
 
-
-class OutputFormat(str, Enum):
-    human = "human"
-    json = "json"
+_JSON_PATH = "json-path="
 
 
-OUTPUT_OPTION = typer.Option(OutputFormat.human, "--output", "-o", help="human (default) or json.")
+@dataclass(frozen=True)
+class OutputFormat:
+    """`-o human` (the default), `-o json`, or, as the Atlas CLI takes it, `-o json-path='$.id'`: the
+    values the expression selects, one per line, strings unquoted — what a shell variable wants."""
+
+    kind: str
+    path: JSONPath | None = None
+
+    @property
+    def is_json(self) -> bool:
+        return self.kind == "json"
+
+
+def parse_output(given: str | OutputFormat) -> OutputFormat:
+    if isinstance(given, OutputFormat):
+        return given
+    if given in ("human", "json"):
+        return OutputFormat(given)
+    if given.startswith(_JSON_PATH):
+        from jsonpath_ng.parser import parse as parse_json_path  # only when asked: every command starts faster
+
+        try:
+            return OutputFormat("json-path", parse_json_path(given[len(_JSON_PATH):]))
+        except Exception as error:  # noqa: BLE001 - the lexer's and the parser's errors share no other base
+            raise typer.BadParameter(f"{given[len(_JSON_PATH):]!r} is not a JSONPath expression ({error})") from None
+    raise typer.BadParameter(f"{given!r}: use human, json or json-path='$.field'")
+
+
+OUTPUT_OPTION = typer.Option("human", "--output", "-o", parser=parse_output, metavar="human|json|json-path=EXPR",
+                             help="human (default), json, or json-path='$.field' for the selected values alone.")
 
 
 def emit(output: OutputFormat, value: Any, human: Callable[[], None]) -> None:
-    if output is OutputFormat.json:
+    if output.is_json:
         typer.echo(json.dumps(value, indent=2))
+    elif output.path is not None:
+        for match in output.path.find(value):
+            selected = match.value
+            typer.echo(selected if isinstance(selected, str) else json.dumps(selected))
     else:
         human()
 
