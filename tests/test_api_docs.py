@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import httpx
 
+from tests.browser import visit
 from tests.support import LOOPBACK_TLS, ServerProcess
 
 
@@ -18,9 +20,19 @@ def test_the_api_docs_load_nothing_from_outside_the_server(server: ServerProcess
         assert '"validatorUrl": null' in page.text  # Swagger UI would fetch its badge from validator.swagger.io
         loaded = re.findall(r"""(?:src|href)=["']([^"']+)["']|url: ?["']([^"']+)["']""", page.text)
         urls = {first or second for first, second in loaded}
-        assert {"/docs/assets/swagger-ui-bundle.js", "/docs/assets/swagger-ui.css", "/openapi.json"} <= urls
+        assert {"/docs/assets/swagger-ui-bundle.js", "/docs/assets/swagger-ui.css", "/openapi.json", "/docs/assets/favicon.png"} <= urls
         for url in urls:
             answer = client.get(url)
             assert answer.status_code == 200 and len(answer.content) > 100, url
         script = client.get("/docs/assets/swagger-ui-bundle.js").text
         assert "SwaggerUIBundle" in script
+
+
+def test_the_api_docs_render_in_a_browser_with_every_other_host_refused(server: ServerProcess, tmp_path: Path) -> None:
+    with visit(server.base_url) as seen:
+        seen.page.goto(f"{server.base_url}/docs")
+        seen.page.wait_for_selector(".opblock-summary-path", timeout=20_000)  # the operations, read from /openapi.json
+        paths = seen.page.locator(".opblock-summary-path").all_inner_texts()
+        seen.page.screenshot(path=str(tmp_path / "docs.png"), full_page=False)
+        assert any("/liveExport/migrationLink" in path for path in paths), paths[:5]
+        assert seen.refused == [] and seen.console_errors == [], (seen.refused, seen.console_errors)
