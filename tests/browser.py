@@ -45,28 +45,34 @@ def browser() -> Iterator[Browser]:
             launched.close()
 
 
+def open_page(launched: Browser, base_url: str) -> Visit:
+    """A page in a context of its own (its own cookies: one signed-in person), whose every request to
+    another host than `base_url`'s is refused and recorded — what the page would do on a machine without
+    internet, and proof that it asks for nothing outside."""
+    allowed = urlsplit(base_url).netloc
+    context = launched.new_context(ignore_https_errors=True, viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    seen = Visit(page)
+
+    def guard(route: Route, request: Request) -> None:
+        if urlsplit(request.url).netloc == allowed or request.url.startswith(("data:", "blob:")):
+            route.continue_()
+        else:
+            seen.refused.append(request.url)
+            route.abort("internetdisconnected")
+
+    context.route("**/*", guard)
+    page.on("console", lambda message: seen.console_errors.append(message.text)
+            if message.type == "error" else None)
+    page.on("pageerror", lambda error: seen.console_errors.append(str(error)))
+    return seen
+
+
 @contextmanager
 def visit(base_url: str) -> Iterator[Visit]:
-    """A page whose every request to another host than `base_url`'s is refused and recorded: what the
-    page would do on a machine without internet, and proof that it asks for nothing outside."""
-    allowed = urlsplit(base_url).netloc
     with browser() as launched:
-        context = launched.new_context(ignore_https_errors=True)
-        page = context.new_page()
-        seen = Visit(page)
-
-        def guard(route: Route, request: Request) -> None:
-            if urlsplit(request.url).netloc == allowed or request.url.startswith(("data:", "blob:")):
-                route.continue_()
-            else:
-                seen.refused.append(request.url)
-                route.abort("internetdisconnected")
-
-        context.route("**/*", guard)
-        page.on("console", lambda message: seen.console_errors.append(message.text)
-                if message.type == "error" else None)
-        page.on("pageerror", lambda error: seen.console_errors.append(str(error)))
+        seen = open_page(launched, base_url)
         try:
             yield seen
         finally:
-            context.close()
+            seen.page.context.close()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from datetime import timedelta
 
 from fastapi import FastAPI
 from prometheus_client import CONTENT_TYPE_LATEST
@@ -14,6 +15,8 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 
 from livemigrate import __version__, metrics
+from livemigrate.console import routes as console_routes
+from livemigrate.console.sessions import ConsoleSessions
 from livemigrate.context import AppContext
 from livemigrate.crypto import SecretBox
 from livemigrate.directory.key_lookup import KeyLookup
@@ -117,6 +120,8 @@ def create_app(settings: Settings, store: Store | None = None, *, on_started: Ca
     app.include_router(target_migration_routes.router)
     app.openapi = openapi.describe(app)  # type: ignore[method-assign]
     api_docs.install(app)
+    console_routes.install(app, ConsoleSessions(store, context.authenticator,
+                                                timedelta(hours=settings.console_session_hours)))
 
     store_metrics = metrics.store_registry(store)
 

@@ -58,6 +58,8 @@ class Settings(BaseSettings):
         description="Base URL of the target API written into link-tokens; defaults to the URL the "
         "token request arrived on.",
     )
+    console_session_hours: float = Field(default=8.0, gt=0,
+                                         description="How long a web console sign-in lasts (it ends sooner on sign-out).")
     max_body_bytes: int = 1024 * 1024
     log_level: str = "INFO"
     log_format: Literal["text", "json"] = Field(default="text", description="text, or json for a log shipper.")

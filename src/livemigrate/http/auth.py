@@ -7,6 +7,7 @@ on the key's access list.
 
 from __future__ import annotations
 
+import hmac
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -103,12 +104,29 @@ class Authenticator:
             raise self.challenge("This nonce count was already used with this nonce: the request was replayed.")
         if consumed is NonceState.STALE:
             raise self.challenge("The digest nonce has been used too often.", stale=True)
-        return self._admit(request, record)
+        return self._admit(request.client.host if request.client else None, record)
 
-    def _admit(self, request: Request, record: KeyRecord) -> Principal:
+    def check_key_pair(self, public_key: str, private_key: str, caller_ip: str | None) -> Principal:
+        """A key pair typed into the web console's sign-in: the same key, the same access list. Which half
+        was wrong is not said, and only programmatic keys sign in (not a link's or an agent's)."""
+        record = self._keys.key(public_key)
+        if record is None or not hmac.compare_digest(record.ha1["SHA-256"], digest.ha1("SHA-256", public_key,
+                                                                                          private_key)) \
+                or record.principal.purpose != PROGRAMMATIC_PURPOSE:
+            raise ApiError(ErrorCode.USER_UNAUTHORIZED, "Invalid API key pair.")
+        return self._admit(caller_ip, record)
+
+    def recheck(self, public_key: str, caller_ip: str | None) -> Principal:
+        """The key behind a console session, checked again on each request: deleted, revoked or off its
+        access list since the sign-in, it no longer signs anything."""
+        record = self._keys.key(public_key)
+        if record is None:
+            raise ApiError(ErrorCode.USER_UNAUTHORIZED, "The API key of this session no longer exists.")
+        return self._admit(caller_ip, record)
+
+    def _admit(self, caller_ip: str | None, record: KeyRecord) -> Principal:
         if record.revoked:
             raise self.challenge("This API key was revoked: its link-token was revoked by the target organization.")
-        caller_ip = request.client.host if request.client else None
         if record.cidr_blocks or record.access_list_required:
             if not access_list.is_allowed(caller_ip, record.cidr_blocks):
                 raise ApiError(

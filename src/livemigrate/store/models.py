@@ -275,3 +275,17 @@ class Lease(Base):
     name: Mapped[str] = mapped_column(String(64), primary_key=True)
     holder: Mapped[str] = mapped_column(String(64))
     expires_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class ConsoleSession(Base):
+    """A signed-in browser of the web console (`console/sessions.py`). Only the token's SHA-256 is kept:
+    the store alone cannot sign anyone in. In the store, so that every replica knows every session and
+    signing out anywhere ends it everywhere."""
+
+    __tablename__ = "console_sessions"
+
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    public_key: Mapped[str] = mapped_column(String(32), index=True)  # the API key that signed in
+    csrf_token: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UtcDateTime, index=True)

@@ -318,7 +318,9 @@ def record_progress(store: Store, target_org_id: str, source_org_id: str, migrat
             migration.progress = {"namespaces": report.get("namespaces", previous.get("namespaces", [])),
                                   "warnings": report.get("warnings", previous.get("warnings", [])),
                                   "eventsApplied": report.get("eventsApplied", previous.get("eventsApplied", 0)),
-                                  "docsPerSecond": report.get("docsPerSecond", previous.get("docsPerSecond", 0))}
+                                  "docsPerSecond": report.get("docsPerSecond", previous.get("docsPerSecond", 0)),
+                                  "lagSamples": _with_lag_sample(previous.get("lagSamples", []),
+                                                                 migration.lag_time_seconds)}
         if status is MigrationStatus.FAILED:
             migration.error_message = str(report.get("errorMessage") or "the migration host reported a failure")
             migration.ready_for_cutover = False
@@ -328,6 +330,25 @@ def record_progress(store: Store, target_org_id: str, source_org_id: str, migrat
         if status in FINISHED and migration.progress:
             migration.progress = {**migration.progress, "warnings": []}
         return migration
+
+
+_LAG_SAMPLE_SECONDS = 2.0
+_LAG_SAMPLES_KEPT = 400
+
+
+def _with_lag_sample(samples: list[list[float]], lag: float | None) -> list[list[float]]:
+    """The lag's history for the console's chart: a sample every 2 s at most; past 400 samples every
+    other one is dropped, so that a long migration keeps its whole history at a coarser step and the
+    progress document stays small."""
+    now = utcnow().timestamp()
+    if lag is None or samples and now - samples[-1][0] < _LAG_SAMPLE_SECONDS:
+        return samples
+    kept = [*samples, [round(now, 1), round(float(lag), 2)]]
+    return kept[::2] + ([kept[-1]] if len(kept) % 2 == 0 else []) if len(kept) > _LAG_SAMPLES_KEPT else kept
+
+
+def lag_samples(migration: LiveMigration) -> list[list[float]]:
+    return list((migration.progress or {}).get("lagSamples", []))
 
 
 def events_applied(migration: LiveMigration) -> int:

@@ -1,0 +1,126 @@
+"""The web console over HTTP, without a browser: sign-in and its refusals, the session cookie, CSRF,
+roles and another org's pages — each checked by what the server answers and what it then holds."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from tests.support import LOOPBACK_TLS, SOURCE, TARGET, OrgCredentials, ServerProcess
+
+COOKIE = "livemigrate_console"
+
+
+def signed_in(server: ServerProcess, credentials: OrgCredentials) -> tuple[httpx.Client, str]:
+    """A browser-like client signed in with the key pair, and the CSRF token of its session."""
+    client = httpx.Client(base_url=server.base_url, verify=LOOPBACK_TLS)
+    answer = client.post("/console/sign-in", data={"publicKey": credentials.public_key,
+                                                   "privateKey": credentials.private_key})
+    assert answer.status_code == 303 and answer.headers["location"] == "/console/", answer.text
+    page = client.get(f"/console/orgs/{credentials.org_id}")
+    assert page.status_code == 200, page.text
+    return client, re.findall(r'name="csrf" value="([^"]+)"', page.text)[0]
+
+
+@pytest.fixture
+def target_browser(server: ServerProcess, target_org: OrgCredentials) -> Iterator[tuple[httpx.Client, str]]:
+    client, csrf = signed_in(server, target_org)
+    yield client, csrf
+    client.close()
+
+
+def _projects(server: ServerProcess, credentials: OrgCredentials, prefix: str) -> list[str]:
+    with server.client(credentials) as client:
+        return [project["name"] for project in client.get(f"{prefix}/groups").json()["results"]]
+
+
+def test_without_a_session_every_page_leads_to_the_sign_in(server: ServerProcess, target_org: OrgCredentials) -> None:
+    with httpx.Client(base_url=server.base_url, verify=LOOPBACK_TLS) as client:
+        for path in ("/console/", f"/console/orgs/{target_org.org_id}", "/console/groups/" + "a" * 24):
+            answer = client.get(path)
+            assert answer.status_code == 303 and answer.headers["location"].startswith("/console/sign-in"), path
+        posted = client.post(f"/console/orgs/{target_org.org_id}/projects", data={"name": "sneaky"})
+        assert posted.status_code == 303 and posted.headers["location"].startswith("/console/sign-in")
+    assert "sneaky" not in _projects(server, target_org, TARGET)
+
+
+def test_a_wrong_key_pair_is_refused_without_saying_which_half(server: ServerProcess,
+                                                                target_org: OrgCredentials) -> None:
+    with httpx.Client(base_url=server.base_url, verify=LOOPBACK_TLS) as client:
+        wrong_private = client.post("/console/sign-in", data={"publicKey": target_org.public_key,
+                                                              "privateKey": "0" * 36})
+        wrong_public = client.post("/console/sign-in", data={"publicKey": "nobody00",
+                                                             "privateKey": target_org.private_key})
+        for answer in (wrong_private, wrong_public):
+            assert answer.status_code == 401 and COOKIE not in answer.cookies
+            assert "That API key pair was not accepted." in answer.text
+        # The same page, whichever half was wrong: nothing in it tells them apart.
+        assert re.sub(r"\s+", " ", wrong_private.text) == re.sub(r"\s+", " ", wrong_public.text)
+        assert target_org.private_key not in wrong_public.text
+
+
+def test_the_session_cookie_is_http_only_strict_and_ends_at_sign_out(server: ServerProcess,
+                                                                     target_org: OrgCredentials) -> None:
+    with httpx.Client(base_url=server.base_url, verify=LOOPBACK_TLS) as client:
+        signed = client.post("/console/sign-in", data={"publicKey": target_org.public_key,
+                                                       "privateKey": target_org.private_key})
+        header = signed.headers["set-cookie"].lower()
+        assert "httponly" in header and "samesite=strict" in header and "max-age=28800" in header
+        assert "path=/console" in header and "secure" not in header  # plain HTTP here; behind TLS it says Secure
+        token = client.cookies[COOKIE]
+        csrf = re.findall(r'name="csrf" value="([^"]+)"', client.get(f"/console/orgs/{target_org.org_id}").text)[0]
+        assert client.post("/console/sign-out", data={"csrf": csrf}).status_code == 303
+    with httpx.Client(base_url=server.base_url, verify=LOOPBACK_TLS, cookies={COOKIE: token}) as replayed:
+        assert replayed.get("/console/").status_code == 303  # the old cookie signs nothing in any more
+
+
+def test_a_post_without_its_csrf_token_changes_nothing(server: ServerProcess, target_org: OrgCredentials,
+                                                        target_browser: tuple[httpx.Client, str]) -> None:
+    client, csrf = target_browser
+    for data in ({"name": "forged"}, {"name": "forged", "csrf": "not-the-token"}):
+        answer = client.post(f"/console/orgs/{target_org.org_id}/projects", data=data)
+        assert answer.status_code == 403 and "CSRF" in answer.text
+    revoke = client.post(f"/console/orgs/{target_org.org_id}/link-tokens", data={"accessListIps": "127.0.0.1"})
+    assert revoke.status_code == 403 and "lmlt1." not in revoke.text
+    assert "forged" not in _projects(server, target_org, TARGET)
+    made = client.post(f"/console/orgs/{target_org.org_id}/projects", data={"name": "made", "csrf": csrf})
+    assert made.status_code == 303 and "made" in _projects(server, target_org, TARGET)
+
+
+def test_another_orgs_pages_do_not_exist_for_a_session(server: ServerProcess, source_org: OrgCredentials,
+                                                        target_org: OrgCredentials,
+                                                        target_browser: tuple[httpx.Client, str]) -> None:
+    client, csrf = target_browser
+    with server.client(source_org) as api:
+        source_project = api.post(f"{SOURCE}/groups", json={"name": "theirs", "orgId": source_org.org_id}).json()
+    assert client.get(f"/console/orgs/{source_org.org_id}").status_code == 404
+    assert client.get(f"/console/groups/{source_project['id']}").status_code == 404
+    assert client.get("/console/groups/not-an-id").status_code == 404
+    posted = client.post(f"/console/groups/{source_project['id']}/hosts",
+                         data={"csrf": csrf, "hostname": "db.example", "port": "27017"})
+    assert posted.status_code == 404
+    with server.client(source_org) as api:
+        assert api.get(f"{SOURCE}/groups/{source_project['id']}/hosts").json()["results"] == []
+
+
+def test_a_read_only_key_sees_but_does_not_act_and_an_access_list_applies(
+        server: ServerProcess, target_org: OrgCredentials) -> None:
+    with server.client(target_org) as api:
+        keys = f"{TARGET}/orgs/{target_org.org_id}/apiKeys"
+        reader = api.post(keys, json={"desc": "reader", "roles": ["ORG_READ_ONLY"]}).json()
+        fenced = api.post(keys, json={"desc": "fenced", "roles": ["ORG_OWNER"]}).json()
+        assert api.post(f"{keys}/{fenced['id']}/accessList", json=[{"ipAddress": "10.20.30.40"}]).status_code == 201
+    client, csrf = signed_in(server, OrgCredentials(target_org.org_id, reader["publicKey"], reader["privateKey"]))
+    try:
+        refused = client.post(f"/console/orgs/{target_org.org_id}/projects", data={"csrf": csrf, "name": "nope"})
+        assert refused.status_code == 403 and "ORG_OWNER" in refused.text
+    finally:
+        client.close()
+    assert "nope" not in _projects(server, target_org, TARGET)
+    with httpx.Client(base_url=server.base_url, verify=LOOPBACK_TLS) as client:
+        answer = client.post("/console/sign-in", data={"publicKey": fenced["publicKey"],
+                                                       "privateKey": fenced["privateKey"]})
+        assert answer.status_code == 403 and "127.0.0.1 is not allowed" in answer.text

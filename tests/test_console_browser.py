@@ -1,0 +1,100 @@
+"""The web console in headless Chromium, as two people use it: the target's owner makes a link-token,
+the source's owner connects with it and adds a host, and the target's owner registers a destination,
+creates a migration, watches it become ready, cuts over and sees it COMPLETE. A screenshot of every
+page is saved in the test's directory; the browser's console shows no error and no request leaves
+the machine."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from playwright.sync_api import Page
+
+from tests.browser import Visit, browser, open_page
+from tests.engine_support import Writer, seed
+from tests.nx import NxServer
+from tests.support import EMBEDDED_AGENT_HOSTNAME, OrgCredentials, ServerProcess
+
+WAIT_MS = 90_000
+
+
+def sign_in(page: Page, base_url: str, credentials: OrgCredentials) -> None:
+    page.goto(f"{base_url}/console/")
+    assert "/console/sign-in" in page.url  # no session yet: the sign-in page
+    page.fill("input[name=publicKey]", credentials.public_key)
+    page.fill("input[name=privateKey]", credentials.private_key)
+    page.click("#sign-in button")
+    page.wait_for_url(f"**/console/orgs/{credentials.org_id}")
+
+
+def test_a_migration_through_the_console_in_a_browser(tmp_path: Path) -> None:
+    screens = tmp_path / "screens"
+    source_db, destination_db = NxServer(tmp_path / "src").start(), NxServer(tmp_path / "dst").start()
+    with source_db.client() as client:
+        seed(client, total=1200)
+    api = ServerProcess(tmp_path / "api", sync_seconds=1.0, embedded_agent=True,
+                        extra_env={"LIVEMIGRATE_AGENT_CAPTURE": "collection"})  # nx-27017: no deployment-wide stream
+    source, target = api.admin_create_org("source", "Cloud Manager org"), api.admin_create_org("target", "Atlas org")
+    api.start()
+    pages: list[Visit] = []
+    try:
+        with browser() as launched:
+            owner, operator = open_page(launched, api.base_url), open_page(launched, api.base_url)
+            pages += [owner, operator]
+            atlas, cloud = owner.page, operator.page
+
+            sign_in(atlas, api.base_url, target)
+            atlas.fill("#create-link-token input[name=accessListIps]", "127.0.0.1")
+            atlas.click("#create-link-token button")
+            token = atlas.input_value("#link-token")
+            assert token.startswith("lmlt1.")
+            atlas.screenshot(path=str(screens / "1-target-org-link-token.png"), full_page=True)
+
+            sign_in(cloud, api.base_url, source)
+            cloud.fill("#connect textarea[name=linkToken]", token)
+            cloud.click("#connect button")
+            cloud.wait_for_selector("#link-status:text('SYNCED')")
+            cloud.screenshot(path=str(screens / "2-source-org-linked.png"), full_page=True)
+            cloud.fill("#create-project input[name=name]", "shop")
+            cloud.click("#create-project button")
+            cloud.wait_for_url("**/console/groups/*")
+            cloud.fill("#add-host input[name=hostname]", "127.0.0.1")
+            cloud.fill("#add-host input[name=port]", str(source_db.port))
+            cloud.click("#add-host button")
+            assert f"deployment 127.0.0.1:{source_db.port}" in cloud.inner_text(".notice")  # the probe's answer
+            cloud.wait_for_selector(f"#migration-hosts:has-text('{EMBEDDED_AGENT_HOSTNAME}')", timeout=WAIT_MS)
+            cloud.screenshot(path=str(screens / "3-source-project-host.png"), full_page=True)
+
+            atlas.goto(f"{api.base_url}/console/orgs/{target.org_id}")
+            atlas.wait_for_selector("#available:has-text('shop')", timeout=WAIT_MS)  # the inventory, pushed live
+            atlas.fill("#create-project input[name=name]", "atlas-shop")
+            atlas.click("#create-project button")
+            atlas.wait_for_url("**/console/groups/*")
+            atlas.fill("#add-cluster input[name=name]", "Destination")
+            atlas.fill("#add-cluster input[name=connectionString]", destination_db.uri)
+            atlas.click("#add-cluster button")
+            atlas.select_option("#create-migration select[name=migrationHost]", EMBEDDED_AGENT_HOSTNAME)
+            atlas.screenshot(path=str(screens / "4-target-project.png"), full_page=True)
+            writer = Writer(source_db.client(), per_second=40)  # the application, writing meanwhile
+            writer.start()
+            try:
+                atlas.click("#create-migration button")
+                atlas.wait_for_url("**/migrations/*")
+                atlas.wait_for_selector("#cutover button", timeout=WAIT_MS)  # ready: the page updated itself
+                atlas.wait_for_selector("svg.chart polyline", timeout=WAIT_MS)  # the lag, charted
+                assert atlas.locator("progress").count() == 12
+                atlas.screenshot(path=str(screens / "5-migration-ready.png"), full_page=True)
+            finally:
+                writer.finish()  # "stop the application's writes to the source first"
+            assert sum(writer.counts.values()) > 0
+            atlas.once("dialog", lambda dialog: dialog.accept())  # "Cut over now?"
+            atlas.click("#cutover button")
+            atlas.wait_for_selector("#migration-status:text('COMPLETE')", timeout=WAIT_MS)
+            assert atlas.locator(".badge.VERIFIED").count() == 12
+            atlas.screenshot(path=str(screens / "6-migration-complete.png"), full_page=True)
+            for visit in pages:
+                assert visit.console_errors == [] and visit.refused == [], (visit.console_errors, visit.refused)
+    finally:
+        api.stop()
+        source_db.stop()
+        destination_db.stop()
