@@ -113,6 +113,9 @@ def test_full_migration_through_the_apis(world: World, tmp_path: Path) -> None:
     assert sample(scraped, "livemigrate_http_requests_total", route=route, method="GET", status="200") >= 1
     assert not any(migration_id in dict(labels).get("route", "") for _, labels in scraped)
 
+    # The person at `watch` sees the migration ready, with the command to run, before cutting over.
+    assert wait_for(lambda: any("Ready — stop the application's writes" in screen for screen in watch.screens),
+                    timeout=30), watch.screens[-1:]
     assert world.target_call("PUT", f"/liveMigrations/{migration_id}/cutover").status_code == 202
     done = world.wait_migration(migration_id, lambda m: m["status"] in ("COMPLETE", "FAILED"), timeout=120)
     assert done["status"] == "COMPLETE", done
@@ -132,7 +135,7 @@ def test_full_migration_through_the_apis(world: World, tmp_path: Path) -> None:
     assert len(moving) >= 2, copying[-3:]
     counted = [screen for screen in watch.screens if "REPLICATING" in screen
                and re.search(r"changes applied [1-9]", screen)]
-    assert counted and any("Ready — stop the application's writes" in screen for screen in watch.screens), counted[-1:]
+    assert counted, watch.screens[-1:]
     final = watch.screens[-1]
     assert "COMPLETE" in final and "INITIAL_SYNC" not in final and final.count("VERIFIED") == 12, final
     assert "12 namespace(s) verified equal" in final, final
