@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from tests.support import LOOPBACK_TLS, SOURCE, TARGET, OrgCredentials, ServerProcess
+from tests.support import LOOPBACK_TLS, SOURCE, TARGET, OrgCredentials, ServerProcess, wait_for
 
 COOKIE = "livemigrate_console"
 
@@ -124,3 +124,57 @@ def test_a_read_only_key_sees_but_does_not_act_and_an_access_list_applies(
         answer = client.post("/console/sign-in", data={"publicKey": fenced["publicKey"],
                                                        "privateKey": fenced["privateKey"]})
         assert answer.status_code == 403 and "127.0.0.1 is not allowed" in answer.text
+
+
+def _form_page(client: httpx.Client, path: str, csrf: str, **fields: str) -> httpx.Response:
+    return client.post(path, data={"csrf": csrf, **fields}, follow_redirects=True)
+
+
+def test_each_sides_actions_over_http_say_what_happened_and_show_secrets_once(
+        server: ServerProcess, source_org: OrgCredentials, target_org: OrgCredentials) -> None:
+    atlas, atlas_csrf = signed_in(server, target_org)
+    cloud, cloud_csrf = signed_in(server, source_org)
+    try:
+        target_page = f"/console/orgs/{target_org.org_id}"
+        refused = _form_page(atlas, f"{target_page}/link-tokens", atlas_csrf, accessListIps="not-an-ip")
+        assert refused.status_code == 400 and "not-an-ip" in refused.text and "lmlt1." not in refused.text
+        made = _form_page(atlas, f"{target_page}/link-tokens", atlas_csrf, accessListIps="127.0.0.1")
+        token = re.findall(r'id="link-token">([^<]+)<', made.text)[0]
+        assert made.status_code == 201 and token.startswith("lmlt1.") and 'data-page="' + target_page in made.text
+        assert token not in atlas.get(target_page).text  # shown once
+
+        source_page = f"/console/orgs/{source_org.org_id}"
+        garbage = _form_page(cloud, f"{source_page}/link", cloud_csrf, linkToken="lmlt1.garbage")
+        assert garbage.status_code == 400 and "Not linked" in garbage.text
+        linked = _form_page(cloud, f"{source_page}/link", cloud_csrf, linkToken=token)
+        assert "Linked: SYNCED." in linked.text and 'id="link-status">SYNCED' in linked.text
+
+        project = _form_page(cloud, f"{source_page}/projects", cloud_csrf, name="shop")
+        project_path = str(project.url.path)
+        host = _form_page(cloud, f"{project_path}/hosts", cloud_csrf, hostname="127.0.0.1", port="1")
+        assert "Host 127.0.0.1:1 added — probe failed" in host.text, host.text
+        bad_port = _form_page(cloud, f"{project_path}/hosts", cloud_csrf, hostname="127.0.0.1", port="http")
+        assert bad_port.status_code == 400 and "port" in bad_port.text
+        key = _form_page(cloud, f"{project_path}/agent-keys", cloud_csrf, desc="mh")
+        agent_key = re.findall(r'id="agent-key" value="([^"]+)"', key.text)[0]
+        assert key.status_code == 201 and agent_key not in cloud.get(project_path).text
+
+        atlas_project = str(_form_page(atlas, f"{target_page}/projects", atlas_csrf, name="atlas-shop").url.path)
+        wrong = _form_page(atlas, f"{atlas_project}/clusters", atlas_csrf, name="Destination",
+                           connectionString="http://nowhere")
+        assert wrong.status_code == 400 and "<li>Destination</li>" not in wrong.text
+        added = _form_page(atlas, f"{atlas_project}/clusters", atlas_csrf, name="Destination",
+                           connectionString="mongodb://127.0.0.1:1/?directConnection=true")
+        assert "Destination cluster Destination registered." in added.text
+        request = {"source": "5f" + "0" * 22 + "/nowhere", "destinationCluster": "Destination",
+                   "migrationHost": "mh1"}
+        unknown = _form_page(atlas, f"{atlas_project}/migrations", atlas_csrf, **request)
+        assert unknown.status_code == 400 and "is not available" in unknown.text
+        assert "No migration yet." in unknown.text
+        started = _form_page(atlas, f"{atlas_project}/validations", atlas_csrf, **request)
+        assert "Validation" in started.text and "started" in started.text
+        assert wait_for(lambda: 'class="badge FAILED"' in atlas.get(atlas_project).text, timeout=10)
+        assert "is not available" in atlas.get(atlas_project).text
+    finally:
+        atlas.close()
+        cloud.close()

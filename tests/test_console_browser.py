@@ -78,7 +78,7 @@ def test_a_migration_through_the_console_in_a_browser(tmp_path: Path) -> None:
             writer = Writer(source_db.client(), per_second=40)  # the application, writing meanwhile
             writer.start()
             try:
-                atlas.click("#create-migration button")
+                atlas.click("#create-migration button:has-text('Create the migration')")
                 atlas.wait_for_url("**/migrations/*")
                 atlas.wait_for_selector("#cutover button", timeout=WAIT_MS)  # ready: the page updated itself
                 atlas.wait_for_selector("svg.chart polyline", timeout=WAIT_MS)  # the lag, charted

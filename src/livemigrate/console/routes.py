@@ -9,6 +9,7 @@ the POST that made them, and never again.
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 from datetime import timedelta
 from pathlib import Path
@@ -311,6 +312,8 @@ def _project_page(request: Request, active: ActiveSession, project: Project, sta
                      agent_keys=agents.list_agent_keys(store, project.id), **common)
     return _page(request, "target_project.html", active, status,
                  clusters=clusters.list_clusters(store, project.id),
+                 validations=[migrations.validation_view(validation)
+                              for validation in migrations.recent_validations(store, project.id)],
                  migrations=[migrations.migration_view(migration) for migration in
                              migrations.list_migrations(store, project.id, _window(request))],
                  available=links.available_projects(store, project.org_id), **common)
@@ -373,25 +376,46 @@ def _window(request: Request) -> timedelta:
     return timedelta(hours=context_of(request).settings.cutover_window_hours)
 
 
+def _migration_request(form: dict[str, str], project: Project) -> Any:
+    """The create form, as the API's request body would say it (the same checks)."""
+    source_group, _, source_cluster = form.get("source", "").partition("/")
+    return _parsed(LiveMigrationRequest, {
+        "source": {"clusterName": source_cluster, "groupId": source_group, "managedAuthentication": False,
+                   "ssl": form.get("sourceSsl") == "on", "username": form.get("sourceUsername") or None,
+                   "password": form.get("sourcePassword") or None},
+        "destination": {"clusterName": form.get("destinationCluster", ""), "groupId": project.id,
+                        "hostnameSchemaType": "PUBLIC"},
+        "migrationHosts": [form.get("migrationHost", "")],
+        "dropDestinationData": form.get("dropDestinationData") == "on"}).to_request()
+
+
 @router.post("/groups/{group_id}/migrations")
 async def create_migration(request: Request, group_id: str, active: Session) -> Response:
     form, project = await _project_action(request, active, group_id)
     context = context_of(request)
     try:
-        source_group, _, source_cluster = form.get("source", "").partition("/")
-        body = _parsed(LiveMigrationRequest, {
-            "source": {"clusterName": source_cluster, "groupId": source_group, "managedAuthentication": False,
-                       "ssl": form.get("sourceSsl") == "on", "username": form.get("sourceUsername") or None,
-                       "password": form.get("sourcePassword") or None},
-            "destination": {"clusterName": form.get("destinationCluster", ""), "groupId": project.id,
-                            "hostnameSchemaType": "PUBLIC"},
-            "migrationHosts": [form.get("migrationHost", "")],
-            "dropDestinationData": form.get("dropDestinationData") == "on"})
         migration = await run_in_threadpool(migrations.create_migration, context.store, context.secret_box,
-                                            project.org_id, project.id, body.to_request())
+                                            project.org_id, project.id, _migration_request(form, project))
     except ApiError as error:
         return await run_in_threadpool(_project_page, request, active, project, error.status, error=error.detail)
     return RedirectResponse(f"/console/groups/{project.id}/migrations/{migration.id}", status_code=303)
+
+
+@router.post("/groups/{group_id}/validations")
+async def validate_migration(request: Request, group_id: str, active: Session) -> Response:
+    """The same form, validated instead of created: PENDING at once, its outcome on the page when known."""
+    form, project = await _project_action(request, active, group_id)
+    context = context_of(request)
+    try:
+        migration_request = _migration_request(form, project)
+    except ApiError as error:
+        return await run_in_threadpool(_project_page, request, active, project, error.status, error=error.detail)
+    validation = await run_in_threadpool(migrations.start_validation, context.store, project.id, migration_request)
+    task = asyncio.create_task(run_in_threadpool(migrations.run_validation, context.store, context.secret_box,
+                                                 project.org_id, project.id, validation.id, migration_request))
+    request.app.state.background_tasks.add(task)
+    task.add_done_callback(request.app.state.background_tasks.discard)
+    return _back(f"/console/groups/{project.id}", f"Validation {validation.id} started: its outcome appears below.")
 
 
 # --- a migration -------------------------------------------------------------------------------------

@@ -160,6 +160,15 @@ def run_validation(store: Store, secret_box: SecretBox, target_org_id: str, proj
             validation.status, validation.error_message = status.value, message
 
 
+def recent_validations(store: Store, project_id: str, limit: int = 10) -> list[LiveMigrationValidation]:
+    """The project's latest validations, newest first (the console lists them)."""
+    with store.read() as session:
+        return list(session.scalars(select(LiveMigrationValidation)
+                                    .where(LiveMigrationValidation.project_id == project_id)
+                                    .order_by(LiveMigrationValidation.created_at.desc(),
+                                              LiveMigrationValidation.id.desc()).limit(limit)))
+
+
 def get_validation(store: Store, project_id: str, validation_id: str) -> LiveMigrationValidation:
     with store.read() as session:
         validation = session.get(LiveMigrationValidation, validation_id) if is_object_id(validation_id) else None
