@@ -87,11 +87,21 @@ def test_a_migration_through_the_console_in_a_browser(tmp_path: Path) -> None:
             finally:
                 writer.finish()  # "stop the application's writes to the source first"
             assert sum(writer.counts.values()) > 0
+            # Meanwhile the source's owner cannot disconnect, and the page says why.
+            cloud.goto(f"{api.base_url}/console/orgs/{source.org_id}")
+            cloud.once("dialog", lambda dialog: dialog.accept())  # "Disconnect this organization …?"
+            cloud.click("#link button.danger")
+            assert "still running" in cloud.inner_text(".error")
+            cloud.screenshot(path=str(screens / "6-source-disconnect-refused.png"), full_page=True)
+            # The refusal's own status, which Chromium logs for any 4xx page, and nothing else.
+            assert operator.console_errors == ["Failed to load resource: the server responded with a status of "
+                                               "409 (Conflict)"], operator.console_errors
+            operator.console_errors.clear()
             atlas.once("dialog", lambda dialog: dialog.accept())  # "Cut over now?"
             atlas.click("#cutover button")
             atlas.wait_for_selector("#migration-status:text('COMPLETE')", timeout=WAIT_MS)
             assert atlas.locator(".badge.VERIFIED").count() == 12
-            atlas.screenshot(path=str(screens / "6-migration-complete.png"), full_page=True)
+            atlas.screenshot(path=str(screens / "7-migration-complete.png"), full_page=True)
             for visit in pages:
                 assert visit.console_errors == [] and visit.refused == [], (visit.console_errors, visit.refused)
     finally:
