@@ -97,10 +97,14 @@ def servers(tmp_path: Path) -> Iterator[tuple[NxServer, NxServer]]:
 # The tests that take longest (tens of seconds each), started first: with them at the end of a
 # worker's queue the whole suite waits on one worker (longest-first scheduling).
 _LONGEST_FIRST = ("test_openapi_fuzz.py", "test_replicas.py", "test_live_migration_failures.py",
-                  "test_cli_walkthrough.py", "test_silent_stream.py", "test_engine_live.py")
+                  "test_readme_walk.py", "test_console_browser.py", "test_silent_stream.py", "test_engine_live.py",
+                  "test_live_migration.py")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    missing = [name for name in _LONGEST_FIRST if not any(item.path.name == name for item in items)]
+    assert not missing or len({item.path.name for item in items}) < 10, f"renamed or gone: {missing}"
+
     def rank(item: pytest.Item) -> int:
         name = item.path.name
         return _LONGEST_FIRST.index(name) if name in _LONGEST_FIRST else len(_LONGEST_FIRST)
