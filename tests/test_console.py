@@ -14,11 +14,18 @@ from tests.support import LOOPBACK_TLS, SOURCE, TARGET, OrgCredentials, ServerPr
 COOKIE = "livemigrate_console"
 
 
+def post_sign_in(client: httpx.Client, public_key: str, private_key: str) -> httpx.Response:
+    """The sign-in form as a browser sends it: fetched first (its sign-in token), then posted."""
+    form = client.get("/console/sign-in")
+    token = re.findall(r'name="signInToken" value="([^"]+)"', form.text)[0]
+    return client.post("/console/sign-in", data={"publicKey": public_key, "privateKey": private_key,
+                                                 "signInToken": token})
+
+
 def signed_in(server: ServerProcess, credentials: OrgCredentials) -> tuple[httpx.Client, str]:
     """A browser-like client signed in with the key pair, and the CSRF token of its session."""
     client = httpx.Client(base_url=server.base_url, verify=LOOPBACK_TLS)
-    answer = client.post("/console/sign-in", data={"publicKey": credentials.public_key,
-                                                   "privateKey": credentials.private_key})
+    answer = post_sign_in(client, credentials.public_key, credentials.private_key)
     assert answer.status_code == 303 and answer.headers["location"] == "/console/", answer.text
     page = client.get(f"/console/orgs/{credentials.org_id}")
     assert page.status_code == 200, page.text
@@ -50,26 +57,30 @@ def test_without_a_session_every_page_leads_to_the_sign_in(server: ServerProcess
 def test_a_wrong_key_pair_is_refused_without_saying_which_half(server: ServerProcess,
                                                                 target_org: OrgCredentials) -> None:
     with httpx.Client(base_url=server.base_url, verify=LOOPBACK_TLS) as client:
-        wrong_private = client.post("/console/sign-in", data={"publicKey": target_org.public_key,
-                                                              "privateKey": "0" * 36})
-        wrong_public = client.post("/console/sign-in", data={"publicKey": "nobody00",
-                                                             "privateKey": target_org.private_key})
+        wrong_private = post_sign_in(client, target_org.public_key, "0" * 36)
+        wrong_public = post_sign_in(client, "nobody00", target_org.private_key)
         for answer in (wrong_private, wrong_public):
             assert answer.status_code == 401 and COOKIE not in answer.cookies
             assert "That API key pair was not accepted." in answer.text
-        # The same page, whichever half was wrong: nothing in it tells them apart.
-        assert re.sub(r"\s+", " ", wrong_private.text) == re.sub(r"\s+", " ", wrong_public.text)
+        # The same page, whichever half was wrong: nothing in it tells them apart (but its fresh form token).
+        def shown(answer: httpx.Response) -> str:
+            return re.sub(r'name="signInToken" value="[^"]+"', "", re.sub(r"\s+", " ", answer.text))
+
+        assert shown(wrong_private) == shown(wrong_public)
         assert target_org.private_key not in wrong_public.text
+        # A form that did not come from this console (another site's page posting it) signs nobody in.
+        forged = client.post("/console/sign-in", data={"publicKey": target_org.public_key,
+                                                       "privateKey": target_org.private_key})
+        assert forged.status_code == 403 and COOKIE not in forged.cookies
 
 
 def test_the_session_cookie_is_http_only_strict_and_ends_at_sign_out(server: ServerProcess,
                                                                      target_org: OrgCredentials) -> None:
     with httpx.Client(base_url=server.base_url, verify=LOOPBACK_TLS) as client:
-        signed = client.post("/console/sign-in", data={"publicKey": target_org.public_key,
-                                                       "privateKey": target_org.private_key})
-        header = signed.headers["set-cookie"].lower()
+        signed = post_sign_in(client, target_org.public_key, target_org.private_key)
+        [header] = [value.lower() for value in signed.headers.get_list("set-cookie") if value.startswith(f"{COOKIE}=")]
         assert "httponly" in header and "samesite=strict" in header and "max-age=28800" in header
-        assert "path=/console" in header and "secure" not in header  # plain HTTP here; behind TLS it says Secure
+        assert "path=/console;" in header and "secure" not in header  # plain HTTP here; behind TLS it says Secure
         token = client.cookies[COOKIE]
         csrf = re.findall(r'name="csrf" value="([^"]+)"', client.get(f"/console/orgs/{target_org.org_id}").text)[0]
         assert client.post("/console/sign-out", data={"csrf": csrf}).status_code == 303
@@ -121,8 +132,7 @@ def test_a_read_only_key_sees_but_does_not_act_and_an_access_list_applies(
         client.close()
     assert "nope" not in _projects(server, target_org, TARGET)
     with httpx.Client(base_url=server.base_url, verify=LOOPBACK_TLS) as client:
-        answer = client.post("/console/sign-in", data={"publicKey": fenced["publicKey"],
-                                                       "privateKey": fenced["privateKey"]})
+        answer = post_sign_in(client, fenced["publicKey"], fenced["privateKey"])
         assert answer.status_code == 403 and "127.0.0.1 is not allowed" in answer.text
 
 

@@ -18,9 +18,11 @@ from tests.support import EMBEDDED_AGENT_HOSTNAME, OrgCredentials, ServerProcess
 WAIT_MS = 90_000
 
 
-def sign_in(page: Page, base_url: str, credentials: OrgCredentials) -> None:
+def sign_in(page: Page, base_url: str, credentials: OrgCredentials, screenshot: Path | None = None) -> None:
     page.goto(f"{base_url}/console/")
     assert "/console/sign-in" in page.url  # no session yet: the sign-in page
+    if screenshot is not None:
+        page.screenshot(path=str(screenshot))
     page.fill("input[name=publicKey]", credentials.public_key)
     page.fill("input[name=privateKey]", credentials.private_key)
     page.click("#sign-in button")
@@ -43,7 +45,7 @@ def test_a_migration_through_the_console_in_a_browser(tmp_path: Path) -> None:
             pages += [owner, operator]
             atlas, cloud = owner.page, operator.page
 
-            sign_in(atlas, api.base_url, target)
+            sign_in(atlas, api.base_url, target, screens / "0-sign-in.png")
             atlas.fill("#create-link-token input[name=accessListIps]", "127.0.0.1")
             atlas.click("#create-link-token button")
             token = atlas.input_value("#link-token")

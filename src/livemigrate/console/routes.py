@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import secrets
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any
@@ -41,6 +42,7 @@ from livemigrate.target.routes import LinkTokenRequest
 from livemigrate.vocabulary import SOURCE, TARGET_PREFIX
 
 COOKIE = "livemigrate_console"
+SIGN_IN_COOKIE = "livemigrate_console_sign_in"
 router = APIRouter(prefix="/console", include_in_schema=False)
 templates = Jinja2Templates(directory=Path(__file__).parent / "templates")
 
@@ -172,9 +174,20 @@ def _back(path: str, notice: str) -> Response:
 # --- signing in and out ----------------------------------------------------------------------------
 
 
+def _sign_in_page(request: Request, status: int = 200, *, next_path: str = "/console/", error: str | None = None
+                  ) -> Response:
+    """The form, with a fresh sign-in token in it and in a cookie: a page of another site cannot read the
+    cookie (nor send it, SameSite=Strict), so it cannot sign a browser in with a key of its own choosing."""
+    token = secrets.token_urlsafe(24)
+    answer = _page(request, "sign_in.html", None, status, next=next_path, sign_in_token=token, error=error)
+    answer.set_cookie(SIGN_IN_COOKIE, token, max_age=3600, path="/console/sign-in", httponly=True,
+                      samesite="strict", secure=request.url.scheme == "https")
+    return answer
+
+
 @router.get("/sign-in")
 def sign_in_page(request: Request, next: str = "/console/") -> Response:  # noqa: A002 - the query's name
-    return _page(request, "sign_in.html", None, next=next if next.startswith("/console/") else "/console/")
+    return _sign_in_page(request, next_path=next if next.startswith("/console/") else "/console/")
 
 
 @router.post("/sign-in")
@@ -182,17 +195,21 @@ async def sign_in(request: Request) -> Response:
     form = dict(parse_qsl((await request.body()).decode("utf-8", "replace")))
     sessions = _sessions(request)
     target = form.get("next", "/console/")
+    expected = request.cookies.get(SIGN_IN_COOKIE, "")
+    if not expected or not hmac.compare_digest(form.get("signInToken", ""), expected):
+        return _sign_in_page(request, 403, error="This sign-in form has expired or did not come from this console: "
+                                                 "sign in again.")
     try:
         token = await run_in_threadpool(sessions.sign_in, form.get("publicKey", "").strip(),
                                         form.get("privateKey", "").strip(), _caller_ip(request))
     except ApiError as error:
         message = ("That API key pair was not accepted." if error.code is ErrorCode.USER_UNAUTHORIZED
                    else error.detail)
-        return _page(request, "sign_in.html", None, 401 if error.code is ErrorCode.USER_UNAUTHORIZED else 403,
-                     error=message, next="/console/")
+        return _sign_in_page(request, 401 if error.code is ErrorCode.USER_UNAUTHORIZED else 403, error=message)
     answer = RedirectResponse(target if target.startswith("/console/") else "/console/", status_code=303)
     answer.set_cookie(COOKIE, token, max_age=int(sessions.lifetime.total_seconds()), path="/console",
                       httponly=True, samesite="strict", secure=request.url.scheme == "https")
+    answer.delete_cookie(SIGN_IN_COOKIE, path="/console/sign-in")
     return answer
 
 
