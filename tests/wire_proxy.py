@@ -7,7 +7,10 @@ MongoDB would, to reach states nx-27017 never shows:
 - `OldVersionProxy`: `buildInfo` says MongoDB 3.4, a release live migration does not support;
 - `StandaloneProxy`: every change stream is refused (code 40573), as a standalone `mongod` refuses them;
 - `SlowCopyProxy`: the initial copy's unordered `insert`s wait a moment each, as on a destination far
-  away, so that a copy of a few thousand documents lasts long enough to be seen moving.
+  away, so that a copy of a few thousand documents lasts long enough to be seen moving;
+- `ShortHistoryProxy`: the source keeps its change history for T seconds only, as an oplog that small
+  would: a change stream cursor not read for longer than T, or a resume from a token first seen more
+  than T ago, is answered ChangeStreamHistoryLost (286).
 
 Every other message is forwarded unchanged.
 """
@@ -16,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import struct
+import time
 from typing import Any
 
 import bson
@@ -63,6 +67,9 @@ class WireProxy(LoopbackServer):
         """Seconds to wait before forwarding the command."""
         return 0.0
 
+    def observe(self, command: dict[str, Any] | None, reply: bytes) -> None:
+        """Called with each command forwarded and the upstream's reply to it."""
+
     def __init__(self, upstream_port: int) -> None:
         super().__init__()
         self.upstream_port = upstream_port
@@ -96,6 +103,7 @@ class WireProxy(LoopbackServer):
                 await up_writer.drain()
                 reply_header = await up_reader.readexactly(4)
                 reply = reply_header + await up_reader.readexactly(struct.unpack("<i", reply_header)[0] - 4)
+                self.observe(command, reply)
                 writer.write(reply)
                 await writer.drain()
         except (asyncio.IncompleteReadError, ConnectionError):
@@ -129,8 +137,54 @@ class StandaloneProxy(WireProxy):
 
 
 class SlowCopyProxy(WireProxy):
-    SECONDS_PER_BATCH = 0.8
+    def __init__(self, upstream_port: int, seconds_per_batch: float = 0.8) -> None:
+        super().__init__(upstream_port)
+        self.seconds_per_batch = seconds_per_batch
 
     def delay(self, command: dict[str, Any] | None) -> float:
         copying = bool(command) and "insert" in command and command.get("ordered") is False  # type: ignore[operator]
-        return self.SECONDS_PER_BATCH if copying else 0.0
+        return self.seconds_per_batch if copying else 0.0
+
+
+_HISTORY_LOST = {"ok": 0.0, "errmsg": "Resume of change stream was not possible, as the resume point may no longer be "
+                 "in the oplog.", "code": 286, "codeName": "ChangeStreamHistoryLost"}
+
+
+class ShortHistoryProxy(WireProxy):
+    def __init__(self, upstream_port: int, seconds: float) -> None:
+        super().__init__(upstream_port)
+        self.seconds = seconds
+        self.refused = 0
+        self._first_seen: dict[str, float] = {}  # resume token -> when a reply first carried it
+        self._last_read: dict[int, float] = {}  # change stream cursor id -> when it last answered
+
+    def answer(self, command: dict[str, Any] | None) -> dict[str, Any] | None:
+        now = time.monotonic()
+        if _resumes_change_stream(command):
+            assert command is not None
+            stage = command["pipeline"][0]["$changeStream"]
+            token = (stage.get("resumeAfter") or stage.get("startAfter") or {}).get("_data")
+            seen = self._first_seen.get(str(token))
+            if seen is not None and now - seen > self.seconds:
+                self.refused += 1
+                return _HISTORY_LOST
+        if command and "getMore" in command:
+            last = self._last_read.get(int(command["getMore"]))
+            if last is not None and now - last > self.seconds:  # its position fell out of the history meanwhile
+                self.refused += 1
+                return _HISTORY_LOST
+        return None
+
+    def observe(self, command: dict[str, Any] | None, reply: bytes) -> None:
+        if not command or not (_opens_change_stream(command)
+                               or "getMore" in command and int(command["getMore"]) in self._last_read):
+            return
+        answered = _command_of(reply) or {}
+        cursor = answered.get("cursor") or {}
+        now = time.monotonic()
+        if cursor.get("id"):
+            self._last_read[int(cursor["id"])] = now
+        tokens = [event.get("_id") for event in [*cursor.get("firstBatch", []), *cursor.get("nextBatch", [])]]
+        for token in [*tokens, cursor.get("postBatchResumeToken")]:
+            if isinstance(token, dict) and "_data" in token:
+                self._first_seen.setdefault(str(token["_data"]), now)

@@ -46,6 +46,8 @@ class Settings(BaseSettings):
         default=100, ge=0, description="Documents read on both sides and compared at cutover, besides the counts.")
     agent_exact_counts: bool = Field(
         default=False, description="Count every document (a scan) instead of asking for each collection's count.")
+    agent_spool_limit_mb: int = Field(
+        default=10 * 1024, ge=1, description="Disk the changes read during a copy may take before they are applied.")
     link_push_timeout_seconds: float = Field(default=10.0, gt=0)
     digest_nonce_seconds: float = Field(default=300.0, gt=0, description="Lifetime of a digest nonce.")
     read_cache_seconds: float = Field(

@@ -23,6 +23,7 @@ from livemigrate.engine.checkpoints import SqliteCheckpointStore
 from livemigrate.engine.errors import EngineErrorCode, redact
 from livemigrate.engine.events import Phase
 from livemigrate.engine.ledger import VerificationLedger
+from livemigrate.engine.spool import Spool
 from livemigrate.settings import Settings
 from livemigrate.statuses import MigrationStatus
 
@@ -41,6 +42,7 @@ class RunnerSettings:
     count_check_seconds: float = 10.0
     verify_sample: int = 100
     exact_counts: bool = False
+    spool_limit_bytes: int = MigrationOptions.spool_limit_bytes
 
     @classmethod
     def from_settings(cls, settings: Settings, state_dir: Path, capture: str | None = None) -> RunnerSettings:
@@ -49,12 +51,13 @@ class RunnerSettings:
                    retries=settings.agent_retries, retry_seconds=settings.agent_retry_seconds,
                    ready_lag_seconds=settings.agent_ready_lag_seconds,
                    count_check_seconds=settings.agent_count_check_seconds,
-                   verify_sample=settings.agent_verify_sample, exact_counts=settings.agent_exact_counts)
+                   verify_sample=settings.agent_verify_sample, exact_counts=settings.agent_exact_counts,
+                   spool_limit_bytes=settings.agent_spool_limit_mb * 1024**2)
 
     def options(self, drop_target: bool) -> MigrationOptions:
         return MigrationOptions(drop_target=drop_target, capture=self.capture,
                                 count_check_seconds=self.count_check_seconds, verify_sample=self.verify_sample,
-                                exact_counts=self.exact_counts)
+                                exact_counts=self.exact_counts, spool_limit_bytes=self.spool_limit_bytes)
 
 
 class JobRunner:
@@ -134,7 +137,7 @@ class JobRunner:
         try:
             while not self._stopping.is_set():
                 migration = Migration(self._source_uri, self._target_uri, self._options, checkpoints, self._on_event,
-                                      ledger)
+                                      ledger, spool_path=self._settings.state_dir / self.job_id / Spool.FILE_NAME)
                 with self._lock:
                     self._migration = migration
                 if self._cutover.is_set():

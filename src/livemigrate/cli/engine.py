@@ -25,14 +25,15 @@ err_console = Console(stderr=True)
 
 def _options(include: list[str], exclude: list[str], drop_target: bool, workers: int, batch_size: int,
              capture: Capture, split_threshold: int, count_check_seconds: float, verify_sample: int,
-             exact_counts: bool) -> Any:
+             exact_counts: bool, spool_limit_mb: int) -> Any:
     from livemigrate.engine import CaptureScope, MigrationOptions
     from livemigrate.engine.options import NamespaceFilter
 
     return MigrationOptions(namespaces=NamespaceFilter(tuple(include), tuple(exclude)), drop_target=drop_target,
                             workers=workers, batch_size=batch_size, capture=CaptureScope(capture.value),
                             split_threshold=split_threshold, count_check_seconds=count_check_seconds,
-                            verify_sample=verify_sample, exact_counts=exact_counts)
+                            verify_sample=verify_sample, exact_counts=exact_counts,
+                            spool_limit_bytes=spool_limit_mb * 1024**2)
 
 
 class ProgressView:
@@ -91,6 +92,9 @@ def migrate(
         100, "--verify-sample", min=0, help="Documents read on both sides and compared at cutover, besides counts."),
     exact_counts: bool = typer.Option(
         False, "--exact-counts", help="Count every document (a scan) instead of asking for each collection's count."),
+    spool_limit: int = typer.Option(
+        10 * 1024, "--spool-limit", min=1, metavar="MB",
+        help="Disk the changes read during the copy may take (in --state-dir) before they are applied."),
 ) -> None:
     """Copy SOURCE into TARGET and keep replicating changes: until Ctrl-C (a checkpoint is kept),
     until caught up, or until SIGUSR1 asks for cutover (drain, verify, exit)."""
@@ -98,6 +102,7 @@ def migrate(
     from livemigrate.engine.checkpoints import SqliteCheckpointStore
     from livemigrate.engine.events import Phase
     from livemigrate.engine.ledger import VerificationLedger
+    from livemigrate.engine.spool import Spool
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     checkpoints = SqliteCheckpointStore(state_dir)
@@ -106,8 +111,8 @@ def migrate(
     try:
         migration = Migration(source_uri, target_uri,
                               _options(include, exclude, drop_target, workers, batch_size, capture, split_threshold,
-                                       count_check_seconds, verify_sample, exact_counts),
-                              checkpoints, view, ledger)
+                                       count_check_seconds, verify_sample, exact_counts, spool_limit),
+                              checkpoints, view, ledger, spool_path=state_dir / Spool.FILE_NAME)
     except ValueError as error:
         typer.echo(f"Error: {error}", err=True)
         raise typer.Exit(EXIT_ENGINE_ERROR) from None

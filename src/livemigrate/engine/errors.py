@@ -15,6 +15,7 @@ class EngineErrorCode(str, Enum):
     RESUME_TOKEN_LOST = "RESUME_TOKEN_LOST"
     STATE_MISMATCH = "STATE_MISMATCH"
     INVALID_URI = "INVALID_URI"
+    SPOOL_LIMIT_EXCEEDED = "SPOOL_LIMIT_EXCEEDED"
 
 
 class EngineError(Exception):

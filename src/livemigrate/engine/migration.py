@@ -29,6 +29,7 @@ import time
 import uuid
 from dataclasses import dataclass
 from enum import Enum
+from pathlib import Path
 from typing import Any
 
 from pymongo import MongoClient
@@ -46,6 +47,7 @@ from livemigrate.engine.ledger import VerificationLedger
 from livemigrate.engine.options import CaptureScope, MigrationOptions
 from livemigrate.engine.progress import EventListener, Progress
 from livemigrate.engine.replay import SOURCE_TOKENS, Controls, Replay, ReplayOutcome, saved_tokens, token_documents
+from livemigrate.engine.spool import Spool, SpooledCapture, Spooler
 from livemigrate.engine.verdict import Verdict, reach_verdict
 from livemigrate.engine.verify import VerifyReport
 
@@ -80,8 +82,12 @@ class Migration:
     ledger; `run()` it; `stop()` or `request_cutover()` it from another thread."""
 
     def __init__(self, source_uri: str, target_uri: str, options: MigrationOptions, checkpoints: CheckpointStore,
-                 on_event: EventListener | None = None, ledger: VerificationLedger | None = None) -> None:
+                 on_event: EventListener | None = None, ledger: VerificationLedger | None = None,
+                 spool_path: Path | None = None) -> None:
+        """`spool_path`: where the changes read during the copy wait (`spool.py`); beside the checkpoints,
+        so that a restarted host finds them. None keeps them in memory."""
         self.source_uri = source_uri
+        self.spool_path = spool_path
         self.target_uri = target_uri
         self.options = options
         self.checkpoints = checkpoints
@@ -118,13 +124,14 @@ class Migration:
         capture: Capture | None = None
         replay: Replay | None = None
         clean_exit = False
+        spool = Spool(self.spool_path, self.options.spool_limit_bytes)
         try:
-            meta, capture = self._start_or_resume(source, target)
+            meta, capture = self._start_or_resume(source, target, spool)
             replay = Replay(source, target, options=self.options, checkpoints=self.checkpoints, ledger=self.ledger,
                             controls=self._controls, progress=self._progress, migration_id=_migration_id(meta),
                             capture_scope=str(meta["capture"]), target_uri=self.target_uri,
                             planned=self._collections, namespaces_now=lambda: self._namespaces_now(source))
-            result = self._run_phases(source, target, meta, capture, replay, until_caught_up)
+            result = self._run_phases(source, target, meta, capture, replay, spool, until_caught_up)
             clean_exit = True
             return result
         except PyMongoError as error:
@@ -136,29 +143,33 @@ class Migration:
                 replay.end(clean=clean_exit)
             if clean_exit and capture is not None:
                 capture.close()
+            if spool.tokens() is None:
+                spool.remove()  # nothing left to apply: the file goes
+            else:
+                spool.close()
             source.close()
             target.close()
 
     def _run_phases(self, source: MongoClient[Any], target: MongoClient[Any], meta: Document, capture: Capture,
-                    replay: Replay, until_caught_up: bool) -> MigrationResult:
+                    replay: Replay, spool: Spool, until_caught_up: bool) -> MigrationResult:
         copy = self._copy = self._progress.copy = InitialCopy(
             self.options, self.checkpoints, self._controls.stopping,
             on_batch=lambda: self._progress.emit(Phase.INITIAL_SYNC))
-        if meta["phase"] == Step.COPY:
-            self._progress.emit(Phase.INITIAL_SYNC, force=True)
-            if not copy.run(source, target, resumed=self._resumed):
+        if meta["phase"] in (Step.COPY, Step.INDEXES):
+            # The changes made meanwhile are read as they come, not resumed from the start point after.
+            spooler = Spooler(capture, spool, self.options.batch_size, on_failure=self._controls.stopping)
+            try:
+                meta = self._copy_and_build_indexes(source, target, meta, copy)
+            finally:
+                spooler.finish()  # raises what stopped the spooler (a full spool, the history lost)
+            if meta["phase"] != Step.REPLAY:
                 return self._stopped()
-            meta = self._set_step(meta, Step.INDEXES)
-        if meta["phase"] == Step.INDEXES:
-            self._progress.emit(Phase.BUILDING_INDEXES, force=True)
-            started = time.monotonic()
-            copy.build_indexes_and_views(target)
-            log.info("indexes and views built in %.1f s", time.monotonic() - started)
-            meta = self._set_step(meta, Step.REPLAY)
         if meta["phase"] == Step.COMPLETE:
             log.info("this migration is already complete; verifying every document again")
             return self._verify(source, target, through=None)
         self._progress.replay = replay
+        if spool.tokens() is not None:
+            capture = SpooledCapture(spool, capture, saved_tokens(self.checkpoints, SOURCE_TOKENS))
         outcome = replay.run(capture, until_caught_up=until_caught_up)
         if outcome is ReplayOutcome.STOPPED:
             return self._stopped()
@@ -167,11 +178,27 @@ class Migration:
         self._set_step(meta, Step.COMPLETE)
         return self._verify(source, target, through=replay)
 
+    def _copy_and_build_indexes(self, source: MongoClient[Any], target: MongoClient[Any], meta: Document,
+                                copy: InitialCopy) -> Document:
+        """The copy, then the indexes and views; the step reached (REPLAY, unless stopped before)."""
+        if meta["phase"] == Step.COPY:
+            self._progress.emit(Phase.INITIAL_SYNC, force=True)
+            if not copy.run(source, target, resumed=self._resumed):
+                return meta
+            meta = self._set_step(meta, Step.INDEXES)
+        self._progress.emit(Phase.BUILDING_INDEXES, force=True)
+        started = time.monotonic()
+        copy.build_indexes_and_views(target)
+        log.info("indexes and views built in %.1f s", time.monotonic() - started)
+        return self._set_step(meta, Step.REPLAY)
+
     # --- start, or resume ------------------------------------------------------------------------
 
-    def _start_or_resume(self, source: MongoClient[Any], target: MongoClient[Any]) -> tuple[Document, Capture]:
+    def _start_or_resume(self, source: MongoClient[Any], target: MongoClient[Any],
+                         spool: Spool) -> tuple[Document, Capture]:
         meta = self.checkpoints.load("meta").get("meta")
         if meta is None:
+            spool.clear()  # a fresh migration: whatever another one left is not ours
             return self._start(source, target)
         self._check_state(meta)
         self._resumed = self._progress.resumed = True
@@ -179,7 +206,12 @@ class Migration:
             log.info("no verification ledger of this migration here: both sides are read again after the copy")
             self.ledger.begin(_migration_id(meta))
         tokens = saved_tokens(self.checkpoints, SOURCE_TOKENS)
-        return meta, self._open_capture(source, meta, tokens, [key for key in tokens if key != "*"])
+        # Changes spooled and not applied yet stay in the spool: the capture resumes after them.
+        spooled = spool.tokens()
+        if spooled is not None:
+            log.info("%d change(s) spooled before the restart wait to be applied; the capture resumes after them",
+                     spool.pending())
+        return meta, self._open_capture(source, meta, spooled or tokens, [key for key in tokens if key != "*"])
 
     def _start(self, source: MongoClient[Any], target: MongoClient[Any]) -> tuple[Document, Capture]:
         discovery = discover(source, self.options.namespaces)

@@ -69,3 +69,5 @@ class MigrationOptions:
     verify_sample: int = 100
     # Count every document (a scan) rather than ask for the collection's count (metadata).
     exact_counts: bool = False
+    # The most the changes read during the copy may take on disk before they are applied (`spool.py`).
+    spool_limit_bytes: int = 10 * 1024**3

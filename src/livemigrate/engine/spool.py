@@ -1,0 +1,186 @@
+"""The spool: changes read from the source during the copy, kept on the migration host's disk until the
+copy is done and they are applied.
+
+Without it, the change streams would be read only after the copy, by resuming from the start point —
+and a copy that lasts longer than the source keeps its history (the oplog window) would end with the
+source refusing that resume (ChangeStreamHistoryLost). With it, the streams opened at the start point
+are read all along, so nothing has to be resumed from far back: the copy may last as long as it needs,
+within the spool's limit.
+
+- `Spooler` reads the capture in a thread of its own while the copy runs, and appends each batch
+  with the resume tokens after it, in one SQLite transaction: a killed process resumes the capture from
+  the last token spooled, and the events already spooled stay to be applied.
+- `SpooledCapture` is what the replay reads afterwards: first the spool, in order, then the live
+  capture, which is already past everything spooled. A spooled batch is deleted once the replay asks
+  for the next one (it has been applied and its tokens saved by then); the spool's file goes when it
+  is empty. A batch applied again after a restart converges: events are applied in order, as writes
+  that set whole documents or fields.
+
+SQLite (the standard library's) rather than a file format of our own: an append and its tokens are
+one transaction, and reading back in order is an index walk.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import threading
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import bson
+from bson.codec_options import CodecOptions
+
+from livemigrate.engine.capture import Capture, CapturedEvent
+from livemigrate.engine.errors import EngineError, EngineErrorCode
+
+log = logging.getLogger("livemigrate.engine.spool")
+
+_CODEC: CodecOptions[dict[str, Any]] = CodecOptions(tz_aware=True)
+_SCHEMA = ("CREATE TABLE IF NOT EXISTS events (seq INTEGER PRIMARY KEY, stream TEXT NOT NULL, event BLOB NOT NULL)",
+           "CREATE TABLE IF NOT EXISTS tokens (id INTEGER PRIMARY KEY CHECK (id = 1), tokens BLOB NOT NULL)")
+
+
+class Spool:
+    FILE_NAME = "spool.sqlite"
+
+    def __init__(self, path: Path | None, limit_bytes: int) -> None:
+        """`path` None keeps the spool in memory (a run without a state directory)."""
+        self._path = path
+        self.limit_bytes = limit_bytes
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        self._connection = sqlite3.connect(":memory:" if path is None else path, check_same_thread=False,
+                                           isolation_level=None)
+        self._connection.execute("PRAGMA journal_mode=WAL")
+        for statement in _SCHEMA:
+            self._connection.execute(statement)
+        self._lock = threading.Lock()
+        self._bytes = int(self._connection.execute("SELECT COALESCE(SUM(LENGTH(event)), 0) FROM events").fetchone()[0])
+
+    @property
+    def size_bytes(self) -> int:
+        return self._bytes
+
+    def pending(self) -> int:
+        with self._lock:
+            return int(self._connection.execute("SELECT COUNT(*) FROM events").fetchone()[0])
+
+    def append(self, events: list[CapturedEvent], tokens: Mapping[str, Any]) -> None:
+        rows = [(captured.stream, bson.encode(captured.event)) for captured in events]
+        added = sum(len(row[1]) for row in rows)
+        if self._bytes + added > self.limit_bytes:
+            raise EngineError(EngineErrorCode.SPOOL_LIMIT_EXCEEDED,
+                              f"the changes made on the source during the copy exceed the spool's limit of "
+                              f"{self.limit_bytes / 1024**2:,.0f} MiB: raise it (--spool-limit, "
+                              "LIVEMIGRATE_AGENT_SPOOL_LIMIT_MB) where the migration host has the disk, or "
+                              "shorten the copy (more --workers, fewer namespaces per migration)")
+        with self._lock:
+            self._connection.execute("BEGIN")
+            self._connection.executemany("INSERT INTO events (stream, event) VALUES (?, ?)", rows)
+            self._connection.execute("INSERT OR REPLACE INTO tokens (id, tokens) VALUES (1, ?)",
+                                     (bson.encode({"tokens": dict(tokens)}),))
+            self._connection.execute("COMMIT")
+        self._bytes += added
+
+    def tokens(self) -> dict[str, Any] | None:
+        """The capture's resume tokens after the last batch spooled: where a restarted capture resumes."""
+        with self._lock:
+            row = self._connection.execute("SELECT tokens FROM tokens WHERE id = 1").fetchone()
+        return None if row is None else dict(bson.decode(row[0], _CODEC)["tokens"])
+
+    def read_after(self, seq: int, limit: int) -> list[tuple[int, CapturedEvent]]:
+        with self._lock:
+            rows = self._connection.execute("SELECT seq, stream, event FROM events WHERE seq > ? ORDER BY seq LIMIT ?",
+                                            (seq, limit)).fetchall()
+        return [(int(number), CapturedEvent(str(stream), bson.decode(event, _CODEC))) for number, stream, event in rows]
+
+    def forget_through(self, seq: int) -> None:
+        """The events up to `seq` are applied (their tokens saved): they go."""
+        with self._lock:
+            freed = self._connection.execute("SELECT COALESCE(SUM(LENGTH(event)), 0) FROM events WHERE seq <= ?",
+                                             (seq,)).fetchone()[0]
+            self._connection.execute("DELETE FROM events WHERE seq <= ?", (seq,))
+        self._bytes -= int(freed)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._connection.execute("DELETE FROM events")
+            self._connection.execute("DELETE FROM tokens")
+        self._bytes = 0
+
+    def close(self) -> None:
+        self._connection.close()
+
+    def remove(self) -> None:
+        """Close and delete the file: no longer needed once everything spooled is applied."""
+        self.close()
+        if self._path is not None:
+            for suffix in ("", "-wal", "-shm"):
+                Path(f"{self._path}{suffix}").unlink(missing_ok=True)
+
+
+class Spooler:
+    """Reads the capture into the spool in a thread of its own, until `finish()`; a failure (the spool
+    full, the source's history lost) stops the copy through `on_failure` and is raised by `finish()`."""
+
+    def __init__(self, capture: Capture, spool: Spool, batch_size: int, on_failure: threading.Event) -> None:
+        self._capture = capture
+        self._spool = spool
+        self._batch_size = batch_size
+        self._on_failure = on_failure
+        self._done = threading.Event()
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="spooler", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            while not self._done.is_set():
+                events = self._capture.poll(self._batch_size)  # waits a moment when the source is quiet
+                if events:
+                    self._spool.append(events, self._capture.tokens())
+        except BaseException as error:  # noqa: BLE001 - raised again by finish(), in the migration's thread
+            self._error = error
+            self._on_failure.set()
+
+    def finish(self) -> None:
+        """Stop reading (what is spooled stays), and raise what stopped the spooler early, if anything."""
+        self._done.set()
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        log.info("the copy is done: %d change(s) spooled meanwhile (%.1f MiB) are applied first",
+                 self._spool.pending(), self._spool.size_bytes / 1024**2)
+
+
+class SpooledCapture:
+    """The capture as the replay reads it after the copy: the spool first, then the live capture."""
+
+    def __init__(self, spool: Spool, live: Capture, tokens: Mapping[str, Any]) -> None:
+        self._spool = spool
+        self._live = live
+        self._tokens = dict(tokens)  # after the last event handed out: saved once it is applied
+        self._handed_out = 0  # the spool's seq of that event
+        self._draining = spool.pending() > 0
+
+    def tokens(self) -> dict[str, Any]:
+        return dict(self._tokens) if self._draining else self._live.tokens()
+
+    def poll(self, max_events: int) -> list[CapturedEvent]:
+        if self._draining:
+            self._spool.forget_through(self._handed_out)  # applied, and their tokens saved, by now
+            batch = self._spool.read_after(self._handed_out, max_events)
+            if batch:
+                self._handed_out = batch[-1][0]
+                for _, captured in batch:
+                    self._tokens[captured.stream] = captured.event["_id"]
+                return [captured for _, captured in batch]
+            self._draining = False
+            self._spool.clear()
+            log.info("every change spooled during the copy is applied; reading the live change stream")
+        return self._live.poll(max_events)
+
+    def close(self) -> None:
+        self._live.close()

@@ -1,0 +1,57 @@
+"""A copy that outlasts the source's change history still completes: the changes made during the copy
+are read as they come into the spool (`engine/spool.py`) rather than resumed from the start point once
+the copy is done.
+
+The source is behind a proxy that keeps its change history for T seconds (`ShortHistoryProxy`): a
+change stream cursor not read for longer than T is answered ChangeStreamHistoryLost, as MongoDB answers
+once the oplog has rolled past a cursor's position. Before the spool, the engine left its streams
+unread during the copy and this test failed: the first read after a copy longer than T ended the
+migration with RESUME_TOKEN_LOST.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from tests.engine_support import MigrateProcess, Writer, seed, wait_until
+from tests.nx import NxServer
+from tests.test_engine_live import verify
+from tests.wire_proxy import ShortHistoryProxy, SlowCopyProxy
+
+HISTORY_SECONDS = 1.5
+
+
+def test_a_copy_three_times_longer_than_the_change_history_completes_equal(
+        servers: tuple[NxServer, NxServer], tmp_path: Path) -> None:
+    source, target = servers
+    with source.client() as client:
+        seed(client, total=3000)
+    short_history = ShortHistoryProxy(source.port, HISTORY_SECONDS).start()
+    far_destination = SlowCopyProxy(target.port, seconds_per_batch=0.35).start()
+    try:
+        with source.client() as client:
+            writer = Writer(client, per_second=60)
+            # Batches of 100 on two workers, each batch 0.35 s late: a copy of about 5 s, more than 3 T.
+            migration = MigrateProcess(short_history.uri, far_destination.uri, tmp_path / "state", "--workers", "2",
+                                       "--batch-size", "100").start()
+            started = time.monotonic()
+            writer.start()
+            try:
+                assert wait_until(lambda: migration.phase() == "replay", timeout=120), migration.log_text()
+                copy_seconds = time.monotonic() - started
+                assert wait_until(migration.replicating, timeout=60), migration.log_text()
+            finally:
+                writer.finish()
+            assert migration.cutover_and_wait() == 0, migration.log_text()
+        assert copy_seconds > 3 * HISTORY_SECONDS, copy_seconds
+        log = migration.log_text()
+        assert "EQUAL" in log and short_history.refused == 0, log[-3000:]
+        spooled = int(log.split("the copy is done: ")[1].split(" ")[0])
+        assert spooled > 0  # the writer's changes during the copy went through the spool
+        assert not (tmp_path / "state" / "spool.sqlite").exists()  # applied, then deleted
+        result = verify(source, target)
+        assert result.returncode == 0, result.stdout + result.stderr
+    finally:
+        short_history.stop()
+        far_destination.stop()
