@@ -4,6 +4,7 @@ verify — and the same run killed with SIGKILL during the copy and during repla
 from __future__ import annotations
 
 import re
+import sqlite3
 import subprocess
 import time
 from pathlib import Path
@@ -68,6 +69,9 @@ def test_killed_during_copy_and_during_replay_resumes_and_ends_equal(servers: tu
             first.kill()
             copied_at_kill = first.copied()
             assert 0 < copied_at_kill < 20_000
+            with sqlite3.connect(state / "spool.sqlite") as spool:  # the writer's changes wait in the spool
+                spooled_at_kill = spool.execute("SELECT COUNT(*) FROM events").fetchone()[0]
+            assert spooled_at_kill > 0
 
             second = MigrateProcess(source.uri, target.uri, state, *arguments).start()
             assert wait_until(lambda: second.phase() == "replay", timeout=180), second.log_text()
@@ -78,6 +82,7 @@ def test_killed_during_copy_and_during_replay_resumes_and_ends_equal(servers: tu
             writer.finish()
         resumed_log = second.log_text()
         assert "resuming the copy from its checkpoint" in resumed_log
+        assert f"{spooled_at_kill} change(s) spooled before the restart wait to be applied" in resumed_log
         already = int(resumed_log.split("resuming the copy from its checkpoint: ")[1].split(" ")[0])
         assert already >= copied_at_kill > 0  # the copy did not restart from zero
 

@@ -1,7 +1,8 @@
 """The coordinator: one migration from a source deployment to a target, phase by phase.
 
     checks → start point → plan → copy (parallel `_id` ranges, `initial_copy.py`) → indexes, views
-    → replay → cutover (`replay.py`) → verdict (`verdict.py`);  progress throughout (`progress.py`)
+    (the changes meanwhile spooled, `spool.py`) → replay, the spool first → cutover (`replay.py`)
+    → verdict (`verdict.py`);  progress throughout (`progress.py`)
 
 This module keeps the order of the phases and what survives a restart (the checkpointed step);
 each phase is a module of its own.
@@ -15,8 +16,9 @@ verdict trusts the change stream alone: while replicating, both sides' counts ar
 Guarantees, and where they come from:
 - nothing is written to the target before both ends answer and the target is known to be empty
   (or `drop_target` is set);
-- the change-capture start point is saved before the first document is copied, so every change
-  made during the copy is replayed afterwards;
+- the change-capture start point is saved before the first document is copied, and the streams are
+  read from there all through the copy into the spool (`spool.py`), so every change made during the
+  copy is replayed afterwards, however long the copy outlasts the source's change history;
 - copy progress (the last `_id` of every range) and the resume token of every stream are
   checkpointed after each batch; a process killed at any moment resumes from there, and what it
   re-sends is absorbed (duplicate keys skipped, changes replayed as idempotent writes).
