@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from tests.engine_support import Writer, seed
-from tests.migration_world import MIGRATION_HOST, World
-from tests.support import LIVEMIGRATE, SOURCE, metric_families, wait_for
+from tests.migration_world import World
+from tests.support import EMBEDDED_AGENT_HOSTNAME, LIVEMIGRATE, SOURCE, metric_families, wait_for
 from tests.terminal import TerminalCapture
 from tests.wire_proxy import SlowCopyProxy
 
@@ -43,31 +43,39 @@ def _copy_figures(screen: str) -> list[tuple[int, int]]:
             for copied, total in re.findall(r"\b([\d,]+)/([\d,]+)\b", screen.split("NAMESPACE", 1)[-1])]
 
 
-def test_full_migration_through_the_apis(world: World, tmp_path: Path) -> None:
+@pytest.fixture
+def embedded_world(tmp_path: Path) -> Iterator[World]:
+    """`serve` as `make serve` runs it: with its in-process migration host, and no other."""
+    built = World(tmp_path, embedded_agent=True)
+    yield built
+    built.close()
+
+
+def test_full_migration_through_the_apis(embedded_world: World, tmp_path: Path) -> None:
+    world = embedded_world
     with world.source_db.client() as client:
         seed(client, total=6000)
     world.link()
     world.add_source_project_and_host()
-    world.start_agent()
     # The destination through a proxy that slows the copy's batches: `watch` has a copy to show moving.
     slow_destination = SlowCopyProxy(world.destination_db.port).start()
     world.add_target_project_and_cluster(slow_destination.uri)
 
     def listed() -> bool:
         projects = world.available_projects()
-        return bool(projects) and projects[0]["migrationHosts"] == [MIGRATION_HOST]
+        return bool(projects) and projects[0]["migrationHosts"] == [EMBEDDED_AGENT_HOSTNAME]
 
-    assert wait_for(listed, timeout=20), world.agent_log()
+    assert wait_for(listed, timeout=20), world.api.log_text()[-3000:]
     [project] = world.available_projects()
     assert project["projectId"] == world.source_project["id"]
     [deployment] = project["deployments"]
     assert deployment["name"] == world.source_cluster_name and deployment["dbSizeBytes"] > 0
     assert deployment["mongoDBVersion"] and deployment["sharded"] is False
 
-    validation = world.validate(world.request_body())
+    validation = world.validate(world.request_body(EMBEDDED_AGENT_HOSTNAME))
     assert (validation["status"], validation["errorMessage"]) == ("SUCCESS", None)
     assert validation["sourceGroupId"] == world.source_project["id"]
-    created = world.target_call("POST", "/liveMigrations", json=world.request_body())
+    created = world.target_call("POST", "/liveMigrations", json=world.request_body(EMBEDDED_AGENT_HOSTNAME))
     assert created.status_code == 201, created.text
     assert created.json()["status"] == "NEW"
     migration_id = created.json()["_id"]
@@ -106,7 +114,7 @@ def test_full_migration_through_the_apis(world: World, tmp_path: Path) -> None:
     assert sample(scraped, "livemigrate_migration_ready_for_cutover", **labels) == 1
     assert sample(scraped, "livemigrate_migrations", status="WORKING") >= 1
     assert sample(scraped, "livemigrate_migration_host_heartbeat_age_seconds", group_id=world.source_project["id"],
-                  hostname=MIGRATION_HOST) < 30
+                  hostname=EMBEDDED_AGENT_HOSTNAME) < 30
     assert sample(scraped, "livemigrate_inventory_pushes_total", result="accepted") >= 1
     # Requests by route template, never by raw path: one series for every migration's GET.
     route = "/api/atlas/v2/groups/{group_id}/liveMigrations/{migration_id}"
@@ -119,7 +127,9 @@ def test_full_migration_through_the_apis(world: World, tmp_path: Path) -> None:
     assert world.target_call("PUT", f"/liveMigrations/{migration_id}/cutover").status_code == 202
     done = world.wait_migration(migration_id, lambda m: m["status"] in ("COMPLETE", "FAILED"), timeout=120)
     assert done["status"] == "COMPLETE", done
-    assert done["copiedDocuments"] >= done["totalDocuments"] >= 6000 and done["eventsApplied"] > 0, done
+    # The end keeps the figures of the way: copied and total as the namespaces show them.
+    assert done["copiedDocuments"] == done["totalDocuments"] == sum(n["total"] for n in done["namespaces"]) \
+        >= 6000 and done["eventsApplied"] > 0, done
     # Per namespace: the changes replayed add up to the migration's, and the verdict verified each one.
     assert sum(namespace["changesApplied"] for namespace in done["namespaces"]) == done["eventsApplied"]
     assert {namespace["verification"] for namespace in done["namespaces"]} == {"VERIFIED"}, done["namespaces"]
@@ -140,7 +150,7 @@ def test_full_migration_through_the_apis(world: World, tmp_path: Path) -> None:
     assert "COMPLETE" in final and "INITIAL_SYNC" not in final and final.count("VERIFIED") == 12, final
     assert "12 namespace(s) verified equal" in final, final
     assert (done["canCutover"], done["canWrite"]) == (False, True)  # the application writes to the destination now
-    assert done["warnings"] == [] and "independent checks: counts of 12 namespace(s)" in world.agent_log()
+    assert done["warnings"] == [] and "independent checks: counts of 12 namespace(s)" in world.api.log_text()
     verified = subprocess.run([LIVEMIGRATE, "verify", world.source_db.uri, world.destination_db.uri],
                               capture_output=True, text=True, timeout=120)
     assert verified.returncode == 0, verified.stdout + verified.stderr
@@ -199,18 +209,3 @@ def test_each_validation_failure_is_reported_in_error_message(world: World) -> N
                                "dropEnabled": True})["status"] == "SUCCESS"  # the older alias
     finally:
         old.stop()
-
-
-def test_serve_migrates_with_its_in_process_agent_and_nothing_else(tmp_path: Path) -> None:
-    world = World(tmp_path, embedded_agent=True)
-    try:
-        migration_id = world.migrate_with_the_embedded_host(1200)
-        world.wait_migration(migration_id, lambda m: m["readyForCutover"], timeout=120)
-        assert world.target_call("PUT", f"/liveMigrations/{migration_id}/cutover").status_code == 202
-        done = world.wait_migration(migration_id, lambda m: m["status"] in ("COMPLETE", "FAILED"), timeout=120)
-        assert done["status"] == "COMPLETE", done
-        # The end keeps the figures of the way: copied and total as the namespaces show them.
-        assert done["copiedDocuments"] == done["totalDocuments"] == sum(n["total"] for n in done["namespaces"]) \
-            >= 1200, done
-    finally:
-        world.close()
