@@ -3,7 +3,8 @@
 Both record their start point before the copy begins (the resume token a new stream reports) and
 hand back events with the token to save once they are applied. MongoDB 4.0+ offers the
 deployment-wide stream; MongoDB 3.6 — or a user allowed to watch only its collections — needs a
-stream per collection, which sees only the collections that existed when it started.
+stream per collection, which sees only the collections that existed when it started (those created
+later are looked for, copied and added: `late_collections.py`).
 """
 
 from __future__ import annotations
@@ -139,12 +140,28 @@ class CollectionCapture:
     def __init__(self, client: MongoClient[Any], namespaces: list[str], tokens: Mapping[str, Any],
                  max_await_ms: int, *, keys_only: bool = False, role: str = "source") -> None:
         self._role = role
+        self._client = client
+        self._options = _stream_options(max_await_ms, keys_only)
         self._streams: dict[str, ChangeStream[Any]] = {}
         for namespace in namespaces:
-            database, name = namespace.split(".", 1)
-            with history_guard(namespace, role):
-                self._streams[namespace] = client[database][name].watch(
-                    resume_after=tokens.get(namespace), **_stream_options(max_await_ms, keys_only))
+            self._streams[namespace] = self._watch(namespace, tokens.get(namespace))
+
+    def _watch(self, namespace: str, token: Any | None) -> ChangeStream[Any]:
+        database, name = namespace.split(".", 1)
+        with history_guard(namespace, self._role):
+            return self._client[database][name].watch(resume_after=token, **self._options)
+
+    # A collection created after the start (`late_collections.py`): its stream is opened before its copy
+    # and read with the others once the copy is done.
+
+    def watched(self) -> set[str]:
+        return set(self._streams)
+
+    def open_stream(self, namespace: str) -> ChangeStream[Any]:
+        return self._watch(namespace, None)
+
+    def add_stream(self, namespace: str, stream: ChangeStream[Any]) -> None:
+        self._streams[namespace] = stream
 
     def tokens(self) -> dict[str, Any]:
         return {namespace: stream.resume_token for namespace, stream in self._streams.items()}

@@ -69,5 +69,8 @@ class MigrationOptions:
     verify_sample: int = 100
     # Count every document (a scan) rather than ask for the collection's count (metadata).
     exact_counts: bool = False
+    # With a per-collection capture, how often the source's collections are listed again, for those
+    # created since the start (`late_collections.py`); and once more when the cutover's drain begins.
+    discover_seconds: float = 5.0
     # The most the changes read during the copy may take on disk before they are applied (`spool.py`).
     spool_limit_bytes: int = 10 * 1024**3

@@ -29,6 +29,7 @@ from livemigrate.engine.connect import wire_version
 from livemigrate.engine.divergence import DivergenceMonitor
 from livemigrate.engine.errors import EngineError, redact
 from livemigrate.engine.events import Phase, VerificationState
+from livemigrate.engine.late_collections import LateCollections
 from livemigrate.engine.ledger import VerificationLedger
 from livemigrate.engine.options import CaptureScope, MigrationOptions
 from livemigrate.engine.progress import Progress
@@ -87,6 +88,9 @@ class Replay:
         self._destination: Capture | None = None
         self._applied = 0
         self._applied_by_namespace: Counter[str] = Counter()
+        # A stream per collection sees only those that existed at the start: the others are looked for.
+        self._late = (LateCollections(source, target, options, checkpoints, ledger)
+                      if capture_scope == CaptureScope.COLLECTION.value else None)
 
     # --- what progress reads (`progress.ReplayState`) ------------------------------------------
 
@@ -128,10 +132,14 @@ class Replay:
             self._source, self._target, self._namespaces_now, self._options.count_check_seconds,
             self._end_of_replication, capture=self._capture_scope, exact=self._options.exact_counts,
             on_change=controls.wake.set).start()
+        looked_at_cutover = False
         while not controls.stopping.is_set():
             cutting_over = controls.cutover.is_set()
             if cutting_over:
                 self._end_of_replication.set()  # the verdict counts for itself
+            if self._late is not None and (self._late.due() or cutting_over and not looked_at_cutover):
+                looked_at_cutover = cutting_over
+                self._late.catch_up(capture)  # type: ignore[arg-type]  # a per-collection capture
             captured = capture.poll(self._options.batch_size)
             if captured:
                 events = [item.event for item in captured]

@@ -182,5 +182,17 @@ class SpooledCapture:
             log.info("every change spooled during the copy is applied; reading the live change stream")
         return self._live.poll(max_events)
 
+    # A per-collection capture's late collections (`late_collections.py`), while the spool drains too.
+
+    def watched(self) -> set[str]:
+        return self._live.watched()  # type: ignore[attr-defined,no-any-return]
+
+    def open_stream(self, namespace: str) -> Any:
+        return self._live.open_stream(namespace)  # type: ignore[attr-defined]
+
+    def add_stream(self, namespace: str, stream: Any) -> None:
+        self._live.add_stream(namespace, stream)  # type: ignore[attr-defined]
+        self._tokens[namespace] = stream.resume_token
+
     def close(self) -> None:
         self._live.close()

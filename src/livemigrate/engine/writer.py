@@ -66,16 +66,15 @@ def create_view(client: MongoClient[Any], spec: CollectionSpec) -> None:
             raise
 
 
-def insert_batch(client: MongoClient[Any], namespace: str, documents: Sequence[Any]) -> int:
-    """Insert unordered; documents already present (a batch re-sent after a crash) are skipped.
-    Returns how many were inserted now."""
+def insert_batch(client: MongoClient[Any], namespace: str, documents: Sequence[Any]) -> None:
+    """Insert unordered; documents already present (a batch re-sent after a crash) are skipped. (No count
+    is returned: pymongo lists no inserted ids for raw documents, which is what the copy sends.)"""
     try:
-        return len(collection_of(client, namespace).insert_many(documents, ordered=False).inserted_ids)
+        collection_of(client, namespace).insert_many(documents, ordered=False)
     except BulkWriteError as error:
         problems = error.details.get("writeErrors", [])
         if any(problem.get("code") != DUPLICATE_KEY for problem in problems):
             raise
-        return int(error.details.get("nInserted", 0))
 
 
 def build_indexes(client: MongoClient[Any], namespace: str, indexes: Sequence[dict[str, Any]]) -> None:
