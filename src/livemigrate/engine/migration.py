@@ -159,7 +159,8 @@ class Migration:
             on_batch=lambda: self._progress.emit(Phase.INITIAL_SYNC))
         if meta["phase"] in (Step.COPY, Step.INDEXES):
             # The changes made meanwhile are read as they come, not resumed from the start point after.
-            spooler = Spooler(capture, spool, self.options.batch_size, on_failure=self._controls.stopping)
+            spooler = Spooler(capture, spool, self.options.batch_size, on_failure=self._controls.stopping,
+                              quiet_seconds=self.options.poll_seconds)
             try:
                 meta = self._copy_and_build_indexes(source, target, meta, copy)
             finally:

@@ -125,10 +125,12 @@ class Spooler:
     """Reads the capture into the spool in a thread of its own, until `finish()`; a failure (the spool
     full, the source's history lost) stops the copy through `on_failure` and is raised by `finish()`."""
 
-    def __init__(self, capture: Capture, spool: Spool, batch_size: int, on_failure: threading.Event) -> None:
+    def __init__(self, capture: Capture, spool: Spool, batch_size: int, on_failure: threading.Event,
+                 quiet_seconds: float) -> None:
         self._capture = capture
         self._spool = spool
         self._batch_size = batch_size
+        self._quiet_seconds = quiet_seconds  # the wait between two looks at a quiet source
         self._on_failure = on_failure
         self._done = threading.Event()
         self._error: BaseException | None = None
@@ -138,9 +140,11 @@ class Spooler:
     def _run(self) -> None:
         try:
             while not self._done.is_set():
-                events = self._capture.poll(self._batch_size)  # waits a moment when the source is quiet
+                events = self._capture.poll(self._batch_size)
                 if events:
                     self._spool.append(events, self._capture.tokens())
+                else:  # a server may answer a quiet stream at once: not a loop that spins beside the copy
+                    self._done.wait(self._quiet_seconds)
         except BaseException as error:  # noqa: BLE001 - raised again by finish(), in the migration's thread
             self._error = error
             self._on_failure.set()
