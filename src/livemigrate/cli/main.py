@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 from enum import Enum
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
@@ -14,7 +15,9 @@ from livemigrate.cli import migrations as migration_commands
 from livemigrate.cli.capture import CAPTURE_HELP, Capture
 from livemigrate.cli.link import source_link, target_link_token
 from livemigrate.cli.output import OUTPUT_OPTION, OutputFormat, console, emit
-from livemigrate.settings import Settings
+
+if TYPE_CHECKING:
+    from livemigrate.settings import Settings
 
 # Server-side modules (SQLAlchemy, FastAPI) are imported inside the commands that need them, so
 # that the API commands start quickly.
@@ -46,6 +49,8 @@ DB_OPTION = typer.Option(None, "--db", help="Store URL (default: env LIVEMIGRATE
 
 
 def _settings(db: str | None) -> Settings:
+    from livemigrate.settings import Settings  # pydantic-settings: a tenth of a second every other command spares
+
     return Settings(database_url=db) if db else Settings()
 
 
