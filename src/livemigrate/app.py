@@ -40,7 +40,6 @@ from livemigrate.source.sync import LinkSyncer
 from livemigrate.store.database import Store
 from livemigrate.store.leases import Lease, release_quietly, replica_name
 from livemigrate.store.nonce_counts import StoreNonceCounts
-from livemigrate.store.notifications import WriteListener
 from livemigrate.target import migration_routes as target_migration_routes
 from livemigrate.target import routes as target_routes
 from livemigrate.vocabulary import SOURCE, SOURCE_PREFIX, TARGET, TARGET_PREFIX
@@ -70,7 +69,11 @@ def create_app(settings: Settings, store: Store | None = None, *, on_started: Ca
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         # Replicas share one store: each hears the others' writes, and the background loops run at the
         # replica holding their lease (any replica, on the embedded SQLite store: there is one).
-        listener = None if store.is_sqlite else WriteListener(store).start()
+        listener = None
+        if not store.is_sqlite:
+            from livemigrate.store.notifications import WriteListener  # psycopg: imported where it is used
+
+            listener = WriteListener(store).start()
         replica = replica_name()
         sync_lease = Lease(store, "link-sync", replica, ttl_seconds=1.5 * settings.link_sync_seconds)
         monitor_lease = Lease(store, "host-monitor", replica, ttl_seconds=1.5 * settings.host_probe_seconds)
