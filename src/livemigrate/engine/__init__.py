@@ -3,11 +3,28 @@
 It reads as its phases: `discover` → `copy` (`reader` → `writer`) → `capture` → `apply` →
 `verify`, coordinated by `migration`, with `checkpoints` beside them. No HTTP and no ORM in here:
 the agent and the CLI drive it, and it persists through the `CheckpointStore` interface.
+
+`Migration` is loaded on first use (PEP 562): the API server imports the phase names of `events`
+and the error types, and should not pay for pymongo and the whole engine at each start.
 """
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
 
 from livemigrate.engine.errors import EngineError
 from livemigrate.engine.events import MigrationEvent, NamespaceProgress
-from livemigrate.engine.migration import Migration
 from livemigrate.engine.options import CaptureScope, MigrationOptions
 
+if TYPE_CHECKING:
+    from livemigrate.engine.migration import Migration
+
 __all__ = ["CaptureScope", "EngineError", "Migration", "MigrationEvent", "MigrationOptions", "NamespaceProgress"]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "Migration":
+        from livemigrate.engine.migration import Migration
+
+        return Migration
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

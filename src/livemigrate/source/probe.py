@@ -7,13 +7,13 @@ monitoring agent would; the answers are what the inventory shows a linked target
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote_plus
 
-from pymongo import MongoClient
-from pymongo.errors import PyMongoError
-
 from livemigrate.engine.errors import redact
+
+if TYPE_CHECKING:
+    from pymongo import MongoClient
 
 PROBE_TIMEOUT_MS = 3000
 # The release that introduced each wire version: the version a server reports by its wire
@@ -61,6 +61,8 @@ class ProbeResult:
 
 
 def _fcv(client: MongoClient[Any]) -> str | None:
+    from pymongo.errors import PyMongoError
+
     try:
         answer = client.admin.command({"getParameter": 1, "featureCompatibilityVersion": 1})
     except PyMongoError:
@@ -70,6 +72,8 @@ def _fcv(client: MongoClient[Any]) -> str | None:
 
 
 def _oplog_size_mb(client: MongoClient[Any]) -> float | None:
+    from pymongo.errors import PyMongoError
+
     try:
         stats = client.local.command("collStats", "oplog.rs")
     except PyMongoError:
@@ -79,6 +83,10 @@ def _oplog_size_mb(client: MongoClient[Any]) -> float | None:
 
 
 def probe(address: HostAddress) -> ProbeResult:
+    # pymongo is imported where a host is probed, not by every server start (a tenth of a second).
+    from pymongo import MongoClient
+    from pymongo.errors import PyMongoError
+
     uri = address.uri()
     try:
         client: MongoClient[Any] = MongoClient(uri, serverSelectionTimeoutMS=PROBE_TIMEOUT_MS,

@@ -8,9 +8,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from pymongo import MongoClient
-from pymongo.errors import ConfigurationError, InvalidURI, PyMongoError
-from pymongo.uri_parser import parse_uri
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
@@ -25,7 +22,15 @@ from livemigrate.store.models import TargetCluster
 PROBE_TIMEOUT_MS = 3000
 
 
+class DestinationUnreachable(Exception):
+    """The destination did not answer; the message says why, without the URI's password."""
+
+
 def check_connection_string(uri: str) -> None:
+    # pymongo is imported where a cluster is reached, not by every server start (a tenth of a second).
+    from pymongo.errors import ConfigurationError, InvalidURI
+    from pymongo.uri_parser import parse_uri
+
     try:
         parse_uri(uri, validate=True)
     except (InvalidURI, ConfigurationError, ValueError) as error:
@@ -58,20 +63,22 @@ def find_cluster(store: Store, project_id: str, name: str) -> TargetCluster | No
 
 
 def occupied_namespaces(uri: str) -> list[str]:
-    """Namespaces holding documents on the cluster; raises PyMongoError when it cannot be reached."""
-    client: MongoClient[Any] = MongoClient(uri, serverSelectionTimeoutMS=PROBE_TIMEOUT_MS,
-                                           connectTimeoutMS=PROBE_TIMEOUT_MS, appname="livemigrate-validate")
-    with client:
-        client.admin.command("ping")
-        found = []
-        for database in client.list_database_names():
-            if database in SYSTEM_DATABASES:
-                continue
-            for name in client[database].list_collection_names():
-                if not name.startswith("system.") and client[database][name].find_one({}, {"_id": 1}) is not None:
-                    found.append(f"{database}.{name}")
-        return found
+    """Namespaces holding documents on the cluster; raises DestinationUnreachable when it cannot be reached."""
+    from pymongo import MongoClient
+    from pymongo.errors import PyMongoError
 
-
-def describe_unreachable(uri: str, error: PyMongoError) -> str:
-    return redact(f"{type(error).__name__}: {error}", uri)[:300]
+    try:
+        client: MongoClient[Any] = MongoClient(uri, serverSelectionTimeoutMS=PROBE_TIMEOUT_MS,
+                                               connectTimeoutMS=PROBE_TIMEOUT_MS, appname="livemigrate-validate")
+        with client:
+            client.admin.command("ping")
+            found = []
+            for database in client.list_database_names():
+                if database in SYSTEM_DATABASES:
+                    continue
+                for name in client[database].list_collection_names():
+                    if not name.startswith("system.") and client[database][name].find_one({}, {"_id": 1}) is not None:
+                        found.append(f"{database}.{name}")
+            return found
+    except PyMongoError as error:
+        raise DestinationUnreachable(redact(f"{type(error).__name__}: {error}", uri)[:300]) from None

@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, cast
 
-from pymongo.errors import PyMongoError
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -119,9 +118,9 @@ def check_destination(store: Store, secret_box: SecretBox, project_id: str, requ
     if probe:
         try:
             occupied = clusters.occupied_namespaces(uri)
-        except PyMongoError as error:
+        except clusters.DestinationUnreachable as error:
             raise _invalid(f"Destination cluster {request.destination_cluster_name!r} is unreachable: "
-                           f"{clusters.describe_unreachable(uri, error)}") from None
+                           f"{error}") from None
         if occupied and not request.drop_destination_data:
             shown = ", ".join(occupied[:10]) + (f" and {len(occupied) - 10} more" if len(occupied) > 10 else "")
             raise _invalid(f"Destination cluster {request.destination_cluster_name!r} is not empty ({shown}); set "
