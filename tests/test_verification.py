@@ -19,7 +19,7 @@ from livemigrate.engine.verify import VerificationPass, VerifyReport, verify, ve
 from tests.engine_support import MigrateProcess, seed
 from tests.nx import NxServer
 from tests.support import wait_for as wait_until
-from tests.wire_proxy import StandaloneProxy
+from tests.wire_proxy import StandaloneProxy, WriteBlockProxy
 
 IDENTIFIERS: list[Any] = [ObjectId(), 7, Int64(7), 2**40, 1.5, "héllo", "", {"a": 1, "b": [1, 2]},
                           Binary(b"\x00\x01", 4), b"raw", True, datetime(2020, 1, 2, 3, 4, 5), None,
@@ -136,20 +136,30 @@ def test_a_difference_on_the_destination_fails_the_cutover_through_the_ledger(se
         assert wait_until(lambda: "verification pass done" in second.log_text(), timeout=120), second.log_text()
         assert second.cutover_and_wait() == 1, second.log_text()
     _found_through_the_ledger(second.log_text(), reread=0, namespace="inventory.alpha", identifier="intruder")
+    # nx-27017 accepts setUserWriteBlockMode too: writes blocked at the drain, allowed again after the failure.
+    log = second.log_text()
+    assert "the source blocks user writes" in log and "user writes to the source are allowed again" in log
 
 
 def test_a_write_to_the_destination_after_the_pass_fails_the_cutover(servers: tuple[NxServer, NxServer],
                                                                       tmp_path: Path) -> None:
     source, target = servers
-    with source.client() as source_client, target.client() as target_client:
-        seed(source_client, total=1200)
-        migration = MigrateProcess(source.uri, target.uri, tmp_path / "state").start()
-        assert wait_until(lambda: "verification pass done" in migration.log_text(), timeout=120), \
-            migration.log_text()
-        # Written to the destination by someone else, to a document the source never changes again.
-        target_client.inventory.beta.update_one({"_id": "beta000003"}, {"$set": {"planted": True}})
-        assert migration.cutover_and_wait() == 1, migration.log_text()
+    six = WriteBlockProxy(source.port).start()  # the source as a MongoDB 6.0, which blocks user writes
+    try:
+        with source.client() as source_client, target.client() as target_client:
+            seed(source_client, total=1200)
+            migration = MigrateProcess(six.uri, target.uri, tmp_path / "state").start()
+            assert wait_until(lambda: "verification pass done" in migration.log_text(), timeout=120), \
+                migration.log_text()
+            # Written to the destination by someone else, to a document the source never changes again.
+            target_client.inventory.beta.update_one({"_id": "beta000003"}, {"$set": {"planted": True}})
+            assert migration.cutover_and_wait() == 1, migration.log_text()
+    finally:
+        six.stop()
     _found_through_the_ledger(migration.log_text(), reread=1, namespace="inventory.beta", identifier="beta000003")
+    # Writes were blocked when the drain began, and allowed again when the cutover failed.
+    assert six.write_block_modes == [True, False], migration.log_text()
+    assert "user writes to the source are allowed again" in migration.log_text()
 
 
 def test_a_write_to_the_destination_between_runs_fails_the_later_cutover(servers: tuple[NxServer, NxServer],

@@ -8,6 +8,8 @@ MongoDB would, to reach states nx-27017 never shows:
 - `StandaloneProxy`: every change stream is refused (code 40573), as a standalone `mongod` refuses them;
 - `SlowCopyProxy`: the initial copy's unordered `insert`s wait a moment each, as on a destination far
   away, so that a copy of a few thousand documents lasts long enough to be seen moving;
+- `WriteBlockProxy`: a MongoDB 6.0 that blocks user writes: `buildInfo` says 6.0.0 and
+  `setUserWriteBlockMode` is answered as 6.0 answers it, each call recorded;
 - `ShortHistoryProxy`: the source keeps its change history for T seconds only, as an oplog that small
   would: a change stream cursor not read for longer than T, or a resume from a token first seen more
   than T ago, is answered ChangeStreamHistoryLost (286).
@@ -188,3 +190,17 @@ class ShortHistoryProxy(WireProxy):
         for token in [*tokens, cursor.get("postBatchResumeToken")]:
             if isinstance(token, dict) and "_data" in token:
                 self._first_seen.setdefault(str(token["_data"]), now)
+
+
+class WriteBlockProxy(WireProxy):
+    def __init__(self, upstream_port: int) -> None:
+        super().__init__(upstream_port)
+        self.write_block_modes: list[bool] = []  # the `global` of each setUserWriteBlockMode, in order
+
+    def answer(self, command: dict[str, Any] | None) -> dict[str, Any] | None:
+        if command and "setUserWriteBlockMode" in command:
+            self.write_block_modes.append(bool(command.get("global")))
+            return {"ok": 1.0}
+        if command and ({"buildInfo", "buildinfo"} & set(command)):
+            return {"ok": 1.0, "version": "6.0.0", "versionArray": [6, 0, 0, 0]}
+        return None

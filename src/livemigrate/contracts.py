@@ -51,6 +51,8 @@ class ProgressReport(Contract):
     eventsApplied: StrictInt | None = Field(default=None, ge=0)  # changes replayed on the destination
     docsPerSecond: StrictFloat | StrictInt | None = Field(default=None, ge=0)  # the copy's rate, for its ETA
     namespaces: list[NamespaceReport] | None = None
+    sourceWritesBlocked: StrictBool | None = None  # from the cutover's drain on: setUserWriteBlockMode engaged
+    writesAfterCutoverBegan: StrictInt | None = Field(default=None, ge=0)  # writes the source took all the same
     # What a person should act on while the migration runs, e.g. a change stream that delivers nothing.
     warnings: list[StrictStr] | None = None
     errorMessage: StrictStr | None = None

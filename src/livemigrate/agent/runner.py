@@ -110,7 +110,8 @@ class JobRunner:
             phase=event.phase, lagTimeSeconds=event.lag_seconds, readyForCutover=self._ready(event),
             copiedDocuments=event.copied, totalDocuments=event.total, eventsApplied=event.applied_events,
             docsPerSecond=round(event.docs_per_second, 1),
-            namespaces=_namespace_reports(event),
+            namespaces=_namespace_reports(event), sourceWritesBlocked=event.source_writes_blocked,
+            writesAfterCutoverBegan=event.writes_after_drain or None,
             warnings=[event.warning] if event.warning else [],
         ).to_json()
 

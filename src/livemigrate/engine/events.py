@@ -55,6 +55,10 @@ class MigrationEvent:
     counts_agree: bool = False
     # A divergence the change stream does not explain: what, the likely cause, the remedy.
     warning: str | None = None
+    # The cutover: whether the source blocks user writes (None before the drain, or where it refused),
+    # and how many writes reached it after the drain began all the same.
+    source_writes_blocked: bool | None = None
+    writes_after_drain: int = 0
     message: str | None = None
     last_error: str | None = None
     details: dict[str, object] = field(default_factory=dict)

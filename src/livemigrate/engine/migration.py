@@ -125,7 +125,7 @@ class Migration:
             raise
         capture: Capture | None = None
         replay: Replay | None = None
-        clean_exit = False
+        clean_exit = completed = False
         spool = Spool(self.spool_path, self.options.spool_limit_bytes)
         try:
             meta, capture = self._start_or_resume(source, target, spool)
@@ -135,12 +135,15 @@ class Migration:
                             planned=self._collections, namespaces_now=lambda: self._namespaces_now(source))
             result = self._run_phases(source, target, meta, capture, replay, spool, until_caught_up)
             clean_exit = True
+            completed = result.phase is Phase.COMPLETE
             return result
         except PyMongoError as error:
             message = redact(str(error), self.source_uri, self.target_uri)
             self._progress.emit(Phase.FAILED, force=True, last_error=message)
             raise
         finally:
+            if replay is not None and not completed:
+                replay.write_block.lift()  # a cutover that did not complete: the source takes writes again
             if replay is not None:
                 replay.end(clean=clean_exit)
             if clean_exit and capture is not None:
@@ -179,7 +182,10 @@ class Migration:
         if outcome is ReplayOutcome.CAUGHT_UP:
             return MigrationResult(Phase.REPLICATING, resumed=self._resumed)
         self._set_step(meta, Step.COMPLETE)
-        return self._verify(source, target, through=replay)
+        result = self._verify(source, target, through=replay)
+        if replay.writes_after_drain:
+            log.warning("%d write(s) reached the source after the cutover's drain began", replay.writes_after_drain)
+        return result
 
     def _copy_and_build_indexes(self, source: MongoClient[Any], target: MongoClient[Any], meta: Document,
                                 copy: InitialCopy) -> Document:

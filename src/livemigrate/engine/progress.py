@@ -36,6 +36,11 @@ class ReplayState(Protocol):
 
     def changes_by_namespace(self) -> Mapping[str, int]: ...
 
+    def source_writes_blocked(self) -> bool | None: ...
+
+    @property
+    def writes_after_drain(self) -> int: ...
+
     def verification_by_namespace(self) -> Mapping[str, VerificationState]: ...
 
 
@@ -64,6 +69,8 @@ class Progress:
                                verification_pending=replay is not None and replay.verification_pending,
                                counts_agree=replay is not None and replay.counts_agree(),
                                warning=replay.warning() if replay is not None else None,
+                               source_writes_blocked=replay.source_writes_blocked() if replay is not None else None,
+                               writes_after_drain=replay.writes_after_drain if replay is not None else 0,
                                message=message, last_error=last_error)
         for listener in self._listeners:
             listener(event)

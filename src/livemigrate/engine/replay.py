@@ -34,6 +34,7 @@ from livemigrate.engine.ledger import VerificationLedger
 from livemigrate.engine.options import CaptureScope, MigrationOptions
 from livemigrate.engine.progress import Progress
 from livemigrate.engine.verify import VerificationPass
+from livemigrate.engine.write_block import WriteBlock
 
 log = logging.getLogger("livemigrate.engine")
 
@@ -91,6 +92,9 @@ class Replay:
         # A stream per collection sees only those that existed at the start: the others are looked for.
         self._late = (LateCollections(source, target, options, checkpoints, ledger)
                       if capture_scope == CaptureScope.COLLECTION.value else None)
+        self.write_block = WriteBlock(source)
+        self._drain_began: float | None = None  # when the cutover's drain began (seconds since the epoch)
+        self._writes_after_drain = 0
 
     # --- what progress reads (`progress.ReplayState`) ------------------------------------------
 
@@ -137,12 +141,17 @@ class Replay:
             cutting_over = controls.cutover.is_set()
             if cutting_over:
                 self._end_of_replication.set()  # the verdict counts for itself
+                if self._drain_began is None:
+                    self._drain_began = time.time()
+                    self.write_block.engage()
             if self._late is not None and (self._late.due() or cutting_over and not looked_at_cutover):
                 looked_at_cutover = cutting_over
                 self._late.catch_up(capture)  # type: ignore[arg-type]  # a per-collection capture
             captured = capture.poll(self._options.batch_size)
             if captured:
                 events = [item.event for item in captured]
+                if self._drain_began is not None:
+                    self._count_writes_after_drain(events)
                 apply_changes(self._target, events)
                 self._ledger.note_events(events)  # before the tokens move past them
                 delivered = Counter(namespace_of(event) for event in events)
@@ -164,6 +173,25 @@ class Replay:
                 controls.wake.wait(self._options.poll_seconds)
                 controls.wake.clear()
         return ReplayOutcome.STOPPED
+
+    @property
+    def writes_after_drain(self) -> int:
+        return self._writes_after_drain
+
+    def source_writes_blocked(self) -> bool | None:
+        """None until the drain begins; then whether the source refuses the application's writes."""
+        return None if self._drain_began is None else self.write_block.engaged
+
+    def _count_writes_after_drain(self, events: list[dict[str, Any]]) -> None:
+        """Writes the source made after the drain began, with no write block to refuse them: applied like
+        the others, and reported, never silently taken."""
+        assert self._drain_began is not None
+        late = sum(1 for event in events if (event_time(event) or 0) > self._drain_began + 1)  # clusterTime: 1 s steps
+        if late and not self.write_block.engaged:
+            if self._writes_after_drain == 0:
+                log.warning("writes reach the source after the cutover's drain began: the application has not "
+                            "stopped writing (they are applied and counted)")
+            self._writes_after_drain += late
 
     def usable_ledger(self) -> VerificationLedger | None:
         """The ledger, if the verdict may read through it: the pass ended and nothing made it unusable."""

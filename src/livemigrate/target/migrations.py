@@ -323,7 +323,8 @@ def record_progress(store: Store, target_org_id: str, source_org_id: str, migrat
         migration.total_documents = int(report.get("totalDocuments", migration.total_documents))
         if {"namespaces", "warnings", "eventsApplied", "docsPerSecond"} & set(report):
             previous = migration.progress or {}
-            migration.progress = {"namespaces": report.get("namespaces", previous.get("namespaces", [])),
+            migration.progress = {**{key: report.get(key, previous.get(key)) for key in _CUTOVER_FIELDS},
+                                  "namespaces": report.get("namespaces", previous.get("namespaces", [])),
                                   "warnings": report.get("warnings", previous.get("warnings", [])),
                                   "eventsApplied": report.get("eventsApplied", previous.get("eventsApplied", 0)),
                                   "docsPerSecond": report.get("docsPerSecond", previous.get("docsPerSecond", 0)),
@@ -340,6 +341,8 @@ def record_progress(store: Store, target_org_id: str, source_org_id: str, migrat
         return migration
 
 
+# What the cutover reports of the source: kept as last reported, shown as they are.
+_CUTOVER_FIELDS = ("sourceWritesBlocked", "writesAfterCutoverBegan")
 _LAG_SAMPLE_SECONDS = 2.0
 _LAG_SAMPLES_KEPT = 400
 
@@ -395,6 +398,7 @@ def migration_view(migration: LiveMigration) -> dict[str, Any]:
         "eventsApplied": events_applied(migration),
         **_progress_summary(migration),
         "namespaces": migration.progress.get("namespaces", []) if migration.progress else [],
+        **{key: (migration.progress or {}).get(key) for key in _CUTOVER_FIELDS},
         # What the migration host sees that a person should act on, e.g. a change stream that
         # delivers nothing: the counts on both sides differ and readyForCutover stays false.
         "warnings": migration.progress.get("warnings", []) if migration.progress else [],
