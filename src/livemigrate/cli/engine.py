@@ -95,6 +95,10 @@ def migrate(
     spool_limit: int = typer.Option(
         10 * 1024, "--spool-limit", min=1, metavar="MB",
         help="Disk the changes read during the copy may take (in --state-dir) before they are applied."),
+    dry_run: bool = typer.Option(
+        False, "--dry-run",
+        help="Report what would be migrated — per namespace, what will not be migrated as is, an estimate of the "
+             "copy's time — and exit: 0, or 1 when something blocks the migration."),
 ) -> None:
     """Copy SOURCE into TARGET and keep replicating changes: until Ctrl-C (a checkpoint is kept),
     until caught up, or until SIGUSR1 asks for cutover (drain, verify, exit)."""
@@ -105,14 +109,17 @@ def migrate(
     from livemigrate.engine.spool import Spool
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    options = _options(include, exclude, drop_target, workers, batch_size, capture, split_threshold,
+                       count_check_seconds, verify_sample, exact_counts, spool_limit)
+    if dry_run:
+        _dry_run(source_uri, target_uri, options)
+        return
     checkpoints = SqliteCheckpointStore(state_dir)
     ledger = VerificationLedger(state_dir / VerificationLedger.FILE_NAME)
     view = ProgressView(err_console)
     try:
-        migration = Migration(source_uri, target_uri,
-                              _options(include, exclude, drop_target, workers, batch_size, capture, split_threshold,
-                                       count_check_seconds, verify_sample, exact_counts, spool_limit),
-                              checkpoints, view, ledger, spool_path=state_dir / Spool.FILE_NAME)
+        migration = Migration(source_uri, target_uri, options, checkpoints, view, ledger,
+                              spool_path=state_dir / Spool.FILE_NAME)
     except ValueError as error:
         typer.echo(f"Error: {error}", err=True)
         raise typer.Exit(EXIT_ENGINE_ERROR) from None
@@ -139,6 +146,43 @@ def migrate(
     if result.phase is Phase.STOPPED:
         raise typer.Exit(EXIT_STOPPED)
     if result.phase is Phase.FAILED:
+        raise typer.Exit(EXIT_MISMATCH)
+
+
+def _dry_run(source_uri: str, target_uri: str, options: Any) -> None:
+    """`migrate --dry-run`: the pre-flight report as a table; exit 1 when something blocks the migration."""
+    from livemigrate.engine import EngineError
+    from livemigrate.engine.connect import connect
+    from livemigrate.engine.preflight import preflight
+
+    try:
+        source = connect(source_uri, "source")
+        target = connect(target_uri, "target")
+    except EngineError as error:
+        typer.echo(f"Error: {error}", err=True)
+        raise typer.Exit(EXIT_ENGINE_ERROR) from None
+    with source, target:
+        report = preflight(source, target, options)
+    console = Console()
+    table = Table(title="pre-flight")
+    for column in ("namespace", "kind", "documents", "size", "indexes", "what will happen"):
+        table.add_column(column, overflow="fold")
+    for check in report.namespaces:
+        size = "-" if check.size_bytes is None else f"{check.size_bytes / 1024**2:,.1f} MiB"
+        notes = "; ".join(check.notes) or "copied as is"
+        table.add_row(check.namespace, check.kind, f"{check.documents:,}", size, str(check.indexes),
+                      f"BLOCKS: {check.blocking}" if check.blocking else notes)
+    console.print(table)
+    if report.estimate_seconds is not None:
+        typer.echo(f"copy estimate: {report.estimate_seconds:,.0f} s for {sum(c.documents for c in report.namespaces):,} "
+                   f"documents (measured: {report.read_docs_per_second:,.0f} reads/s, "
+                   f"{report.write_docs_per_second:,.0f} writes/s)")
+    typer.echo("source change history: " + ("unknown" if report.history_seconds is None
+                                            else f"{report.history_seconds:,.0f} s"))
+    for warning in report.warnings:
+        typer.echo(f"warning: {warning}")
+    if report.blocking:
+        typer.echo("blocked: " + "; ".join(report.blocking))
         raise typer.Exit(EXIT_MISMATCH)
 
 

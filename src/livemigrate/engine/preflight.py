@@ -1,0 +1,187 @@
+"""Pre-flight: what a migration will do, before it writes anything that stays — per namespace its
+documents, size and indexes and whatever will not be migrated as is, an estimate of the copy's time
+from a measured sample, and the source's change history against it.
+
+The estimate: up to `sample_seconds` reading the largest collection (raw documents, one cursor), then
+writing what was read into a scratch collection on the destination (`livemigrate_preflight.sample`,
+dropped at once) in batches, as the copy writes. The copy's time is the documents to copy divided by
+the slower of the two rates. One stream each: the copy runs `--workers` of them, which pays on servers
+that serve them in parallel, so the estimate leans long.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from bson.raw_bson import RawBSONDocument
+from pymongo import MongoClient
+from pymongo.errors import PyMongoError
+
+from livemigrate.engine import writer
+from livemigrate.engine.discover import CollectionSpec, discover
+from livemigrate.engine.options import MigrationOptions
+from livemigrate.engine.reader import in_batches, raw_collection
+
+SCRATCH_NAMESPACE = "livemigrate_preflight.sample"
+_KEY_SAMPLE = 1000  # documents per collection whose field names are looked at
+
+
+@dataclass(frozen=True)
+class NamespaceCheck:
+    namespace: str
+    kind: str  # collection, view, timeseries
+    documents: int
+    size_bytes: int | None
+    indexes: int
+    notes: tuple[str, ...] = ()  # what will happen to it, when it is not migrated as is
+    blocking: str | None = None  # why the migration cannot start as asked
+
+    def to_document(self) -> dict[str, Any]:
+        return {"namespace": self.namespace, "kind": self.kind, "documents": self.documents,
+                "sizeBytes": self.size_bytes, "indexes": self.indexes, "notes": list(self.notes),
+                "blocking": self.blocking}
+
+
+@dataclass(frozen=True)
+class Preflight:
+    namespaces: tuple[NamespaceCheck, ...]
+    read_docs_per_second: float | None
+    write_docs_per_second: float | None
+    estimate_seconds: float | None
+    history_seconds: float | None  # the source's change history (oplog window), when it tells it
+    warnings: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def blocking(self) -> list[str]:
+        return [f"{check.namespace}: {check.blocking}" for check in self.namespaces if check.blocking]
+
+    def to_document(self) -> dict[str, Any]:
+        return {"namespaces": [check.to_document() for check in self.namespaces],
+                "readDocsPerSecond": self.read_docs_per_second, "writeDocsPerSecond": self.write_docs_per_second,
+                "copyEstimateSeconds": self.estimate_seconds, "historySeconds": self.history_seconds,
+                "warnings": list(self.warnings), "blocking": self.blocking}
+
+
+def _dollar_fields(document: Mapping[str, Any], prefix: str = "") -> Iterable[str]:
+    for key, value in document.items():
+        if key.startswith("$"):
+            yield f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            yield from _dollar_fields(value, f"{prefix}{key}.")
+
+
+def _option_notes(options: Mapping[str, Any]) -> list[str]:
+    notes = []
+    if options.get("capped"):
+        notes.append(f"capped ({options.get('size')} bytes): created capped with the same size; its documents are "
+                     "copied in _id order, not in insertion order")
+    if options.get("clusteredIndex"):
+        notes.append("clustered: created clustered on the same key")
+    collation = options.get("collation")
+    if collation and collation.get("locale") not in (None, "simple"):
+        notes.append(f"collation {collation.get('locale')}: created with it (queries and indexes compare as on the "
+                     "source)")
+    if options.get("validator"):
+        notes.append(f"validator ({options.get('validationAction', 'error')}): created with it; a document it "
+                     "refuses stops the copy")
+    return notes
+
+
+def _check_collection(source: MongoClient[Any], target: MongoClient[Any], spec: CollectionSpec,
+                      occupied: set[str], drop_target: bool) -> NamespaceCheck:
+    database, name = spec.database, spec.name
+    collection = source[database][name]
+    documents = collection.estimated_document_count()
+    try:
+        size: int | None = int(source[database].command("collStats", name).get("size") or 0)
+    except PyMongoError:
+        size = None
+    notes = _option_notes(spec.options)
+    dollars = sorted({key for document in collection.find({}, limit=_KEY_SAMPLE) for key in _dollar_fields(document)})
+    if dollars:
+        notes.append(f"field names starting with $ ({', '.join(dollars[:3])}): copied as they are (MongoDB 5.0+ "
+                     "stores them); a destination older than 5.0 refuses them")
+    blocking = None
+    if spec.namespace in occupied and not drop_target:
+        blocking = "the destination already holds documents here (replace them with --drop-target)"
+    elif not drop_target:
+        ours = {tuple(tuple(pair) for pair in index["key"]) for index in spec.indexes}
+        theirs = [index for index in target[database][name].list_indexes()
+                  if index.get("unique") and index.get("name") != "_id_"
+                  and tuple((key, value) for key, value in dict(index["key"]).items()) not in ours]
+        if theirs:
+            blocking = (f"the destination has unique index {theirs[0]['name']} that the source has not: documents "
+                        "the source allows could be refused (drop it, or use --drop-target)")
+    return NamespaceCheck(spec.namespace, "collection", documents, size, len(spec.indexes) + 1, tuple(notes), blocking)
+
+
+def _history_seconds(source: MongoClient[Any]) -> float | None:
+    try:
+        oplog = source.local["oplog.rs"]
+        first = oplog.find_one({}, sort=[("$natural", 1)], projection={"ts": 1})
+        last = oplog.find_one({}, sort=[("$natural", -1)], projection={"ts": 1})
+    except PyMongoError:
+        return None
+    if not first or not last:
+        return None
+    return float(last["ts"].time - first["ts"].time)
+
+
+def _measure(source: MongoClient[Any], target: MongoClient[Any], namespace: str, batch_size: int,
+             seconds: float) -> tuple[float, float]:
+    """Documents a second: read from the source, then written to the destination's scratch collection."""
+    read: list[RawBSONDocument] = []
+    started = time.monotonic()
+    for document in raw_collection(source, namespace).find().batch_size(batch_size):
+        read.append(document)
+        if time.monotonic() - started >= seconds:
+            break
+    read_rate = len(read) / max(time.monotonic() - started, 1e-3)
+    writer.drop_namespaces(target, [SCRATCH_NAMESPACE])
+    started = time.monotonic()
+    written = 0
+    try:
+        for batch in in_batches(read, batch_size):
+            writer.insert_batch(target, SCRATCH_NAMESPACE, batch)
+            written += len(batch)
+            if time.monotonic() - started >= seconds:
+                break
+        write_rate = written / max(time.monotonic() - started, 1e-3)
+    finally:
+        target.drop_database(SCRATCH_NAMESPACE.split(".", 1)[0])  # the scratch database is ours alone
+    return read_rate, write_rate
+
+
+def preflight(source: MongoClient[Any], target: MongoClient[Any], options: MigrationOptions,
+              sample_seconds: float = 2.0) -> Preflight:
+    discovery = discover(source, options.namespaces)
+    occupied = set(writer.non_empty_namespaces(target, [spec.namespace for spec in discovery.copied]))
+    checks = [_check_collection(source, target, spec, occupied, options.drop_target) for spec in discovery.copied]
+    checks += [NamespaceCheck(spec.namespace, "view", 0, None, 0,
+                              ("view: re-created on the destination after the copy, with its pipeline",))
+               for spec in discovery.views]
+    checks += [NamespaceCheck(namespace, "timeseries", 0, None, 0,
+                              ("time-series: not migrated (as Atlas live migration does not); copy it yourself",))
+               for namespace in discovery.skipped]
+    total = sum(check.documents for check in checks)
+    largest = max((check for check in checks if check.kind == "collection"), key=lambda check: check.documents,
+                  default=None)
+    read_rate = write_rate = estimate = None
+    if largest is not None and largest.documents > 0:
+        read_rate, write_rate = _measure(source, target, largest.namespace, options.batch_size, sample_seconds)
+        slower = min(read_rate, write_rate)
+        estimate = round(total / slower, 1) if slower > 0 else None
+    history = _history_seconds(source)
+    warnings = []
+    if history is None:
+        warnings.append("the source does not tell its change history (no oplog to read): the spool keeps the "
+                        "changes of the copy, up to --spool-limit")
+    elif estimate is not None and estimate > history:
+        warnings.append(f"the copy (about {estimate:.0f} s) outlasts the source's change history ({history:.0f} s): "
+                        "the changes made meanwhile wait in the spool (--spool-limit); a restart during the copy "
+                        "may find its resume point gone")
+    return Preflight(tuple(checks), read_rate and round(read_rate), write_rate and round(write_rate), estimate,
+                     history, tuple(warnings))
