@@ -149,18 +149,29 @@ def migrate(
         raise typer.Exit(EXIT_MISMATCH)
 
 
-def _dry_run(source_uri: str, target_uri: str, options: Any) -> None:
-    """`migrate --dry-run`: the pre-flight report as a table; exit 1 when something blocks the migration."""
+def _connect_both(source_uri: str, target_uri: str) -> tuple[Any, Any]:
+    """Both ends' clients, or one line saying which end failed and exit status 2."""
     from livemigrate.engine import EngineError
     from livemigrate.engine.connect import connect
-    from livemigrate.engine.preflight import preflight
 
     try:
         source = connect(source_uri, "source")
-        target = connect(target_uri, "target")
     except EngineError as error:
         typer.echo(f"Error: {error}", err=True)
         raise typer.Exit(EXIT_ENGINE_ERROR) from None
+    try:
+        return source, connect(target_uri, "target")
+    except EngineError as error:
+        source.close()
+        typer.echo(f"Error: {error}", err=True)
+        raise typer.Exit(EXIT_ENGINE_ERROR) from None
+
+
+def _dry_run(source_uri: str, target_uri: str, options: Any) -> None:
+    """`migrate --dry-run`: the pre-flight report as a table; exit 1 when something blocks the migration."""
+    from livemigrate.engine.preflight import preflight
+
+    source, target = _connect_both(source_uri, target_uri)
     with source, target:
         report = preflight(source, target, options)
     console = Console()
@@ -196,18 +207,11 @@ def verify(
     output: str = typer.Option("human", "--output", "-o", help="human or json."),
 ) -> None:
     """Compare SOURCE and TARGET per namespace (count and content hash); exit 1 on any mismatch."""
-    from livemigrate.engine import EngineError
-    from livemigrate.engine.connect import connect
     from livemigrate.engine.discover import discover
     from livemigrate.engine.options import NamespaceFilter
     from livemigrate.engine.verify import verify as compare
 
-    try:
-        source = connect(source_uri, "source")
-        target = connect(target_uri, "target")
-    except EngineError as error:
-        typer.echo(f"Error: {error}", err=True)
-        raise typer.Exit(EXIT_ENGINE_ERROR) from None
+    source, target = _connect_both(source_uri, target_uri)
     with source, target:
         namespaces = [spec.namespace for spec in discover(source, NamespaceFilter(tuple(include), tuple(exclude))).copied]
         report = compare(source, target, namespaces)
