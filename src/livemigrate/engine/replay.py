@@ -39,6 +39,7 @@ from livemigrate.engine.write_block import WriteBlock
 log = logging.getLogger("livemigrate.engine")
 
 SOURCE_TOKENS = "token:"
+_QUIET_WAIT_MAX_SECONDS = 1.0
 DESTINATION_TOKENS = "dest-token:"
 
 
@@ -137,6 +138,7 @@ class Replay:
             self._end_of_replication, capture=self._capture_scope, exact=self._options.exact_counts,
             on_change=controls.wake.set).start()
         looked_at_cutover = False
+        quiet_wait = self._options.poll_seconds
         while not controls.stopping.is_set():
             cutting_over = controls.cutover.is_set()
             if cutting_over:
@@ -170,8 +172,14 @@ class Replay:
                     log.info("caught up: the copy is done, the lag is zero, both sides' counts agree and both "
                              "sides are read for verification")
                     return ReplayOutcome.CAUGHT_UP
-                controls.wake.wait(self._options.poll_seconds)
+                # A quiet source is looked at less and less often, up to once a second: each look is a
+                # getMore per stream (and some servers answer at once whatever maxAwaitTimeMS says).
+                # A wake-up (a cutover, the verification pass's end, the counts changing) looks at once.
+                woken = controls.wake.wait(quiet_wait)
                 controls.wake.clear()
+                quiet_wait = self._options.poll_seconds if woken else min(quiet_wait * 2, _QUIET_WAIT_MAX_SECONDS)
+            else:
+                quiet_wait = self._options.poll_seconds
         return ReplayOutcome.STOPPED
 
     @property
