@@ -9,10 +9,8 @@ the POST that made them, and never again.
 
 from __future__ import annotations
 
-import asyncio
 import hmac
 import secrets
-from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import parse_qsl, quote
@@ -37,9 +35,9 @@ from livemigrate.source.link import LinkService, link_view
 from livemigrate.source.probe import HostAddress
 from livemigrate.store.models import Organization, Project
 from livemigrate.target import clusters, link_tokens, links, migrations
-from livemigrate.target.migration_routes import ClusterRequest, LiveMigrationRequest
-from livemigrate.target.routes import LinkTokenRequest
-from livemigrate.vocabulary import SOURCE, TARGET_PREFIX
+from livemigrate.target.migration_routes import ClusterRequest, LiveMigrationRequest, validate_in_background, window
+from livemigrate.target.routes import LinkTokenRequest, target_api_url
+from livemigrate.vocabulary import SOURCE
 
 COOKIE = "livemigrate_console"
 SIGN_IN_COOKIE = "livemigrate_console_sign_in"
@@ -124,10 +122,15 @@ def _require(active: ActiveSession, role: OrgRole) -> None:
                                   f"{', '.join(sorted(active.principal.roles)) or 'none'}.")
 
 
+async def _posted(request: Request) -> dict[str, str]:
+    """A urlencoded form body. (Parsed here, not by Starlette, whose form parser needs python-multipart
+    even for a plain urlencoded body.)"""
+    return dict(parse_qsl((await request.body()).decode("utf-8", "replace"), keep_blank_values=True))
+
+
 async def _form(request: Request, active: ActiveSession) -> dict[str, str]:
-    """The POSTed form, once its CSRF token matched the session's. (Parsed here, not by Starlette, whose
-    form parser needs python-multipart for a plain urlencoded body.)"""
-    form = dict(parse_qsl((await request.body()).decode("utf-8", "replace"), keep_blank_values=True))
+    """The POSTed form, once its CSRF token matched the session's."""
+    form = await _posted(request)
     if not hmac.compare_digest(form.get("csrf", ""), active.csrf_token):
         raise ConsoleRefusal(403, "This form's CSRF token is missing or wrong: nothing was changed. Reload the page "
                                   "and try again.")
@@ -192,7 +195,7 @@ def sign_in_page(request: Request, next: str = "/console/") -> Response:  # noqa
 
 @router.post("/sign-in")
 async def sign_in(request: Request) -> Response:
-    form = dict(parse_qsl((await request.body()).decode("utf-8", "replace")))
+    form = await _posted(request)
     sessions = _sessions(request)
     target = form.get("next", "/console/")
     expected = request.cookies.get(SIGN_IN_COOKIE, "")
@@ -298,9 +301,8 @@ async def create_link_token(request: Request, org_id: str, active: Session) -> R
     context = context_of(request)
     try:
         body = _parsed(LinkTokenRequest, {"accessListIps": form.get("accessListIps", "").replace(",", " ").split()})
-        base = (context.settings.public_url or str(request.base_url)).rstrip("/")
         token = await run_in_threadpool(link_tokens.create_link_token, context.store, org.id, body.accessListIps,
-                                        f"{base}{TARGET_PREFIX}")
+                                        target_api_url(request))
     except ApiError as error:
         return await run_in_threadpool(_org_page, request, active, org, error.status, error=error.detail)
     return await run_in_threadpool(_org_page, request, active, org, 201, link_token=token)
@@ -332,7 +334,7 @@ def _project_page(request: Request, active: ActiveSession, project: Project, sta
                  validations=[migrations.validation_view(validation)
                               for validation in migrations.recent_validations(store, project.id)],
                  migrations=[migrations.migration_view(migration) for migration in
-                             migrations.list_migrations(store, project.id, _window(request))],
+                             migrations.list_migrations(store, project.id, window(context_of(request)))],
                  available=links.available_projects(store, project.org_id), **common)
 
 
@@ -389,10 +391,6 @@ async def add_cluster(request: Request, group_id: str, active: Session) -> Respo
     return _back(f"/console/groups/{project.id}", f"Destination cluster {body.name} registered.")
 
 
-def _window(request: Request) -> timedelta:
-    return timedelta(hours=context_of(request).settings.cutover_window_hours)
-
-
 def _migration_request(form: dict[str, str], project: Project) -> Any:
     """The create form, as the API's request body would say it (the same checks)."""
     source_group, _, source_cluster = form.get("source", "").partition("/")
@@ -422,16 +420,11 @@ async def create_migration(request: Request, group_id: str, active: Session) -> 
 async def validate_migration(request: Request, group_id: str, active: Session) -> Response:
     """The same form, validated instead of created: PENDING at once, its outcome on the page when known."""
     form, project = await _project_action(request, active, group_id)
-    context = context_of(request)
     try:
         migration_request = _migration_request(form, project)
     except ApiError as error:
         return await run_in_threadpool(_project_page, request, active, project, error.status, error=error.detail)
-    validation = await run_in_threadpool(migrations.start_validation, context.store, project.id, migration_request)
-    task = asyncio.create_task(run_in_threadpool(migrations.run_validation, context.store, context.secret_box,
-                                                 project.org_id, project.id, validation.id, migration_request))
-    request.app.state.background_tasks.add(task)
-    task.add_done_callback(request.app.state.background_tasks.discard)
+    validation = await validate_in_background(request, project, migration_request)
     return _back(f"/console/groups/{project.id}", f"Validation {validation.id} started: its outcome appears below.")
 
 
@@ -442,7 +435,7 @@ async def validate_migration(request: Request, group_id: str, active: Session) -
 def migration_page(request: Request, group_id: str, migration_id: str, active: Session) -> Response:
     project = _own_project(request, active, group_id)
     try:
-        migration = migrations.get_migration(context_of(request).store, project.id, migration_id, _window(request))
+        migration = migrations.get_migration(context_of(request).store, project.id, migration_id, window(context_of(request)))
     except ApiError:
         raise ConsoleRefusal(404, f"No live migration {migration_id} in this project.") from None
     return _page(request, "migration.html", active, project=project, migration=migrations.migration_view(migration),
@@ -455,7 +448,7 @@ async def cutover(request: Request, group_id: str, migration_id: str, active: Se
     page = f"/console/groups/{project.id}/migrations/{migration_id}"
     try:
         await run_in_threadpool(migrations.request_cutover, context_of(request).store, project.id, migration_id,
-                                _window(request))
+                                window(context_of(request)))
     except ApiError as error:
         if error.code is ErrorCode.LIVE_MIGRATION_NOT_FOUND:
             raise ConsoleRefusal(404, error.detail) from None

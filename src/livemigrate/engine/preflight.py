@@ -140,7 +140,8 @@ def _measure(source: MongoClient[Any], target: MongoClient[Any], namespace: str,
         if time.monotonic() - started >= seconds:
             break
     read_rate = len(read) / max(time.monotonic() - started, 1e-3)
-    writer.drop_namespaces(target, [SCRATCH_NAMESPACE])
+    scratch_database = SCRATCH_NAMESPACE.split(".", 1)[0]  # ours alone: dropped before and after
+    target.drop_database(scratch_database)
     started = time.monotonic()
     written = 0
     try:
@@ -151,7 +152,7 @@ def _measure(source: MongoClient[Any], target: MongoClient[Any], namespace: str,
                 break
         write_rate = written / max(time.monotonic() - started, 1e-3)
     finally:
-        target.drop_database(SCRATCH_NAMESPACE.split(".", 1)[0])  # the scratch database is ours alone
+        target.drop_database(scratch_database)
     return read_rate, write_rate
 
 

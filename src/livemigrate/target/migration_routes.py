@@ -25,7 +25,7 @@ from livemigrate.http.openapi import BODY, ORG, PROJECT, GroupId, MigrationId, O
 from livemigrate.http.pagination import paginated
 from livemigrate.http.responses import respond
 from livemigrate.http.roles import OrgRole
-from livemigrate.store.models import Project, TargetCluster
+from livemigrate.store.models import LiveMigrationValidation, Project, TargetCluster
 from livemigrate.target import clusters, migrations
 from livemigrate.vocabulary import TARGET, TARGET_PREFIX
 
@@ -123,15 +123,21 @@ def list_clusters(request: Request, group_id: GroupId, project: ProjectReader) -
 @router.post("/groups/{group_id}/liveMigrations/validate", summary="Validate a migration request (PENDING at once)",
              openapi_extra=openapi_body(LiveMigrationRequest), responses=errors(PROJECT, BODY))
 async def validate(request: Request, group_id: GroupId, project: ProjectOwner) -> Response:
-    context = context_of(request)
     body = await parse_body(request, LiveMigrationRequest, allow_atlas_versioned=True)
-    migration_request = body.to_request()
+    validation = await validate_in_background(request, project, body.to_request())
+    return respond(request, migrations.validation_view(validation))
+
+
+async def validate_in_background(request: Request, project: Project,
+                                 migration_request: migrations.MigrationRequest) -> LiveMigrationValidation:
+    """The validation, PENDING; its checks run after the answer (the API's and the console's alike)."""
+    context = context_of(request)
     validation = await run_in_threadpool(migrations.start_validation, context.store, project.id, migration_request)
     task = asyncio.create_task(run_in_threadpool(migrations.run_validation, context.store, context.secret_box,
                                                  project.org_id, project.id, validation.id, migration_request))
-    request.app.state.background_tasks.add(task)
+    request.app.state.background_tasks.add(task)  # kept referenced until done
     task.add_done_callback(request.app.state.background_tasks.discard)
-    return respond(request, migrations.validation_view(validation))
+    return validation
 
 
 @router.get("/groups/{group_id}/liveMigrations/validate/{validation_id}", summary="One validation",

@@ -36,7 +36,8 @@ class LinkTokenRequest(BaseModel):
     accessListIps: list[StrictStr] = Field(default_factory=list, max_length=200)
 
 
-def _target_api_url(request: Request) -> str:
+def target_api_url(request: Request) -> str:
+    """The target API's root as a source will reach it, written into link-tokens (the API's and the console's)."""
     configured = context_of(request).settings.public_url
     base = configured.rstrip("/") if configured else str(request.base_url).rstrip("/")
     return f"{base}{PREFIX}"
@@ -48,7 +49,7 @@ def _target_api_url(request: Request) -> str:
 async def create_link_token(request: Request, org_id: OrgId, _owner: OrgOwner) -> Response:
     body = await parse_body(request, LinkTokenRequest, allow_atlas_versioned=True)
     token = await run_in_threadpool(link_tokens.create_link_token, context_of(request).store, org_id,
-                                    body.accessListIps, _target_api_url(request))
+                                    body.accessListIps, target_api_url(request))
     return respond(request, {"linkToken": token})
 
 
