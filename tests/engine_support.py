@@ -160,3 +160,34 @@ def index_shapes(client: MongoClient[Any], database: str, name: str) -> list[tup
         options = tuple(sorted((key, value) for key, value in dict(index).items() if key not in ("v", "name", "key", "ns")))
         shapes.append((tuple(dict(index["key"]).items()), options))
     return sorted(shapes)
+
+
+# Collections that are not migrated as they are, in database `shop`, as `CollectionOptionsProxy` makes a
+# source show them (nx-27017 keeps no collection options), and what the pre-flight must say of each.
+SHAPES: dict[str, dict[str, Any]] = {
+    "log": {"options": {"capped": True, "size": 4096}},
+    "readings": {"type": "timeseries", "options": {"timeseries": {"timeField": "t", "granularity": "seconds"}}},
+    "events": {"options": {"clusteredIndex": {"key": {"_id": 1}, "unique": True}}},
+    "names": {"options": {"collation": {"locale": "fr", "strength": 2}}},
+    "checked": {"options": {"validator": {"qty": {"$gte": 0}}, "validationAction": "error"}},
+    "recent": {"type": "view", "options": {"viewOn": "orders", "pipeline": [{"$match": {"sku": "s1"}}]}},
+}
+SHAPE_NOTES = {
+    "shop.log": "capped (4096 bytes): created capped with the same size",
+    "shop.readings": "time-series: not migrated",
+    "shop.events": "clustered: created clustered on the same key",
+    "shop.names": "collation fr: created with it",
+    "shop.checked": "validator (error): created with it; a document it refuses stops the copy",
+    "shop.recent": "view: re-created on the destination after the copy, with its pipeline",
+    "shop.odd": "field names starting with $ ($price, nested.$unit)",
+}
+
+
+def seed_shapes(client: MongoClient[Any]) -> None:
+    """`shop.orders` (ordinary, 700 documents), `shop.odd` ($-prefixed field names) and a few documents
+    in each collection of `SHAPES` that has storage."""
+    client.shop.orders.insert_many([{"_id": i, "sku": f"s{i % 7}"} for i in range(700)])
+    client.shop.odd.insert_one({"_id": 1, "$price": 3, "nested": {"$unit": "eur"}})
+    for name, shape in SHAPES.items():
+        if shape.get("type") != "view":
+            client.shop[name].insert_many([{"_id": i, "qty": i, "t": datetime.now(UTC)} for i in range(5)])

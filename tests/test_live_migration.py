@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.engine_support import Writer, seed
+from tests.engine_support import SHAPE_NOTES, SHAPES, Writer, seed, seed_shapes
 from tests.migration_world import World
 from tests.support import EMBEDDED_AGENT_HOSTNAME, LIVEMIGRATE, SOURCE, metric_families, wait_for
 from tests.terminal import TerminalCapture
@@ -75,6 +75,9 @@ def test_full_migration_through_the_apis(embedded_world: World, tmp_path: Path) 
     validation = world.validate(world.request_body(EMBEDDED_AGENT_HOSTNAME))
     assert (validation["status"], validation["errorMessage"]) == ("SUCCESS", None)
     assert validation["sourceGroupId"] == world.source_project["id"]
+    preflight = validation["preflight"]  # the migration host read the source: 12 namespaces, 6,000 documents
+    assert len(preflight["namespaces"]) == 12 and sum(check["documents"] for check in preflight["namespaces"]) == 6000
+    assert preflight["blocking"] == [] and preflight["copyEstimateSeconds"] > 0
     created = world.target_call("POST", "/liveMigrations", json=world.request_body(EMBEDDED_AGENT_HOSTNAME))
     assert created.status_code == 201, created.text
     assert created.json()["status"] == "NEW"
@@ -124,9 +127,14 @@ def test_full_migration_through_the_apis(embedded_world: World, tmp_path: Path) 
     # The person at `watch` sees the migration ready, with the command to run, before cutting over.
     assert wait_for(lambda: any("Ready — stop the application's writes" in screen for screen in watch.screens),
                     timeout=30), watch.screens[-1:]
-    assert world.target_call("PUT", f"/liveMigrations/{migration_id}/cutover").status_code == 202
+    cutover = world.target_call("PUT", f"/liveMigrations/{migration_id}/cutover")
+    assert cutover.status_code == 202, cutover.text
+    # nx-27017 reports a version of 6.0 or later: its writes are blocked at the drain (it does not enforce it).
+    assert cutover.json()["detail"].startswith(f"The source runs MongoDB {deployment['mongoDBVersion']}: when the "
+                                               "drain begins, its user writes are blocked"), cutover.text
     done = world.wait_migration(migration_id, lambda m: m["status"] in ("COMPLETE", "FAILED"), timeout=120)
     assert done["status"] == "COMPLETE", done
+    assert done["sourceWritesBlocked"] is True, done
     # The end keeps the figures of the way: copied and total as the namespaces show them.
     assert done["copiedDocuments"] == done["totalDocuments"] == sum(n["total"] for n in done["namespaces"]) \
         >= 6000 and done["eventsApplied"] > 0, done
@@ -159,18 +167,22 @@ def test_full_migration_through_the_apis(embedded_world: World, tmp_path: Path) 
 
 def test_each_validation_failure_is_reported_in_error_message(world: World) -> None:
     from tests.support import free_port
-    from tests.wire_proxy import OldVersionProxy
+    from tests.wire_proxy import CollectionOptionsProxy, OldVersionProxy
 
     with world.source_db.client() as client:
-        client.shop.orders.insert_one({"_id": "o1"})
+        seed_shapes(client)
     old = OldVersionProxy(world.source_db.port).start()
+    shaped = CollectionOptionsProxy(world.source_db.port, SHAPES).start()
     try:
         world.link()
         world.add_source_project_and_host()
         with world.api.client(world.source) as client:
             legacy = client.post(f"{SOURCE}/groups/{world.source_project['id']}/hosts",
                                  json={"hostname": "127.0.0.1", "port": old.port})
+            shapes_host = client.post(f"{SOURCE}/groups/{world.source_project['id']}/hosts",
+                                      json={"hostname": "127.0.0.1", "port": shaped.port})
         assert legacy.status_code == 201 and legacy.json()["version"] == "3.4.24"
+        assert shapes_host.status_code == 201, shapes_host.text
         world.start_agent()
         world.add_target_project_and_cluster()
         gone = world.target_call("POST", "/clusters", json={
@@ -196,6 +208,37 @@ def test_each_validation_failure_is_reported_in_error_message(world: World) -> N
             assert outcome["status"] == "FAILED", (name, outcome)
             assert reason in outcome["errorMessage"], (name, outcome)
 
+        # The migration host's pre-flight: what blocks (a unique index the source has not) fails the validation.
+        with world.destination_db.client() as client:
+            client.shop.orders.create_index("sku", unique=True)
+            # As listed: nx-27017 names an index its own way (idx_orders_sku), whatever name it is given.
+            conflicting = next(index["name"] for index in client.shop.orders.list_indexes() if index.get("unique"))
+        blocked = world.validate(body)
+        assert blocked["status"] == "FAILED", blocked
+        assert blocked["errorMessage"] == ("The pre-flight found what blocks the migration: shop.orders: the "
+                                           f"destination has unique index {conflicting} that the source has not: "
+                                           "documents the source allows could be refused (drop it, or set "
+                                           "dropDestinationData)"), blocked
+        assert [check["namespace"] for check in blocked["preflight"]["namespaces"] if check["blocking"]] \
+            == ["shop.orders"]
+        with world.destination_db.client() as client:
+            client.shop.orders.drop_index(conflicting)
+
+        # Collections not migrated as they are, each reported with what will happen to it.
+        shapes = world.validate({**body, "source": {**body["source"], "clusterName": shapes_host.json()["clusterName"]}})
+        assert (shapes["status"], shapes["errorMessage"]) == ("SUCCESS", None), shapes
+        found = {check["namespace"]: check for check in shapes["preflight"]["namespaces"]}
+        assert set(found) == {"shop.orders", *SHAPE_NOTES}
+        for namespace, note in SHAPE_NOTES.items():
+            assert any(note in line for line in found[namespace]["notes"]), (namespace, found[namespace])
+        assert found["shop.orders"]["documents"] == 700 and found["shop.orders"]["notes"] == []
+        assert (found["shop.readings"]["kind"], found["shop.recent"]["kind"]) == ("timeseries", "view")
+        assert shapes["preflight"]["copyEstimateSeconds"] is not None and shapes["preflight"]["blocking"] == []
+        described = world.target_cli("target", "live-migrations", "validation", "describe",
+                                     "--group", world.target_project["id"], "--id", shapes["_id"])
+        assert described.returncode == 0 and "shop.log" in described.stdout and "capped" in described.stdout, described
+        assert "copy estimate:" in described.stdout, described.stdout
+
         with world.destination_db.client() as client:
             client.legacy.leftovers.insert_one({"_id": 1})
         occupied = world.validate(body)
@@ -209,3 +252,15 @@ def test_each_validation_failure_is_reported_in_error_message(world: World) -> N
                                "dropEnabled": True})["status"] == "SUCCESS"  # the older alias
     finally:
         old.stop()
+        shaped.stop()
+
+
+def test_the_cutovers_answer_says_what_becomes_of_the_applications_writes() -> None:
+    """A source before 6.0 cannot block writes: the answer tells the person to stop them now."""
+    from livemigrate.target.migrations import writes_at_cutover
+
+    assert writes_at_cutover("5.0.14").startswith("The source runs MongoDB 5.0.14, which cannot block user writes: "
+                                                  "stop the application's writes to the source now.")
+    assert "has not reported, which cannot block user writes" in writes_at_cutover(None)
+    assert writes_at_cutover("7.0.2").startswith("The source runs MongoDB 7.0.2: when the drain begins, its user "
+                                                 "writes are blocked (setUserWriteBlockMode)")

@@ -3,7 +3,10 @@ documents changed since — checked against reading everything, on two nx-27017 
 
 from __future__ import annotations
 
+import re
+import signal
 import threading
+import time
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -16,10 +19,10 @@ from pymongo import MongoClient
 
 from livemigrate.engine.ledger import Side, VerificationLedger, digest_of, document_key, identifier_of
 from livemigrate.engine.verify import VerificationPass, VerifyReport, verify, verify_changed
-from tests.engine_support import MigrateProcess, seed
+from tests.engine_support import MigrateProcess, Writer, seed
 from tests.nx import NxServer
 from tests.support import wait_for as wait_until
-from tests.wire_proxy import StandaloneProxy, WriteBlockProxy
+from tests.wire_proxy import NoWriteBlockProxy, StandaloneProxy, WriteBlockProxy
 
 IDENTIFIERS: list[Any] = [ObjectId(), 7, Int64(7), 2**40, 1.5, "héllo", "", {"a": 1, "b": [1, 2]},
                           Binary(b"\x00\x01", 4), b"raw", True, datetime(2020, 1, 2, 3, 4, 5), None,
@@ -160,6 +163,38 @@ def test_a_write_to_the_destination_after_the_pass_fails_the_cutover(servers: tu
     # Writes were blocked when the drain began, and allowed again when the cutover failed.
     assert six.write_block_modes == [True, False], migration.log_text()
     assert "user writes to the source are allowed again" in migration.log_text()
+
+
+def test_writes_that_reach_a_source_without_write_blocking_after_the_drain_began_are_applied_and_reported(
+        servers: tuple[NxServer, NxServer], tmp_path: Path) -> None:
+    """A source older than 6.0 cannot block writes: the application goes on writing into the drain. The
+    proxy holds the refusal 3 s (the drain waits on it), the writer stops 2.5 s into it: every write is
+    in the change stream before the drain reads it — applied, equal, and counted, as writes that came
+    after the drain began (a change's clusterTime counts whole seconds: 1 s of margin)."""
+    source, target = servers
+    old = NoWriteBlockProxy(source.port, refuse_after_seconds=3.0).start()
+    try:
+        with source.client() as source_client:
+            seed(source_client, total=600)
+            migration = MigrateProcess(old.uri, target.uri, tmp_path / "state").start()
+            assert wait_until(migration.replicating, timeout=120), migration.log_text()
+            writer = Writer(source_client, per_second=100)
+            writer.start()
+            try:
+                assert migration.process is not None
+                migration.process.send_signal(signal.SIGUSR1)  # the cutover, with the application still writing
+                assert old.asked.wait(timeout=60), migration.log_text()
+                time.sleep(2.5)
+            finally:
+                writer.finish()
+            assert migration.process.wait(timeout=120) == 0, migration.log_text()
+    finally:
+        old.stop()
+    log = migration.log_text()
+    assert "the source did not block writes" in log and "no such command" in log
+    late = re.search(r"(\d+) write\(s\) reached the source after the cutover's drain began", log)
+    assert late is not None and int(late.group(1)) > 0, log
+    assert log.rstrip().endswith("EQUAL"), log
 
 
 def test_a_write_to_the_destination_between_runs_fails_the_later_cutover(servers: tuple[NxServer, NxServer],

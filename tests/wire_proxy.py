@@ -10,6 +10,11 @@ MongoDB would, to reach states nx-27017 never shows:
   away, so that a copy of a few thousand documents lasts long enough to be seen moving;
 - `WriteBlockProxy`: a MongoDB 6.0 that blocks user writes: `buildInfo` says 6.0.0 and
   `setUserWriteBlockMode` is answered as 6.0 answers it, each call recorded;
+- `NoWriteBlockProxy`: a MongoDB older than 6.0: `setUserWriteBlockMode` is refused (CommandNotFound),
+  after a delay that gives the test a moment in the drain while the application still writes;
+- `CollectionOptionsProxy`: `listCollections` answers with collection options (capped, time-series,
+  clustered, collation, validator) and views, as a MongoDB that keeps them would: nx-27017 keeps no
+  options, and has no views or time-series collections;
 - `ShortHistoryProxy`: the source keeps its change history for T seconds only, as an oplog that small
   would: a change stream cursor not read for longer than T, or a resume from a token first seen more
   than T ago, is answered ChangeStreamHistoryLost (286).
@@ -21,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import struct
+import threading
 import time
 from typing import Any
 
@@ -72,6 +78,10 @@ class WireProxy(LoopbackServer):
     def observe(self, command: dict[str, Any] | None, reply: bytes) -> None:
         """Called with each command forwarded and the upstream's reply to it."""
 
+    def rewrite(self, command: dict[str, Any] | None, request: bytes, reply: bytes) -> bytes:
+        """The reply passed on to the client for a forwarded command: the upstream's, unless changed here."""
+        return reply
+
     def __init__(self, upstream_port: int) -> None:
         super().__init__()
         self.upstream_port = upstream_port
@@ -106,7 +116,7 @@ class WireProxy(LoopbackServer):
                 reply_header = await up_reader.readexactly(4)
                 reply = reply_header + await up_reader.readexactly(struct.unpack("<i", reply_header)[0] - 4)
                 self.observe(command, reply)
-                writer.write(reply)
+                writer.write(self.rewrite(command, message, reply))
                 await writer.drain()
         except (asyncio.IncompleteReadError, ConnectionError):
             pass
@@ -203,4 +213,49 @@ class WriteBlockProxy(WireProxy):
             return {"ok": 1.0}
         if command and ({"buildInfo", "buildinfo"} & set(command)):
             return {"ok": 1.0, "version": "6.0.0", "versionArray": [6, 0, 0, 0]}
+        return None
+
+
+class CollectionOptionsProxy(WireProxy):
+    """`shapes` maps a collection name to what its `listCollections` entry carries besides the name
+    (`type`, `options`); a name the upstream does not list is added (a view has no storage to list)."""
+
+    def __init__(self, upstream_port: int, shapes: dict[str, dict[str, Any]]) -> None:
+        super().__init__(upstream_port)
+        self.shapes = shapes
+
+    def rewrite(self, command: dict[str, Any] | None, request: bytes, reply: bytes) -> bytes:
+        if not command or "listCollections" not in command:
+            return reply
+        answered = _command_of(reply) or {}
+        batch = (answered.get("cursor") or {}).get("firstBatch")
+        if batch is None:
+            return reply
+        listed = {entry.get("name") for entry in batch}
+        for entry in batch:
+            entry.update(self.shapes.get(entry.get("name"), {}))
+        batch += [{"name": name, **shape} for name, shape in self.shapes.items()
+                  if name not in listed and shape.get("type") == "view"]
+        only = (command.get("filter") or {}).get("name")  # list_collections(filter={"name": …})
+        if isinstance(only, str):
+            batch[:] = [entry for entry in batch if entry.get("name") == only]
+        return _reply(request, answered)
+
+
+class NoWriteBlockProxy(WireProxy):
+    def __init__(self, upstream_port: int, refuse_after_seconds: float) -> None:
+        super().__init__(upstream_port)
+        self.refuse_after_seconds = refuse_after_seconds
+        self.asked = threading.Event()  # set when the cutover asked to block writes (its drain began)
+
+    def delay(self, command: dict[str, Any] | None) -> float:
+        if command and "setUserWriteBlockMode" in command:
+            self.asked.set()
+            return self.refuse_after_seconds
+        return 0.0
+
+    def answer(self, command: dict[str, Any] | None) -> dict[str, Any] | None:
+        if command and "setUserWriteBlockMode" in command:
+            return {"ok": 0.0, "errmsg": "no such command: 'setUserWriteBlockMode'", "code": 59,
+                    "codeName": "CommandNotFound"}
         return None

@@ -37,6 +37,30 @@ class NamespaceReport(Contract):
     verification: VerificationState | None = None
 
 
+class PreflightNamespace(Contract):
+    """One namespace as the pre-flight found it (`engine/preflight.py` says how)."""
+
+    namespace: StrictStr = Field(min_length=1)
+    kind: Literal["collection", "view", "timeseries"]
+    documents: StrictInt = Field(ge=0)
+    sizeBytes: StrictInt | None = Field(default=None, ge=0)
+    indexes: StrictInt = Field(ge=0)
+    notes: list[StrictStr] = Field(default_factory=list)  # what will happen to it, when not migrated as is
+    blocking: StrictStr | None = None  # why the migration cannot start as asked
+
+
+class PreflightReport(Contract):
+    """A migration host's pre-flight of a validation: the source read, a sample copied, an estimate."""
+
+    namespaces: list[PreflightNamespace]
+    readDocsPerSecond: StrictFloat | StrictInt | None = Field(default=None, ge=0)
+    writeDocsPerSecond: StrictFloat | StrictInt | None = Field(default=None, ge=0)
+    copyEstimateSeconds: StrictFloat | StrictInt | None = Field(default=None, ge=0)
+    historySeconds: StrictFloat | StrictInt | None = Field(default=None, ge=0)  # the source's oplog window
+    warnings: list[StrictStr] = Field(default_factory=list)
+    blocking: list[StrictStr] = Field(default_factory=list)
+
+
 class ProgressReport(Contract):
     """A migration's state as its migration host sees it; the target decides what it means for the
     migration (only a requested cutover completes one)."""
@@ -56,10 +80,16 @@ class ProgressReport(Contract):
     # What a person should act on while the migration runs, e.g. a change stream that delivers nothing.
     warnings: list[StrictStr] | None = None
     errorMessage: StrictStr | None = None
+    preflight: PreflightReport | None = None  # a validation job's answer
 
     def to_json(self) -> dict[str, object]:
         """As sent and as stored: plain JSON values, absent fields left out."""
         return self.model_dump(mode="json", exclude_none=True)
+
+
+# A migration to run, or a validation whose pre-flight the migration host runs (it reads the source
+# and copies a sample into a scratch database of the destination, then answers once).
+JobKind = Literal["MIGRATION", "VALIDATION"]
 
 
 class LinkJob(Contract):
@@ -68,6 +98,7 @@ class LinkJob(Contract):
     leave the target's store only here (and never appear in a `repr`, so never in a log)."""
 
     id: StrictStr
+    kind: JobKind = "MIGRATION"
     status: RunningStatus
     sourceProjectId: StrictStr
     sourceClusterName: StrictStr
@@ -86,6 +117,7 @@ class HostJob(Contract):
     the source side, from its monitored hosts: the target never sees it. None: no host monitored."""
 
     id: StrictStr
+    kind: JobKind = "MIGRATION"
     status: RunningStatus
     sourceClusterName: StrictStr
     sourceUri: StrictStr | None = Field(default=None, repr=False)

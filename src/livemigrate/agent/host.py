@@ -1,5 +1,6 @@
 """`livemigrate agent`: a migration host. It heartbeats, asks the source API for its jobs, runs each
-with the engine and reports progress — every connection outbound from where it runs.
+with the engine and reports progress — every connection outbound from where it runs. A job is a
+migration, or a validation's pre-flight (answered once).
 
 Two threads talk to the API: one waits on the job list (long polling: a new job or a cutover asked for
 on the target arrives at once, and an idle host sends one request per wait), the other heartbeats and
@@ -20,6 +21,7 @@ import httpx
 from pydantic import ValidationError
 
 from livemigrate import __version__
+from livemigrate.agent.preflight_job import PreflightJob
 from livemigrate.agent.runner import JobRunner, RunnerSettings
 from livemigrate.client.agent_api import AgentApi
 from livemigrate.client.errors import ApiCallError
@@ -42,6 +44,7 @@ class MigrationHostAgent:
         self._jobs: dict[str, HostJob] | None = None  # the latest list, from the watching thread
         self._jobs_lock = threading.Lock()
         self._runners: dict[str, JobRunner] = {}
+        self._preflights: dict[str, PreflightJob] = {}  # validations whose pre-flight runs or waits to be sent
         # Jobs this agent ended: the job list it reads next may predate the end (the source relays a
         # list up to a moment old), and such a job must not start again.
         self._ended: set[str] = set()
@@ -112,7 +115,11 @@ class MigrationHostAgent:
         """Start the jobs new to this host, pass cutovers on, stop the jobs the target no longer runs."""
         self._ended &= jobs.keys()
         for job_id, job in jobs.items():
-            if job_id in self._ended:
+            if job_id in self._ended or job_id in self._preflights:
+                continue
+            if job.kind == "VALIDATION" and job.sourceUri and job.destinationUri:
+                log.info("validation %s: running the pre-flight of %s", job_id, job.sourceClusterName)
+                self._preflights[job_id] = PreflightJob(job, self._settings, on_done=self._wake.set).start()
                 continue
             if job_id not in self._runners and not (job.sourceUri and job.destinationUri):
                 missing = ("the source deployment has no monitored hosts on the source side"
@@ -132,6 +139,12 @@ class MigrationHostAgent:
             self._runners.pop(job_id).stop()
 
     def _report(self) -> None:
+        for job_id, check in list(self._preflights.items()):
+            answer = check.answer()
+            if answer is not None:
+                self._api.report(job_id, answer)
+                del self._preflights[job_id]
+                self._ended.add(job_id)
         for job_id, runner in list(self._runners.items()):
             report = runner.report()
             answer = self._api.report(job_id, report)

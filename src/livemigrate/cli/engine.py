@@ -169,31 +169,14 @@ def _connect_both(source_uri: str, target_uri: str) -> tuple[Any, Any]:
 
 def _dry_run(source_uri: str, target_uri: str, options: Any) -> None:
     """`migrate --dry-run`: the pre-flight report as a table; exit 1 when something blocks the migration."""
+    from livemigrate.cli.preflight_view import print_preflight
     from livemigrate.engine.preflight import preflight
 
     source, target = _connect_both(source_uri, target_uri)
     with source, target:
         report = preflight(source, target, options)
-    console = Console()
-    table = Table(title="pre-flight")
-    for column in ("namespace", "kind", "documents", "size", "indexes", "what will happen"):
-        table.add_column(column, overflow="fold")
-    for check in report.namespaces:
-        size = "-" if check.size_bytes is None else f"{check.size_bytes / 1024**2:,.1f} MiB"
-        notes = "; ".join(check.notes) or "copied as is"
-        table.add_row(check.namespace, check.kind, f"{check.documents:,}", size, str(check.indexes),
-                      f"BLOCKS: {check.blocking}" if check.blocking else notes)
-    console.print(table)
-    if report.estimate_seconds is not None:
-        typer.echo(f"copy estimate: {report.estimate_seconds:,.0f} s for {sum(c.documents for c in report.namespaces):,} "
-                   f"documents (measured: {report.read_docs_per_second:,.0f} reads/s, "
-                   f"{report.write_docs_per_second:,.0f} writes/s)")
-    typer.echo("source change history: " + ("unknown" if report.history_seconds is None
-                                            else f"{report.history_seconds:,.0f} s"))
-    for warning in report.warnings:
-        typer.echo(f"warning: {warning}")
+    print_preflight(report.to_document())
     if report.blocking:
-        typer.echo("blocked: " + "; ".join(report.blocking))
         raise typer.Exit(EXIT_MISMATCH)
 
 

@@ -13,6 +13,7 @@ from rich.table import Table
 
 from livemigrate.cli.connection import BASE_URL, PRIVATE_KEY, PUBLIC_KEY, client
 from livemigrate.cli.output import OUTPUT_OPTION, OutputFormat, api_errors, console, emit
+from livemigrate.cli.preflight_view import print_preflight
 from livemigrate.cli.watch_view import frame
 from livemigrate.client.api import ApiClient
 from livemigrate.statuses import FINISHED, MigrationStatus, ValidationStatus
@@ -255,7 +256,12 @@ def validation_describe(group: str = GROUP, validation_id: str = ID, output: Out
         while wait and found.get("status") == ValidationStatus.PENDING:
             time.sleep(0.5)
             found = api.validation(group, validation_id)
-    emit(output, found, lambda: _fields(found, ["_id", "status", "sourceGroupId", "errorMessage"]))
+    def human() -> None:
+        _fields(found, ["_id", "status", "sourceGroupId", "errorMessage"])
+        if found.get("preflight"):
+            print_preflight(found["preflight"])
+
+    emit(output, found, human)
     if found.get("status") == ValidationStatus.FAILED:
         raise typer.Exit(1)
 
@@ -297,8 +303,10 @@ def migrations_cutover(group: str = GROUP, migration_id: str = ID,
     if not force and not typer.confirm("Writes to the source are stopped, and you want to cut over now?"):
         raise typer.Exit(1)
     with api_errors(), client(base_url, public_key, private_key) as api:
-        api.cutover(group, migration_id)
+        detail = api.cutover(group, migration_id)
     console.print(f"Cutover of {migration_id} requested; `live-migrations watch` follows it to COMPLETE.")
+    if detail:
+        typer.echo(detail)  # never wrapped: it may say to stop the application's writes now
 
 
 @live_migrations.command("watch")

@@ -98,8 +98,10 @@ class ApiClient:
     def migration(self, group_id: str, migration_id: str) -> dict[str, Any]:
         return dict(self._call("GET", f"{TARGET_PREFIX}/groups/{group_id}/liveMigrations/{migration_id}"))
 
-    def cutover(self, group_id: str, migration_id: str) -> None:
-        self._call("PUT", f"{TARGET_PREFIX}/groups/{group_id}/liveMigrations/{migration_id}/cutover")
+    def cutover(self, group_id: str, migration_id: str) -> str | None:
+        """The answer says what becomes of the application's writes to the source; None if it says nothing."""
+        answer = self._call("PUT", f"{TARGET_PREFIX}/groups/{group_id}/liveMigrations/{migration_id}/cutover")
+        return str(answer["detail"]) if isinstance(answer, dict) and answer.get("detail") else None
 
     def list_projects(self, side: str) -> list[dict[str, Any]]:
         """The projects of every org the key belongs to."""

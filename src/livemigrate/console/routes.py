@@ -34,7 +34,7 @@ from livemigrate.source.inventory_routes import HostRequest
 from livemigrate.source.link import LinkService, link_view
 from livemigrate.source.probe import HostAddress
 from livemigrate.store.models import Organization, Project
-from livemigrate.target import clusters, link_tokens, links, migrations
+from livemigrate.target import clusters, link_tokens, links, migrations, validations
 from livemigrate.target.migration_routes import ClusterRequest, LiveMigrationRequest, validate_in_background, window
 from livemigrate.target.routes import LinkTokenRequest, target_api_url
 from livemigrate.vocabulary import SOURCE
@@ -331,8 +331,8 @@ def _project_page(request: Request, active: ActiveSession, project: Project, sta
                      agent_keys=agents.list_agent_keys(store, project.id), **common)
     return _page(request, "target_project.html", active, status,
                  clusters=clusters.list_clusters(store, project.id),
-                 validations=[migrations.validation_view(validation)
-                              for validation in migrations.recent_validations(store, project.id)],
+                 validations=[validations.validation_view(validation)
+                              for validation in validations.recent_validations(store, project.id)],
                  migrations=[migrations.migration_view(migration) for migration in
                              migrations.list_migrations(store, project.id, window(context_of(request)))],
                  available=links.available_projects(store, project.org_id), **common)
@@ -447,11 +447,11 @@ async def cutover(request: Request, group_id: str, migration_id: str, active: Se
     _, project = await _project_action(request, active, group_id)
     page = f"/console/groups/{project.id}/migrations/{migration_id}"
     try:
-        await run_in_threadpool(migrations.request_cutover, context_of(request).store, project.id, migration_id,
-                                window(context_of(request)))
+        detail = await run_in_threadpool(migrations.request_cutover, context_of(request).store, project.id,
+                                         migration_id, window(context_of(request)))
     except ApiError as error:
         if error.code is ErrorCode.LIVE_MIGRATION_NOT_FOUND:
             raise ConsoleRefusal(404, error.detail) from None
         return _back(page, f"Cutover refused: {error.detail}")
-    return _back(page, "Cutover requested: the migration drains, verifies and completes.")
+    return _back(page, f"Cutover requested: the migration drains, verifies and completes. {detail}")
 

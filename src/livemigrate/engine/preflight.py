@@ -24,6 +24,7 @@ from livemigrate.engine import writer
 from livemigrate.engine.discover import CollectionSpec, discover
 from livemigrate.engine.options import MigrationOptions
 from livemigrate.engine.reader import in_batches, raw_collection
+from livemigrate.engine.spool import LIMIT_SETTING
 
 SCRATCH_NAMESPACE = "livemigrate_preflight.sample"
 _KEY_SAMPLE = 1000  # documents per collection whose field names are looked at
@@ -91,7 +92,7 @@ def _option_notes(options: Mapping[str, Any]) -> list[str]:
 
 
 def _check_collection(source: MongoClient[Any], target: MongoClient[Any], spec: CollectionSpec,
-                      occupied: set[str], drop_target: bool) -> NamespaceCheck:
+                      occupied: set[str], drop_target: bool, replace_data: str) -> NamespaceCheck:
     database, name = spec.database, spec.name
     collection = source[database][name]
     documents = collection.estimated_document_count()
@@ -106,7 +107,7 @@ def _check_collection(source: MongoClient[Any], target: MongoClient[Any], spec: 
                      "stores them); a destination older than 5.0 refuses them")
     blocking = None
     if spec.namespace in occupied and not drop_target:
-        blocking = "the destination already holds documents here (replace them with --drop-target)"
+        blocking = f"the destination already holds documents here (empty it, or {replace_data})"
     elif not drop_target:
         ours = {tuple(tuple(pair) for pair in index["key"]) for index in spec.indexes}
         theirs = [index for index in target[database][name].list_indexes()
@@ -114,7 +115,7 @@ def _check_collection(source: MongoClient[Any], target: MongoClient[Any], spec: 
                   and tuple((key, value) for key, value in dict(index["key"]).items()) not in ours]
         if theirs:
             blocking = (f"the destination has unique index {theirs[0]['name']} that the source has not: documents "
-                        "the source allows could be refused (drop it, or use --drop-target)")
+                        f"the source allows could be refused (drop it, or {replace_data})")
     return NamespaceCheck(spec.namespace, "collection", documents, size, len(spec.indexes) + 1, tuple(notes), blocking)
 
 
@@ -157,10 +158,12 @@ def _measure(source: MongoClient[Any], target: MongoClient[Any], namespace: str,
 
 
 def preflight(source: MongoClient[Any], target: MongoClient[Any], options: MigrationOptions,
-              sample_seconds: float = 2.0) -> Preflight:
+              sample_seconds: float = 2.0, replace_data: str = "use --drop-target") -> Preflight:
+    """`replace_data`: how the caller's user asks for the destination's data to be replaced, in their words."""
     discovery = discover(source, options.namespaces)
     occupied = set(writer.non_empty_namespaces(target, [spec.namespace for spec in discovery.copied]))
-    checks = [_check_collection(source, target, spec, occupied, options.drop_target) for spec in discovery.copied]
+    checks = [_check_collection(source, target, spec, occupied, options.drop_target, replace_data)
+              for spec in discovery.copied]
     checks += [NamespaceCheck(spec.namespace, "view", 0, None, 0,
                               ("view: re-created on the destination after the copy, with its pipeline",))
                for spec in discovery.views]
@@ -179,10 +182,10 @@ def preflight(source: MongoClient[Any], target: MongoClient[Any], options: Migra
     warnings = []
     if history is None:
         warnings.append("the source does not tell its change history (no oplog to read): the spool keeps the "
-                        "changes of the copy, up to --spool-limit")
+                        f"changes of the copy, up to its limit ({LIMIT_SETTING})")
     elif estimate is not None and estimate > history:
         warnings.append(f"the copy (about {estimate:.0f} s) outlasts the source's change history ({history:.0f} s): "
-                        "the changes made meanwhile wait in the spool (--spool-limit); a restart during the copy "
+                        f"the changes made meanwhile wait in the spool (its limit: {LIMIT_SETTING}); a restart during the copy "
                         "may find its resume point gone")
     return Preflight(tuple(checks), read_rate and round(read_rate), write_rate and round(write_rate), estimate,
                      history, tuple(warnings))

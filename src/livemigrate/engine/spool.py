@@ -37,6 +37,8 @@ from livemigrate.engine.errors import EngineError, EngineErrorCode
 
 log = logging.getLogger("livemigrate.engine.spool")
 
+LIMIT_SETTING = "--spool-limit, LIVEMIGRATE_AGENT_SPOOL_LIMIT_MB"  # where the limit is set: `migrate`, an agent
+
 _CODEC: CodecOptions[dict[str, Any]] = CodecOptions(tz_aware=True)
 _SCHEMA = ("CREATE TABLE IF NOT EXISTS events (seq INTEGER PRIMARY KEY, stream TEXT NOT NULL, event BLOB NOT NULL)",
            "CREATE TABLE IF NOT EXISTS tokens (id INTEGER PRIMARY KEY CHECK (id = 1), tokens BLOB NOT NULL)")
@@ -73,8 +75,8 @@ class Spool:
         if self._bytes + added > self.limit_bytes:
             raise EngineError(EngineErrorCode.SPOOL_LIMIT_EXCEEDED,
                               f"the changes made on the source during the copy exceed the spool's limit of "
-                              f"{self.limit_bytes / 1024**2:,.0f} MiB: raise it (--spool-limit, "
-                              "LIVEMIGRATE_AGENT_SPOOL_LIMIT_MB) where the migration host has the disk, or "
+                              f"{self.limit_bytes / 1024**2:,.0f} MiB: raise it ({LIMIT_SETTING}) where the "
+                              "migration host has the disk, or "
                               "shorten the copy (more --workers, fewer namespaces per migration)")
         with self._lock:
             self._connection.execute("BEGIN")

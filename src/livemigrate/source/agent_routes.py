@@ -99,7 +99,7 @@ def _job_for_host(context: AppContext, group_id: str, job: LinkJob) -> HostJob:
              if deployment.name == job.sourceClusterName]
     source_uri = hosts.cluster_uri(found[0], context.secret_box, job.sourceUsername, job.sourcePassword,
                                    job.sourceSsl, job.sourceCaCertificatePath) if found else None
-    return HostJob(id=job.id, status=job.status, sourceClusterName=job.sourceClusterName, sourceUri=source_uri,
+    return HostJob(id=job.id, kind=job.kind, status=job.status, sourceClusterName=job.sourceClusterName, sourceUri=source_uri,
                    destinationUri=job.destinationUri, dropDestinationData=job.dropDestinationData,
                    cutoverRequested=job.cutoverRequested)
 

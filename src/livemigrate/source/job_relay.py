@@ -93,7 +93,7 @@ class JobRelay:
         except LinkCallFailed:
             kept = self._jobs.get(org_id)
             running = (kept[1].results or []) if kept else []
-        return sorted({job.sourceProjectId for job in running})
+        return sorted({job.sourceProjectId for job in running if job.kind == "MIGRATION"})  # a pre-flight holds nothing
 
     async def _credentials(self, org_id: str) -> LinkCredentials:
         credentials = await run_in_threadpool(self._channels.credentials_of, org_id)

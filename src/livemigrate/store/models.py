@@ -244,7 +244,9 @@ class LiveMigration(Base):
 
 
 class LiveMigrationValidation(Base):
-    """Target side: a validation of a migration request; PENDING until the checks have run."""
+    """Target side: a validation of a migration request; PENDING until the checks have run, the last
+    of them the migration host's pre-flight of the source. What the host needs to read the source is
+    kept until it has answered (the password sealed, as a migration's), then forgotten."""
 
     __tablename__ = "live_migration_validations"
 
@@ -253,6 +255,19 @@ class LiveMigrationValidation(Base):
     source_project_id: Mapped[str] = mapped_column(String(24))
     status: Mapped[str] = mapped_column(String(16), default=ValidationStatus.PENDING.value)
     error_message: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # Set once the target's own checks passed: the pre-flight is then a job of the migration host.
+    host_asked_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    target_org_id: Mapped[str | None] = mapped_column(String(24), nullable=True)
+    source_org_id: Mapped[str | None] = mapped_column(String(24), nullable=True, index=True)
+    source_cluster_name: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    source_username: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    source_password_encrypted: Mapped[str | None] = mapped_column(Text, nullable=True)
+    source_ssl: Mapped[bool] = mapped_column(Boolean, default=False)
+    source_ca_certificate_path: Mapped[str | None] = mapped_column(Text, nullable=True)
+    destination_cluster_name: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    migration_host: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    drop_destination_data: Mapped[bool] = mapped_column(Boolean, default=False)
+    preflight: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)  # the host's answer
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
 
 

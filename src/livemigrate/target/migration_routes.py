@@ -26,7 +26,7 @@ from livemigrate.http.pagination import paginated
 from livemigrate.http.responses import respond
 from livemigrate.http.roles import OrgRole
 from livemigrate.store.models import LiveMigrationValidation, Project, TargetCluster
-from livemigrate.target import clusters, migrations
+from livemigrate.target import clusters, migrations, validations
 from livemigrate.vocabulary import TARGET, TARGET_PREFIX
 
 PREFIX = TARGET_PREFIX
@@ -125,15 +125,15 @@ def list_clusters(request: Request, group_id: GroupId, project: ProjectReader) -
 async def validate(request: Request, group_id: GroupId, project: ProjectOwner) -> Response:
     body = await parse_body(request, LiveMigrationRequest, allow_atlas_versioned=True)
     validation = await validate_in_background(request, project, body.to_request())
-    return respond(request, migrations.validation_view(validation))
+    return respond(request, validations.validation_view(validation))
 
 
 async def validate_in_background(request: Request, project: Project,
                                  migration_request: migrations.MigrationRequest) -> LiveMigrationValidation:
     """The validation, PENDING; its checks run after the answer (the API's and the console's alike)."""
     context = context_of(request)
-    validation = await run_in_threadpool(migrations.start_validation, context.store, project.id, migration_request)
-    task = asyncio.create_task(run_in_threadpool(migrations.run_validation, context.store, context.secret_box,
+    validation = await run_in_threadpool(validations.start_validation, context.store, project.id, migration_request)
+    task = asyncio.create_task(run_in_threadpool(validations.run_validation, context.store, context.secret_box,
                                                  project.org_id, project.id, validation.id, migration_request))
     request.app.state.background_tasks.add(task)  # kept referenced until done
     task.add_done_callback(request.app.state.background_tasks.discard)
@@ -143,8 +143,8 @@ async def validate_in_background(request: Request, project: Project,
 @router.get("/groups/{group_id}/liveMigrations/validate/{validation_id}", summary="One validation",
             responses=errors(PROJECT, ErrorCode.VALIDATION_NOT_FOUND))
 def get_validation(request: Request, group_id: GroupId, validation_id: ValidationId, project: ProjectOwner) -> Response:
-    found = migrations.get_validation(context_of(request).store, project.id, validation_id)
-    return respond(request, migrations.validation_view(found))
+    found = validations.get_validation(context_of(request).store, project.id, validation_id)
+    return respond(request, validations.validation_view(found))
 
 
 @router.post("/groups/{group_id}/liveMigrations", summary="Create a push live migration", status_code=201,
@@ -182,8 +182,8 @@ def get_migration(request: Request, group_id: GroupId, migration_id: MigrationId
                                               ErrorCode.LIVE_MIGRATION_ALREADY_FINISHED))
 def cutover(request: Request, group_id: GroupId, migration_id: MigrationId, project: ProjectOwner) -> Response:
     context = context_of(request)
-    migrations.request_cutover(context.store, project.id, migration_id, window(context))
-    return respond(request, None, 202)
+    detail = migrations.request_cutover(context.store, project.id, migration_id, window(context))
+    return respond(request, {"detail": detail}, 202)
 
 
 @router.get("/orgs/{org_id}/liveMigrations/links/{source_org_id}/jobs",
@@ -196,8 +196,9 @@ async def jobs(request: Request, org_id: OrgId, source_org_id: SourceOrgId, _lin
     check_org_id(source_org_id)
 
     def listing() -> tuple[dict[str, Any], str]:
-        body = {"results": [job.model_dump(mode="json") for job in migrations.jobs_for(
-            context.store, context.secret_box, org_id, source_org_id, window(context))]}
+        listed = [*migrations.jobs_for(context.store, context.secret_box, org_id, source_org_id, window(context)),
+                  *validations.validation_jobs(context.store, context.secret_box, org_id, source_org_id)]
+        body = {"results": [job.model_dump(mode="json") for job in listed]}
         return body, long_poll.etag_of(body, context.secret_box)
 
     body, etag = await run_in_threadpool(listing)
@@ -226,6 +227,9 @@ async def report(request: Request, org_id: OrgId, source_org_id: SourceOrgId, jo
     body = await parse_body(request, ProgressReport, allow_atlas_versioned=True)
 
     def record() -> dict[str, Any]:
+        validation = validations.record_preflight(context.store, org_id, source_org_id, job_id, body.to_json())
+        if validation is not None:
+            return {"status": validation.status, "cutoverRequested": False}
         migration = migrations.record_progress(context.store, org_id, source_org_id, job_id, body.to_json(),
                                                window(context))
         return {"status": migration.status, "cutoverRequested": migration.cutover_requested_at is not None}

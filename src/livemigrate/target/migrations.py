@@ -1,5 +1,5 @@
-"""Push live migrations on the target side: validation, creation, the job queue the link serves, progress,
-cutover and expiry.
+"""Push live migrations on the target side: the checks of a request, creation, the job queue the link
+serves, progress, cutover and expiry (validations are `validations.py`'s).
 
 A migration's life: NEW (created) → WORKING (its migration host reported) → readyForCutover (the
 copy is done and the lag is small) → cutover requested → COMPLETE; FAILED on any error the host
@@ -22,9 +22,9 @@ from livemigrate.crypto import SecretBox
 from livemigrate.engine.events import Phase  # the phases a migration host reports, as contracts.py names them
 from livemigrate.http.errors import ApiError, ErrorCode
 from livemigrate.ids import is_object_id, new_object_id
-from livemigrate.statuses import FINISHED, RUNNING, MigrationStatus, ValidationStatus
+from livemigrate.statuses import FINISHED, RUNNING, MigrationStatus
 from livemigrate.store.database import Store
-from livemigrate.store.models import LiveMigration, LiveMigrationValidation, TargetLink, utcnow
+from livemigrate.store.models import LiveMigration, TargetLink, utcnow
 from livemigrate.target import clusters
 
 MINIMUM_SOURCE_VERSION = (3, 6)
@@ -132,51 +132,6 @@ def _invalid(reason: str) -> ApiError:
     return ApiError(ErrorCode.LIVE_MIGRATION_INVALID_REQUEST, reason)
 
 
-# --- validations --------------------------------------------------------------------------------------
-
-
-def start_validation(store: Store, project_id: str, request: MigrationRequest) -> LiveMigrationValidation:
-    validation = LiveMigrationValidation(id=new_object_id(), project_id=project_id,
-                                         source_project_id=request.source.group_id,
-                                         status=ValidationStatus.PENDING.value)
-    with store.write() as session:
-        session.add(validation)
-    return validation
-
-
-def run_validation(store: Store, secret_box: SecretBox, target_org_id: str, project_id: str, validation_id: str,
-                   request: MigrationRequest) -> None:
-    """Every check, then SUCCESS or FAILED with the first reason found."""
-    try:
-        find_source(store, target_org_id, request)
-        check_destination(store, secret_box, project_id, request, probe=True)
-        status, message = ValidationStatus.SUCCESS, None
-    except ApiError as error:
-        status, message = ValidationStatus.FAILED, error.detail
-    with store.write() as session:
-        validation = session.get(LiveMigrationValidation, validation_id)
-        if validation is not None:
-            validation.status, validation.error_message = status.value, message
-
-
-def recent_validations(store: Store, project_id: str, limit: int = 10) -> list[LiveMigrationValidation]:
-    """The project's latest validations, newest first (the console lists them)."""
-    with store.read() as session:
-        return list(session.scalars(select(LiveMigrationValidation)
-                                    .where(LiveMigrationValidation.project_id == project_id)
-                                    .order_by(LiveMigrationValidation.created_at.desc(),
-                                              LiveMigrationValidation.id.desc()).limit(limit)))
-
-
-def get_validation(store: Store, project_id: str, validation_id: str) -> LiveMigrationValidation:
-    with store.read() as session:
-        validation = session.get(LiveMigrationValidation, validation_id) if is_object_id(validation_id) else None
-    if validation is None or validation.project_id != project_id:
-        raise ApiError(ErrorCode.VALIDATION_NOT_FOUND, f"No validation {validation_id} in group {project_id}.",
-                       [validation_id])
-    return validation
-
-
 # --- migrations ---------------------------------------------------------------------------------------
 
 
@@ -248,7 +203,11 @@ def list_migrations(store: Store, project_id: str, window: timedelta) -> list[Li
         return found
 
 
-def request_cutover(store: Store, project_id: str, migration_id: str, window: timedelta) -> None:
+WRITE_BLOCKING_VERSION = (6, 0)  # setUserWriteBlockMode
+
+
+def request_cutover(store: Store, project_id: str, migration_id: str, window: timedelta) -> str:
+    """The cutover asked for; the answer says what becomes of the application's writes to the source."""
     with store.write() as session:
         migration = _load(session, project_id, migration_id)
         _expire_if_due(migration, window)
@@ -259,6 +218,35 @@ def request_cutover(store: Store, project_id: str, migration_id: str, window: ti
             raise ApiError(ErrorCode.LIVE_MIGRATION_NOT_READY_FOR_CUTOVER,
                            f"Live migration {migration_id} is not ready for cutover yet.", [migration_id])
         migration.cutover_requested_at = migration.cutover_requested_at or utcnow()
+        version = _source_version(session, migration)
+    return writes_at_cutover(version)
+
+
+def _source_version(session: Session, migration: LiveMigration) -> str | None:
+    """The source deployment's MongoDB version, as the link's inventory last said."""
+    links = session.scalars(select(TargetLink).where(TargetLink.target_org_id == migration.target_org_id,
+                                                     TargetLink.source_org_id == migration.source_org_id))
+    for link in links:
+        for project in link.inventory.get("projects", []):
+            if project.get("projectId") == migration.source_project_id:
+                for deployment in project.get("deployments", []):
+                    if deployment.get("name") == migration.source_cluster_name:
+                        version = deployment.get("mongoDBVersion")
+                        return str(version) if version else None
+    return None
+
+
+def writes_at_cutover(source_version: str | None) -> str:
+    """What a cutover does about writes to a source of that version, in a sentence for its requester."""
+    version = _version_tuple(source_version)
+    if version is not None and version >= WRITE_BLOCKING_VERSION:
+        return (f"The source runs MongoDB {source_version}: when the drain begins, its user writes are blocked "
+                "(setUserWriteBlockMode), and allowed again if the cutover fails. Should it refuse, a write that "
+                "still reaches it is counted in writesAfterCutoverBegan.")
+    shown = f"MongoDB {source_version}" if source_version else "a MongoDB version the source side has not reported"
+    return (f"The source runs {shown}, which cannot block user writes: stop the application's writes to the source "
+            "now. A write that still reaches it after the drain began is applied and counted in "
+            "writesAfterCutoverBegan.")
 
 
 def jobs_for(store: Store, secret_box: SecretBox, target_org_id: str, source_org_id: str,
@@ -408,8 +396,3 @@ def migration_view(migration: LiveMigration) -> dict[str, Any]:
                         "hostnameSchemaType": migration.hostname_schema_type},
         "dropDestinationData": migration.drop_destination_data,
     }
-
-
-def validation_view(validation: LiveMigrationValidation) -> dict[str, Any]:
-    return {"_id": validation.id, "groupId": validation.project_id, "sourceGroupId": validation.source_project_id,
-            "status": validation.status, "errorMessage": validation.error_message}

@@ -1,0 +1,44 @@
+"""A pre-flight as a person reads it: one row per namespace with what will happen to it, then the
+estimate, the source's change history and the warnings. `migrate --dry-run` prints the engine's own
+report, `validation describe` the one a migration host sent: both are the same document."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+
+def print_preflight(found: dict[str, Any]) -> None:
+    table = Table(title="pre-flight")
+    for column in ("namespace", "kind", "documents", "size", "indexes", "what will happen"):
+        table.add_column(column, overflow="fold")
+    namespaces = found.get("namespaces") or []
+    for check in namespaces:
+        size = "-" if check.get("sizeBytes") is None else _size(check["sizeBytes"])
+        notes = "; ".join(check.get("notes") or []) or "copied as is"
+        table.add_row(check["namespace"], check["kind"], f"{check['documents']:,}", size, str(check["indexes"]),
+                      f"BLOCKS: {check['blocking']}" if check.get("blocking") else notes)
+    Console().print(table)
+    if found.get("copyEstimateSeconds") is not None:
+        estimate = found["copyEstimateSeconds"]
+        typer.echo(f"copy estimate: {f'{estimate:,.0f} s' if estimate >= 1 else 'under 1 s'} for "
+                   f"{sum(check['documents'] for check in namespaces):,} documents (measured: "
+                   f"{found['readDocsPerSecond']:,.0f} reads/s, {found['writeDocsPerSecond']:,.0f} writes/s)")
+    history = found.get("historySeconds")
+    typer.echo("source change history: " + ("unknown" if history is None else f"{history:,.0f} s"))
+    for warning in found.get("warnings") or []:
+        typer.echo(f"warning: {warning}")
+    if found.get("blocking"):
+        typer.echo("blocked: " + "; ".join(found["blocking"]))
+
+
+def _size(size_bytes: int) -> str:
+    value = float(size_bytes)
+    for unit in ("B", "KiB", "MiB"):
+        if value < 1024:
+            return f"{value:,.0f} B" if unit == "B" else f"{value:,.1f} {unit}"
+        value /= 1024
+    return f"{value:,.1f} GiB"
