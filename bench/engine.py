@@ -1,9 +1,12 @@
-"""Engine: initial-sync throughput against the raw insert ceiling, and the lag under a steady writer.
+"""Engine: initial-sync throughput against the raw insert ceiling, the pre-flight's estimate against the
+copy it estimated, and the lag under a steady writer.
 
 Two nx-27017 servers on loopback. The ceiling is a plain `insert_many` loop of the same 50,000
 documents (1 KiB each) into the same target server, measured in the same run; the engine's figure
-is documents over the wall time of its copy phase. Then a writer adds 200 changes/s to the source
-and the lag the engine reports is sampled. Targets (issue: the engine): ratio >= 0.8, lag < 2 s.
+is documents over the wall time of its copy phase. The pre-flight (`migrate --dry-run`, a
+validation) runs just before the copy, on the same servers. Then a writer adds 200 changes/s to the
+source and the lag the engine reports is sampled. Targets: ratio >= 0.8, lag < 2 s, and the estimate
+within a factor of 2 of the copy's real time.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from tests.nx import NxServer
 from livemigrate.engine import CaptureScope, Migration, MigrationEvent, MigrationOptions
 from livemigrate.engine.checkpoints import MemoryCheckpointStore
 from livemigrate.engine.events import Phase
+from livemigrate.engine.preflight import preflight
 
 DOCUMENTS = 50_000
 BATCH = 1000
@@ -27,6 +31,7 @@ WRITER_RATE = 200
 WRITER_SECONDS = 10.0
 TARGET_RATIO = 0.8
 TARGET_LAG = 2.0
+TARGET_ESTIMATE_FACTOR = 2.0
 
 
 def make_documents() -> list[dict[str, Any]]:
@@ -96,9 +101,10 @@ def _measure(source: NxServer, target: NxServer) -> list[str]:
         ceiling = insert_all(target_client, "ceiling", documents)
         target_client.drop_database("ceiling")
 
-        timeline = Timeline()
         # nx-27017's deployment-wide change stream never emits (TESTING.md): capture per collection.
         options = MigrationOptions(capture=CaptureScope.COLLECTION, batch_size=BATCH)
+        estimate = preflight(source_client, target_client, options).estimate_seconds
+        timeline = Timeline()
         migration = Migration(source.uri, target.uri, options, MemoryCheckpointStore(), timeline)
         outcome: dict[str, Any] = {}
         runner = threading.Thread(target=lambda: outcome.setdefault("result", migration.run()))
@@ -106,7 +112,8 @@ def _measure(source: NxServer, target: NxServer) -> list[str]:
         if not timeline.replicating.wait(600):
             return ["the engine never reached replication"]
         assert timeline.copy_started is not None and timeline.copy_ended is not None
-        engine_rate = DOCUMENTS / (timeline.copy_ended - timeline.copy_started)
+        copy_seconds = timeline.copy_ended - timeline.copy_started
+        engine_rate = DOCUMENTS / copy_seconds
 
         timeline.lags.clear()
         stop = threading.Event()
@@ -125,6 +132,9 @@ def _measure(source: NxServer, target: NxServer) -> list[str]:
     print(f"  raw insert_many ceiling   {ceiling:8.0f} docs/s")
     print(f"  engine initial sync       {engine_rate:8.0f} docs/s")
     print(f"  ratio                     {ratio:8.2f}        (target >= {TARGET_RATIO})")
+    estimated = estimate / copy_seconds if estimate else float("nan")
+    print(f"  pre-flight estimate       {estimate or float('nan'):8.1f} s      the copy took {copy_seconds:.1f} s: "
+          f"{estimated:.2f} x   (target {1 / TARGET_ESTIMATE_FACTOR:.1f} to {TARGET_ESTIMATE_FACTOR:.0f} x)")
     print(f"  writer                    {outcome.get('written', 0) / WRITER_SECONDS:8.0f} changes/s for {WRITER_SECONDS:.0f} s")
     if lags:
         print(f"  lag while writing         max {worst:.2f} s, median {statistics.median(lags):.2f} s "
@@ -138,5 +148,7 @@ def _measure(source: NxServer, target: NxServer) -> list[str]:
         failures.append(f"lag {worst:.2f} s >= {TARGET_LAG} s")
     if not verified:
         failures.append("cutover did not verify equal")
+    if not 1 / TARGET_ESTIMATE_FACTOR <= estimated <= TARGET_ESTIMATE_FACTOR:
+        failures.append(f"estimate {estimated:.2f} x the copy's time")
     print(f"  verdict                   {'PASS' if not failures else 'FAIL: ' + '; '.join(failures)}")
     return failures

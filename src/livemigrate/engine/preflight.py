@@ -6,7 +6,8 @@ The estimate: up to `sample_seconds` reading the largest collection (raw documen
 writing what was read into a scratch collection on the destination (`livemigrate_preflight.sample`,
 dropped at once) in batches, as the copy writes. The copy's time is the documents to copy divided by
 the slower of the two rates. One stream each: the copy runs `--workers` of them, which pays on servers
-that serve them in parallel, so the estimate leans long.
+that serve them in parallel (the estimate leans long), while the copy's own bookkeeping is not in the
+sample (it leans short). `make bench` measures it against the copy (`bench/engine.py`).
 """
 
 from __future__ import annotations
