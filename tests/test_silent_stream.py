@@ -168,7 +168,8 @@ def test_events_the_engine_skips_or_does_not_understand_are_caught_by_the_verdic
 
 def test_collections_created_during_a_per_collection_migration_reach_the_destination(tmp_path: Path) -> None:
     """A stream per collection sees only the collections of the start: the others are looked for every
-    5 s while replicating (`late_collections.py`), and once more when the cutover's drain begins."""
+    5 s while replicating (`late_collections.py`), and once more when the cutover's drain begins. A
+    collection dropped meanwhile is dropped on the destination."""
     world = World(tmp_path)  # its migration host captures per collection
     try:
         world.ready_to_migrate(1200)
@@ -182,6 +183,10 @@ def test_collections_created_during_a_per_collection_migration_reach_the_destina
             assert wait_for(lambda: destination.shop.late.count_documents({}) == 5, timeout=30), world.agent_log()
             world.wait_migration(migration_id, lambda m: m["readyForCutover"], timeout=30)
             assert destination.shop.late.find_one({"_id": "late0"}) == {"_id": "late0", "n": 100}
+            # A collection dropped on the source (one of the start) is dropped on the destination.
+            source.people.delta.drop()
+            assert wait_for(lambda: "delta" not in destination.people.list_collection_names(), timeout=30), \
+                world.agent_log()
             # One more, just before the cutover, while the migration still says it is ready.
             source.shop.later.insert_many([{"_id": f"later{i}"} for i in range(3)])
         assert world.target_call("PUT", f"/liveMigrations/{migration_id}/cutover").status_code == 202

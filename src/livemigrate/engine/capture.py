@@ -143,6 +143,7 @@ class CollectionCapture:
         self._client = client
         self._options = _stream_options(max_await_ms, keys_only)
         self._streams: dict[str, ChangeStream[Any]] = {}
+        self._pending: list[CapturedEvent] = []  # from streams ended by `end_stream`, for the next poll
         for namespace in namespaces:
             self._streams[namespace] = self._watch(namespace, tokens.get(namespace))
 
@@ -163,11 +164,24 @@ class CollectionCapture:
     def add_stream(self, namespace: str, stream: ChangeStream[Any]) -> None:
         self._streams[namespace] = stream
 
+    def end_stream(self, namespace: str) -> None:
+        """The collection is gone from the source, and its stream has not said so (nx-27017 never does):
+        what the stream still holds, then a drop, go out with the next poll, and the stream ends."""
+        stream = self._streams.pop(namespace, None)
+        if stream is None:
+            return
+        with history_guard(namespace, self._role):
+            while (event := stream.try_next()) is not None:
+                self._pending.append(CapturedEvent(namespace, event))
+        stream.close()
+        database, name = namespace.split(".", 1)
+        self._pending.append(CapturedEvent(namespace, {"operationType": "drop", "ns": {"db": database, "coll": name}}))
+
     def tokens(self) -> dict[str, Any]:
         return {namespace: stream.resume_token for namespace, stream in self._streams.items()}
 
     def poll(self, max_events: int) -> list[CapturedEvent]:
-        found: list[CapturedEvent] = []
+        found, self._pending = self._pending, []
         per_stream = max(1, max_events // max(len(self._streams), 1))
         for namespace, stream in list(self._streams.items()):
             taken = 0

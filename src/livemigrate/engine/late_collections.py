@@ -7,7 +7,8 @@ the cutover's drain begins, the source's collections are listed again, and each 
 first ones got at the start, in the same order: its stream opened (its start point), then its documents
 copied and its indexes built, then its stream read with the others — whatever changed during its copy
 is replayed after it, as for the initial copy. A collection dropped on the source ends its stream with
-a drop, which is applied on the destination.
+a drop, which is applied on the destination; one that is simply gone at a look (its stream said
+nothing: nx-27017 never does) ends its stream the same way, after the events it still held.
 
 The verification ledger has not read a late collection, so it is marked unusable: the cutover's
 verdict then reads every document of every namespace on both sides (the cost: one full read of both
@@ -48,6 +49,9 @@ class PerCollectionCapture(Protocol):
 
     def add_stream(self, namespace: str, stream: Any) -> None: ...
 
+    def end_stream(self, namespace: str) -> None:
+        """Its collection is gone from the source: deliver what the stream holds, then a drop."""
+
 
 class LateCollections:
     def __init__(self, source: MongoClient[Any], target: MongoClient[Any], options: MigrationOptions,
@@ -66,8 +70,11 @@ class LateCollections:
         """Copy each collection the source has now and the capture does not watch; the ones added."""
         self._last_look = time.monotonic()
         watched = capture.watched()
-        new = [namespace for namespace in collection_namespaces(self._source, self._options.namespaces)
-               if namespace not in watched and namespace not in self._left_alone]
+        present = collection_namespaces(self._source, self._options.namespaces)
+        for namespace in sorted(watched - set(present)):
+            log.info("%s is no longer on the source: dropped on the destination after its last changes", namespace)
+            capture.end_stream(namespace)
+        new = [namespace for namespace in present if namespace not in watched and namespace not in self._left_alone]
         added = []
         for namespace in new:
             if self._copy(namespace, capture):

@@ -200,5 +200,8 @@ class SpooledCapture:
         self._live.add_stream(namespace, stream)  # type: ignore[attr-defined]
         self._tokens[namespace] = stream.resume_token
 
+    def end_stream(self, namespace: str) -> None:
+        self._live.end_stream(namespace)  # type: ignore[attr-defined]  # its last events after the spool's
+
     def close(self) -> None:
         self._live.close()
