@@ -78,7 +78,7 @@ def test_a_migration_through_the_console_in_a_browser(tmp_path: Path) -> None:
             atlas.select_option("#create-migration select[name=migrationHost]", EMBEDDED_AGENT_HOSTNAME)
             atlas.click("#create-migration button:has-text('Validate only')")  # the migration host's pre-flight
             atlas.wait_for_selector("#validations .badge.SUCCESS", timeout=WAIT_MS)
-            assert "12 namespace(s), 1,200 documents; copy " in atlas.inner_text("#validations .preflight")
+            assert "12 namespace(s), 1,200 document(s): the copy takes " in atlas.inner_text("#validations .preflight")
             atlas.select_option("#create-migration select[name=migrationHost]", EMBEDDED_AGENT_HOSTNAME)
             atlas.screenshot(path=str(screens / "4-target-project.png"), full_page=True)
             writer = Writer(source_db.client(), per_second=40)  # the application, writing meanwhile

@@ -78,6 +78,8 @@ def test_full_migration_through_the_apis(embedded_world: World, tmp_path: Path) 
     preflight = validation["preflight"]  # the migration host read the source: 12 namespaces, 6,000 documents
     assert len(preflight["namespaces"]) == 12 and sum(check["documents"] for check in preflight["namespaces"]) == 6000
     assert preflight["blocking"] == [] and preflight["copyEstimateSeconds"] > 0
+    assert preflight["summary"].startswith("12 namespace(s), 6,000 document(s): the copy takes ")
+    assert preflight["summary"].endswith("; 0 namespace(s) not migrated as they are; nothing blocks the migration.")
     created = world.target_call("POST", "/liveMigrations", json=world.request_body(EMBEDDED_AGENT_HOSTNAME))
     assert created.status_code == 201, created.text
     assert created.json()["status"] == "NEW"

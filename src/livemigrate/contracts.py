@@ -52,6 +52,7 @@ class PreflightNamespace(Contract):
 class PreflightReport(Contract):
     """A migration host's pre-flight of a validation: the source read, a sample copied, an estimate."""
 
+    summary: StrictStr  # the findings in a sentence
     namespaces: list[PreflightNamespace]
     readDocsPerSecond: StrictFloat | StrictInt | None = Field(default=None, ge=0)
     writeDocsPerSecond: StrictFloat | StrictInt | None = Field(default=None, ge=0)

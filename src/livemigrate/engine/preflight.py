@@ -60,8 +60,24 @@ class Preflight:
     def blocking(self) -> list[str]:
         return [f"{check.namespace}: {check.blocking}" for check in self.namespaces if check.blocking]
 
+    def summary(self) -> str:
+        """The findings in a sentence, for an answer that a person reads before the structured fields."""
+        documents = sum(check.documents for check in self.namespaces)
+        not_as_is = sum(1 for check in self.namespaces if check.notes)
+        if self.estimate_seconds is None:
+            estimate = "nothing to copy"
+        else:
+            took = f"about {self.estimate_seconds:,.0f} s" if self.estimate_seconds >= 1 else "under 1 s"
+            estimate = (f"the copy takes {took} ({self.read_docs_per_second:,} reads/s, "
+                        f"{self.write_docs_per_second:,} writes/s measured)")
+        history = ("the source does not tell its change history" if self.history_seconds is None
+                   else f"the source keeps {self.history_seconds:,.0f} s of change history")
+        outcome = f"blocked: {'; '.join(self.blocking)}" if self.blocking else "nothing blocks the migration"
+        return (f"{len(self.namespaces)} namespace(s), {documents:,} document(s): {estimate}; {history}; "
+                f"{not_as_is} namespace(s) not migrated as they are; {outcome}.")
+
     def to_document(self) -> dict[str, Any]:
-        return {"namespaces": [check.to_document() for check in self.namespaces],
+        return {"summary": self.summary(), "namespaces": [check.to_document() for check in self.namespaces],
                 "readDocsPerSecond": self.read_docs_per_second, "writeDocsPerSecond": self.write_docs_per_second,
                 "copyEstimateSeconds": self.estimate_seconds, "historySeconds": self.history_seconds,
                 "warnings": list(self.warnings), "blocking": self.blocking}
