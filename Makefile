@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 PORT   ?= 8080
 # Test workers: the suite mostly waits on the servers it starts, so more workers than cores pay.
-TEST_WORKERS ?= 3
+TEST_WORKERS ?= 4
 HOST   ?= 127.0.0.1
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed

@@ -98,7 +98,7 @@ def servers(tmp_path: Path) -> Iterator[tuple[NxServer, NxServer]]:
 # worker's queue the whole suite waits on one worker (longest-first scheduling).
 _LONGEST_FIRST = ("test_openapi_fuzz.py", "test_replicas.py", "test_live_migration_failures.py",
                   "test_readme_walk.py", "test_console_browser.py", "test_silent_stream.py", "test_engine_live.py",
-                  "test_live_migration.py", "test_spool.py")
+                  "test_live_migration.py", "test_code_quality.py", "test_spool.py")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
