@@ -41,8 +41,17 @@ def list_agent_keys(store: Store, project_id: str) -> list[ApiKey]:
 
 
 def heartbeat(store: Store, project_id: str, hostname: str, agent_version: str) -> MigrationHost:
-    """Record a heartbeat; the first of a hostname adds a migration host to the project's inventory."""
+    """Record a heartbeat; the first of a hostname adds a migration host to the project's inventory.
+    A known host's heartbeat is a quiet write: nothing cached or waited on reads when it last beat
+    (the inventory's liveness is the background loop's to notice)."""
     now = utcnow()
+    with store.write(quiet=True) as session:
+        known = session.scalar(select(MigrationHost).where(MigrationHost.project_id == project_id,
+                                                           MigrationHost.hostname == hostname))
+        if known is not None:
+            known.agent_version = agent_version
+            known.last_heartbeat_at = now
+            return known
     with store.write() as session:
         host = session.scalar(select(MigrationHost).where(MigrationHost.project_id == project_id,
                                                           MigrationHost.hostname == hostname))

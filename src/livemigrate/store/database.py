@@ -78,20 +78,24 @@ class Store:
             yield session
 
     @contextmanager
-    def write(self) -> Iterator[Session]:
+    def write(self, *, quiet: bool = False) -> Iterator[Session]:
         """A transaction committed on success and rolled back on any error: no half-written record.
 
         Every write transaction, committed or not, advances `generation`, which is how in-process
-        caches of hot reads (see `cache.py`) learn that what they hold may be out of date.
+        caches of hot reads (see `cache.py`) and waiting requests learn that what they hold may be out
+        of date — at every replica, through a NOTIFY. A `quiet` write is one that nothing cached or
+        waited on reads (a migration host's routine heartbeat): it tells no one. 200 hosts heartbeat
+        20 times a second, and each told every replica to drop its caches of keys and link statuses.
         """
         with self._write_lock or nullcontext():
             try:
                 with self._sessions() as session, session.begin():
                     yield session
-                    if self._notify is not None:
+                    if self._notify is not None and not quiet:
                         session.execute(self._notify, {"origin": self.origin})  # delivered at commit
             finally:
-                self.note_write()
+                if not quiet:
+                    self.note_write()
 
     def migrate(self) -> None:
         """Bring the schema to the newest Alembic revision. A store already there is recognised from its
