@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import sys
 
-from bench import control_plane, engine, link_status, migration_hosts, replicas, verdict
+from bench import control_plane, engine, engine_cpu, link_status, migration_hosts, replicas, verdict
 
 
 def main() -> int:
     failures = link_status.run()
     print()
     failures += engine.run()
+    print()
+    failures += engine_cpu.run()
     print()
     failures += control_plane.run()
     print()

@@ -1,0 +1,129 @@
+"""The engine's own CPU per document against a floor, and its time to ready against a plain insert.
+
+100,000 documents of 1 KiB in one collection, between two nx-27017 servers on loopback, the servers'
+CPU left out of every figure:
+
+- the engine: `livemigrate migrate --until-caught-up` in a process of its own (copy, indexes, the
+  verification pass that reads both sides, the change capture's first look), its user + system time
+  (`resource.getrusage(RUSAGE_CHILDREN)` around it) per document, and its wall time: the time to
+  ready for cutover on one host;
+- the floor: the same work done with plain pymongo in this process (`time.process_time`): a raw
+  `find` into `insert_many` of `RawBSONDocument` batches, then one read of both sides hashing each
+  document (BLAKE2b, as the ledger does);
+- the insert: a plain `insert_many` of the same documents into the same target server, wall time.
+
+Targets (issue: one migration, many hosts and cores): engine CPU <= 2 x the floor; insert time /
+time to ready >= 0.85.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import resource
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from bson.raw_bson import RawBSONDocument
+from pymongo import MongoClient
+from tests.nx import NxServer
+from tests.support import LIVEMIGRATE
+
+DOCUMENTS = 100_000
+BATCH = 1000
+TARGET_CPU_RATIO = 2.0
+TARGET_READY_RATIO = 0.85
+
+
+def _documents() -> list[dict[str, Any]]:
+    padding = "x" * 940
+    return [{"_id": f"doc{index:07d}", "n": index, "pad": padding, "tags": ["a", "b"], "sub": {"k": index}}
+            for index in range(DOCUMENTS)]
+
+
+def _insert(client: MongoClient[Any], database: str, documents: list[dict[str, Any]]) -> float:
+    started = time.perf_counter()
+    collection = client[database].docs
+    for start in range(0, len(documents), BATCH):
+        collection.insert_many(documents[start:start + BATCH], ordered=False)
+    return time.perf_counter() - started
+
+
+def _floor(source: NxServer, target: NxServer) -> float:
+    """CPU seconds of this process for a raw copy and one hashing read of both sides."""
+    with MongoClient(source.uri, document_class=RawBSONDocument) as source_client, \
+            MongoClient(target.uri, document_class=RawBSONDocument) as target_client:
+        started = time.process_time()
+        batch: list[RawBSONDocument] = []
+        destination = target_client.floor.docs
+        for document in source_client.bench.docs.find().batch_size(BATCH):
+            batch.append(document)
+            if len(batch) == BATCH:
+                destination.insert_many(batch, ordered=False)
+                batch = []
+        if batch:
+            destination.insert_many(batch, ordered=False)
+        for collection in (source_client.bench.docs, destination):
+            for document in collection.find().batch_size(BATCH):
+                hashlib.blake2b(document.raw).digest()
+        spent = time.process_time() - started
+        target_client.drop_database("floor")
+    return spent
+
+
+def _engine(source: NxServer, target: NxServer, state: Path) -> tuple[float, float, int]:
+    """CPU seconds and wall seconds of `migrate --until-caught-up`, and its exit status."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    started = time.perf_counter()
+    done = subprocess.run([LIVEMIGRATE, "migrate", source.uri, target.uri, "--state-dir", str(state),
+                           "--capture", "collection", "--until-caught-up"],
+                          capture_output=True, text=True, timeout=900, check=False)
+    wall = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    if done.returncode != 0:
+        print(done.stdout[-2000:], done.stderr[-2000:])
+    return cpu, wall, done.returncode
+
+
+def run() -> list[str]:
+    with tempfile.TemporaryDirectory() as directory:
+        source = NxServer(Path(directory) / "source").start()
+        target = NxServer(Path(directory) / "target").start()
+        try:
+            documents = _documents()
+            with source.client() as source_client, target.client() as target_client:
+                source_client.bench.docs.watch().close()  # nx-27017 records changes from a collection's first watch
+                _insert(source_client, "bench", documents)
+                insert_seconds = _insert(target_client, "insert", documents)
+                target_client.drop_database("insert")
+            floor_cpu = _floor(source, target)
+            engine_cpu, ready_seconds, status = _engine(source, target, Path(directory) / "state")
+        finally:
+            source.stop()
+            target.stop()
+    per_document = 1e6 / DOCUMENTS
+    cpu_ratio = engine_cpu / floor_cpu
+    ready_ratio = insert_seconds / ready_seconds
+    print(f"engine CPU: {DOCUMENTS:,} documents of 1 KiB between two nx-27017 servers (their CPU left out)")
+    print(f"  pymongo floor (raw copy + hashing read of both sides)   {floor_cpu * per_document:6.1f} µs/doc")
+    print(f"  engine (migrate --until-caught-up, user + system)       {engine_cpu * per_document:6.1f} µs/doc")
+    print(f"  ratio                     {cpu_ratio:8.2f}        (target <= {TARGET_CPU_RATIO:g})")
+    print(f"  plain insert_many         {insert_seconds:8.1f} s")
+    print(f"  time to ready (one host)  {ready_seconds:8.1f} s      exit status {status}")
+    print(f"  insert / ready            {ready_ratio:8.2f}        (target >= {TARGET_READY_RATIO})")
+    failures = []
+    if status != 0:
+        failures.append(f"migrate exited {status}")
+    if cpu_ratio > TARGET_CPU_RATIO:
+        failures.append(f"engine CPU {cpu_ratio:.2f} x the floor")
+    if ready_ratio < TARGET_READY_RATIO:
+        failures.append(f"insert / ready {ready_ratio:.2f}")
+    print(f"  verdict                   {'PASS' if not failures else 'FAIL: ' + '; '.join(failures)}")
+    return failures
+
+
+if __name__ == "__main__":
+    run()
