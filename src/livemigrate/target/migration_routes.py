@@ -187,7 +187,7 @@ def cutover(request: Request, group_id: GroupId, migration_id: MigrationId, proj
 
 
 @router.get("/orgs/{org_id}/liveMigrations/links/{source_org_id}/jobs",
-            summary="Link channel: the running migrations of a linked source org", responses=errors(ORG))
+            summary="Link channel: the running migrations, and the pre-flights owed, of a linked source org", responses=errors(ORG))
 async def jobs(request: Request, org_id: OrgId, source_org_id: SourceOrgId, _link_key: LinkKey) -> Response:
     """With `If-None-Match` and `Prefer: wait=N`, answers when the list changes (long polling, see
     `http/long_poll.py`). A change made by this process is seen within `_LOOK_SECONDS`; one made by
