@@ -187,6 +187,7 @@ def test_collections_created_during_a_per_collection_migration_reach_the_destina
             source.people.delta.drop()
             assert wait_for(lambda: "delta" not in destination.people.list_collection_names(), timeout=30), \
                 world.agent_log()
+            world.wait_migration(migration_id, lambda m: m["readyForCutover"], timeout=30)
             # One more, just before the cutover, while the migration still says it is ready.
             source.shop.later.insert_many([{"_id": f"later{i}"} for i in range(3)])
         assert world.target_call("PUT", f"/liveMigrations/{migration_id}/cutover").status_code == 202

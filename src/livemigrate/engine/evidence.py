@@ -40,7 +40,13 @@ def count(client: MongoClient[Any], namespace: str, *, exact: bool = False) -> i
 
 
 def counts(client: MongoClient[Any], namespaces: Sequence[str], *, exact: bool = False) -> dict[str, int]:
-    return {namespace: count(client, namespace, exact=exact) for namespace in namespaces}
+    """Each namespace's count; one the server does not list is 0 without asking it: nx-27017 creates
+    the collection a count names, and a collection dropped on the source came back, empty, at every
+    count check (and on the destination once its drop was applied)."""
+    listed = {database: set(client[database].list_collection_names())
+              for database in {namespace.split(".", 1)[0] for namespace in namespaces}}
+    return {namespace: count(client, namespace, exact=exact)
+            if namespace.split(".", 1)[1] in listed[namespace.split(".", 1)[0]] else 0 for namespace in namespaces}
 
 
 def count_both_sides(source: MongoClient[Any], target: MongoClient[Any], namespaces: Sequence[str], *,
