@@ -6,7 +6,10 @@ import fnmatch
 from dataclasses import dataclass, field
 from enum import Enum
 
-SYSTEM_DATABASES = frozenset({"admin", "local", "config"})
+# The pre-flight's scratch database on a destination (`preflight.py`): while a validation samples
+# the writes there, another validation must not find the destination occupied by it.
+PREFLIGHT_DATABASE = "livemigrate_preflight"
+SYSTEM_DATABASES = frozenset({"admin", "local", "config", PREFLIGHT_DATABASE})
 
 
 class CaptureScope(str, Enum):

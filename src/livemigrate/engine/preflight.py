@@ -23,11 +23,11 @@ from pymongo.errors import PyMongoError
 
 from livemigrate.engine import writer
 from livemigrate.engine.discover import CollectionSpec, discover
-from livemigrate.engine.options import MigrationOptions
+from livemigrate.engine.options import PREFLIGHT_DATABASE, MigrationOptions
 from livemigrate.engine.reader import in_batches, raw_collection
 from livemigrate.engine.spool import LIMIT_SETTING
 
-SCRATCH_NAMESPACE = "livemigrate_preflight.sample"
+SCRATCH_NAMESPACE = f"{PREFLIGHT_DATABASE}.sample"
 _KEY_SAMPLE = 1000  # documents per collection whose field names are looked at
 
 
