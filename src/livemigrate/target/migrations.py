@@ -10,6 +10,7 @@ decided whenever a migration is read, so no clock of its own is needed.
 from __future__ import annotations
 
 import difflib
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, cast
@@ -17,14 +18,14 @@ from typing import Any, cast
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from livemigrate.contracts import LinkJob, RunningStatus
+from livemigrate.contracts import JobKind, LinkJob, RunningStatus
 from livemigrate.crypto import SecretBox
 from livemigrate.engine.events import Phase  # the phases a migration host reports, as contracts.py names them
 from livemigrate.http.errors import ApiError, ErrorCode
 from livemigrate.ids import is_object_id, new_object_id
 from livemigrate.statuses import FINISHED, RUNNING, MigrationStatus
 from livemigrate.store.database import Store
-from livemigrate.store.models import LiveMigration, TargetLink, utcnow
+from livemigrate.store.models import LiveMigration, LiveMigrationValidation, TargetLink, utcnow
 from livemigrate.target import clusters
 
 MINIMUM_SOURCE_VERSION = (3, 6)
@@ -71,34 +72,45 @@ def find_source(store: Store, target_org_id: str, request: MigrationRequest) -> 
     """Check the request against what linked source orgs pushed; raise with a reason a person can act on."""
     with store.read() as session:
         links = list(session.scalars(select(TargetLink).where(TargetLink.target_org_id == target_org_id)))
+    found = _pushed_project(links, request.source.group_id)
+    if found is None:
+        raise _invalid(f"Source project {request.source.group_id} is not available: no source organization linked "
+                       f"to organization {target_org_id} has pushed it.")
+    link, project = found
+    deployment = _deployment(project, request.source.cluster_name)
+    if deployment is None:
+        names = [str(d.get("name")) for d in project.get("deployments", [])]
+        raise _invalid(f"Source cluster {request.source.cluster_name!r} was not found in source project "
+                       f"{request.source.group_id}{_choices(request.source.cluster_name, names, 'deployments')}; "
+                       "a standalone's cluster is named host:port (`livemigrate source clusters list` "
+                       "shows them), and a deployment appears once its hosts are registered on the "
+                       "source side.")
+    if request.migration_host not in project.get("migrationHosts", []):
+        raise _invalid(f"Migration host {request.migration_host!r} is unknown or not alive in source project "
+                       f"{request.source.group_id}: start `livemigrate agent` on it with an agent API key of "
+                       "that project.")
+    if deployment.get("lastError"):
+        raise _invalid(f"Source cluster {request.source.cluster_name!r} cannot be reached from the source "
+                       f"side: {deployment['lastError']}")
+    version = _version_tuple(deployment.get("mongoDBVersion"))
+    if version is None or version < MINIMUM_SOURCE_VERSION:
+        raise _invalid(f"Source cluster {request.source.cluster_name!r} runs MongoDB "
+                       f"{deployment.get('mongoDBVersion') or 'of an unknown version'}; live migration needs "
+                       f"{'.'.join(map(str, MINIMUM_SOURCE_VERSION))} or newer: upgrade the source first.")
+    return SourceFinding(link.source_org_id, deployment)
+
+
+def _pushed_project(links: Iterable[TargetLink], project_id: str) -> tuple[TargetLink, dict[str, Any]] | None:
+    """The source project as the first link that pushed it shows it, with that link."""
     for link in links:
         for project in link.inventory.get("projects", []):
-            if project.get("projectId") != request.source.group_id:
-                continue
-            deployment = next((d for d in project.get("deployments", []) if d.get("name") == request.source.cluster_name),
-                              None)
-            if deployment is None:
-                names = [str(d.get("name")) for d in project.get("deployments", [])]
-                raise _invalid(f"Source cluster {request.source.cluster_name!r} was not found in source project "
-                               f"{request.source.group_id}{_choices(request.source.cluster_name, names, 'deployments')}; "
-                               "a standalone's cluster is named host:port (`livemigrate source clusters list` "
-                               "shows them), and a deployment appears once its hosts are registered on the "
-                               "source side.")
-            if request.migration_host not in project.get("migrationHosts", []):
-                raise _invalid(f"Migration host {request.migration_host!r} is unknown or not alive in source project "
-                               f"{request.source.group_id}: start `livemigrate agent` on it with an agent API key of "
-                               "that project.")
-            if deployment.get("lastError"):
-                raise _invalid(f"Source cluster {request.source.cluster_name!r} cannot be reached from the source "
-                               f"side: {deployment['lastError']}")
-            version = _version_tuple(deployment.get("mongoDBVersion"))
-            if version is None or version < MINIMUM_SOURCE_VERSION:
-                raise _invalid(f"Source cluster {request.source.cluster_name!r} runs MongoDB "
-                               f"{deployment.get('mongoDBVersion') or 'of an unknown version'}; live migration needs "
-                               f"{'.'.join(map(str, MINIMUM_SOURCE_VERSION))} or newer: upgrade the source first.")
-            return SourceFinding(link.source_org_id, deployment)
-    raise _invalid(f"Source project {request.source.group_id} is not available: no source organization linked to "
-                   f"organization {target_org_id} has pushed it.")
+            if project.get("projectId") == project_id:
+                return link, project
+    return None
+
+
+def _deployment(project: dict[str, Any], name: str) -> dict[str, Any] | None:
+    return next((deployment for deployment in project.get("deployments", []) if deployment.get("name") == name), None)
 
 
 def check_destination(store: Store, secret_box: SecretBox, project_id: str, request: MigrationRequest, *,
@@ -226,14 +238,10 @@ def _source_version(session: Session, migration: LiveMigration) -> str | None:
     """The source deployment's MongoDB version, as the link's inventory last said."""
     links = session.scalars(select(TargetLink).where(TargetLink.target_org_id == migration.target_org_id,
                                                      TargetLink.source_org_id == migration.source_org_id))
-    for link in links:
-        for project in link.inventory.get("projects", []):
-            if project.get("projectId") == migration.source_project_id:
-                for deployment in project.get("deployments", []):
-                    if deployment.get("name") == migration.source_cluster_name:
-                        version = deployment.get("mongoDBVersion")
-                        return str(version) if version else None
-    return None
+    found = _pushed_project(links, migration.source_project_id)
+    deployment = _deployment(found[1], migration.source_cluster_name) if found else None
+    version = deployment.get("mongoDBVersion") if deployment else None
+    return str(version) if version else None
 
 
 def writes_at_cutover(source_version: str | None) -> str:
@@ -265,24 +273,25 @@ def jobs_for(store: Store, secret_box: SecretBox, target_org_id: str, source_org
         with store.write() as session:
             for migration in session.scalars(select(LiveMigration).where(LiveMigration.id.in_(due))):
                 _expire_if_due(migration, window)
-    jobs = []
-    for migration in running:
-        if migration.id in due:
-            continue
-        cluster = clusters.find_cluster(store, migration.project_id, migration.destination_cluster_name)
-        jobs.append(LinkJob(
-            id=migration.id, status=cast(RunningStatus, MigrationStatus(migration.status)),
-            sourceProjectId=migration.source_project_id,
-            sourceClusterName=migration.source_cluster_name, migrationHost=migration.migration_host,
-            sourceUsername=migration.source_username,
-            sourcePassword=(secret_box.open(migration.source_password_encrypted)
-                            if migration.source_password_encrypted else None),
-            sourceSsl=migration.source_ssl, sourceCaCertificatePath=migration.source_ca_certificate_path,
-            destinationUri=secret_box.open(cluster.uri_encrypted) if cluster else None,
-            dropDestinationData=migration.drop_destination_data,
-            cutoverRequested=migration.cutover_requested_at is not None,
-        ))
-    return jobs
+    return [link_job(store, secret_box, migration, status=cast(RunningStatus, MigrationStatus(migration.status)),
+                     cutover_requested=migration.cutover_requested_at is not None)
+            for migration in running if migration.id not in due]
+
+
+def link_job(store: Store, secret_box: SecretBox, record: LiveMigration | LiveMigrationValidation, *,
+             status: RunningStatus, kind: JobKind = "MIGRATION", cutover_requested: bool = False) -> LinkJob:
+    """A migration, or a validation's pre-flight, as the link lists it to the source: the two records
+    keep the request's source and destination under the same names."""
+    cluster = clusters.find_cluster(store, record.project_id, str(record.destination_cluster_name))
+    return LinkJob(
+        id=record.id, kind=kind, status=status, sourceProjectId=record.source_project_id,
+        sourceClusterName=str(record.source_cluster_name), migrationHost=str(record.migration_host),
+        sourceUsername=record.source_username,
+        sourcePassword=secret_box.open(record.source_password_encrypted) if record.source_password_encrypted else None,
+        sourceSsl=record.source_ssl, sourceCaCertificatePath=record.source_ca_certificate_path,
+        destinationUri=secret_box.open(cluster.uri_encrypted) if cluster else None,
+        dropDestinationData=record.drop_destination_data, cutoverRequested=cutover_requested,
+    )
 
 
 def record_progress(store: Store, target_org_id: str, source_org_id: str, migration_id: str,

@@ -23,8 +23,7 @@ from livemigrate.ids import is_object_id, new_object_id
 from livemigrate.statuses import MigrationStatus, ValidationStatus
 from livemigrate.store.database import Store
 from livemigrate.store.models import LiveMigrationValidation, utcnow
-from livemigrate.target import clusters
-from livemigrate.target.migrations import MigrationRequest, check_destination, find_source
+from livemigrate.target.migrations import MigrationRequest, check_destination, find_source, link_job
 
 # Long enough for a host to notice the job (it long-polls its list) and to sample a slow source.
 HOST_ANSWER_SECONDS = 120
@@ -83,22 +82,9 @@ def validation_jobs(store: Store, secret_box: SecretBox, target_org_id: str, sou
             LiveMigrationValidation.source_org_id == source_org_id,
             LiveMigrationValidation.status == ValidationStatus.PENDING.value,
             LiveMigrationValidation.host_asked_at.is_not(None)).order_by(LiveMigrationValidation.id)))
-    jobs = []
-    for validation in waiting:
-        if _unanswered_too_long(validation) or validation.destination_cluster_name is None:
-            continue
-        cluster = clusters.find_cluster(store, validation.project_id, validation.destination_cluster_name)
-        jobs.append(LinkJob(
-            id=validation.id, kind="VALIDATION", status=MigrationStatus.NEW,
-            sourceProjectId=validation.source_project_id, sourceClusterName=str(validation.source_cluster_name),
-            migrationHost=str(validation.migration_host), sourceUsername=validation.source_username,
-            sourcePassword=(secret_box.open(validation.source_password_encrypted)
-                            if validation.source_password_encrypted else None),
-            sourceSsl=validation.source_ssl, sourceCaCertificatePath=validation.source_ca_certificate_path,
-            destinationUri=secret_box.open(cluster.uri_encrypted) if cluster else None,
-            dropDestinationData=validation.drop_destination_data,
-        ))
-    return jobs
+    return [link_job(store, secret_box, validation, kind="VALIDATION", status=MigrationStatus.NEW)
+            for validation in waiting
+            if not _unanswered_too_long(validation) and validation.destination_cluster_name is not None]
 
 
 def record_preflight(store: Store, target_org_id: str, source_org_id: str, validation_id: str,
