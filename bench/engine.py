@@ -34,13 +34,15 @@ TARGET_LAG = 2.0
 TARGET_ESTIMATE_FACTOR = 2.0
 
 
-def make_documents() -> list[dict[str, Any]]:
+def make_documents(count: int = DOCUMENTS) -> list[dict[str, Any]]:
+    """`count` documents of 1 KiB each, `_id`s `doc0000000` on."""
     padding = "x" * 940
     return [{"_id": f"doc{index:07d}", "n": index, "pad": padding, "tags": ["a", "b"], "sub": {"k": index}}
-            for index in range(DOCUMENTS)]
+            for index in range(count)]
 
 
 def insert_all(client: Any, database: str, documents: list[dict[str, Any]]) -> float:
+    """Documents a second of a plain `insert_many` loop into `database.docs`."""
     started = time.perf_counter()
     collection = client[database].docs
     for start in range(0, len(documents), BATCH):

@@ -24,31 +24,18 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
 
 from bson.raw_bson import RawBSONDocument
 from pymongo import MongoClient
 from tests.nx import NxServer
 from tests.support import LIVEMIGRATE
 
+from bench.engine import insert_all, make_documents
+
 DOCUMENTS = 100_000
 BATCH = 1000
 TARGET_CPU_RATIO = 2.0
 TARGET_READY_RATIO = 0.85
-
-
-def _documents() -> list[dict[str, Any]]:
-    padding = "x" * 940
-    return [{"_id": f"doc{index:07d}", "n": index, "pad": padding, "tags": ["a", "b"], "sub": {"k": index}}
-            for index in range(DOCUMENTS)]
-
-
-def _insert(client: MongoClient[Any], database: str, documents: list[dict[str, Any]]) -> float:
-    started = time.perf_counter()
-    collection = client[database].docs
-    for start in range(0, len(documents), BATCH):
-        collection.insert_many(documents[start:start + BATCH], ordered=False)
-    return time.perf_counter() - started
 
 
 def _floor(source: NxServer, target: NxServer) -> float:
@@ -93,11 +80,11 @@ def run() -> list[str]:
         source = NxServer(Path(directory) / "source").start()
         target = NxServer(Path(directory) / "target").start()
         try:
-            documents = _documents()
+            documents = make_documents(DOCUMENTS)
             with source.client() as source_client, target.client() as target_client:
                 source_client.bench.docs.watch().close()  # nx-27017 records changes from a collection's first watch
-                _insert(source_client, "bench", documents)
-                insert_seconds = _insert(target_client, "insert", documents)
+                insert_all(source_client, "bench", documents)
+                insert_seconds = DOCUMENTS / insert_all(target_client, "insert", documents)
                 target_client.drop_database("insert")
             floor_cpu = _floor(source, target)
             engine_cpu, ready_seconds, status = _engine(source, target, Path(directory) / "state")
