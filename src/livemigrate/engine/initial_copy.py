@@ -15,6 +15,7 @@ from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import Any
 
+from bson.raw_bson import RawBSONDocument
 from pymongo import MongoClient
 
 from livemigrate.engine import writer
@@ -76,8 +77,12 @@ class InitialCopy:
     """The copy of one migration, as its checkpoints describe it; `on_batch` is told after each batch."""
 
     def __init__(self, options: MigrationOptions, checkpoints: CheckpointStore, stopping: threading.Event,
-                 on_batch: Callable[[], None]) -> None:
+                 on_batch: Callable[[], None],
+                 record: Callable[[str, list[RawBSONDocument]], None] | None = None) -> None:
+        """`record` is given each batch read, before it is written: the verification ledger keeps the
+        source's side from the copy's own bytes instead of reading the source again."""
         self._options = options
+        self._record = record
         self._checkpoints = checkpoints
         self._stopping = stopping
         self._on_batch = on_batch
@@ -119,6 +124,8 @@ class InitialCopy:
                      state.namespace, state.index)
         for batch in prefetch(read_batches(source, state.namespace, state.id_range, state.last_id, has_after,
                                            self._options.batch_size)):
+            if self._record is not None:
+                self._record(state.namespace, batch)
             writer.insert_batch(target, state.namespace, batch)
             with self._lock:
                 state.copied += len(batch)

@@ -7,8 +7,8 @@
 This module keeps the order of the phases and what survives a restart (the checkpointed step);
 each phase is a module of its own.
 
-Verification is spread over the run (`ledger.py`): once the copy is done, one pass reads both sides
-into a ledger while changes replicate, and the destination is watched so that any write there marks
+Verification is spread over the run (`ledger.py`): the copy records the source's documents as it
+reads them; once it is done, one pass reads the destination into a ledger while changes replicate, and the destination is watched so that any write there marks
 its document too; cutover reads again only the documents changed since. Neither readiness nor the
 verdict trusts the change stream alone: while replicating, both sides' counts are compared
 (`divergence.py`), and the verdict adds counts and a sample read on both sides (`verdict.py`).
@@ -45,7 +45,7 @@ from livemigrate.engine.discover import collection_namespaces, discover
 from livemigrate.engine.errors import EngineError, EngineErrorCode, redact, redact_uri
 from livemigrate.engine.events import Phase
 from livemigrate.engine.initial_copy import InitialCopy
-from livemigrate.engine.ledger import VerificationLedger
+from livemigrate.engine.ledger import Side, VerificationLedger
 from livemigrate.engine.options import CaptureScope, MigrationOptions
 from livemigrate.engine.progress import EventListener, Progress
 from livemigrate.engine.replay import SOURCE_TOKENS, Controls, Replay, ReplayOutcome, saved_tokens, token_documents
@@ -159,7 +159,8 @@ class Migration:
                     replay: Replay, spool: Spool, until_caught_up: bool) -> MigrationResult:
         copy = self._copy = self._progress.copy = InitialCopy(
             self.options, self.checkpoints, self._controls.stopping,
-            on_batch=lambda: self._progress.emit(Phase.INITIAL_SYNC))
+            on_batch=lambda: self._progress.emit(Phase.INITIAL_SYNC),
+            record=lambda namespace, batch: self.ledger.record(Side.SOURCE, namespace, batch))
         if meta["phase"] in (Step.COPY, Step.INDEXES):
             # The changes made meanwhile are read as they come, not resumed from the start point after.
             spooler = Spooler(capture, spool, self.options.batch_size, on_failure=self._controls.stopping,
@@ -194,6 +195,7 @@ class Migration:
             self._progress.emit(Phase.INITIAL_SYNC, force=True)
             if not copy.run(source, target, resumed=self._resumed):
                 return meta
+            self.ledger.copy_finished()
             meta = self._set_step(meta, Step.INDEXES)
         self._progress.emit(Phase.BUILDING_INDEXES, force=True)
         started = time.monotonic()
@@ -238,6 +240,7 @@ class Migration:
                           "target": redact_uri(self.target_uri), "capture": scope.value, "phase": Step.COPY.value,
                           "startedAt": time.time()}
         self.ledger.begin(_migration_id(meta))
+        self.ledger.expect_copy([spec.namespace for spec in discovery.copied])
         if self.options.drop_target:
             writer.drop_namespaces(target, namespaces)
         # The start point, before anything is copied.

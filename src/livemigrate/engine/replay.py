@@ -30,7 +30,7 @@ from livemigrate.engine.divergence import DivergenceMonitor
 from livemigrate.engine.errors import EngineError, redact
 from livemigrate.engine.events import Phase, VerificationState
 from livemigrate.engine.late_collections import LateCollections
-from livemigrate.engine.ledger import VerificationLedger
+from livemigrate.engine.ledger import Side, VerificationLedger
 from livemigrate.engine.options import CaptureScope, MigrationOptions
 from livemigrate.engine.progress import Progress
 from livemigrate.engine.verify import VerificationPass
@@ -226,16 +226,19 @@ class Replay:
 
     def _watch_destination(self) -> Capture:
         """The destination's change streams, resumed where the last run left them when its ledger is
-        kept; when they cannot be (no saved point, history gone), the ledger starts over — the pass
-        reads both sides again — since the writes made in between are unknown."""
+        kept; when they cannot be (no saved point, history gone), the ledger forgets the destination's
+        side — the pass reads it again — since the writes made in between are unknown."""
         tokens = saved_tokens(self._checkpoints, DESTINATION_TOKENS)
         if tokens:
             try:
                 return self._open_destination_watch(tokens)
             except EngineError as error:
-                log.info("the destination's changes since the last run are unknown (%s); verifying from scratch",
+                log.info("the destination's changes since the last run are unknown (%s); the pass reads it again",
                          error.message)
-        self._ledger.begin(self._migration_id)
+        if self._ledger.unusable_reason() is None:
+            self._ledger.forget_side(Side.TARGET)  # the source's record stays sound: its changes are all marked
+        else:
+            self._ledger.begin(self._migration_id)  # a change the ledger could not follow: both sides again
         try:
             return self._open_destination_watch({})
         except OperationFailure as error:  # a standalone destination, or a user without changeStream
