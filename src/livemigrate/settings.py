@@ -48,6 +48,8 @@ class Settings(BaseSettings):
         default=False, description="Count every document (a scan) instead of asking for each collection's count.")
     agent_spool_limit_mb: int = Field(
         default=10 * 1024, ge=1, description="Disk the changes read during a copy may take before they are applied.")
+    agent_processes: int | None = Field(
+        default=None, ge=1, description="Worker processes for each job's copy; unset: one per core for a large copy.")
     link_push_timeout_seconds: float = Field(default=10.0, gt=0)
     digest_nonce_seconds: float = Field(default=300.0, gt=0, description="Lifetime of a digest nonce.")
     read_cache_seconds: float = Field(

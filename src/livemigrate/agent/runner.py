@@ -29,7 +29,8 @@ from livemigrate.statuses import MigrationStatus
 
 log = logging.getLogger("livemigrate.agent")
 
-RETRYABLE = frozenset({EngineErrorCode.SOURCE_UNREACHABLE, EngineErrorCode.TARGET_UNREACHABLE})
+RETRYABLE = frozenset({EngineErrorCode.SOURCE_UNREACHABLE, EngineErrorCode.TARGET_UNREACHABLE,
+                       EngineErrorCode.COPY_WORKER_LOST})
 
 
 @dataclass(frozen=True)
@@ -43,11 +44,15 @@ class RunnerSettings:
     verify_sample: int = 100
     exact_counts: bool = False
     spool_limit_bytes: int = MigrationOptions.spool_limit_bytes
+    processes: int | None = None  # the copy's worker processes (`copy_processes.py`); None: the default
 
     @classmethod
-    def from_settings(cls, settings: Settings, state_dir: Path, capture: str | None = None) -> RunnerSettings:
-        """What a migration host's jobs run with; `capture` (a command-line option) overrides the setting."""
+    def from_settings(cls, settings: Settings, state_dir: Path, capture: str | None = None,
+                      processes: int | None = None) -> RunnerSettings:
+        """What a migration host's jobs run with; `capture` and `processes` (command-line options) override
+        the settings."""
         return cls(state_dir=state_dir, capture=CaptureScope(capture or settings.agent_capture),
+                   processes=processes or settings.agent_processes,
                    retries=settings.agent_retries, retry_seconds=settings.agent_retry_seconds,
                    ready_lag_seconds=settings.agent_ready_lag_seconds,
                    count_check_seconds=settings.agent_count_check_seconds,
@@ -55,7 +60,7 @@ class RunnerSettings:
                    spool_limit_bytes=settings.agent_spool_limit_mb * 1024**2)
 
     def options(self, drop_target: bool) -> MigrationOptions:
-        return MigrationOptions(drop_target=drop_target, capture=self.capture,
+        return MigrationOptions(drop_target=drop_target, capture=self.capture, processes=self.processes,
                                 count_check_seconds=self.count_check_seconds, verify_sample=self.verify_sample,
                                 exact_counts=self.exact_counts, spool_limit_bytes=self.spool_limit_bytes)
 

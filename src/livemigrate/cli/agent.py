@@ -11,6 +11,7 @@ from types import FrameType
 import typer
 
 from livemigrate.cli.capture import CAPTURE_HELP, Capture
+from livemigrate.engine.options import SHARE_OUT_DOCUMENTS
 
 
 def agent(
@@ -22,6 +23,10 @@ def agent(
     state_dir: Path = typer.Option(Path(".livemigrate/agent"), "--state-dir", help="Where job checkpoints are kept."),
     capture: Capture | None = typer.Option(None, "--capture", envvar="LIVEMIGRATE_AGENT_CAPTURE",
                                            help="Change capture of the migrations it runs: " + CAPTURE_HELP),
+    processes: int | None = typer.Option(
+        None, "--processes", min=1, show_default=False,
+        help="Worker processes for each migration's copy (default: one per core, for a copy of "
+             f"{SHARE_OUT_DOCUMENTS:,} documents or more; 1: copy in the agent's own process)."),
 ) -> None:
     """Heartbeat as a migration host of the project, run the migrations assigned to it, report progress."""
     from livemigrate.agent.host import MigrationHostAgent
@@ -39,7 +44,7 @@ def agent(
         typer.echo(f"Error: {error}", err=True)
         raise typer.Exit(2) from None
     host = MigrationHostAgent(api, hostname, RunnerSettings.from_settings(
-        settings, state_dir, capture.value if capture else None))
+        settings, state_dir, capture.value if capture else None, processes))
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
         host.stop()

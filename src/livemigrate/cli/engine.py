@@ -15,6 +15,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextC
 from rich.table import Table
 
 from livemigrate.cli.capture import CAPTURE_HELP, Capture
+from livemigrate.engine.options import SHARE_OUT_DOCUMENTS
 
 EXIT_MISMATCH = 1
 EXIT_ENGINE_ERROR = 2
@@ -25,12 +26,13 @@ err_console = Console(stderr=True)
 
 def _options(include: list[str], exclude: list[str], drop_target: bool, workers: int, batch_size: int,
              capture: Capture, split_threshold: int, count_check_seconds: float, verify_sample: int,
-             exact_counts: bool, spool_limit_mb: int) -> Any:
+             exact_counts: bool, spool_limit_mb: int, processes: int | None = None) -> Any:
     from livemigrate.engine import CaptureScope, MigrationOptions
     from livemigrate.engine.options import NamespaceFilter
 
     return MigrationOptions(namespaces=NamespaceFilter(tuple(include), tuple(exclude)), drop_target=drop_target,
-                            workers=workers, batch_size=batch_size, capture=CaptureScope(capture.value),
+                            workers=workers, processes=processes, batch_size=batch_size,
+                            capture=CaptureScope(capture.value),
                             split_threshold=split_threshold, count_check_seconds=count_check_seconds,
                             verify_sample=verify_sample, exact_counts=exact_counts,
                             spool_limit_bytes=spool_limit_mb * 1024**2)
@@ -76,6 +78,10 @@ def migrate(
     drop_target: bool = typer.Option(False, "--drop-target", help="Drop the target's copies of the namespaces first."),
     state_dir: Path = typer.Option(Path(".livemigrate/migrate"), "--state-dir", help="Where checkpoints are kept."),
     workers: int = typer.Option(4, "--workers", min=1, help="Parallel copy workers."),
+    processes: int | None = typer.Option(
+        None, "--processes", min=1, show_default=False,
+        help="Worker processes for the copy, each copying one range at a time (default: one per core, for a "
+             f"copy of {SHARE_OUT_DOCUMENTS:,} documents or more; 1: copy in this process's --workers threads)."),
     batch_size: int = typer.Option(1000, "--batch-size", min=1),
     split_threshold: int = typer.Option(100_000, "--split-threshold", min=1,
                                         help="Collections with more documents are copied as parallel _id ranges."),
@@ -110,7 +116,7 @@ def migrate(
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     options = _options(include, exclude, drop_target, workers, batch_size, capture, split_threshold,
-                       count_check_seconds, verify_sample, exact_counts, spool_limit)
+                       count_check_seconds, verify_sample, exact_counts, spool_limit, processes)
     if dry_run:
         _dry_run(source_uri, target_uri, options)
         return

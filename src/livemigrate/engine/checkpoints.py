@@ -18,6 +18,10 @@ import bson
 
 Document = Mapping[str, Any]
 
+# How long a write waits for another process's transaction on the same SQLite file (the copy's
+# worker processes share the checkpoint and ledger files with their coordinator) before it fails.
+BUSY_SECONDS = 30.0
+
 
 class CheckpointStore(Protocol):
     def load(self, prefix: str) -> dict[str, Document]:
@@ -56,7 +60,8 @@ class SqliteCheckpointStore:
     def __init__(self, state_dir: Path) -> None:
         state_dir.mkdir(parents=True, exist_ok=True)
         self.path = state_dir / self.FILE_NAME
-        self._connection = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        self._connection = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None,
+                                           timeout=BUSY_SECONDS)
         self._connection.execute("PRAGMA journal_mode=WAL")
         self._connection.execute("PRAGMA synchronous=FULL")
         self._connection.execute("CREATE TABLE IF NOT EXISTS checkpoints (key TEXT PRIMARY KEY, value BLOB NOT NULL)")

@@ -16,6 +16,7 @@ class EngineErrorCode(str, Enum):
     STATE_MISMATCH = "STATE_MISMATCH"
     INVALID_URI = "INVALID_URI"
     SPOOL_LIMIT_EXCEEDED = "SPOOL_LIMIT_EXCEEDED"
+    COPY_WORKER_LOST = "COPY_WORKER_LOST"
 
 
 class EngineError(Exception):
@@ -26,6 +27,10 @@ class EngineError(Exception):
 
     def __str__(self) -> str:
         return f"{self.code.value}: {self.message}"
+
+    def __reduce__(self) -> tuple[type[EngineError], tuple[EngineErrorCode, str]]:
+        """Pickled whole, code included: a copy worker's error reaches its coordinator this way."""
+        return (EngineError, (self.code, self.message))
 
 
 _CREDENTIALS_IN_URI = re.compile(r"(mongodb(?:\+srv)?://)([^@/\s]+)@")

@@ -12,46 +12,20 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
-from dataclasses import dataclass
 from typing import Any
 
-from bson.raw_bson import RawBSONDocument
 from pymongo import MongoClient
 
 from livemigrate.engine import writer
 from livemigrate.engine.checkpoints import CheckpointStore, Document
+from livemigrate.engine.copy_processes import CopyProcesses, default_processes
 from livemigrate.engine.discover import CollectionSpec, Discovery
 from livemigrate.engine.events import NamespaceProgress
 from livemigrate.engine.options import MigrationOptions
-from livemigrate.engine.reader import IdRange, plan_ranges, prefetch, read_batches, single_bracket
+from livemigrate.engine.ranges import RangeState, Record, copy_range
+from livemigrate.engine.reader import plan_ranges, single_bracket
 
 log = logging.getLogger("livemigrate.engine")
-
-
-@dataclass
-class RangeState:
-    namespace: str
-    index: int
-    id_range: IdRange
-    resumable: bool
-    copied: int = 0
-    last_id: Any = None
-    has_last: bool = False
-    done: bool = False
-
-    @property
-    def key(self) -> str:
-        return f"range:{self.namespace}:{self.index:04d}"
-
-    def to_document(self) -> Document:
-        return {"namespace": self.namespace, "index": self.index, "lower": self.id_range.lower,
-                "upper": self.id_range.upper, "resumable": self.resumable, "copied": self.copied,
-                "last": self.last_id, "hasLast": self.has_last, "done": self.done}
-
-    @classmethod
-    def from_document(cls, document: Document) -> RangeState:
-        return cls(document["namespace"], document["index"], IdRange(document["lower"], document["upper"]),
-                   document["resumable"], document["copied"], document["last"], document["hasLast"], document["done"])
 
 
 def plan(source: MongoClient[Any], target: MongoClient[Any], discovery: Discovery,
@@ -63,7 +37,8 @@ def plan(source: MongoClient[Any], target: MongoClient[Any], discovery: Discover
         documents[f"ns:{spec.namespace}"] = spec.to_document()
     for spec in discovery.copied:
         total = source[spec.database][spec.name].estimated_document_count()
-        ranges = plan_ranges(source, spec.namespace, total, options.split_threshold, options.workers)
+        ranges = plan_ranges(source, spec.namespace, total, options.split_threshold,
+                             max(options.workers, options.processes or default_processes()))
         resumable = single_bracket(source, spec.namespace)
         for index, id_range in enumerate(ranges):
             state = RangeState(spec.namespace, index, id_range, resumable)
@@ -77,8 +52,7 @@ class InitialCopy:
     """The copy of one migration, as its checkpoints describe it; `on_batch` is told after each batch."""
 
     def __init__(self, options: MigrationOptions, checkpoints: CheckpointStore, stopping: threading.Event,
-                 on_batch: Callable[[], None],
-                 record: Callable[[str, list[RawBSONDocument]], None] | None = None) -> None:
+                 on_batch: Callable[[], None], record: Record | None = None) -> None:
         """`record` is given each batch read, before it is written: the verification ledger keeps the
         source's side from the copy's own bytes instead of reading the source again."""
         self._options = options
@@ -97,46 +71,53 @@ class InitialCopy:
     def collections(self) -> list[str]:
         return [spec.namespace for spec in self.specs if spec.kind == "collection"]
 
-    def run(self, source: MongoClient[Any], target: MongoClient[Any], *, resumed: bool) -> bool:
-        """Copy every range not yet done; False if stopped before the end."""
+    def run(self, source: MongoClient[Any], target: MongoClient[Any], *, resumed: bool,
+            workers: CopyProcesses | None = None) -> bool:
+        """Copy every range not yet done; False if stopped before the end. With `workers`, the ranges
+        are copied by worker processes (`copy_processes.py`) when there are enough to share."""
         if resumed:
             log.info("resuming the copy from its checkpoint: %d of about %d documents already copied, "
                      "%d of %d ranges done", sum(state.copied for state in self._ranges), sum(self._totals.values()),
                      sum(state.done for state in self._ranges), len(self._ranges))
         self.started = time.monotonic()
         pending = [state for state in self._ranges if not state.done]
-        with ThreadPoolExecutor(max_workers=max(1, self._options.workers), thread_name_prefix="copy") as pool:
-            futures = [pool.submit(self._copy_range, source, target, state) for state in pending]
-            finished, _ = wait(futures, return_when=FIRST_EXCEPTION)
-            for future in finished:
-                if future.exception() is not None:
-                    self._stopping.set()
-                    raise future.exception()  # type: ignore[misc]
+        processes = workers.count_for(len(pending), sum(self._totals.values())) if workers is not None else 1
+        if workers is not None and processes > 1:
+            log.info("copying %d range(s) in %d worker processes", len(pending), processes)
+            workers.run(pending, processes, self._stopping, self._on_worker_batch)
+        else:
+            self._run_in_threads(source, target, pending)
         if self._stopping.is_set():
             return False
         log.info("copy done: %d documents in %.1f s", self.copied_now, time.monotonic() - self.started)
         return True
 
-    def _copy_range(self, source: MongoClient[Any], target: MongoClient[Any], state: RangeState) -> None:
-        has_after = state.has_last and state.resumable
-        if state.has_last and not state.resumable:
-            log.info("%s: range %d has mixed _id types and restarts from its beginning (duplicates are skipped)",
-                     state.namespace, state.index)
-        for batch in prefetch(read_batches(source, state.namespace, state.id_range, state.last_id, has_after,
-                                           self._options.batch_size)):
-            if self._record is not None:
-                self._record(state.namespace, batch)
-            writer.insert_batch(target, state.namespace, batch)
-            with self._lock:
-                state.copied += len(batch)
-                state.last_id, state.has_last = batch[-1]["_id"], True
-                self.copied_now += len(batch)
-            self._checkpoints.save({state.key: state.to_document()})
-            self._on_batch()
-            if self._stopping.is_set():
-                return
-        state.done = True
+    def _run_in_threads(self, source: MongoClient[Any], target: MongoClient[Any], pending: list[RangeState]) -> None:
+        with ThreadPoolExecutor(max_workers=max(1, self._options.workers), thread_name_prefix="copy") as pool:
+            futures = [pool.submit(copy_range, source, target, state, self._options.batch_size, self._stopping,
+                                   self._record, self._after_batch) for state in pending]
+            finished, _ = wait(futures, return_when=FIRST_EXCEPTION)
+            for future in finished:
+                if future.exception() is not None:
+                    self._stopping.set()
+                    raise future.exception()  # type: ignore[misc]
+
+    def _after_batch(self, state: RangeState, copied: int) -> None:
+        """A batch of a range copied in this process: checkpointed, counted, told."""
         self._checkpoints.save({state.key: state.to_document()})
+        with self._lock:
+            self.copied_now += copied
+        self._on_batch()
+
+    def _on_worker_batch(self, document: Document, copied: int) -> None:
+        """A batch a worker process copied (and checkpointed): its range's state here follows, for progress."""
+        reported = RangeState.from_document(document)
+        with self._lock:
+            for state in self._ranges:
+                if state.key == reported.key:
+                    state.copied, state.last_id = reported.copied, reported.last_id
+                    state.has_last, state.done = reported.has_last, reported.done
+            self.copied_now += copied
         self._on_batch()
 
     def build_indexes_and_views(self, target: MongoClient[Any]) -> None:

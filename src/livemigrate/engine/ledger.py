@@ -33,6 +33,7 @@ import bson
 from bson.raw_bson import RawBSONDocument
 
 from livemigrate.engine.apply import DOCUMENT_OPERATIONS, namespace_of
+from livemigrate.engine.checkpoints import BUSY_SECONDS
 
 # Changes the ledger cannot follow document by document: cutover then verifies every document.
 _LEDGER_BREAKING_OPERATIONS = frozenset({"drop", "rename", "dropDatabase", "invalidate"})
@@ -142,8 +143,9 @@ class VerificationLedger:
     def __init__(self, path: Path | None = None) -> None:
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
         self._connection = sqlite3.connect(":memory:" if path is None else path, check_same_thread=False,
-                                           isolation_level=None)
+                                           isolation_level=None, timeout=BUSY_SECONDS)
         self._connection.execute("PRAGMA journal_mode=WAL")
         # Survives a killed process, not a power cut: what a lost row costs is a full verification
         # (a digest missing shows as a difference, which is confirmed by reading everything), not

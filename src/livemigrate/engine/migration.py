@@ -39,8 +39,9 @@ from pymongo.errors import PyMongoError
 
 from livemigrate.engine import initial_copy, writer
 from livemigrate.engine.capture import Capture, ClusterCapture, CollectionCapture
-from livemigrate.engine.checkpoints import CheckpointStore, Document
+from livemigrate.engine.checkpoints import CheckpointStore, Document, SqliteCheckpointStore
 from livemigrate.engine.connect import connect, wire_version
+from livemigrate.engine.copy_processes import CopyProcesses, WorkerSetup
 from livemigrate.engine.discover import collection_namespaces, discover
 from livemigrate.engine.errors import EngineError, EngineErrorCode, redact, redact_uri
 from livemigrate.engine.events import Phase
@@ -193,7 +194,7 @@ class Migration:
         """The copy, then the indexes and views; the step reached (REPLAY, unless stopped before)."""
         if meta["phase"] == Step.COPY:
             self._progress.emit(Phase.INITIAL_SYNC, force=True)
-            if not copy.run(source, target, resumed=self._resumed):
+            if not copy.run(source, target, resumed=self._resumed, workers=self._copy_processes()):
                 return meta
             self.ledger.copy_finished()
             meta = self._set_step(meta, Step.INDEXES)
@@ -202,6 +203,14 @@ class Migration:
         copy.build_indexes_and_views(target)
         log.info("indexes and views built in %.1f s", time.monotonic() - started)
         return self._set_step(meta, Step.REPLAY)
+
+    def _copy_processes(self) -> CopyProcesses | None:
+        """Worker processes for the copy, when they can share this run's files: the checkpoints and
+        the ledger on disk (a run with either in memory copies in its own threads)."""
+        if not isinstance(self.checkpoints, SqliteCheckpointStore) or self.ledger.path is None:
+            return None
+        return CopyProcesses(WorkerSetup(self.source_uri, self.target_uri, self.checkpoints.path.parent,
+                                         self.ledger.path, self.options.batch_size), self.options.processes)
 
     # --- start, or resume ------------------------------------------------------------------------
 

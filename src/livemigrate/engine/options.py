@@ -52,11 +52,19 @@ class NamespaceFilter:
                    for pattern in self.include)
 
 
+# Below this many documents in all, the default copies in the coordinator's threads: two spawned
+# worker processes cost about 0.6 s of CPU, more than they save on a copy this small.
+SHARE_OUT_DOCUMENTS = 100_000
+
+
 @dataclass(frozen=True)
 class MigrationOptions:
     namespaces: NamespaceFilter = field(default_factory=NamespaceFilter)
     drop_target: bool = False
     workers: int = 4
+    # Worker processes for the copy (`copy_processes.py`): None is one per core when the copy is large
+    # enough to pay for them; 1 copies in this process's `workers` threads.
+    processes: int | None = None
     batch_size: int = 1000
     # A collection with more documents than this is split into `_id` ranges copied concurrently.
     # Smaller collections are copied whole (several at once): splitting costs one sorted index

@@ -1,0 +1,206 @@
+"""The copy in worker processes, so that one host copies on more than one core.
+
+One Python process copies on about one core: reading a batch, recording its digests and handing it
+to the driver all hold the GIL. With `processes` above 1 the copy's ranges are shared out among
+that many worker processes, each copying one range at a time, while the coordinator keeps the
+change capture, the spool and progress in its own.
+
+What a worker needs it finds where the coordinator keeps it: the connection strings (passed at
+start, never on a command line), the checkpoint file (each batch checkpointed there, as the
+coordinator's threads do) and the verification ledger's file (each batch's source side recorded
+there). SQLite lets several processes write one file, one transaction at a time; a worker that
+finds it busy waits (`checkpoints.BUSY_SECONDS`). After each batch a worker also tells the coordinator the
+range's state, for progress; a killed worker loses nothing the checkpoint file does not hold.
+
+Spawned, not forked: the coordinator runs driver threads (monitors, the spooler) whose locks a fork
+would copy in whatever state they are in. A spawned worker costs an interpreter and its imports
+(about 0.3 s of CPU), which is why a small copy is not shared out (`count_for`).
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import multiprocessing.connection
+import os
+import queue
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import FIRST_EXCEPTION, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
+from multiprocessing.synchronize import Event as ProcessEvent
+from pathlib import Path
+from typing import Any
+
+from pymongo import MongoClient
+
+from livemigrate.engine.checkpoints import Document, SqliteCheckpointStore
+from livemigrate.engine.connect import connect
+from livemigrate.engine.errors import EngineError, EngineErrorCode
+from livemigrate.engine.ledger import Side, VerificationLedger
+from livemigrate.engine.options import SHARE_OUT_DOCUMENTS
+from livemigrate.engine.ranges import RangeState, copy_range
+
+log = logging.getLogger("livemigrate.engine")
+
+
+
+def default_processes() -> int:
+    """One worker process per core this process may run on."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
+@dataclass(frozen=True)
+class WorkerSetup:
+    """What each worker process starts with: where to connect, and the coordinator's files."""
+
+    source_uri: str
+    target_uri: str
+    checkpoint_dir: Path
+    ledger_path: Path | None
+    batch_size: int
+
+
+class CopyProcesses:
+    """`processes` None: the default — one per core, for a copy of at least `SHARE_OUT_DOCUMENTS`."""
+
+    def __init__(self, setup: WorkerSetup, processes: int | None) -> None:
+        self._setup = setup
+        self._processes = processes
+
+    def count_for(self, ranges: int, documents: int) -> int:
+        """How many worker processes to copy `ranges` pending ranges of about `documents` documents; 1
+        copies in this process. Never more than there are ranges to share."""
+        wanted = self._processes
+        if wanted is None:
+            wanted = default_processes() if documents >= SHARE_OUT_DOCUMENTS else 1
+        return max(1, min(wanted, ranges))
+
+    def run(self, pending: Sequence[RangeState], processes: int, stopping: threading.Event,
+            on_batch: Callable[[Document, int], None]) -> None:
+        """Copy `pending` in `processes` workers; `on_batch` is told of each batch (the range's state and
+        how many documents it held). Returns once every range is done or, after `stopping`, once each
+        worker has checkpointed its batch; raises the first worker's error."""
+        context = multiprocessing.get_context("spawn")
+        news: multiprocessing.Queue[tuple[Document, int]] = context.Queue()
+        stop = context.Event()
+        with ProcessPoolExecutor(max_workers=processes, mp_context=context, initializer=_start_worker,
+                                 initargs=(self._setup, news, stop)) as pool:
+            futures = [pool.submit(_copy, state.to_document()) for state in pending]
+            try:
+                self._follow(futures, news, stopping, stop, on_batch)
+            finally:
+                stop.set()  # an error, or this thread interrupted: the others stop at their next batch
+        _drain(news, on_batch)
+        for future in futures:
+            if future.done() and not future.cancelled() and future.exception() is not None:
+                stopping.set()
+                error = future.exception()
+                if isinstance(error, BrokenProcessPool):
+                    raise EngineError(EngineErrorCode.COPY_WORKER_LOST,
+                                      "a worker process of the copy ended before its range was copied (killed, or "
+                                      "out of memory); what it copied is checkpointed: run again to resume") from None
+                raise error  # type: ignore[misc]
+        _log_shares([future.result() for future in futures if future.done() and not future.cancelled()])
+
+    @staticmethod
+    def _follow(futures: list[Future[WorkerShare]], news: multiprocessing.Queue[tuple[Document, int]],
+                stopping: threading.Event, stop: ProcessEvent, on_batch: Callable[[Document, int], None]) -> None:
+        pending = set(futures)
+        while pending:
+            done, pending = wait(pending, timeout=0.2, return_when=FIRST_EXCEPTION)
+            _drain(news, on_batch)
+            if stopping.is_set() or any(future.exception() is not None for future in done):
+                stop.set()
+                for future in pending:
+                    future.cancel()  # those not started yet
+
+
+@dataclass(frozen=True)
+class WorkerShare:
+    """What one range cost the worker that copied it: its documents, and the worker's CPU so far."""
+
+    pid: int
+    documents: int
+    cpu_seconds: float
+
+
+def _log_shares(shares: Sequence[WorkerShare]) -> None:
+    """Each worker's part of the copy, in the log: how the copy's work and CPU were spread."""
+    documents: dict[int, int] = {}
+    cpu: dict[int, float] = {}
+    for share in shares:
+        documents[share.pid] = documents.get(share.pid, 0) + share.documents
+        cpu[share.pid] = max(cpu.get(share.pid, 0.0), share.cpu_seconds)
+    log.info("the copy's worker processes: %s", "; ".join(
+        f"process {pid} copied {documents[pid]:,} document(s) on {cpu[pid]:.1f} s of CPU" for pid in sorted(documents)))
+
+
+def _drain(news: multiprocessing.Queue[tuple[Document, int]], on_batch: Callable[[Document, int], None]) -> None:
+    while True:
+        try:
+            document, copied = news.get_nowait()
+        except queue.Empty:
+            return
+        on_batch(document, copied)
+
+
+# --- in the worker process -----------------------------------------------------------------------
+
+
+@dataclass
+class _Worker:
+    source: MongoClient[Any]
+    target: MongoClient[Any]
+    checkpoints: SqliteCheckpointStore
+    ledger: VerificationLedger | None
+    batch_size: int
+    news: multiprocessing.Queue[tuple[Document, int]]
+    stop: ProcessEvent
+
+
+_worker: _Worker | None = None
+
+
+def _start_worker(setup: WorkerSetup, news: multiprocessing.Queue[tuple[Document, int]], stop: ProcessEvent) -> None:
+    global _worker
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    threading.Thread(target=_exit_with_coordinator, name="coordinator-watch", daemon=True).start()
+    _worker = _Worker(connect(setup.source_uri, "source"), connect(setup.target_uri, "target"),
+                      SqliteCheckpointStore(setup.checkpoint_dir),
+                      VerificationLedger(setup.ledger_path) if setup.ledger_path is not None else None,
+                      setup.batch_size, news, stop)
+
+
+def _exit_with_coordinator() -> None:
+    """A worker whose coordinator is gone (killed, say) exits at once rather than copy on beside the
+    coordinator's next run: every batch it wrote is checkpointed, and the next run resumes from there."""
+    parent = multiprocessing.parent_process()
+    if parent is not None:
+        multiprocessing.connection.wait([parent.sentinel])
+        os._exit(1)
+
+
+def _copy(document: Document) -> WorkerShare:
+    worker = _worker
+    assert worker is not None, "a copy worker runs _start_worker first"
+    ledger = worker.ledger
+    copied = 0
+
+    def after_batch(state: RangeState, batch: int) -> None:
+        nonlocal copied
+        saved = state.to_document()
+        worker.checkpoints.save({state.key: saved})
+        worker.news.put((saved, batch))
+        copied += batch
+
+    if not worker.stop.is_set():
+        copy_range(worker.source, worker.target, RangeState.from_document(document), worker.batch_size, worker.stop,
+                   (lambda namespace, batch: ledger.record(Side.SOURCE, namespace, batch)) if ledger else None,
+                   after_batch)
+    return WorkerShare(os.getpid(), copied, time.process_time())
