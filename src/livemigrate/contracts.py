@@ -103,7 +103,8 @@ class LinkJob(Contract):
     status: RunningStatus
     sourceProjectId: StrictStr
     sourceClusterName: StrictStr
-    migrationHost: StrictStr
+    migrationHost: StrictStr  # the first listed
+    migrationHosts: list[StrictStr] = Field(default_factory=list)  # all of them; empty: `migrationHost` alone
     sourceUsername: StrictStr | None = None
     sourcePassword: StrictStr | None = Field(default=None, repr=False)
     sourceSsl: StrictBool = False
@@ -111,6 +112,9 @@ class LinkJob(Contract):
     destinationUri: StrictStr | None = Field(default=None, repr=False)  # None: the cluster was deregistered
     dropDestinationData: StrictBool = False
     cutoverRequested: StrictBool = False
+
+    def hosts(self) -> list[str]:
+        return list(self.migrationHosts or [self.migrationHost])
 
 
 class HostJob(Contract):
@@ -125,7 +129,8 @@ class HostJob(Contract):
     destinationUri: StrictStr | None = Field(default=None, repr=False)
     dropDestinationData: StrictBool = False
     cutoverRequested: StrictBool = False
-
+    # Every host the migration lists: more than one share the copy through leases (`agent/shared_job.py`).
+    migrationHosts: list[StrictStr] = Field(default_factory=list)
 
 
 class InventoryDeployment(Contract):

@@ -195,7 +195,7 @@ def clusters_list(group: str = GROUP, output: OutputFormat = OUTPUT_OPTION, base
     emit(output, found, lambda: _table(found, [("ID", "id"), ("NAME", "name"), ("CREATED", "created")]))
 
 
-def _request(group: str, source_group: str, source_cluster: str, destination_cluster: str, migration_host: str,
+def _request(group: str, source_group: str, source_cluster: str, destination_cluster: str, migration_hosts: list[str],
              drop_destination_data: bool, source_username: str | None, source_password: str | None,
              source_ssl: bool) -> dict[str, Any]:
     source: dict[str, Any] = {"clusterName": source_cluster, "groupId": source_group, "managedAuthentication": False,
@@ -204,13 +204,14 @@ def _request(group: str, source_group: str, source_cluster: str, destination_clu
         source.update(username=source_username, password=source_password)
     return {"source": source, "destination": {"clusterName": destination_cluster, "groupId": group,
                                               "hostnameSchemaType": "PUBLIC"},
-            "migrationHosts": [migration_host], "dropDestinationData": drop_destination_data}
+            "migrationHosts": migration_hosts, "dropDestinationData": drop_destination_data}
 
 
 SOURCE_GROUP = typer.Option(..., "--source-group", help="Source project id (from availableProjects).")
 SOURCE_CLUSTER = typer.Option(..., "--source-cluster", help="Source deployment name.")
 DESTINATION = typer.Option(..., "--destination-cluster", help="Destination cluster name in --group.")
-MIGRATION_HOST = typer.Option(..., "--migration-host", help="Hostname of the migration host to run it.")
+MIGRATION_HOST = typer.Option(..., "--migration-host",
+                              help="Hostname of a migration host to run it; repeat for several to share the copy.")
 DROP = typer.Option(False, "--drop-destination-data", help="Replace what the destination holds.")
 SOURCE_USER = typer.Option(None, "--source-username")
 SOURCE_PASSWORD = typer.Option(None, "--source-password", envvar="LIVEMIGRATE_SOURCE_PASSWORD")
@@ -222,7 +223,7 @@ def _request_command(send: Callable[[ApiClient, str, dict[str, Any]], dict[str, 
     """A command that sends one migration request (validate and create take the same options)."""
 
     def command(group: str = GROUP, source_group: str = SOURCE_GROUP, source_cluster: str = SOURCE_CLUSTER,
-                destination_cluster: str = DESTINATION, migration_host: str = MIGRATION_HOST,
+                destination_cluster: str = DESTINATION, migration_host: list[str] = MIGRATION_HOST,
                 drop_destination_data: bool = DROP, source_username: str | None = SOURCE_USER,
                 source_password: str | None = SOURCE_PASSWORD, source_ssl: bool = SOURCE_SSL,
                 output: OutputFormat = OUTPUT_OPTION, base_url: str = BASE_URL,

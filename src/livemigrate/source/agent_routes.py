@@ -54,7 +54,7 @@ async def agent_jobs(request: Request, group_id: GroupId, hostname: str, agent: 
         return respond(request, {"results": []})
 
     async def view_of(listed: JobList) -> tuple[dict[str, Any], str]:
-        mine = [job for job in listed.results or [] if job.sourceProjectId == group_id and job.migrationHost == hostname]
+        mine = [job for job in listed.results or [] if job.sourceProjectId == group_id and hostname in job.hosts()]
         view = {"results": await run_in_threadpool(
             lambda: [_job_for_host(context, group_id, job).model_dump(mode="json") for job in mine])}
         return view, long_poll.etag_of(view, context.secret_box)
@@ -101,7 +101,8 @@ def _job_for_host(context: AppContext, group_id: str, job: LinkJob) -> HostJob:
                                    job.sourceSsl, job.sourceCaCertificatePath) if found else None
     return HostJob(id=job.id, kind=job.kind, status=job.status, sourceClusterName=job.sourceClusterName, sourceUri=source_uri,
                    destinationUri=job.destinationUri, dropDestinationData=job.dropDestinationData,
-                   cutoverRequested=job.cutoverRequested)
+                   cutoverRequested=job.cutoverRequested,
+                   migrationHosts=job.hosts() if len(job.hosts()) > 1 else [])
 
 
 @router.patch("/groups/{group_id}/liveMigrations/agentJobs/{job_id}",

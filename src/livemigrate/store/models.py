@@ -226,7 +226,9 @@ class LiveMigration(Base):
     source_ca_certificate_path: Mapped[str | None] = mapped_column(Text, nullable=True)
     destination_cluster_name: Mapped[str] = mapped_column(String(64))
     hostname_schema_type: Mapped[str] = mapped_column(String(16), default="PUBLIC")
-    migration_host: Mapped[str] = mapped_column(String(255))
+    migration_host: Mapped[str] = mapped_column(String(255))  # the first listed
+    # All of them, when more than one shares the copy (None: a record of a single host's migration).
+    migration_hosts: Mapped[list[str] | None] = mapped_column(JSON, nullable=True)
     drop_destination_data: Mapped[bool] = mapped_column(Boolean, default=False)
     sharding: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     status: Mapped[str] = mapped_column(String(16), default=MigrationStatus.NEW.value)
@@ -241,6 +243,11 @@ class LiveMigration(Base):
     error_message: Mapped[str | None] = mapped_column(Text, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, onupdate=utcnow)
+
+
+def hosts_of(migration: LiveMigration) -> list[str]:
+    """The migration hosts a migration lists, first to last."""
+    return list(migration.migration_hosts or [migration.migration_host])
 
 
 class LiveMigrationValidation(Base):

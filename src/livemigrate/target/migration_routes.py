@@ -69,7 +69,8 @@ class DestinationRequest(Strict):
 class LiveMigrationRequest(Strict):
     source: SourceRequest
     destination: DestinationRequest
-    migrationHosts: list[StrictStr] = Field(min_length=1, max_length=1)
+    # Several hosts share the copy and take over from each other (our extension: MongoDB takes one).
+    migrationHosts: list[StrictStr] = Field(min_length=1, max_length=migrations.MAX_MIGRATION_HOSTS)
     dropDestinationData: StrictBool | None = None
     dropEnabled: StrictBool | None = None  # the older name of dropDestinationData
     sharding: dict[str, Any] | None = None
@@ -87,7 +88,8 @@ class LiveMigrationRequest(Strict):
             source=migrations.SourceSpec(source.clusterName, source.groupId, source.managedAuthentication, source.ssl,
                                          source.caCertificatePath, source.username, source.password),
             destination_cluster_name=self.destination.clusterName, destination_group_id=self.destination.groupId,
-            hostname_schema_type=self.destination.hostnameSchemaType, migration_host=self.migrationHosts[0],
+            hostname_schema_type=self.destination.hostnameSchemaType,
+            migration_hosts=tuple(dict.fromkeys(self.migrationHosts)),  # a host named twice is one host
             drop_destination_data=bool(self.dropDestinationData if self.dropDestinationData is not None
                                        else self.dropEnabled),
             sharding=self.sharding)

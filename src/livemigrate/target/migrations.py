@@ -25,10 +25,11 @@ from livemigrate.http.errors import ApiError, ErrorCode
 from livemigrate.ids import is_object_id, new_object_id
 from livemigrate.statuses import FINISHED, RUNNING, MigrationStatus
 from livemigrate.store.database import Store
-from livemigrate.store.models import LiveMigration, LiveMigrationValidation, TargetLink, utcnow
+from livemigrate.store.models import LiveMigration, LiveMigrationValidation, TargetLink, hosts_of, utcnow
 from livemigrate.target import clusters
 
 MINIMUM_SOURCE_VERSION = (3, 6)
+MAX_MIGRATION_HOSTS = 16
 
 
 @dataclass(frozen=True)
@@ -48,9 +49,14 @@ class MigrationRequest:
     destination_cluster_name: str
     destination_group_id: str
     hostname_schema_type: str
-    migration_host: str
+    migration_hosts: tuple[str, ...]
     drop_destination_data: bool
     sharding: dict[str, Any] | None
+
+    @property
+    def migration_host(self) -> str:
+        """The first listed: the one that runs a validation's pre-flight."""
+        return self.migration_hosts[0]
 
 
 @dataclass(frozen=True)
@@ -85,10 +91,12 @@ def find_source(store: Store, target_org_id: str, request: MigrationRequest) -> 
                        "a standalone's cluster is named host:port (`livemigrate source clusters list` "
                        "shows them), and a deployment appears once its hosts are registered on the "
                        "source side.")
-    if request.migration_host not in project.get("migrationHosts", []):
-        raise _invalid(f"Migration host {request.migration_host!r} is unknown or not alive in source project "
-                       f"{request.source.group_id}: start `livemigrate agent` on it with an agent API key of "
-                       "that project.")
+    alive = project.get("migrationHosts", [])
+    for host in request.migration_hosts:
+        if host not in alive:
+            raise _invalid(f"Migration host {host!r} is unknown or not alive in source project "
+                           f"{request.source.group_id}: start `livemigrate agent` on it with an agent API key of "
+                           "that project.")
     if deployment.get("lastError"):
         raise _invalid(f"Source cluster {request.source.cluster_name!r} cannot be reached from the source "
                        f"side: {deployment['lastError']}")
@@ -159,6 +167,7 @@ def create_migration(store: Store, secret_box: SecretBox, target_org_id: str, pr
         source_ssl=request.source.ssl, source_ca_certificate_path=request.source.ca_certificate_path,
         destination_cluster_name=request.destination_cluster_name,
         hostname_schema_type=request.hostname_schema_type, migration_host=request.migration_host,
+        migration_hosts=list(request.migration_hosts) if len(request.migration_hosts) > 1 else None,
         drop_destination_data=request.drop_destination_data, sharding=request.sharding, status=MigrationStatus.NEW.value,
     )
     with store.write() as session:
@@ -286,6 +295,7 @@ def link_job(store: Store, secret_box: SecretBox, record: LiveMigration | LiveMi
     return LinkJob(
         id=record.id, kind=kind, status=status, sourceProjectId=record.source_project_id,
         sourceClusterName=str(record.source_cluster_name), migrationHost=str(record.migration_host),
+        migrationHosts=hosts_of(record) if isinstance(record, LiveMigration) else [str(record.migration_host)],
         sourceUsername=record.source_username,
         sourcePassword=secret_box.open(record.source_password_encrypted) if record.source_password_encrypted else None,
         sourceSsl=record.source_ssl, sourceCaCertificatePath=record.source_ca_certificate_path,
@@ -388,7 +398,7 @@ def migration_view(migration: LiveMigration) -> dict[str, Any]:
         "status": migration.status,
         "lagTimeSeconds": migration.lag_time_seconds,
         "readyForCutover": migration.ready_for_cutover,
-        "migrationHosts": [migration.migration_host],
+        "migrationHosts": hosts_of(migration),
         "phase": migration.phase,
         "copiedDocuments": migration.copied_documents,
         "totalDocuments": migration.total_documents,
