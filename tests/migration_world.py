@@ -39,6 +39,7 @@ class World:
                           "LIVEMIGRATE_AGENT_CAPTURE": "collection", **(agent_env or {})}
         self.agent: subprocess.Popen[bytes] | None = None
         self.agent_runs = 0
+        self.hosts: list[subprocess.Popen[bytes]] = []  # `start_host`'s
         self._target_client: httpx.Client | None = None  # kept alive: polling must not load what it measures
 
     # --- the steps a user takes ---------------------------------------------------------------
@@ -67,6 +68,20 @@ class World:
             [LIVEMIGRATE, "agent", "--base-url", self.api.base_url, "--group", self.source_project["id"],
              "--agent-key", self.agent_key, "--hostname", MIGRATION_HOST, "--state-dir",
              str(self.directory / "agent-state")], env=self.agent_env, stdout=log, stderr=subprocess.STDOUT)
+
+    def start_host(self, hostname: str) -> subprocess.Popen[bytes]:
+        """Another migration host of the source project, with a state directory and a log of its own
+        (`host_log`); stopped at `close`."""
+        log = open(self.directory / f"host-{hostname}.log", "ab")
+        process = subprocess.Popen(
+            [LIVEMIGRATE, "agent", "--base-url", self.api.base_url, "--group", self.source_project["id"],
+             "--agent-key", self.agent_key, "--hostname", hostname, "--state-dir",
+             str(self.directory / f"state-{hostname}")], env=self.agent_env, stdout=log, stderr=subprocess.STDOUT)
+        self.hosts.append(process)
+        return process
+
+    def host_log(self, hostname: str) -> str:
+        return (self.directory / f"host-{hostname}.log").read_text(errors="replace")
 
     def kill_agent(self) -> None:
         assert self.agent is not None
@@ -174,12 +189,13 @@ class World:
     def close(self) -> None:
         if self._target_client is not None:
             self._target_client.close()
-        if self.agent is not None and self.agent.poll() is None:
-            self.agent.terminate()
-            try:
-                self.agent.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.agent.kill()
+        for agent in [self.agent, *self.hosts]:
+            if agent is not None and agent.poll() is None:
+                agent.terminate()
+                try:
+                    agent.wait(timeout=20)
+                except subprocess.TimeoutExpired:
+                    agent.kill()
         if self._owns_api:
             self.api.stop()
         self.source_db.stop()

@@ -62,6 +62,16 @@ class PreflightReport(Contract):
     blocking: list[StrictStr] = Field(default_factory=list)
 
 
+class HostProgress(Contract):
+    """One host's part of a shared migration: the host that holds the change capture reports the
+    migration with it; the others report only this."""
+
+    hostname: StrictStr = Field(min_length=1)
+    role: Literal["capture", "copy"]
+    copiedDocuments: StrictInt = Field(ge=0)  # copied by this host
+    partitions: list[StrictStr] = Field(default_factory=list, max_length=1000)  # the ranges it holds now
+
+
 class ProgressReport(Contract):
     """A migration's state as its migration host sees it; the target decides what it means for the
     migration (only a requested cutover completes one)."""
@@ -82,6 +92,7 @@ class ProgressReport(Contract):
     warnings: list[StrictStr] | None = None
     errorMessage: StrictStr | None = None
     preflight: PreflightReport | None = None  # a validation job's answer
+    host: HostProgress | None = None  # from a host of a shared migration
 
     def to_json(self) -> dict[str, object]:
         """As sent and as stored: plain JSON values, absent fields left out."""
@@ -131,6 +142,14 @@ class HostJob(Contract):
     cutoverRequested: StrictBool = False
     # Every host the migration lists: more than one share the copy through leases (`agent/shared_job.py`).
     migrationHosts: list[StrictStr] = Field(default_factory=list)
+
+
+class LeaseRequest(Contract):
+    """What a host of a shared migration wants to hold now (`source/job_leases.py`): the parts it holds
+    and means to keep, and those it would take; anything it held and leaves out is released."""
+
+    hostname: StrictStr = Field(min_length=1, max_length=255)
+    hold: list[StrictStr] = Field(default_factory=list, max_length=1000)
 
 
 class InventoryDeployment(Contract):

@@ -34,6 +34,9 @@ class Settings(BaseSettings):
     host_probe_seconds: float = Field(default=60.0, gt=0, description="Interval at which monitored hosts are probed.")
     migration_host_alive_seconds: float = Field(
         default=120.0, gt=0, description="A migration host without a heartbeat for this long is not alive.")
+    migration_lease_seconds: float = Field(
+        default=15.0, gt=0, description="A part of a shared migration (a copy range, the change capture) is its "
+        "holder's this long after its last renewal; then another of the migration's hosts may take it.")
     cutover_window_hours: float = Field(
         default=120.0, gt=0, description="A migration ready for cutover this long without one becomes EXPIRED.")
     agent_retries: int = Field(default=5, ge=0, description="Retries of a job whose source or target cannot be reached.")

@@ -23,6 +23,7 @@ from pydantic import ValidationError
 from livemigrate import __version__
 from livemigrate.agent.preflight_job import PreflightJob
 from livemigrate.agent.runner import JobRunner, RunnerSettings
+from livemigrate.agent.shared_job import SharedJobRunner
 from livemigrate.client.agent_api import AgentApi
 from livemigrate.client.errors import ApiCallError
 from livemigrate.contracts import HostJob, ProgressReport, describe_invalid
@@ -43,7 +44,7 @@ class MigrationHostAgent:
         self._report_every = report_seconds
         self._jobs: dict[str, HostJob] | None = None  # the latest list, from the watching thread
         self._jobs_lock = threading.Lock()
-        self._runners: dict[str, JobRunner] = {}
+        self._runners: dict[str, JobRunner | SharedJobRunner] = {}
         self._preflights: dict[str, PreflightJob] = {}  # validations whose pre-flight runs or waits to be sent
         # Jobs this agent ended: the job list it reads next may predate the end (the source relays a
         # list up to a moment old), and such a job must not start again.
@@ -129,7 +130,12 @@ class MigrationHostAgent:
                                                         errorMessage=f"cannot start: {missing}").to_json())
                 self._ended.add(job_id)
                 continue
-            if job_id not in self._runners:
+            if job_id not in self._runners and len(job.migrationHosts) > 1:
+                log.info("job %s: taking part in the migration of %s, shared with %s", job_id, job.sourceClusterName,
+                         ", ".join(host for host in job.migrationHosts if host != self.hostname))
+                self._runners[job_id] = SharedJobRunner(job, self._settings, self._api.clone(), self.hostname,
+                                                        on_news=self._wake.set).start()
+            elif job_id not in self._runners:
                 log.info("job %s: starting the migration of %s", job_id, job.sourceClusterName)
                 self._runners[job_id] = JobRunner(job, self._settings, on_news=self._wake.set).start()
             if job.cutoverRequested and job_id in self._runners:

@@ -19,10 +19,11 @@ from pymongo.errors import PyMongoError
 
 from livemigrate.contracts import HostJob, NamespaceReport, ProgressReport
 from livemigrate.engine import CaptureScope, EngineError, Migration, MigrationEvent, MigrationOptions
-from livemigrate.engine.checkpoints import SqliteCheckpointStore
+from livemigrate.engine.checkpoints import CheckpointStore, SqliteCheckpointStore
 from livemigrate.engine.errors import EngineErrorCode, redact
 from livemigrate.engine.events import Phase
 from livemigrate.engine.ledger import VerificationLedger
+from livemigrate.engine.shared_copy import SharedHost
 from livemigrate.engine.spool import Spool
 from livemigrate.settings import Settings
 from livemigrate.statuses import MigrationStatus
@@ -65,9 +66,20 @@ class RunnerSettings:
                                 exact_counts=self.exact_counts, spool_limit_bytes=self.spool_limit_bytes)
 
 
+@dataclass(frozen=True)
+class SharedSetup:
+    """A shared migration's checkpoints (`engine/shared_state.py`) and this host's part in it."""
+
+    checkpoints: CheckpointStore
+    host: SharedHost
+
+
 class JobRunner:
     def __init__(self, job: HostJob, settings: RunnerSettings,
-                 on_news: Callable[[], None] | None = None) -> None:
+                 on_news: Callable[[], None] | None = None, shared: SharedSetup | None = None) -> None:
+        """`shared`: this host holds the change capture of a migration several hosts share
+        (`shared_job.py`): the checkpoints are the shared ones, the ledger and the spool this host's."""
+        self._shared = shared
         self._on_news = on_news  # called on a new phase and at the end: worth reporting at once
         self.job_id = job.id
         if job.sourceUri is None or job.destinationUri is None:
@@ -103,6 +115,14 @@ class JobRunner:
     def join(self, timeout: float | None = None) -> None:
         self._thread.join(timeout)
 
+    @property
+    def running(self) -> bool:
+        return self._thread.is_alive()
+
+    def final_report(self) -> dict[str, Any] | None:
+        """The outcome once the job ended COMPLETE or FAILED; None while it runs or after a stop."""
+        return self._final.to_json() if self._final is not None else None
+
     def report(self) -> dict[str, Any]:
         """What to tell the target now: the final outcome once there is one, else the latest progress."""
         if self._final is not None:
@@ -137,13 +157,15 @@ class JobRunner:
             self._on_news()
 
     def _run(self) -> None:
-        checkpoints = SqliteCheckpointStore(self._settings.state_dir / self.job_id)
+        checkpoints: CheckpointStore = (self._shared.checkpoints if self._shared is not None
+                                        else SqliteCheckpointStore(self._settings.state_dir / self.job_id))
         ledger = VerificationLedger(self._settings.state_dir / self.job_id / VerificationLedger.FILE_NAME)
         failures = 0
         try:
             while not self._stopping.is_set():
                 migration = Migration(self._source_uri, self._target_uri, self._options, checkpoints, self._on_event,
-                                      ledger, spool_path=self._settings.state_dir / self.job_id / Spool.FILE_NAME)
+                                      ledger, spool_path=self._settings.state_dir / self.job_id / Spool.FILE_NAME,
+                                      shared=self._shared.host if self._shared is not None else None)
                 with self._lock:
                     self._migration = migration
                 if self._cutover.is_set():
@@ -178,7 +200,8 @@ class JobRunner:
                                                  f"differences between source and destination: {found}")
                 return
         finally:
-            checkpoints.close()
+            if isinstance(checkpoints, SqliteCheckpointStore):
+                checkpoints.close()
             ledger.close()
             if self._on_news is not None:
                 self._on_news()

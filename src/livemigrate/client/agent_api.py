@@ -58,3 +58,9 @@ class AgentApi:
 
     def report(self, job_id: str, report: dict[str, Any]) -> dict[str, Any]:
         return dict(self._call("PATCH", f"/liveMigrations/agentJobs/{job_id}", json=report))
+
+    def hold_leases(self, job_id: str, hostname: str, wanted: list[str]) -> dict[str, Any]:
+        """Ask for the parts of a shared job this host wants to hold now; every live lease of the job,
+        with its holder, comes back (`source/job_leases.py`)."""
+        return dict(self._call("POST", f"/liveMigrations/agentJobs/{quote(job_id, safe='')}/leases",
+                               json={"hostname": hostname, "hold": wanted}))

@@ -66,7 +66,19 @@ class InitialCopy:
                               key=lambda state: state.key)
         self._totals = {key.split(":", 1)[1]: int(doc["total"]) for key, doc in checkpoints.load("total:").items()}
         self.copied_now = 0  # by this run
+        self._refreshed = 0.0
         self.started = time.monotonic()
+
+    def refresh(self, every_seconds: float = 0.0) -> None:
+        """Read every range's state again from the checkpoints (other hosts copy some of a shared
+        migration's); at most every `every_seconds`."""
+        if time.monotonic() - self._refreshed < every_seconds:
+            return
+        self._refreshed = time.monotonic()
+        ranges = sorted((RangeState.from_document(doc) for doc in self._checkpoints.load("range:").values()),
+                        key=lambda state: state.key)
+        with self._lock:
+            self._ranges = ranges
 
     def collections(self) -> list[str]:
         return [spec.namespace for spec in self.specs if spec.kind == "collection"]

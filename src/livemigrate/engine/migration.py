@@ -50,6 +50,7 @@ from livemigrate.engine.ledger import Side, VerificationLedger
 from livemigrate.engine.options import CaptureScope, MigrationOptions
 from livemigrate.engine.progress import EventListener, Progress
 from livemigrate.engine.replay import SOURCE_TOKENS, Controls, Replay, ReplayOutcome, saved_tokens, token_documents
+from livemigrate.engine.shared_copy import SharedHost
 from livemigrate.engine.spool import Spool, SpooledCapture, Spooler
 from livemigrate.engine.verdict import Verdict, reach_verdict
 from livemigrate.engine.verify import VerifyReport
@@ -86,9 +87,12 @@ class Migration:
 
     def __init__(self, source_uri: str, target_uri: str, options: MigrationOptions, checkpoints: CheckpointStore,
                  on_event: EventListener | None = None, ledger: VerificationLedger | None = None,
-                 spool_path: Path | None = None) -> None:
+                 spool_path: Path | None = None, shared: SharedHost | None = None) -> None:
         """`spool_path`: where the changes read during the copy wait (`spool.py`); beside the checkpoints,
-        so that a restarted host finds them. None keeps them in memory."""
+        so that a restarted host finds them. None keeps them in memory. `shared`: this host holds the
+        change capture of a migration whose copy several hosts share (`shared_copy.py`); its
+        checkpoints are then the shared ones (`shared_state.py`)."""
+        self.shared = shared
         self.source_uri = source_uri
         self.spool_path = spool_path
         self.target_uri = target_uri
@@ -194,7 +198,10 @@ class Migration:
         """The copy, then the indexes and views; the step reached (REPLAY, unless stopped before)."""
         if meta["phase"] == Step.COPY:
             self._progress.emit(Phase.INITIAL_SYNC, force=True)
-            if not copy.run(source, target, resumed=self._resumed, workers=self._copy_processes()):
+            if self.shared is not None:
+                if not self._copy_shared(source, target, copy, self.shared):
+                    return meta
+            elif not copy.run(source, target, resumed=self._resumed, workers=self._copy_processes()):
                 return meta
             self.ledger.copy_finished()
             meta = self._set_step(meta, Step.INDEXES)
@@ -203,6 +210,23 @@ class Migration:
         copy.build_indexes_and_views(target)
         log.info("indexes and views built in %.1f s", time.monotonic() - started)
         return self._set_step(meta, Step.REPLAY)
+
+    def _copy_shared(self, source: MongoClient[Any], target: MongoClient[Any], copy: InitialCopy,
+                     shared: SharedHost) -> bool:
+        """This host's part of a shared copy, until every range is done by one host or another."""
+        started = time.monotonic()
+
+        def on_batch() -> None:
+            copy.refresh(every_seconds=1.0)  # the progress of every host, from the shared checkpoints
+            self._progress.emit(Phase.INITIAL_SYNC)
+
+        part = shared.copy_part(self.checkpoints, self.options, on_batch)
+        if not part.run(source, target, self._controls.stopping):
+            return False
+        copy.refresh()
+        log.info("copy done: %d documents copied here, %d by every host, in %.1f s", part.copied,
+                 sum(state.copied for state in part.ranges()), time.monotonic() - started)
+        return True
 
     def _copy_processes(self) -> CopyProcesses | None:
         """Worker processes for the copy, when they can share this run's files: the checkpoints and
@@ -249,7 +273,9 @@ class Migration:
                           "target": redact_uri(self.target_uri), "capture": scope.value, "phase": Step.COPY.value,
                           "startedAt": time.time()}
         self.ledger.begin(_migration_id(meta))
-        self.ledger.expect_copy([spec.namespace for spec in discovery.copied])
+        if self.shared is None:  # a shared copy is partly copied elsewhere: the pass reads the source
+            self.ledger.expect_copy([spec.namespace for spec in discovery.copied])
+        self.checkpoints.clear()  # what an earlier start wrote before it died (its plan, without `meta`)
         if self.options.drop_target:
             writer.drop_namespaces(target, namespaces)
         # The start point, before anything is copied.

@@ -9,7 +9,9 @@ from enum import Enum
 # The pre-flight's scratch database on a destination (`preflight.py`): while a validation samples
 # the writes there, another validation must not find the destination occupied by it.
 PREFLIGHT_DATABASE = "livemigrate_preflight"
-SYSTEM_DATABASES = frozenset({"admin", "local", "config", PREFLIGHT_DATABASE})
+# Where the hosts that share a migration keep its checkpoints, on the destination (`shared_state.py`).
+STATE_DATABASE = "livemigrate_state"
+SYSTEM_DATABASES = frozenset({"admin", "local", "config", PREFLIGHT_DATABASE, STATE_DATABASE})
 
 
 class CaptureScope(str, Enum):

@@ -157,7 +157,7 @@ class Spooler:
         self._thread.join()
         if self._error is not None:
             raise self._error
-        log.info("the copy is done: %d change(s) spooled meanwhile (%.1f MiB) are applied first",
+        log.info("%d change(s) spooled during the copy (%.1f MiB) are applied first once it is done",
                  self._spool.pending(), self._spool.size_bytes / 1024**2)
 
 

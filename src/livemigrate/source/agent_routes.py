@@ -14,14 +14,14 @@ from starlette.responses import Response
 
 from livemigrate.client.link_channel import JobList, LinkCallFailed, LinkKeyRefused
 from livemigrate.context import AppContext, context_of
-from livemigrate.contracts import HostJob, LinkJob, ProgressReport
+from livemigrate.contracts import HostJob, LeaseRequest, LinkJob, ProgressReport
 from livemigrate.guards import AgentKey
 from livemigrate.http import long_poll
 from livemigrate.http.bodies import openapi_body, parse_body
 from livemigrate.http.errors import ApiError, ErrorCode
 from livemigrate.http.openapi import BODY, GroupId, errors
 from livemigrate.http.responses import respond
-from livemigrate.source import hosts
+from livemigrate.source import hosts, job_leases
 from livemigrate.source.job_relay import JobRelay
 from livemigrate.vocabulary import SOURCE_PREFIX
 
@@ -117,3 +117,25 @@ async def agent_report(request: Request, group_id: GroupId, job_id: str, agent: 
     except LinkCallFailed as error:
         raise _unavailable(error) from None
     return respond(request, answer)
+
+
+@router.post("/groups/{group_id}/liveMigrations/agentJobs/{job_id}/leases",
+             summary="Take, renew and release parts of a shared migration (agent API key)",
+             openapi_extra=openapi_body(LeaseRequest),
+             responses=errors(BODY, ErrorCode.LIVE_MIGRATION_NOT_FOUND, ErrorCode.LINK_TARGET_UNAVAILABLE))
+async def agent_leases(request: Request, group_id: GroupId, job_id: str, agent: AgentKey) -> Response:
+    """A host of the job asks for everything it wants to hold (`source/job_leases.py`); the answer is
+    every live lease of the job, with its holder: the caller's are those it holds now."""
+    body = await parse_body(request, LeaseRequest)
+    context = context_of(request)
+    listed = await _listed(_relay(request), agent.org_id, None, None)
+    job = next((job for job in listed.results or [] if job.id == job_id and job.sourceProjectId == group_id), None)
+    if job is None or body.hostname not in job.hosts():
+        raise ApiError(ErrorCode.LIVE_MIGRATION_NOT_FOUND,
+                       f"No running live migration {job_id} of group {group_id} lists migration host "
+                       f"{body.hostname!r}.", [job_id])
+    ttl = context.settings.migration_lease_seconds
+    leases = await run_in_threadpool(job_leases.hold, context.store, group_id, job_id, body.hostname, body.hold, ttl)
+    return respond(request, {"leaseSeconds": ttl, "leases": [
+        {"name": lease.name, "holder": lease.holder, "expiresAt": lease.expires_at.strftime("%Y-%m-%dT%H:%M:%SZ")}
+        for lease in leases]})

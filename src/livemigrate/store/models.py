@@ -299,6 +299,19 @@ class Lease(Base):
     expires_at: Mapped[datetime] = mapped_column(UtcDateTime)
 
 
+class JobLease(Base):
+    """Source side: a part of a shared migration (a copy range, the change capture) held by one of its
+    migration hosts until `expires_at` unless renewed (`source/job_leases.py`)."""
+
+    __tablename__ = "job_leases"
+
+    job_id: Mapped[str] = mapped_column(String(24), primary_key=True)
+    name: Mapped[str] = mapped_column(String(512), primary_key=True)
+    project_id: Mapped[str] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"), index=True)
+    holder: Mapped[str] = mapped_column(String(255))
+    expires_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
 class ConsoleSession(Base):
     """A signed-in browser of the web console (`console/sessions.py`). Only the token's SHA-256 is kept:
     the store alone cannot sign anyone in. In the store, so that every replica knows every session and

@@ -314,6 +314,11 @@ def record_progress(store: Store, target_org_id: str, source_org_id: str, migrat
                            [migration_id])
         if _expire_if_due(migration, window) or migration.status in FINISHED:
             return migration
+        host = report.get("host")
+        if host is not None:
+            _record_host(migration, host)
+            if host.get("role") == "copy":
+                return migration  # a host's own part of a shared copy: the migration is its capture's to report
         status = MigrationStatus(report.get("status", MigrationStatus.WORKING))
         if status is MigrationStatus.COMPLETE and migration.cutover_requested_at is None:
             status = MigrationStatus.WORKING  # only a cutover completes a migration
@@ -331,6 +336,7 @@ def record_progress(store: Store, target_org_id: str, source_org_id: str, migrat
         if {"namespaces", "warnings", "eventsApplied", "docsPerSecond"} & set(report):
             previous = migration.progress or {}
             migration.progress = {**{key: report.get(key, previous.get(key)) for key in _CUTOVER_FIELDS},
+                                  "hosts": previous.get("hosts", {}),
                                   "namespaces": report.get("namespaces", previous.get("namespaces", [])),
                                   "warnings": report.get("warnings", previous.get("warnings", [])),
                                   "eventsApplied": report.get("eventsApplied", previous.get("eventsApplied", 0)),
@@ -346,6 +352,22 @@ def record_progress(store: Store, target_org_id: str, source_org_id: str, migrat
         if status in FINISHED and migration.progress:
             migration.progress = {**migration.progress, "warnings": []}
         return migration
+
+
+def _record_host(migration: LiveMigration, host: dict[str, Any]) -> None:
+    """One host's part of a shared migration, as it last reported it."""
+    previous = migration.progress or {}
+    hosts = dict(previous.get("hosts", {}))
+    if host.get("role") == "capture":  # one holder at a time: whoever held it before holds it no more
+        hosts = {name: {**part, "role": "copy"} if part.get("role") == "capture" else part
+                 for name, part in hosts.items()}
+    hosts[str(host["hostname"])] = {**host, "reportedAt": utcnow().strftime("%Y-%m-%dT%H:%M:%SZ")}
+    migration.progress = {**previous, "hosts": hosts}
+
+
+def hosts_progress(migration: LiveMigration) -> list[dict[str, Any]]:
+    """Each host's part, for a migration that several share (or one host's, as its capture reports it)."""
+    return [dict(part) for _, part in sorted((migration.progress or {}).get("hosts", {}).items())]
 
 
 # What the cutover reports of the source: kept as last reported, shown as they are.
@@ -405,6 +427,8 @@ def migration_view(migration: LiveMigration) -> dict[str, Any]:
         "eventsApplied": events_applied(migration),
         **_progress_summary(migration),
         "namespaces": migration.progress.get("namespaces", []) if migration.progress else [],
+        # An extension: each host's part when several share the migration (`agent/shared_job.py`).
+        "hosts": hosts_progress(migration),
         **{key: (migration.progress or {}).get(key) for key in _CUTOVER_FIELDS},
         # What the migration host sees that a person should act on, e.g. a change stream that
         # delivers nothing: the counts on both sides differ and readyForCutover stays false.

@@ -1,0 +1,108 @@
+"""This host's leases on the parts of one shared migration, kept through the source API.
+
+The source side keeps the leases (`source/job_leases.py`); this keeps asking for the set this host
+wants, every third of a lease's lifetime, and at once when it claims or releases one. A lease counts
+as held only while it surely is: until a lease's lifetime after the ask that last granted it, less a
+margin. A host cut off from the API thus stops using what it held before anyone else may take it.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+import httpx
+
+from livemigrate.client.agent_api import AgentApi
+from livemigrate.client.errors import ApiCallError
+
+log = logging.getLogger("livemigrate.agent")
+
+CAPTURE = "capture"  # the lease of the change capture and of everything after the copy
+
+# Of a lease's lifetime, the part after its last renewal during which it is not used any more: the
+# renewal's own round trip, and a clock that runs a little fast.
+_MARGIN = 0.2
+_LOOK_SECONDS = 0.25
+
+
+class LeaseKeeper:
+    def __init__(self, api: AgentApi, job_id: str, hostname: str) -> None:
+        self._api = api  # this keeper's own client: it asks from its thread and from its callers'
+        self._job_id = job_id
+        self._hostname = hostname
+        self._lock = threading.Lock()
+        self._wanted: set[str] = set()
+        self._held: set[str] = set()
+        self._holders: dict[str, str] = {}
+        self._sure_until = 0.0
+        self._lease_seconds = 15.0  # until the first answer says
+        self._next_ask = 0.0  # monotonic: when the wanted set is asked for again
+        self._closed = threading.Event()
+        self._thread = threading.Thread(target=self._keep, name=f"leases-{job_id}", daemon=True)
+        self._thread.start()
+
+    # --- what the copy and the runner ask (`engine.shared_copy.RangeLeases`) -----------------------
+
+    def claim(self, name: str) -> bool:
+        with self._lock:
+            self._wanted.add(name)
+            self._ask()
+            if name not in self._held:
+                self._wanted.discard(name)  # another host's: asked for again only when claimed again
+            return self._sure(name)
+
+    def release(self, name: str) -> None:
+        with self._lock:
+            if name in self._wanted:
+                self._wanted.discard(name)
+                self._ask()
+
+    def holds(self, name: str) -> bool:
+        with self._lock:
+            return self._sure(name)
+
+    def holders(self) -> dict[str, str]:
+        """Every live lease of the job and its holder, as the last answer had them."""
+        with self._lock:
+            return dict(self._holders)
+
+    def close(self) -> None:
+        """Release everything (another host takes it over at once) and stop renewing."""
+        self._closed.set()
+        with self._lock:
+            self._wanted.clear()
+            self._ask()
+        self._api.close()
+
+    # --- renewing ------------------------------------------------------------------------------
+
+    def _sure(self, name: str) -> bool:
+        return name in self._held and time.monotonic() < self._sure_until
+
+    def _keep(self) -> None:
+        # Looks often, asks every third of a lease: the first answer may shorten the lifetime assumed.
+        while not self._closed.wait(_LOOK_SECONDS):
+            with self._lock:
+                if self._wanted and not self._closed.is_set() and time.monotonic() >= self._next_ask:
+                    self._ask()
+
+    def _ask(self) -> None:
+        """One ask for the wanted set; under the lock. A failed ask changes nothing: what was held stays
+        held until it is no longer sure."""
+        asked_at = time.monotonic()
+        self._next_ask = asked_at + self._lease_seconds / 3
+        try:
+            answer = self._api.hold_leases(self._job_id, self._hostname, sorted(self._wanted))
+        except (ApiCallError, httpx.HTTPError) as error:
+            log.warning("job %s: the leases could not be renewed: %s", self._job_id, error)
+            return
+        self._lease_seconds = float(answer.get("leaseSeconds", self._lease_seconds))
+        self._holders = {str(lease["name"]): str(lease["holder"]) for lease in answer.get("leases", [])}
+        held = {name for name, holder in self._holders.items() if holder == self._hostname}
+        for name in sorted((held ^ self._held) & {CAPTURE}):
+            log.info("job %s: %s the change capture", self._job_id, "holds" if name in held else "no longer holds")
+        self._held = held
+        self._sure_until = asked_at + self._lease_seconds * (1 - _MARGIN)
+        self._next_ask = asked_at + self._lease_seconds / 3
