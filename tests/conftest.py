@@ -96,7 +96,7 @@ def servers(tmp_path: Path) -> Iterator[tuple[NxServer, NxServer]]:
 
 # The tests that take longest (tens of seconds each), started first: with them at the end of a
 # worker's queue the whole suite waits on one worker (longest-first scheduling).
-_LONGEST_FIRST = ("test_openapi_fuzz.py", "test_replicas.py", "test_live_migration_failures.py",
+_LONGEST_FIRST = ("test_openapi_fuzz.py", "test_replicas.py", "test_shared_migration.py", "test_live_migration_failures.py",
                   "test_readme_walk.py", "test_console_browser.py", "test_silent_stream.py", "test_engine_live.py",
                   "test_live_migration.py", "test_code_quality.py", "test_spool.py")
 

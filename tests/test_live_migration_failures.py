@@ -74,6 +74,20 @@ def test_source_stopped_mid_migration_ends_failed_naming_the_source(world: World
     assert "retry 2 of 2" in world.agent_log()
 
 
+@pytest.mark.parametrize("world", [{"api_env": {"LIVEMIGRATE_MIGRATION_HOST_ALIVE_SECONDS": "11",
+                                                "LIVEMIGRATE_MIGRATION_HOSTS_GONE_SECONDS": "3"}}], indirect=True)
+def test_a_migration_whose_hosts_are_all_gone_says_so_then_fails(world: World) -> None:
+    migration_id = prepared(world, 500)
+    world.wait_migration(migration_id, lambda m: m["status"] == "WORKING", timeout=60)
+    world.kill_agent()
+    gone = world.wait_migration(migration_id, lambda m: m["warnings"] or m["status"] != "WORKING", timeout=60)
+    assert gone["status"] == "WORKING" and "None of its migration hosts (mh1.example) is alive since" in \
+        gone["warnings"][0], gone
+    failed = world.wait_migration(migration_id, lambda m: m["status"] != "WORKING", timeout=30)
+    assert failed["status"] == "FAILED" and "mh1.example" in failed["errorMessage"], failed
+    assert failed["readyForCutover"] is False and failed["warnings"] == []
+
+
 @pytest.mark.parametrize("world", [{"api_env": {"LIVEMIGRATE_CUTOVER_WINDOW_HOURS": "0.0006"}}], indirect=True)
 def test_ready_without_cutover_expires_after_the_window(world: World) -> None:
     migration_id = prepared(world, 500)

@@ -69,6 +69,10 @@ def test_two_hosts_share_a_migration_and_each_takes_over_from_the_other(tmp_path
                 taken = world.wait_migration(migration_id, lambda m: (_part(m, "capture") or {}).get(
                     "hostname") == copier["hostname"] and m["readyForCutover"], timeout=180)
                 assert taken["status"] == "WORKING"
+                watched = world.target_cli("target", "live-migrations", "watch", "--group", world.target_project["id"],
+                                           "--id", migration_id, "--until-ready")
+                assert watched.returncode == 0, watched
+                assert all(name in watched.stdout for name in (*HOSTS, "RANGES HELD", "capture")), watched.stdout
             finally:
                 writer.finish()
         assert world.target_call("PUT", f"/liveMigrations/{migration_id}/cutover").status_code == 202

@@ -37,6 +37,9 @@ class Settings(BaseSettings):
     migration_lease_seconds: float = Field(
         default=15.0, gt=0, description="A part of a shared migration (a copy range, the change capture) is its "
         "holder's this long after its last renewal; then another of the migration's hosts may take it.")
+    migration_hosts_gone_seconds: float = Field(
+        default=900.0, gt=0, description="A running migration none of whose migration hosts has been alive for "
+        "this long (as the link's inventory says) becomes FAILED.")
     cutover_window_hours: float = Field(
         default=120.0, gt=0, description="A migration ready for cutover this long without one becomes EXPIRED.")
     agent_retries: int = Field(default=5, ge=0, description="Retries of a job whose source or target cannot be reached.")

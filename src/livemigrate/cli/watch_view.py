@@ -1,5 +1,5 @@
-"""What `live-migrations watch` draws from one progress document: a header, a row per namespace, and
-the next step. Kept apart from the loop that fetches, so that a frame is a plain function of the
+"""What `live-migrations watch` draws from one progress document: a header, a row per namespace, a row
+per host when several share the migration, and the next step. Kept apart from the loop that fetches, so that a frame is a plain function of the
 document (the loop redraws it in place; a pipe gets the last frame only)."""
 
 from __future__ import annotations
@@ -58,6 +58,21 @@ def namespaces_table(found: dict[str, Any]) -> Table:
     return table
 
 
+def hosts_table(found: dict[str, Any]) -> Table | None:
+    """Each host's part when several share the migration: its role, what it copied, the ranges it holds."""
+    parts = found.get("hosts") or []
+    if len(parts) < 2:
+        return None
+    table = Table(box=None, pad_edge=False, show_edge=False)
+    for title, justify in (("HOST", "left"), ("ROLE", "left"), ("COPIED", "right"), ("RANGES HELD", "right"),
+                           ("REPORTED", "left")):
+        table.add_column(title, justify=justify, overflow="fold")  # type: ignore[arg-type]
+    for part in parts:
+        table.add_row(str(part["hostname"]), str(part["role"]), f"{int(part['copiedDocuments']):,}",
+                      f"{len(part.get('partitions') or []):,}", str(part.get("reportedAt", "-")))
+    return table
+
+
 def next_step(found: dict[str, Any], cutover_command: str) -> Text | None:
     """The line that tells a person what to do now, or what happened, when there is one."""
     status = found.get("status")
@@ -76,6 +91,9 @@ def next_step(found: dict[str, Any], cutover_command: str) -> Text | None:
 
 def frame(found: dict[str, Any], cutover_command: str) -> RenderableType:
     parts: list[RenderableType] = [header(found), namespaces_table(found)]
+    hosts = hosts_table(found)
+    if hosts is not None:
+        parts.append(hosts)
     step = next_step(found, cutover_command)
     if step is not None:
         parts.append(step)

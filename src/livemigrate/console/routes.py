@@ -35,7 +35,13 @@ from livemigrate.source.link import LinkService, link_view
 from livemigrate.source.probe import HostAddress
 from livemigrate.store.models import Organization, Project
 from livemigrate.target import clusters, link_tokens, links, migrations, validations
-from livemigrate.target.migration_routes import ClusterRequest, LiveMigrationRequest, validate_in_background, window
+from livemigrate.target.migration_routes import (
+    ClusterRequest,
+    LiveMigrationRequest,
+    hosts_gone,
+    validate_in_background,
+    window,
+)
 from livemigrate.target.routes import LinkTokenRequest, target_api_url
 from livemigrate.vocabulary import SOURCE
 
@@ -334,7 +340,8 @@ def _project_page(request: Request, active: ActiveSession, project: Project, sta
                  validations=[validations.validation_view(validation)
                               for validation in validations.recent_validations(store, project.id)],
                  migrations=[migrations.migration_view(migration) for migration in
-                             migrations.list_migrations(store, project.id, window(context_of(request)))],
+                             migrations.list_migrations(store, project.id, window(context_of(request)),
+                                                        hosts_gone(context_of(request)))],
                  available=links.available_projects(store, project.org_id), **common)
 
 
@@ -435,7 +442,8 @@ async def validate_migration(request: Request, group_id: str, active: Session) -
 def migration_page(request: Request, group_id: str, migration_id: str, active: Session) -> Response:
     project = _own_project(request, active, group_id)
     try:
-        migration = migrations.get_migration(context_of(request).store, project.id, migration_id, window(context_of(request)))
+        migration = migrations.get_migration(context_of(request).store, project.id, migration_id,
+                                             window(context_of(request)), hosts_gone(context_of(request)))
     except ApiError:
         raise ConsoleRefusal(404, f"No live migration {migration_id} in this project.") from None
     return _page(request, "migration.html", active, project=project, migration=migrations.migration_view(migration),

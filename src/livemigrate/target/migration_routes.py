@@ -99,6 +99,10 @@ def window(context: AppContext) -> timedelta:
     return timedelta(hours=context.settings.cutover_window_hours)
 
 
+def hosts_gone(context: AppContext) -> timedelta:
+    return timedelta(seconds=context.settings.migration_hosts_gone_seconds)
+
+
 def cluster_view(request: Request, cluster: TargetCluster) -> dict[str, Any]:
     return {"id": cluster.id, "name": cluster.name, "groupId": cluster.project_id, "created": iso(cluster.created_at),
             "links": self_links(request, PREFIX, f"/groups/{cluster.project_id}/clusters/{cluster.name}")}
@@ -166,8 +170,8 @@ async def create(request: Request, group_id: GroupId, project: ProjectOwner) -> 
             responses=errors(PROJECT))
 def list_migrations(request: Request, group_id: GroupId, project: ProjectMember) -> Response:
     context = context_of(request)
-    return respond(request, paginated(request, migrations.list_migrations(context.store, project.id, window(context)),
-                                      migrations.migration_view))
+    found = migrations.list_migrations(context.store, project.id, window(context), hosts_gone(context))
+    return respond(request, paginated(request, found, migrations.migration_view))
 
 
 @router.get("/groups/{group_id}/liveMigrations/{migration_id}", summary="One live migration",
@@ -175,7 +179,7 @@ def list_migrations(request: Request, group_id: GroupId, project: ProjectMember)
 def get_migration(request: Request, group_id: GroupId, migration_id: MigrationId, project: ProjectMember) -> Response:
     context = context_of(request)
     return respond(request, migrations.migration_view(
-        migrations.get_migration(context.store, project.id, migration_id, window(context))))
+        migrations.get_migration(context.store, project.id, migration_id, window(context), hosts_gone(context))))
 
 
 @router.put("/groups/{group_id}/liveMigrations/{migration_id}/cutover", summary="Cut over: drain, verify, complete",

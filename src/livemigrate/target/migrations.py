@@ -12,7 +12,7 @@ from __future__ import annotations
 import difflib
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
 from sqlalchemy import select
@@ -207,21 +207,72 @@ def _load(session: Session, project_id: str, migration_id: str) -> LiveMigration
     return migration
 
 
-def get_migration(store: Store, project_id: str, migration_id: str, window: timedelta) -> LiveMigration:
+def get_migration(store: Store, project_id: str, migration_id: str, window: timedelta,
+                  hosts_gone: timedelta | None = None) -> LiveMigration:
+    """The migration as it stands: expired if due, and (with `hosts_gone`) failed when none of its
+    migration hosts has been alive for that long."""
     with store.write() as session:
         migration = _load(session, project_id, migration_id)
         _expire_if_due(migration, window)
+        if hosts_gone is not None:
+            _fail_if_hosts_gone(session, migration, hosts_gone)
         return migration
 
 
-def list_migrations(store: Store, project_id: str, window: timedelta) -> list[LiveMigration]:
-    """The project's migrations, newest first, each as `get_migration` would show it (expired if due)."""
+def list_migrations(store: Store, project_id: str, window: timedelta,
+                    hosts_gone: timedelta | None = None) -> list[LiveMigration]:
+    """The project's migrations, newest first, each as `get_migration` would show it."""
     with store.write() as session:
         found = list(session.scalars(select(LiveMigration).where(LiveMigration.project_id == project_id)
                                      .order_by(LiveMigration.created_at.desc(), LiveMigration.id.desc())))
         for migration in found:
             _expire_if_due(migration, window)
+            if hosts_gone is not None:
+                _fail_if_hosts_gone(session, migration, hosts_gone)
         return found
+
+
+_ISO = "%Y-%m-%dT%H:%M:%SZ"
+
+
+def _fail_if_hosts_gone(session: Session, migration: LiveMigration, after: timedelta) -> None:
+    """A running migration none of whose hosts the source side has seen alive: said in its warnings
+    (`hostsGoneSince`), and FAILED once that has lasted `after` — it would otherwise wait forever,
+    and never reach COMPLETE. Decided on read, like expiry: from the link's last inventory, which
+    counts a host alive while it heartbeats (`LIVEMIGRATE_MIGRATION_HOST_ALIVE_SECONDS`)."""
+    if migration.status not in {status.value for status in RUNNING}:
+        return
+    links = session.scalars(select(TargetLink).where(TargetLink.target_org_id == migration.target_org_id,
+                                                     TargetLink.source_org_id == migration.source_org_id))
+    found = _pushed_project(links, migration.source_project_id)
+    if found is None:
+        return  # nothing pushed to judge by
+    progress = dict(migration.progress or {})
+    if set(hosts_of(migration)) & set(found[1].get("migrationHosts", [])):
+        if progress.pop("hostsGoneSince", None) is not None:
+            migration.progress = progress
+        return
+    now = utcnow()
+    since = progress.get("hostsGoneSince")
+    if since is None:
+        migration.progress = {**progress, "hostsGoneSince": now.strftime(_ISO)}
+        return
+    gone_for = now - datetime.strptime(str(since), _ISO).replace(tzinfo=UTC)
+    if gone_for > after:
+        migration.status = MigrationStatus.FAILED.value
+        migration.ready_for_cutover = False
+        migration.error_message = (f"None of its migration hosts ({', '.join(hosts_of(migration))}) has been alive "
+                                   f"since {since}: start `livemigrate agent` on one of them again, then create the "
+                                   "migration anew.")
+
+
+def hosts_gone_warning(migration: LiveMigration, after: timedelta | None) -> list[str]:
+    """The warning a running migration shows while none of its hosts is alive."""
+    since = (migration.progress or {}).get("hostsGoneSince")
+    if since is None or migration.status not in {status.value for status in RUNNING}:
+        return []
+    limit = f"; it fails {after.total_seconds():g} s after that unless one comes back" if after is not None else ""
+    return [f"None of its migration hosts ({', '.join(hosts_of(migration))}) is alive since {since}{limit}."]
 
 
 WRITE_BLOCKING_VERSION = (6, 0)  # setUserWriteBlockMode
@@ -431,8 +482,10 @@ def migration_view(migration: LiveMigration) -> dict[str, Any]:
         "hosts": hosts_progress(migration),
         **{key: (migration.progress or {}).get(key) for key in _CUTOVER_FIELDS},
         # What the migration host sees that a person should act on, e.g. a change stream that
-        # delivers nothing: the counts on both sides differ and readyForCutover stays false.
-        "warnings": migration.progress.get("warnings", []) if migration.progress else [],
+        # delivers nothing: the counts on both sides differ and readyForCutover stays false; and
+        # what the target sees, its hosts all gone.
+        "warnings": [*hosts_gone_warning(migration, None),
+                     *(migration.progress.get("warnings", []) if migration.progress else [])],
         "errorMessage": migration.error_message,
         "source": {"clusterName": migration.source_cluster_name, "groupId": migration.source_project_id},
         "destination": {"clusterName": migration.destination_cluster_name, "groupId": migration.project_id,
