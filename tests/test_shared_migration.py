@@ -16,7 +16,7 @@ from tests.wire_proxy import SlowCopyProxy
 
 LEASE_SECONDS = 4.0
 HOSTS = ("mh1.example", "mh2.example")
-DOCUMENTS = 40_000
+DOCUMENTS = 20_000
 
 
 def _part(migration: dict[str, Any], role: str) -> dict[str, Any] | None:
@@ -25,9 +25,9 @@ def _part(migration: dict[str, Any], role: str) -> dict[str, Any] | None:
 
 def test_two_hosts_share_a_migration_and_each_takes_over_from_the_other(tmp_path: Path) -> None:
     world = World(tmp_path, api_env={"LIVEMIGRATE_MIGRATION_LEASE_SECONDS": str(LEASE_SECONDS)})
-    # Each batch of the copy waits a second on its way to the destination: a copy long enough to
+    # Each batch of the copy waits 2 s on its way to the destination: a copy long enough to
     # see both hosts at it, and to kill one of them in the middle.
-    slow = SlowCopyProxy(world.destination_db.port, seconds_per_batch=1.0).start()
+    slow = SlowCopyProxy(world.destination_db.port, seconds_per_batch=2.0).start()
     try:
         with world.source_db.client() as client:
             seed(client, total=DOCUMENTS)

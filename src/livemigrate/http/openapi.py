@@ -49,6 +49,7 @@ KeyId = Annotated[str, _object_id("API key")]
 HostId = Annotated[str, _object_id("host")]
 MigrationId = Annotated[str, _object_id("live migration")]
 ValidationId = Annotated[str, _object_id("validation")]
+JobId = Annotated[str, _object_id("job (a live migration's, or a validation's)")]
 
 # What any authenticated operation may answer, whatever it does.
 CALLER = (ErrorCode.INVALID_QUERY_PARAMETER, ErrorCode.USER_UNAUTHORIZED, ErrorCode.IP_ADDRESS_NOT_ON_ACCESS_LIST)

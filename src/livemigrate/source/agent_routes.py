@@ -19,7 +19,7 @@ from livemigrate.guards import AgentKey
 from livemigrate.http import long_poll
 from livemigrate.http.bodies import openapi_body, parse_body
 from livemigrate.http.errors import ApiError, ErrorCode
-from livemigrate.http.openapi import BODY, GroupId, errors
+from livemigrate.http.openapi import BODY, GroupId, JobId, errors
 from livemigrate.http.responses import respond
 from livemigrate.source import hosts, job_leases
 from livemigrate.source.job_relay import JobRelay
@@ -110,7 +110,7 @@ def _job_for_host(context: AppContext, group_id: str, job: LinkJob) -> HostJob:
               openapi_extra=openapi_body(ProgressReport),
               responses=errors(BODY, ErrorCode.LIVE_MIGRATION_NOT_FOUND, ErrorCode.ORG_LINK_NOT_FOUND,
                                ErrorCode.LINK_TARGET_UNAVAILABLE))
-async def agent_report(request: Request, group_id: GroupId, job_id: str, agent: AgentKey) -> Response:
+async def agent_report(request: Request, group_id: GroupId, job_id: JobId, agent: AgentKey) -> Response:
     body = await parse_body(request, ProgressReport)  # refused here, before it travels, if malformed
     try:
         answer = await _relay(request).report_progress(agent.org_id, job_id, body.to_json())
@@ -123,7 +123,7 @@ async def agent_report(request: Request, group_id: GroupId, job_id: str, agent: 
              summary="Take, renew and release parts of a shared migration (agent API key)",
              openapi_extra=openapi_body(LeaseRequest),
              responses=errors(BODY, ErrorCode.LIVE_MIGRATION_NOT_FOUND, ErrorCode.LINK_TARGET_UNAVAILABLE))
-async def agent_leases(request: Request, group_id: GroupId, job_id: str, agent: AgentKey) -> Response:
+async def agent_leases(request: Request, group_id: GroupId, job_id: JobId, agent: AgentKey) -> Response:
     """A host of the job asks for everything it wants to hold (`source/job_leases.py`); the answer is
     every live lease of the job, with its holder: the caller's are those it holds now."""
     body = await parse_body(request, LeaseRequest)
