@@ -29,15 +29,15 @@ def test_two_worker_processes_share_the_copy_and_a_killed_one_is_resumed(servers
                                                                           tmp_path: Path) -> None:
     source, target = servers
     state = tmp_path / "state"
-    # Small ranges and batches: twelve namespaces, some split, copied slowly enough to kill a worker.
-    arguments = ("--processes", "2", "--split-threshold", "1000", "--batch-size", "200")
+    # Small ranges and batches: twelve namespaces, each split, copied slowly enough to kill a worker.
+    arguments = ("--processes", "2", "--split-threshold", "500", "--batch-size", "100")
     with source.client() as client:
-        seed(client)
+        seed(client, total=10_000)
         writer = Writer(client)
         writer.start()
         try:
             first = MigrateProcess(source.uri, target.uri, state, *arguments).start()
-            assert wait_until(lambda: len(_workers_of(first)) == 2 and first.copied() >= 2000, timeout=120), \
+            assert wait_until(lambda: len(_workers_of(first)) == 2 and first.copied() >= 1000, timeout=120), \
                 first.log_text()
             victim = _workers_of(first)[0]
             os.kill(victim, signal.SIGKILL)

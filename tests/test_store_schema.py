@@ -13,9 +13,15 @@ from livemigrate.store.models import Base
 
 
 def test_the_revisions_build_the_models_schema(tmp_path: Path) -> None:
-    store = Store(f"sqlite:///{tmp_path / 'store.sqlite'}")
-    store.migrate()
-    with store.engine.connect() as connection:
+    """And so a new store, which `migrate` creates from the models at once, is what an upgraded one is."""
+    replayed = Store(f"sqlite:///{tmp_path / 'replayed.sqlite'}")
+    replayed.upgrade_with_revisions()
+    with replayed.engine.connect() as connection:
+        assert compare_metadata(MigrationContext.configure(connection), Base.metadata) == []
+        assert connection.exec_driver_sql("SELECT version_num FROM alembic_version").scalars().all() == [HEAD_REVISION]
+    created = Store(f"sqlite:///{tmp_path / 'created.sqlite'}")
+    created.migrate()
+    with created.engine.connect() as connection:
         assert compare_metadata(MigrationContext.configure(connection), Base.metadata) == []
 
 
