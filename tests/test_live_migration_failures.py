@@ -1,5 +1,6 @@
 """What goes wrong in a push live migration, and how the APIs report it: a killed agent, a source that
-goes away, a cutover that never comes, a relink while a migration runs."""
+goes away, a cutover that never comes, a relink while a migration runs, a migration whose hosts are
+all gone."""
 
 from __future__ import annotations
 
@@ -74,20 +75,6 @@ def test_source_stopped_mid_migration_ends_failed_naming_the_source(world: World
     assert "retry 2 of 2" in world.agent_log()
 
 
-@pytest.mark.parametrize("world", [{"api_env": {"LIVEMIGRATE_MIGRATION_HOST_ALIVE_SECONDS": "11",
-                                                "LIVEMIGRATE_MIGRATION_HOSTS_GONE_SECONDS": "3"}}], indirect=True)
-def test_a_migration_whose_hosts_are_all_gone_says_so_then_fails(world: World) -> None:
-    migration_id = prepared(world, 500)
-    world.wait_migration(migration_id, lambda m: m["status"] == "WORKING", timeout=60)
-    world.kill_agent()
-    gone = world.wait_migration(migration_id, lambda m: m["warnings"] or m["status"] != "WORKING", timeout=60)
-    assert gone["status"] == "WORKING" and "None of its migration hosts (mh1.example) is alive since" in \
-        gone["warnings"][0], gone
-    failed = world.wait_migration(migration_id, lambda m: m["status"] != "WORKING", timeout=30)
-    assert failed["status"] == "FAILED" and "mh1.example" in failed["errorMessage"], failed
-    assert failed["readyForCutover"] is False and failed["warnings"] == []
-
-
 @pytest.mark.parametrize("world", [{"api_env": {"LIVEMIGRATE_CUTOVER_WINDOW_HOURS": "0.0006"}}], indirect=True)
 def test_ready_without_cutover_expires_after_the_window(world: World) -> None:
     migration_id = prepared(world, 500)
@@ -99,7 +86,9 @@ def test_ready_without_cutover_expires_after_the_window(world: World) -> None:
     assert wait_for(lambda: "no longer running on the target side" in world.agent_log(), timeout=15)
 
 
-def test_relink_with_another_token_while_running_is_refused(world: World) -> None:
+@pytest.mark.parametrize("world", [{"api_env": {"LIVEMIGRATE_MIGRATION_HOST_ALIVE_SECONDS": "11",
+                                                "LIVEMIGRATE_MIGRATION_HOSTS_GONE_SECONDS": "3"}}], indirect=True)
+def test_relink_while_running_is_refused_and_a_migration_whose_hosts_are_gone_fails(world: World) -> None:
     migration_id = prepared(world, 500)
     world.wait_migration(migration_id, lambda m: m["status"] == "WORKING", timeout=60)
     with world.api.client(world.source) as client:
@@ -107,6 +96,15 @@ def test_relink_with_another_token_while_running_is_refused(world: World) -> Non
                               json={"linkToken": world.api.link_token(world.target)})
     assert (refused.status_code, refused.json()["errorCode"]) == (409, "CANNOT_RELINK_ORG_WITH_RUNNING_LIVE_EXPORT")
     assert refused.json()["parameters"] == [world.source_project["id"]]
+
+    # Its only migration host dies: the migration says so, then fails (it would otherwise wait forever).
+    world.kill_agent()
+    gone = world.wait_migration(migration_id, lambda m: m["warnings"] or m["status"] != "WORKING", timeout=60)
+    assert gone["status"] == "WORKING" and "None of its migration hosts (mh1.example) is alive since" in \
+        gone["warnings"][0], gone
+    failed = world.wait_migration(migration_id, lambda m: m["status"] != "WORKING", timeout=30)
+    assert failed["status"] == "FAILED" and "mh1.example" in failed["errorMessage"], failed
+    assert failed["readyForCutover"] is False and failed["warnings"] == []
 
 
 def test_link_tokens_revoked_while_running_fail_the_migration_and_stop_its_host(world: World) -> None:

@@ -14,7 +14,7 @@ from tests.migration_world import World
 from tests.support import LIVEMIGRATE, wait_for
 from tests.wire_proxy import SlowCopyProxy
 
-LEASE_SECONDS = 4.0
+LEASE_SECONDS = 3.0
 HOSTS = ("mh1.example", "mh2.example")
 DOCUMENTS = 20_000
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from typing import Any, Literal
 
 from pymongo import MongoClient
@@ -40,7 +41,7 @@ class SharedJobRunner:
     """The same face as `JobRunner` to the agent: start, stop, join, request_cutover, report."""
 
     def __init__(self, job: HostJob, settings: RunnerSettings, api: AgentApi, hostname: str,
-                 on_news: Any = None) -> None:
+                 on_news: Callable[[], None] | None = None) -> None:
         if job.sourceUri is None or job.destinationUri is None:
             raise ValueError(f"job {job.id} cannot run without both connection strings")
         self.job_id = job.id
@@ -126,7 +127,13 @@ class SharedJobRunner:
         """Copy what can be leased, and take the capture when it is free; True once the migration ended here."""
         host = self._host
         while not self._stopping.is_set():
+            if checkpoints.ended() is not None:
+                self._stopping.wait(_LOOK_SECONDS)  # over: its job leaves this host's list at once
+                continue
             if self._leases.claim(CAPTURE):
+                if checkpoints.ended() is not None:  # it ended between the look above and the claim
+                    self._leases.release(CAPTURE)
+                    continue
                 if self._hold_capture(SharedSetup(checkpoints, host)):
                     return True
                 continue
@@ -178,14 +185,14 @@ class SharedJobRunner:
                 log.warning("job %s: the change capture's lease was lost; stopping here so that another host "
                             "can take over", self.job_id)
                 runner.stop()
-                runner.join()
                 break
+        runner.join()  # stopped (the job, or the lease lost): its leases outlive what it still writes
         final = runner.final_report()
         with self._lock:
             self._runner = None
         if final is None:
             return False
+        if isinstance(setup.checkpoints, DestinationCheckpointStore):
+            setup.checkpoints.end(str(final.get("status")))
         self._final = {**final, "host": self._part("capture").model_dump(mode="json")}
-        if final.get("status") == "COMPLETE" and isinstance(setup.checkpoints, DestinationCheckpointStore):
-            setup.checkpoints.remove()
         return True

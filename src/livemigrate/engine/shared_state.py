@@ -27,6 +27,7 @@ from livemigrate.engine.checkpoints import Document
 from livemigrate.engine.options import STATE_DATABASE
 
 _LAST = "meta"  # saved after the rest of its batch: a checkpoint that has it has the rest
+_ENDED = "ended"
 
 
 class DestinationCheckpointStore:
@@ -54,6 +55,14 @@ class DestinationCheckpointStore:
     def clear(self) -> None:
         self._collection.delete_many({})
 
-    def remove(self) -> None:
-        """The migration is over: its checkpoints go with it."""
-        self._collection.drop()
+    def end(self, status: str) -> None:
+        """The migration ended (COMPLETE, FAILED): its checkpoints go, and one document says it ended, so
+        that a host that takes the capture late does not start the migration afresh (a fresh start
+        drops the destination's namespaces when asked to) nor resume what is over."""
+        self._collection.delete_many({"_id": {"$ne": _ENDED}})
+        self._collection.replace_one({"_id": _ENDED}, {"_id": _ENDED, "value": {"status": status}}, upsert=True)
+
+    def ended(self) -> str | None:
+        """How the migration ended, once it has."""
+        found = self._collection.find_one({"_id": _ENDED})
+        return None if found is None else str(found["value"]["status"])
