@@ -106,8 +106,11 @@ _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS hashes (side INTEGER NOT NULL, namespace TEXT NOT NULL, total TEXT NOT NULL, "
     "PRIMARY KEY (side, namespace))",
     "CREATE TABLE IF NOT EXISTS copying (namespace TEXT PRIMARY KEY)",
+    "CREATE TABLE IF NOT EXISTS running (side INTEGER NOT NULL, namespace TEXT NOT NULL, total TEXT NOT NULL, "
+    "PRIMARY KEY (side, namespace))",
 )
-_TABLES = ("identity", "digests", "dirty", "passes", "unusable", "sample", "hashes", "copying")
+_TABLES = ("identity", "digests", "dirty", "passes", "unusable", "sample", "hashes", "copying", "running")
+_ZERO = "0" * 64
 _MODULUS = 2**256
 
 
@@ -178,7 +181,7 @@ class VerificationLedger:
         """Drop one side's digests and passes: what it holds is unknown again (the destination's writes
         since the last run were not watched), while the other side's record stays sound."""
         with self._transaction() as connection:
-            for table in ("digests", "passes", "hashes"):
+            for table in ("digests", "passes", "hashes", "running"):
                 connection.execute(f"DELETE FROM {table} WHERE side = ?", (int(side),))
 
     def mark_unusable(self, reason: str) -> None:
@@ -194,10 +197,28 @@ class VerificationLedger:
     # --- recording -------------------------------------------------------------------------------
 
     def record(self, side: Side, namespace: str, documents: Iterable[RawBSONDocument]) -> None:
+        """One batch of a pass (or of the copy) into one side. While every row of the pass is new, its
+        digests are summed as they come (`running`), so that the end of the pass need not read them all
+        back; a row recorded twice (a copy resumed over its last batch) ends that, and the end of the
+        pass sums the rows instead."""
         rows = [(int(side), namespace, *digest_of(document)) for document in documents]
         with self._transaction() as connection:
-            connection.executemany("INSERT OR REPLACE INTO digests (side, namespace, key, digest) VALUES (?, ?, ?, ?)",
-                                   rows)
+            connection.execute("SAVEPOINT batch")
+            try:
+                connection.executemany("INSERT INTO digests (side, namespace, key, digest) VALUES (?, ?, ?, ?)", rows)
+            except sqlite3.IntegrityError:
+                connection.execute("ROLLBACK TO batch")
+                connection.executemany("INSERT OR REPLACE INTO digests (side, namespace, key, digest) "
+                                       "VALUES (?, ?, ?, ?)", rows)
+                connection.execute("DELETE FROM running WHERE side = ? AND namespace = ?", (int(side), namespace))
+            else:
+                running = connection.execute("SELECT total FROM running WHERE side = ? AND namespace = ?",
+                                             (int(side), namespace)).fetchone()
+                if running is not None:
+                    connection.execute("UPDATE running SET total = ? WHERE side = ? AND namespace = ?",
+                                       (_hex(int(running[0], 16) + _digest_sum(row[3] for row in rows)),
+                                        int(side), namespace))
+            connection.execute("RELEASE batch")
 
     def replace(self, side: Side, namespace: str, keys: Sequence[bytes], documents: Iterable[RawBSONDocument]) -> None:
         """What one side holds now for these keys: the documents found, and no row for the keys not found.
@@ -235,6 +256,8 @@ class VerificationLedger:
             for namespace in namespaces:
                 connection.execute("DELETE FROM digests WHERE side = ? AND namespace = ?", (int(Side.SOURCE), namespace))
                 connection.execute("INSERT OR REPLACE INTO copying (namespace) VALUES (?)", (namespace,))
+                connection.execute("INSERT OR REPLACE INTO running (side, namespace, total) VALUES (?, ?, ?)",
+                                   (int(Side.SOURCE), namespace, _ZERO))
 
     def copy_finished(self) -> list[str]:
         """The copy is done: each namespace it recorded whole counts as the source's pass."""
@@ -251,11 +274,18 @@ class VerificationLedger:
             connection.execute("DELETE FROM passes WHERE side = ? AND namespace = ?", (int(side), namespace))
             connection.execute("DELETE FROM digests WHERE side = ? AND namespace = ?", (int(side), namespace))
             connection.execute("DELETE FROM hashes WHERE side = ? AND namespace = ?", (int(side), namespace))
+            connection.execute("INSERT OR REPLACE INTO running (side, namespace, total) VALUES (?, ?, ?)",
+                               (int(side), namespace, _ZERO))
 
     def finish_pass(self, side: Side, namespace: str) -> None:
-        """The pass read the whole namespace: its hash is summed now, in the background, once."""
-        total = namespace_hash(self.digest_values(side, namespace))
+        """The pass read the whole namespace: its hash is the running sum, or (after a row recorded twice)
+        the sum of its rows, taken now, in the background, once."""
+        with self._lock:
+            running = self._connection.execute("SELECT total FROM running WHERE side = ? AND namespace = ?",
+                                               (int(side), namespace)).fetchone()
+        total = str(running[0]) if running is not None else namespace_hash(self.digest_values(side, namespace))
         with self._transaction() as connection:
+            connection.execute("DELETE FROM running WHERE side = ? AND namespace = ?", (int(side), namespace))
             connection.execute("INSERT OR REPLACE INTO passes (side, namespace) VALUES (?, ?)", (int(side), namespace))
             connection.execute("INSERT OR REPLACE INTO hashes (side, namespace, total) VALUES (?, ?, ?)",
                                (int(side), namespace, total))
