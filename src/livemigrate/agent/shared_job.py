@@ -101,12 +101,10 @@ class SharedJobRunner:
         source_uri, target_uri = self._job.sourceUri or "", self._job.destinationUri or ""
         try:
             while not self._stopping.is_set():
-                try:
-                    source, target = connect(source_uri, "source"), connect(target_uri, "target")
-                except EngineError as error:
-                    log.warning("job %s: %s; trying again in %.0f s", self.job_id, error, _RETRY_SECONDS)
-                    self._stopping.wait(_RETRY_SECONDS)
+                clients = self._connect(source_uri, target_uri)
+                if clients is None:
                     continue
+                source, target = clients
                 try:
                     if self._take_part(source, target, DestinationCheckpointStore(target, self.job_id)):
                         return
@@ -121,6 +119,20 @@ class SharedJobRunner:
             self._leases.close()
             if self._on_news is not None:
                 self._on_news()
+
+    def _connect(self, source_uri: str, target_uri: str) -> tuple[MongoClient[Any], MongoClient[Any]] | None:
+        """Both ends, or None after a wait when one cannot be reached (the loop tries again)."""
+        try:
+            source = connect(source_uri, "source")
+            try:
+                return source, connect(target_uri, "target")
+            except EngineError:
+                source.close()
+                raise
+        except EngineError as error:
+            log.warning("job %s: %s; trying again in %.0f s", self.job_id, error, _RETRY_SECONDS)
+            self._stopping.wait(_RETRY_SECONDS)
+            return None
 
     def _take_part(self, source: MongoClient[Any], target: MongoClient[Any],
                    checkpoints: DestinationCheckpointStore) -> bool:
