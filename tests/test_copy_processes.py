@@ -33,7 +33,7 @@ def test_two_worker_processes_share_the_copy_and_a_killed_one_is_resumed(servers
     arguments = ("--processes", "2", "--split-threshold", "500", "--batch-size", "100")
     with source.client() as client:
         seed(client, total=10_000)
-        writer = Writer(client)
+        writer = Writer(client, per_second=40)
         writer.start()
         try:
             first = MigrateProcess(source.uri, target.uri, state, *arguments).start()

@@ -13,6 +13,8 @@ from tests.engine_support import MigrateProcess, Writer, index_shapes, namespace
 from tests.nx import NxServer
 from tests.support import LIVEMIGRATE
 
+DOCUMENTS = 10_000  # in 12 namespaces: split into ranges, and long enough a copy to kill in the middle
+
 
 def verify(source: NxServer, target: NxServer) -> subprocess.CompletedProcess[str]:
     return subprocess.run([LIVEMIGRATE, "verify", source.uri, target.uri], capture_output=True, text=True, timeout=300)
@@ -21,7 +23,7 @@ def verify(source: NxServer, target: NxServer) -> subprocess.CompletedProcess[st
 def test_live_migration_with_a_writer_ends_equal(servers: tuple[NxServer, NxServer], tmp_path: Path) -> None:
     source, target = servers
     with source.client() as client:
-        seed(client)
+        seed(client, total=DOCUMENTS)
         writer = Writer(client)
         # Small ranges and three workers: the parallel range copy is exercised on a small data set.
         migration = MigrateProcess(source.uri, target.uri, tmp_path / "state", "--workers", "3",
@@ -40,7 +42,7 @@ def test_live_migration_with_a_writer_ends_equal(servers: tuple[NxServer, NxServ
     # Cutover read again only what the writer changed after the verification pass, and agreed with
     # the full comparison below.
     reread = int(migration.log_text().split("verifying through the ledger: reading again ")[1].split(" ")[0])
-    assert 0 < reread < 19_000
+    assert 0 < reread < DOCUMENTS - 1000
     split = migration.checkpoint("range:sales.alpha:0002")
     assert split is not None and split["done"] and split["lower"] is not None  # copied as parallel ranges
     result = verify(source, target)
@@ -51,7 +53,7 @@ def test_live_migration_with_a_writer_ends_equal(servers: tuple[NxServer, NxServ
             assert index_shapes(target_client, database, name) == index_shapes(source_client, database, name)
             assert len(index_shapes(target_client, database, name)) == 3
         total = sum(source_client[database][name].count_documents({}) for database, name in namespaces())
-    assert total > 19_000 and writer.counts["update"] > 0
+    assert total > DOCUMENTS - 1000 and writer.counts["update"] > 0
 
 
 def test_killed_during_copy_and_during_replay_resumes_and_ends_equal(servers: tuple[NxServer, NxServer],
@@ -60,7 +62,7 @@ def test_killed_during_copy_and_during_replay_resumes_and_ends_equal(servers: tu
     state = tmp_path / "state"
     arguments = ("--workers", "1", "--batch-size", "200")
     with source.client() as client:
-        seed(client)
+        seed(client, total=DOCUMENTS)
         writer = Writer(client, per_second=100)
         writer.start()
         try:
@@ -68,7 +70,7 @@ def test_killed_during_copy_and_during_replay_resumes_and_ends_equal(servers: tu
             assert wait_until(lambda: first.copied() >= 3000, timeout=120), first.log_text()
             first.kill()
             copied_at_kill = first.copied()
-            assert 0 < copied_at_kill < 20_000
+            assert 0 < copied_at_kill < DOCUMENTS
             with sqlite3.connect(state / "spool.sqlite") as spool:  # the writer's changes wait in the spool
                 spooled_at_kill = spool.execute("SELECT COUNT(*) FROM events").fetchone()[0]
             assert spooled_at_kill > 0

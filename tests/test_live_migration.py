@@ -199,6 +199,9 @@ def test_each_validation_failure_is_reported_in_error_message(world: World) -> N
             "unknown source cluster": ({**body, "source": {**body["source"], "clusterName": "nowhere"}},
                                        "was not found in source project"),
             "migration host unknown": ({**body, "migrationHosts": ["ghost.example"]}, "is unknown or not alive"),
+            # One of several hosts sharing a migration: the one that is not alive is named.
+            "second migration host unknown": ({**body, "migrationHosts": [body["migrationHosts"][0], "ghost2.example"]},
+                                              "Migration host 'ghost2.example' is unknown or not alive"),
             "source version unsupported": ({**body, "source": {**body["source"],
                                                                "clusterName": legacy.json()["clusterName"]}},
                                            "runs MongoDB 3.4.24"),

@@ -38,7 +38,7 @@ def test_two_hosts_share_a_migration_and_each_takes_over_from_the_other(tmp_path
         assert wait_for(lambda: any(sorted(p["migrationHosts"]) == list(HOSTS) for p in world.available_projects()),
                         timeout=30)
         with world.source_db.client() as client:
-            writer = Writer(client, per_second=50)
+            writer = Writer(client, per_second=20)
             writer.start()
             try:
                 created = world.target_call("POST", "/liveMigrations",
