@@ -197,6 +197,14 @@ class LinkService:
             raise link_not_found(org_id)
 
     def _record_push(self, org_id: str, fingerprint: str, result: PushResult) -> str | None:
+        """The outcome of a push. One accepted by a link already SYNCED only moves `last_synced_at`:
+        a quiet write, which tells no replica to drop its caches (see `register_link` on the target)."""
+        with self._store.write(quiet=True) as session:
+            link = session.get(SourceLink, org_id)
+            if (link is not None and link.token_fingerprint == fingerprint and result.outcome is PushOutcome.ACCEPTED
+                    and link.status == SYNCED and link.last_sync_error is None and link.consecutive_failures == 0):
+                link.last_synced_at = utcnow()
+                return link.status
         with self._store.write() as session:
             link = session.get(SourceLink, org_id)
             if link is None or link.token_fingerprint != fingerprint:
