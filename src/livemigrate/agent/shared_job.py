@@ -28,6 +28,7 @@ from livemigrate.contracts import HostJob, HostProgress, ProgressReport
 from livemigrate.engine import EngineError
 from livemigrate.engine.connect import connect
 from livemigrate.engine.errors import redact
+from livemigrate.engine.ranges import load_ranges
 from livemigrate.engine.shared_copy import SharedHost
 from livemigrate.engine.shared_state import DestinationCheckpointStore
 
@@ -157,7 +158,7 @@ class SharedJobRunner:
 
     @staticmethod
     def _copy_done(checkpoints: DestinationCheckpointStore) -> bool:
-        return all(document["done"] for document in checkpoints.load("range:").values())
+        return all(state.done for state in load_ranges(checkpoints))
 
     def _copy_some(self, source: MongoClient[Any], target: MongoClient[Any],
                    checkpoints: DestinationCheckpointStore, host: SharedHost) -> None:

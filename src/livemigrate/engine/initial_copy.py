@@ -22,7 +22,7 @@ from livemigrate.engine.copy_processes import CopyProcesses, default_processes
 from livemigrate.engine.discover import CollectionSpec, Discovery
 from livemigrate.engine.events import NamespaceProgress
 from livemigrate.engine.options import MigrationOptions
-from livemigrate.engine.ranges import RangeState, Record, copy_range
+from livemigrate.engine.ranges import RangeState, Record, copy_range, load_ranges
 from livemigrate.engine.reader import plan_ranges, single_bracket
 
 log = logging.getLogger("livemigrate.engine")
@@ -62,8 +62,7 @@ class InitialCopy:
         self._on_batch = on_batch
         self._lock = threading.Lock()
         self.specs = [CollectionSpec.from_document(dict(doc)) for doc in checkpoints.load("ns:").values()]
-        self._ranges = sorted((RangeState.from_document(doc) for doc in checkpoints.load("range:").values()),
-                              key=lambda state: state.key)
+        self._ranges = load_ranges(checkpoints)
         self._totals = {key.split(":", 1)[1]: int(doc["total"]) for key, doc in checkpoints.load("total:").items()}
         self.copied_now = 0  # by this run
         self._refreshed = 0.0
@@ -75,8 +74,7 @@ class InitialCopy:
         if time.monotonic() - self._refreshed < every_seconds:
             return
         self._refreshed = time.monotonic()
-        ranges = sorted((RangeState.from_document(doc) for doc in self._checkpoints.load("range:").values()),
-                        key=lambda state: state.key)
+        ranges = load_ranges(self._checkpoints)
         with self._lock:
             self._ranges = ranges
 

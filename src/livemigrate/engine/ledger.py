@@ -259,7 +259,7 @@ class VerificationLedger:
                 connection.execute("INSERT OR REPLACE INTO running (side, namespace, total) VALUES (?, ?, ?)",
                                    (int(Side.SOURCE), namespace, _ZERO))
 
-    def copy_finished(self) -> list[str]:
+    def copy_finished(self) -> None:
         """The copy is done: each namespace it recorded whole counts as the source's pass."""
         with self._lock:
             recorded = [str(row[0]) for row in self._connection.execute("SELECT namespace FROM copying").fetchall()]
@@ -267,7 +267,6 @@ class VerificationLedger:
             self.finish_pass(Side.SOURCE, namespace)
         with self._transaction() as connection:
             connection.execute("DELETE FROM copying")
-        return recorded
 
     def start_pass(self, side: Side, namespace: str) -> None:
         with self._transaction() as connection:

@@ -12,10 +12,16 @@ from bson.raw_bson import RawBSONDocument
 from pymongo import MongoClient
 
 from livemigrate.engine import writer
-from livemigrate.engine.checkpoints import Document
+from livemigrate.engine.checkpoints import CheckpointStore, Document
 from livemigrate.engine.reader import IdRange, prefetch, read_batches
 
 log = logging.getLogger("livemigrate.engine")
+
+def load_ranges(checkpoints: CheckpointStore) -> list[RangeState]:
+    """Every range of the plan as the checkpoints have it now, in key order."""
+    return sorted((RangeState.from_document(document) for document in checkpoints.load("range:").values()),
+                  key=lambda state: state.key)
+
 
 Record = Callable[[str, list[RawBSONDocument]], None]
 

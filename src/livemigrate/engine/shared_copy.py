@@ -27,7 +27,7 @@ from pymongo import MongoClient
 
 from livemigrate.engine.checkpoints import CheckpointStore
 from livemigrate.engine.options import MigrationOptions
-from livemigrate.engine.ranges import RangeState, copy_range
+from livemigrate.engine.ranges import RangeState, copy_range, load_ranges
 
 log = logging.getLogger("livemigrate.engine")
 
@@ -80,8 +80,7 @@ class SharedCopy:
 
     def ranges(self) -> list[RangeState]:
         """Every range of the plan as the shared checkpoints have it now, whoever copies it."""
-        return sorted((RangeState.from_document(document) for document in self._checkpoints.load("range:").values()),
-                      key=lambda state: state.key)
+        return load_ranges(self._checkpoints)
 
     def run(self, source: MongoClient[Any], target: MongoClient[Any], stopping: threading.Event) -> bool:
         """Copy leased ranges until every range is done (True) or `stopping` (False)."""

@@ -171,15 +171,13 @@ class VerificationPass:
     def _run(self) -> None:
         started = time.monotonic()
         try:
-            unread = [namespace for namespace in self._namespaces
-                      if not (self._ledger.passed(Side.SOURCE, namespace) and self._ledger.passed(Side.TARGET, namespace))]
-            read = [0, 0]
-            self._complete = all(on_both_sides(lambda client, side: self._read_side(client, side, read),
-                                               *self._clients))
+            unread = [(side, namespace) for namespace in self._namespaces for side in Side
+                      if not self._ledger.passed(side, namespace)]
+            self._complete = all(on_both_sides(self._read_side, *self._clients))
             if self._complete and unread:
                 log.info("verification pass done: %d namespace(s) in the ledger on both sides in %.1f s "
-                         "(%d side(s) read, the others recorded before)", len(unread), time.monotonic() - started,
-                         sum(read))
+                         "(%d side(s) read, the others recorded before)", len({namespace for _, namespace in unread}),
+                         time.monotonic() - started, len(unread))
             elif self._complete:
                 log.info("verification pass: the ledger already holds both sides of every namespace")
         except (PyMongoError, sqlite3.Error) as error:
@@ -187,15 +185,13 @@ class VerificationPass:
         finally:
             self._on_end()
 
-    def _read_side(self, client: MongoClient[Any], side: Side, sides_read: list[int]) -> bool:
-        """One side's namespaces into the ledger; `sides_read[side]` counts those read here."""
+    def _read_side(self, client: MongoClient[Any], side: Side) -> bool:
         read = False
         for namespace in self._namespaces:
             if self._ledger.passed(side, namespace):
                 self._side_read(namespace)
                 continue
             read = True
-            sides_read[side] += 1
             self._ledger.start_pass(side, namespace)
             for batch in _batches(client, namespace):
                 self._ledger.record(side, namespace, batch)

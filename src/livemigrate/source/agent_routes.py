@@ -15,6 +15,7 @@ from starlette.responses import Response
 from livemigrate.client.link_channel import JobList, LinkCallFailed, LinkKeyRefused
 from livemigrate.context import AppContext, context_of
 from livemigrate.contracts import HostJob, LeaseRequest, LinkJob, ProgressReport
+from livemigrate.directory.views import iso
 from livemigrate.guards import AgentKey
 from livemigrate.http import long_poll
 from livemigrate.http.bodies import openapi_body, parse_body
@@ -137,5 +138,5 @@ async def agent_leases(request: Request, group_id: GroupId, job_id: JobId, agent
     ttl = context.settings.migration_lease_seconds
     leases = await run_in_threadpool(job_leases.hold, context.store, group_id, job_id, body.hostname, body.hold, ttl)
     return respond(request, {"leaseSeconds": ttl, "leases": [
-        {"name": lease.name, "holder": lease.holder, "expiresAt": lease.expires_at.strftime("%Y-%m-%dT%H:%M:%SZ")}
+        {"name": lease.name, "holder": lease.holder, "expiresAt": iso(lease.expires_at)}
         for lease in leases]})
