@@ -101,6 +101,16 @@ _LONGEST_FIRST = ("test_openapi_fuzz.py", "test_replicas.py", "test_shared_migra
                   "test_live_migration.py", "test_code_quality.py", "test_spool.py")
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """A test worker whose groups were lost would run them anyway, each worker starting its own
+    PostgreSQL and replica cluster: slower, not wrong, so nothing else would notice."""
+    if getattr(session.config.option, "loadgroup", False):
+        lost = [item.nodeid for item in session.items if item.get_closest_marker("xdist_group") and "@" not in item.nodeid]
+        if lost:
+            raise pytest.UsageError(f"--dist loadgroup did not group {lost[0]} (pytest-xdist and pytest disagree)")
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     missing = [name for name in _LONGEST_FIRST if not any(item.path.name == name for item in items)]
     assert not missing or len({item.path.name for item in items}) < 10, f"renamed or gone: {missing}"

@@ -190,7 +190,10 @@ def test_collections_created_during_a_per_collection_migration_reach_the_destina
             world.wait_migration(migration_id, lambda m: m["readyForCutover"], timeout=30)
             # One more, just before the cutover, while the migration still says it is ready.
             source.shop.later.insert_many([{"_id": f"later{i}"} for i in range(3)])
-        assert world.target_call("PUT", f"/liveMigrations/{migration_id}/cutover").status_code == 202
+        # The look for new collections may find it first and make the migration not ready for a
+        # moment: that cutover is refused (409) until it is ready again.
+        assert wait_for(lambda: world.target_call("PUT", f"/liveMigrations/{migration_id}/cutover").status_code == 202,
+                        timeout=30, interval=0.5), world.agent_log()
         done = world.wait_migration(migration_id, lambda m: m["status"] in ("COMPLETE", "FAILED"), timeout=120)
         assert done["status"] == "COMPLETE", done
         log = world.agent_log()

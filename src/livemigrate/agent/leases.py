@@ -32,7 +32,10 @@ class LeaseKeeper:
         self._api = api  # this keeper's own client: it asks from its thread and from its callers'
         self._job_id = job_id
         self._hostname = hostname
-        self._lock = threading.Lock()
+        # Two locks, so that a copy batch asking `holds` never waits on an ask's round trip: asks take
+        # turns under `_asking`; the sets and times below change only under `_state`, and briefly.
+        self._asking = threading.Lock()
+        self._state = threading.Lock()
         self._wanted: set[str] = set()
         self._held: set[str] = set()
         self._holders: dict[str, str] = {}
@@ -46,33 +49,38 @@ class LeaseKeeper:
     # --- what the copy and the runner ask (`engine.shared_copy.RangeLeases`) -----------------------
 
     def claim(self, name: str) -> bool:
-        with self._lock:
-            self._wanted.add(name)
+        with self._asking:
+            with self._state:
+                self._wanted.add(name)
             self._ask()
-            if name not in self._held:
-                self._wanted.discard(name)  # another host's: asked for again only when claimed again
-            return self._sure(name)
+            with self._state:
+                if name not in self._held:
+                    self._wanted.discard(name)  # another host's: asked for again only when claimed again
+                return self._sure(name)
 
     def release(self, name: str) -> None:
-        with self._lock:
-            if name in self._wanted:
+        with self._asking:
+            with self._state:
+                if name not in self._wanted:
+                    return
                 self._wanted.discard(name)
-                self._ask()
+            self._ask()
 
     def holds(self, name: str) -> bool:
-        with self._lock:
+        with self._state:
             return self._sure(name)
 
     def holders(self) -> dict[str, str]:
         """Every live lease of the job and its holder, as the last answer had them."""
-        with self._lock:
+        with self._state:
             return dict(self._holders)
 
     def close(self) -> None:
         """Release everything (another host takes it over at once) and stop renewing."""
         self._closed.set()
-        with self._lock:
-            self._wanted.clear()
+        with self._asking:
+            with self._state:
+                self._wanted.clear()
             self._ask()
         self._api.close()
 
@@ -84,25 +92,31 @@ class LeaseKeeper:
     def _keep(self) -> None:
         # Looks often, asks every third of a lease: the first answer may shorten the lifetime assumed.
         while not self._closed.wait(_LOOK_SECONDS):
-            with self._lock:
-                if self._wanted and not self._closed.is_set() and time.monotonic() >= self._next_ask:
+            with self._asking:
+                with self._state:
+                    due = bool(self._wanted) and time.monotonic() >= self._next_ask
+                if due and not self._closed.is_set():
                     self._ask()
 
     def _ask(self) -> None:
-        """One ask for the wanted set; under the lock. A failed ask changes nothing: what was held stays
-        held until it is no longer sure."""
+        """One ask for the wanted set; under `_asking`. A failed ask changes nothing: what was held
+        stays held until it is no longer sure."""
         asked_at = time.monotonic()
-        self._next_ask = asked_at + self._lease_seconds / 3
+        with self._state:
+            self._next_ask = asked_at + self._lease_seconds / 3
+            wanted = sorted(self._wanted)
         try:
-            answer = self._api.hold_leases(self._job_id, self._hostname, sorted(self._wanted))
+            answer = self._api.hold_leases(self._job_id, self._hostname, wanted)
         except (ApiCallError, httpx.HTTPError) as error:
             log.warning("job %s: the leases could not be renewed: %s", self._job_id, error)
             return
-        self._lease_seconds = float(answer.get("leaseSeconds", self._lease_seconds))
-        self._holders = {str(lease["name"]): str(lease["holder"]) for lease in answer.get("leases", [])}
-        held = {name for name, holder in self._holders.items() if holder == self._hostname}
-        for name in sorted((held ^ self._held) & {CAPTURE}):
-            log.info("job %s: %s the change capture", self._job_id, "holds" if name in held else "no longer holds")
-        self._held = held
-        self._sure_until = asked_at + self._lease_seconds * (1 - _MARGIN)
-        self._next_ask = asked_at + self._lease_seconds / 3
+        holders = {str(lease["name"]): str(lease["holder"]) for lease in answer.get("leases", [])}
+        held = {name for name, holder in holders.items() if holder == self._hostname}
+        with self._state:
+            for name in sorted((held ^ self._held) & {CAPTURE}):
+                log.info("job %s: %s the change capture", self._job_id, "holds" if name in held else "no longer holds")
+            self._lease_seconds = float(answer.get("leaseSeconds", self._lease_seconds))
+            self._holders = holders
+            self._held = held
+            self._sure_until = asked_at + self._lease_seconds * (1 - _MARGIN)
+            self._next_ask = asked_at + self._lease_seconds / 3
