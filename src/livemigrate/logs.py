@@ -45,5 +45,12 @@ def configure(level: str, log_format: LogFormat) -> None:
     else:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     logging.basicConfig(level=level.upper(), handlers=[handler], force=True)
-    for noisy in ("httpx", "httpcore"):  # a line per link push, or per socket event, is noise
+    quiet_libraries()
+
+
+def quiet_libraries() -> None:
+    """Keeps the libraries' own debug lines out of a DEBUG log: httpx and httpcore write one per link
+    push or socket event, and pymongo seven JSON lines per command (its server selection, connection
+    checkout and command events), which made most of a debug log and most of the CPU it cost."""
+    for noisy in ("httpx", "httpcore", "pymongo"):
         logging.getLogger(noisy).setLevel(logging.WARNING)

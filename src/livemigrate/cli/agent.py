@@ -32,12 +32,12 @@ def agent(
     from livemigrate.agent.host import MigrationHostAgent
     from livemigrate.agent.runner import RunnerSettings
     from livemigrate.client.agent_api import AgentApi
+    from livemigrate.logs import quiet_libraries
     from livemigrate.settings import Settings
 
     settings = Settings()
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    for noisy in ("httpx", "httpcore"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    quiet_libraries()
     try:
         api = AgentApi(base_url, group, agent_key)
     except ValueError as error:
