@@ -62,7 +62,7 @@ def create_app(settings: Settings, store: Store | None = None, *, on_started: Ca
                                               None if store.is_sqlite else StoreNonceCounts(store))),
         secret_box=SecretBox(secret),
     )
-    channels = LinkChannels(store, context.secret_box, settings.link_push_timeout_seconds)
+    channels = LinkChannels(store, context.secret_box, settings.link_push_timeout_seconds, settings.read_cache_seconds)
     job_relay = JobRelay(channels)
     link_service = LinkService(store, context.secret_box, settings, channels, job_relay)
 

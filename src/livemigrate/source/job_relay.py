@@ -33,7 +33,7 @@ class JobRelay:
         self._waits: dict[tuple[str, str], asyncio.Task[JobList]] = {}  # (org, version held) -> the shared wait
 
     def is_linked(self, org_id: str) -> bool:
-        return self._channels.credentials_of(org_id) is not None
+        return self._channels.recent_credentials_of(org_id) is not None
 
     async def jobs(self, org_id: str, max_age_seconds: float = 0.2) -> JobList:
         """The org's running migrations as the target lists them, fetched at most every `max_age_seconds`."""
@@ -96,7 +96,7 @@ class JobRelay:
         return sorted({job.sourceProjectId for job in running if job.kind == "MIGRATION"})  # a pre-flight holds nothing
 
     async def _credentials(self, org_id: str) -> LinkCredentials:
-        credentials = await run_in_threadpool(self._channels.credentials_of, org_id)
+        credentials = await run_in_threadpool(self._channels.recent_credentials_of, org_id)
         if credentials is None:
             raise link_not_found(org_id)
         return credentials
