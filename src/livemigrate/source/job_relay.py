@@ -2,8 +2,8 @@
 
 A host long-polls its jobs and reports progress to the source API; the source side makes the call
 to the target, outbound, with the link's key — the target never calls a source. The last list each
-org received is kept: it answers hosts polling in a burst, and it decides whether a migration runs
-when the target cannot be asked (an unlink is refused rather than risked).
+org received is kept: it answers hosts polling in a burst or while a wait on it runs, and it decides
+whether a migration runs when the target cannot be asked (an unlink is refused rather than risked).
 
 Hosts waiting for a change share one wait on the target: an org's hosts all hold the same version of
 its list, so a replica asks the target once per org and version however many hosts wait on it. One
@@ -36,11 +36,19 @@ class JobRelay:
         return self._channels.recent_credentials_of(org_id) is not None
 
     async def jobs(self, org_id: str, max_age_seconds: float = 0.2) -> JobList:
-        """The org's running migrations as the target lists them, fetched at most every `max_age_seconds`."""
+        """The org's running migrations as the target lists them: fetched at most every `max_age_seconds`,
+        and not at all while a shared wait on the last list's version still runs — the target has not
+        said it changed, and says so within its wait's look. Every long poll of a host starts here, so
+        without that, 200 idle hosts cost the target an immediate listing for every other poll."""
         cached = self._jobs.get(org_id)
-        if cached is not None and time.monotonic() - cached[0] <= max_age_seconds:
+        if cached is not None and (time.monotonic() - cached[0] <= max_age_seconds
+                                   or self._waited_on(org_id, cached[1].etag)):
             return cached[1]
         return await self.jobs_changed(org_id, None, None)
+
+    def _waited_on(self, org_id: str, version: str | None) -> bool:
+        wait = self._waits.get((org_id, version)) if version is not None else None
+        return wait is not None and not wait.done()
 
     async def jobs_changed(self, org_id: str, held: str | None, wait_seconds: float | None) -> JobList:
         """The list once it differs from version `held`, waiting up to `wait_seconds` on the target
