@@ -174,6 +174,8 @@ class Migration:
                 meta = self._copy_and_build_indexes(source, target, meta, copy)
             finally:
                 spooler.finish()  # raises what stopped the spooler (a full spool, the history lost)
+            log.info("%d change(s) spooled during the copy (%.1f MiB) are applied first", spool.pending(),
+                     spool.size_bytes / 1024**2)
             if meta["phase"] != Step.REPLAY:
                 return self._stopped()
         if meta["phase"] == Step.COMPLETE:
@@ -181,7 +183,8 @@ class Migration:
             return self._verify(source, target, through=None)
         self._progress.replay = replay
         if spool.tokens() is not None:
-            capture = SpooledCapture(spool, capture, saved_tokens(self.checkpoints, SOURCE_TOKENS))
+            capture = SpooledCapture(spool, capture, saved_tokens(self.checkpoints, SOURCE_TOKENS),
+                                     self.options.batch_size, self.options.poll_seconds)
         outcome = replay.run(capture, until_caught_up=until_caught_up)
         if outcome is ReplayOutcome.STOPPED:
             return self._stopped()

@@ -11,10 +11,12 @@ within the spool's limit.
   with the resume tokens after it, in one SQLite transaction: a killed process resumes the capture from
   the last token spooled, and the events already spooled stay to be applied.
 - `SpooledCapture` is what the replay reads afterwards: first the spool, in order, then the live
-  capture, which is already past everything spooled. A spooled batch is deleted once the replay asks
-  for the next one (it has been applied and its tokens saved by then); the spool's file goes when it
-  is empty. A batch applied again after a restart converges: events are applied in order, as writes
-  that set whole documents or fields.
+  capture, which is already past everything spooled. A `Spooler` keeps reading the live capture into
+  the spool until the replay has caught up with it, so applying what the copy left never counts
+  against the source's history either. A spooled batch is deleted once the replay asks for the next
+  one (it has been applied and its tokens saved by then); the spool's file goes when it is empty. A
+  batch applied again after a restart converges: events are applied in order, as writes that set
+  whole documents or fields.
 
 SQLite (the standard library's) rather than a file format of our own: an append and its tokens are
 one transaction, and reading back in order is an index walk.
@@ -151,33 +153,50 @@ class Spooler:
             self._error = error
             self._on_failure.set()
 
+    @property
+    def failed(self) -> bool:
+        return self._error is not None
+
     def finish(self) -> None:
         """Stop reading (what is spooled stays), and raise what stopped the spooler early, if anything."""
         self._done.set()
         self._thread.join()
         if self._error is not None:
             raise self._error
-        log.info("%d change(s) spooled during the copy (%.1f MiB) are applied first once it is done",
-                 self._spool.pending(), self._spool.size_bytes / 1024**2)
 
 
 class SpooledCapture:
-    """The capture as the replay reads it after the copy: the spool first, then the live capture."""
+    """The capture as the replay reads it after the copy: the spool first, then the live capture.
 
-    def __init__(self, spool: Spool, live: Capture, tokens: Mapping[str, Any]) -> None:
+    While the spool drains, a spooler of its own goes on reading the live capture into it: applying a
+    long copy's changes takes time, and a capture left unread that long could find its history gone
+    (the test server's history is 1.5 s in `test_spool.py`; a source's oplog window, hours). Once the
+    replay has read all that was spooled, the spooler stops, and what it spooled last is read before
+    the live capture is, which is then exactly past it."""
+
+    def __init__(self, spool: Spool, live: Capture, tokens: Mapping[str, Any], batch_size: int,
+                 quiet_seconds: float) -> None:
         self._spool = spool
         self._live = live
         self._tokens = dict(tokens)  # after the last event handed out: saved once it is applied
         self._handed_out = 0  # the spool's seq of that event
         self._draining = spool.pending() > 0
+        # Its failure is raised by the next poll, in the replay's thread, rather than stopping anything.
+        self._spooler: Spooler | None = Spooler(live, spool, batch_size, threading.Event(), quiet_seconds) \
+            if self._draining else None
 
     def tokens(self) -> dict[str, Any]:
         return dict(self._tokens) if self._draining else self._live.tokens()
 
     def poll(self, max_events: int) -> list[CapturedEvent]:
         if self._draining:
+            if self._spooler is not None and self._spooler.failed:
+                self._stop_spooling()  # raises what stopped it: the spool full, the history lost
             self._spool.forget_through(self._handed_out)  # applied, and their tokens saved, by now
             batch = self._spool.read_after(self._handed_out, max_events)
+            if not batch and self._spooler is not None:
+                self._stop_spooling()  # caught up with it: what it read last is in the spool now
+                batch = self._spool.read_after(self._handed_out, max_events)
             if batch:
                 self._handed_out = batch[-1][0]
                 for _, captured in batch:
@@ -185,23 +204,37 @@ class SpooledCapture:
                 return [captured for _, captured in batch]
             self._draining = False
             self._spool.clear()
-            log.info("every change spooled during the copy is applied; reading the live change stream")
+            log.info("every change spooled is applied; reading the live change stream")
         return self._live.poll(max_events)
 
+    def _stop_spooling(self, *, raise_error: bool = True) -> None:
+        spooler, self._spooler = self._spooler, None
+        if spooler is not None:
+            try:
+                spooler.finish()
+            except BaseException:
+                if raise_error:
+                    raise
+
     # A per-collection capture's late collections (`late_collections.py`), while the spool drains too.
+    # The spooler stops first: the live capture's streams change in this thread, not under its reads.
 
     def watched(self) -> set[str]:
         return self._live.watched()  # type: ignore[attr-defined,no-any-return]
 
     def open_stream(self, namespace: str) -> Any:
+        self._stop_spooling()
         return self._live.open_stream(namespace)  # type: ignore[attr-defined]
 
     def add_stream(self, namespace: str, stream: Any) -> None:
+        self._stop_spooling()
         self._live.add_stream(namespace, stream)  # type: ignore[attr-defined]
         self._tokens[namespace] = stream.resume_token
 
     def end_stream(self, namespace: str) -> None:
+        self._stop_spooling()
         self._live.end_stream(namespace)  # type: ignore[attr-defined]  # its last events after the spool's
 
     def close(self) -> None:
+        self._stop_spooling(raise_error=False)  # closing after a failure, which is being raised already
         self._live.close()
