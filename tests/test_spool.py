@@ -15,6 +15,8 @@ import re
 import time
 from pathlib import Path
 
+from livemigrate.engine.capture import CapturedEvent
+from livemigrate.engine.spool import Spool
 from tests.engine_support import MigrateProcess, Writer, seed, wait_until
 from tests.nx import NxServer
 from tests.test_engine_live import verify
@@ -58,3 +60,20 @@ def test_a_copy_three_times_longer_than_the_change_history_completes_equal(
     finally:
         short_history.stop()
         far_destination.stop()
+
+
+def test_events_spooled_after_the_replay_emptied_the_spool_are_read_after_it(tmp_path: Path) -> None:
+    """The spool is written while the replay reads it and deletes what it applied: an event appended
+    after everything before it was deleted comes after the last one read, never below it."""
+    spool = Spool(tmp_path / Spool.FILE_NAME, limit_bytes=1024**2)
+    try:
+        spool.append([CapturedEvent("shop.orders", {"_id": {"n": n}, "operationType": "insert"}) for n in range(3)],
+                     {"shop.orders": {"n": 2}})
+        read = spool.read_after(0, 10)
+        spool.forget_through(read[-1][0])  # all applied: the spool is empty
+        spool.append([CapturedEvent("shop.orders", {"_id": {"n": 3}, "operationType": "insert"})], {"shop.orders": {"n": 3}})
+        later = spool.read_after(read[-1][0], 10)
+        assert [captured.event["_id"] for _, captured in later] == [{"n": 3}]
+        assert spool.pending() == 1
+    finally:
+        spool.close()

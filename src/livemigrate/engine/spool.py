@@ -62,6 +62,10 @@ class Spool:
             self._connection.execute(statement)
         self._lock = threading.Lock()
         self._bytes = int(self._connection.execute("SELECT COALESCE(SUM(LENGTH(event)), 0) FROM events").fetchone()[0])
+        # Numbered here, not by SQLite: a rowid is reused once the rows above it are deleted, and events
+        # are appended while the replay deletes those it has applied (`SpooledCapture`). An event
+        # numbered below what the replay has read would never be read.
+        self._last_seq = int(self._connection.execute("SELECT COALESCE(MAX(seq), 0) FROM events").fetchone()[0])
 
     @property
     def size_bytes(self) -> int:
@@ -72,8 +76,8 @@ class Spool:
             return int(self._connection.execute("SELECT COUNT(*) FROM events").fetchone()[0])
 
     def append(self, events: list[CapturedEvent], tokens: Mapping[str, Any]) -> None:
-        rows = [(captured.stream, bson.encode(captured.event)) for captured in events]
-        added = sum(len(row[1]) for row in rows)
+        encoded = [(captured.stream, bson.encode(captured.event)) for captured in events]
+        added = sum(len(event) for _, event in encoded)
         if self._bytes + added > self.limit_bytes:
             raise EngineError(EngineErrorCode.SPOOL_LIMIT_EXCEEDED,
                               f"the changes made on the source during the copy exceed the spool's limit of "
@@ -81,12 +85,14 @@ class Spool:
                               "migration host has the disk, or "
                               "shorten the copy (more --workers, fewer namespaces per migration)")
         with self._lock:
+            rows = [(self._last_seq + number, stream, event) for number, (stream, event) in enumerate(encoded, 1)]
             self._connection.execute("BEGIN")
-            self._connection.executemany("INSERT INTO events (stream, event) VALUES (?, ?)", rows)
+            self._connection.executemany("INSERT INTO events (seq, stream, event) VALUES (?, ?, ?)", rows)
             self._connection.execute("INSERT OR REPLACE INTO tokens (id, tokens) VALUES (1, ?)",
                                      (bson.encode({"tokens": dict(tokens)}),))
             self._connection.execute("COMMIT")
-        self._bytes += added
+            self._last_seq += len(rows)
+            self._bytes += added
 
     def tokens(self) -> dict[str, Any] | None:
         """The capture's resume tokens after the last batch spooled: where a restarted capture resumes."""
@@ -106,13 +112,13 @@ class Spool:
             freed = self._connection.execute("SELECT COALESCE(SUM(LENGTH(event)), 0) FROM events WHERE seq <= ?",
                                              (seq,)).fetchone()[0]
             self._connection.execute("DELETE FROM events WHERE seq <= ?", (seq,))
-        self._bytes -= int(freed)
+            self._bytes -= int(freed)
 
     def clear(self) -> None:
         with self._lock:
             self._connection.execute("DELETE FROM events")
             self._connection.execute("DELETE FROM tokens")
-        self._bytes = 0
+            self._bytes = 0
 
     def close(self) -> None:
         self._connection.close()
