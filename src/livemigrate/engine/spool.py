@@ -80,8 +80,8 @@ class Spool:
         added = sum(len(event) for _, event in encoded)
         if self._bytes + added > self.limit_bytes:
             raise EngineError(EngineErrorCode.SPOOL_LIMIT_EXCEEDED,
-                              f"the changes made on the source during the copy exceed the spool's limit of "
-                              f"{self.limit_bytes / 1024**2:,.0f} MiB: raise it ({LIMIT_SETTING}) where the "
+                              "the changes made on the source during the copy, and while they are applied, exceed "
+                              f"the spool's limit of {self.limit_bytes / 1024**2:,.0f} MiB: raise it ({LIMIT_SETTING}) where the "
                               "migration host has the disk, or "
                               "shorten the copy (more --workers, fewer namespaces per migration)")
         with self._lock:
