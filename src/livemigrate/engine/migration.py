@@ -182,10 +182,15 @@ class Migration:
             log.info("this migration is already complete; verifying every document again")
             return self._verify(source, target, through=None)
         self._progress.replay = replay
+        spooled: SpooledCapture | None = None
         if spool.tokens() is not None:
-            capture = SpooledCapture(spool, capture, saved_tokens(self.checkpoints, SOURCE_TOKENS),
-                                     self.options.batch_size, self.options.poll_seconds)
-        outcome = replay.run(capture, until_caught_up=until_caught_up)
+            capture = spooled = SpooledCapture(spool, capture, saved_tokens(self.checkpoints, SOURCE_TOKENS),
+                                               self.options.batch_size, self.options.poll_seconds)
+        try:
+            outcome = replay.run(capture, until_caught_up=until_caught_up)
+        finally:
+            if spooled is not None:
+                spooled.stop_spooling()  # a replay that ended mid-drain: nothing reads the capture behind it
         if outcome is ReplayOutcome.STOPPED:
             return self._stopped()
         if outcome is ReplayOutcome.CAUGHT_UP:

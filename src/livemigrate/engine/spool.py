@@ -213,14 +213,20 @@ class SpooledCapture:
             log.info("every change spooled is applied; reading the live change stream")
         return self._live.poll(max_events)
 
+    def stop_spooling(self) -> None:
+        """Stop the spooler if it still runs (the replay ended before the spool was drained): what it
+        read is in the spool, with its tokens, and the next run applies it first."""
+        self._stop_spooling(raise_error=False)
+
     def _stop_spooling(self, *, raise_error: bool = True) -> None:
         spooler, self._spooler = self._spooler, None
         if spooler is not None:
             try:
                 spooler.finish()
-            except BaseException:
+            except BaseException as error:
                 if raise_error:
                     raise
+                log.warning("the spooler had stopped: %s", error)
 
     # A per-collection capture's late collections (`late_collections.py`), while the spool drains too.
     # The spooler stops first: the live capture's streams change in this thread, not under its reads.
@@ -242,5 +248,5 @@ class SpooledCapture:
         self._live.end_stream(namespace)  # type: ignore[attr-defined]  # its last events after the spool's
 
     def close(self) -> None:
-        self._stop_spooling(raise_error=False)  # closing after a failure, which is being raised already
+        self.stop_spooling()
         self._live.close()
