@@ -133,9 +133,10 @@ class Spool:
 
 class Spooler:
     """Reads the capture into the spool in a thread of its own, until `finish()`; a failure (the spool
-    full, the source's history lost) stops the copy through `on_failure` and is raised by `finish()`."""
+    full, the source's history lost) stops the copy through `on_failure`, if given, and is raised by
+    `finish()`."""
 
-    def __init__(self, capture: Capture, spool: Spool, batch_size: int, on_failure: threading.Event,
+    def __init__(self, capture: Capture, spool: Spool, batch_size: int, on_failure: threading.Event | None,
                  quiet_seconds: float) -> None:
         self._capture = capture
         self._spool = spool
@@ -157,7 +158,8 @@ class Spooler:
                     self._done.wait(self._quiet_seconds)
         except BaseException as error:  # noqa: BLE001 - raised again by finish(), in the migration's thread
             self._error = error
-            self._on_failure.set()
+            if self._on_failure is not None:
+                self._on_failure.set()
 
     @property
     def failed(self) -> bool:
@@ -188,7 +190,7 @@ class SpooledCapture:
         self._handed_out = 0  # the spool's seq of that event
         self._draining = spool.pending() > 0
         # Its failure is raised by the next poll, in the replay's thread, rather than stopping anything.
-        self._spooler: Spooler | None = Spooler(live, spool, batch_size, threading.Event(), quiet_seconds) \
+        self._spooler: Spooler | None = Spooler(live, spool, batch_size, None, quiet_seconds) \
             if self._draining else None
 
     def tokens(self) -> dict[str, Any]:
