@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import typer
 
-from livemigrate.client.api import ApiClient
+if TYPE_CHECKING:
+    from livemigrate.client.api import ApiClient
 
 BASE_URL = typer.Option("http://127.0.0.1:8080", "--base-url", envvar="LIVEMIGRATE_BASE_URL",
                         help="Server root URL (env LIVEMIGRATE_BASE_URL).")
@@ -15,4 +18,7 @@ PRIVATE_KEY = typer.Option(..., "--private-key", envvar="LIVEMIGRATE_PRIVATE_KEY
 
 
 def client(base_url: str, public_key: str, private_key: str) -> ApiClient:
+    # httpx only for the API commands: `migrate` and `agent`, registered beside them, start without it.
+    from livemigrate.client.api import ApiClient
+
     return ApiClient(base_url, public_key, private_key)

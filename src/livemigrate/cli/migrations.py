@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.live import Live
@@ -15,8 +15,10 @@ from livemigrate.cli.connection import BASE_URL, PRIVATE_KEY, PUBLIC_KEY, client
 from livemigrate.cli.output import OUTPUT_OPTION, OutputFormat, api_errors, console, emit
 from livemigrate.cli.preflight_view import print_preflight
 from livemigrate.cli.watch_view import frame
-from livemigrate.client.api import ApiClient
 from livemigrate.statuses import FINISHED, MigrationStatus, ValidationStatus
+
+if TYPE_CHECKING:
+    from livemigrate.client.api import ApiClient
 
 source_hosts = typer.Typer(help="Monitored MongoDB hosts of a source project.", no_args_is_help=True)
 source_clusters = typer.Typer(help="Deployments of a source project, as its hosts report them.", no_args_is_help=True)

@@ -8,7 +8,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-import httpx
 import typer
 from rich.console import Console
 
@@ -68,6 +67,8 @@ def emit(output: OutputFormat, value: Any, human: Callable[[], None]) -> None:
 @contextmanager
 def api_errors() -> Iterator[None]:
     """Turn an API error into one clear line (never wrapped) with its errorCode, and exit status 1."""
+    import httpx  # here, not at the top: the engine's commands share this module and never call the API
+
     try:
         yield
     except ApiCallError as error:

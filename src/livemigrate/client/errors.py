@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import httpx
+if TYPE_CHECKING:  # the engine's commands load this module too, and spare httpx's import
+    import httpx
 
 
 class ApiCallError(Exception):
