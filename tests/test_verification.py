@@ -17,7 +17,14 @@ from bson import Binary, Decimal128, Int64, MaxKey, MinKey, ObjectId, Timestamp
 from bson.raw_bson import RawBSONDocument
 from pymongo import MongoClient
 
-from livemigrate.engine.ledger import Side, VerificationLedger, digest_of, document_key, identifier_of
+from livemigrate.engine.ledger import (
+    Side,
+    VerificationLedger,
+    digest_of,
+    document_key,
+    identifier_of,
+    namespace_hash,
+)
 from livemigrate.engine.verify import VerificationPass, VerifyReport, verify, verify_changed
 from tests.engine_support import MigrateProcess, Writer, seed
 from tests.nx import NxServer
@@ -41,6 +48,26 @@ def test_the_key_read_from_a_raw_document_is_the_key_of_its_id(identifier: Any) 
 def test_a_document_whose_id_is_not_first_still_gets_its_key() -> None:
     key, _ = digest_of(RawBSONDocument(bson.encode({"x": 1, "_id": "late"})))
     assert identifier_of(key) == "late"
+
+
+def test_a_batch_recorded_again_with_changes_leaves_one_row_per_document_and_the_hash_of_the_last(
+        tmp_path: Path) -> None:
+    # A copy resumed over its last batch records it again: the rows are written many to a statement,
+    # and a key already there fails the whole statement, so the batch is written again replacing rows.
+    def documents(first: int, last: int, edition: int) -> list[RawBSONDocument]:
+        return [RawBSONDocument(bson.encode({"_id": f"doc{index:04d}", "edition": edition}))
+                for index in range(first, last)]
+
+    ledger = VerificationLedger(tmp_path / "ledger.sqlite")
+    ledger.start_pass(Side.TARGET, "shop.orders")
+    ledger.record(Side.TARGET, "shop.orders", documents(0, 250, edition=1))
+    ledger.record(Side.TARGET, "shop.orders", documents(200, 450, edition=2))  # 50 of them again, changed
+    ledger.finish_pass(Side.TARGET, "shop.orders")
+
+    expected = dict(digest_of(document) for document in documents(0, 200, 1) + documents(200, 450, 2))
+    assert ledger.count(Side.TARGET, "shop.orders") == 450
+    assert sorted(ledger.digest_values(Side.TARGET, "shop.orders")) == sorted(expected.values())
+    assert ledger.hash_of(Side.TARGET, "shop.orders") == namespace_hash(expected.values())
 
 
 NAMESPACES = ["shop.orders", "shop.users"]
