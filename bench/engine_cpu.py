@@ -40,7 +40,7 @@ from pymongo import MongoClient
 from tests.nx import NxServer
 from tests.support import LIVEMIGRATE
 
-from bench.engine import insert_all, make_documents
+from bench.engine import forget_change_history, insert_all, make_documents
 
 DOCUMENTS = 100_000
 BATCH = 1000
@@ -109,15 +109,6 @@ def _insert_and_read_seconds(target: NxServer, documents: list[dict[str, Any]]) 
         return insert_seconds, time.perf_counter() - started
 
 
-def _forget_change_history(source: NxServer) -> None:
-    """Read the source's change stream once, so that nx-27017 deletes the 100,000 insert events the
-    set-up left: it does so, all at once, at the first read of any stream on the collection — about
-    a second and a half of its time that would otherwise fall inside the engine's copy. MongoDB's
-    oplog is capped in the background, and a stream opened now never reads what came before."""
-    with source.client() as client, client.bench.docs.watch(max_await_time_ms=1) as stream:
-        stream.try_next()
-
-
 def run() -> list[str]:
     with tempfile.TemporaryDirectory() as name:
         directory = Path(name)
@@ -127,7 +118,7 @@ def run() -> list[str]:
             with source.client() as source_client:
                 source_client.bench.docs.watch().close()  # nx-27017 records changes from a collection's first watch
                 insert_all(source_client, "bench", documents)
-            _forget_change_history(source)
+            forget_change_history(source)
             insert_seconds, read_seconds = _on_a_fresh_target(
                 directory, "insert", lambda target: _insert_and_read_seconds(target, documents))
             floors, engines = [], []
