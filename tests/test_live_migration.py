@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from livemigrate.engine.ledger import VerificationLedger
 from tests.engine_support import SHAPE_NOTES, SHAPES, Writer, seed, seed_shapes
 from tests.migration_world import World
 from tests.support import EMBEDDED_AGENT_HOSTNAME, LIVEMIGRATE, SOURCE, metric_families, wait_for
@@ -129,6 +130,9 @@ def test_full_migration_through_the_apis(embedded_world: World, tmp_path: Path) 
     # The person at `watch` sees the migration ready, with the command to run, before cutting over.
     assert wait_for(lambda: any("Ready — stop the application's writes" in screen for screen in watch.screens),
                     timeout=30), watch.screens[-1:]
+    # The migration host keeps the job's checkpoints and verification ledger while it runs…
+    job_state = list((world.api.directory / ".livemigrate" / "agent").glob(f"*/{migration_id}"))
+    assert len(job_state) == 1 and (job_state[0] / VerificationLedger.FILE_NAME).exists(), job_state
     cutover = world.target_call("PUT", f"/liveMigrations/{migration_id}/cutover")
     assert cutover.status_code == 202, cutover.text
     # nx-27017 reports a version of 6.0 or later: its writes are blocked at the drain (it does not enforce it).
@@ -143,6 +147,8 @@ def test_full_migration_through_the_apis(embedded_world: World, tmp_path: Path) 
     # Per namespace: the changes replayed add up to the migration's, and the verdict verified each one.
     assert sum(namespace["changesApplied"] for namespace in done["namespaces"]) == done["eventsApplied"]
     assert {namespace["verification"] for namespace in done["namespaces"]} == {"VERIFIED"}, done["namespaces"]
+    # …and removes them once the target holds the outcome.
+    assert wait_for(lambda: not job_state[0].exists(), timeout=10), list(job_state[0].iterdir())
     try:
         assert watch.wait(timeout=30) == 0
     finally:

@@ -14,6 +14,7 @@ them from their checkpoints.
 from __future__ import annotations
 
 import logging
+import shutil
 import threading
 import time
 
@@ -144,6 +145,16 @@ class MigrationHostAgent:
             log.info("job %s is no longer running on the target side; stopping it", job_id)
             self._runners.pop(job_id).stop()
 
+    def _forget_state(self, job_id: str) -> None:
+        """An ended job's files — its checkpoints, its verification ledger (a row per document per side),
+        what is left of a spool — serve nothing once the target holds its outcome; kept, they would fill
+        the disk migration after migration. A job stopped because the target no longer lists it keeps
+        them: that is also how a list missing a running job for a moment looks."""
+        directory = self._settings.state_dir / job_id
+        if directory.exists():
+            shutil.rmtree(directory, ignore_errors=True)
+            log.info("job %s: its state directory %s is removed", job_id, directory)
+
     def _report(self) -> None:
         for job_id, check in list(self._preflights.items()):
             answer = check.answer()
@@ -162,3 +173,5 @@ class MigrationHostAgent:
                 runner.join(timeout=30)
                 del self._runners[job_id]
                 self._ended.add(job_id)
+                if not runner.running:
+                    self._forget_state(job_id)

@@ -78,6 +78,10 @@ class SharedJobRunner:
     def join(self, timeout: float | None = None) -> None:
         self._thread.join(timeout)
 
+    @property
+    def running(self) -> bool:
+        return self._thread.is_alive()
+
     def report(self) -> dict[str, Any]:
         """The migration's report while this host holds the capture (with this host's part), else this
         host's part alone."""
