@@ -152,6 +152,12 @@ def _insert_digests(connection: sqlite3.Connection, verb: str, rows: Sequence[_D
                            list(chain.from_iterable(chunk)))
 
 
+def _rows(side: Side, namespace: str, documents: Iterable[RawBSONDocument]) -> list[_DigestRow]:
+    """The ledger rows of `documents`: the copy and the pass make one per document they read."""
+    side_value = int(side)
+    return [(side_value, namespace, key, digest) for key, digest in map(digest_of, documents)]
+
+
 def _key_batches(keys: Sequence[bytes], size: int = 500) -> Iterator[tuple[list[bytes], str]]:
     """`keys` a batch at a time, each with its `?, ?, …` for an `IN (…)`: SQLite caps a statement's
     parameters."""
@@ -225,7 +231,7 @@ class VerificationLedger:
         digests are summed as they come (`running`), so that the end of the pass need not read them all
         back; a row recorded twice (a copy resumed over its last batch) ends that, and the end of the
         pass sums the rows instead."""
-        rows = [(int(side), namespace, *digest_of(document)) for document in documents]
+        rows = _rows(side, namespace, documents)
         with self._transaction() as connection:
             connection.execute("SAVEPOINT batch")
             try:
@@ -247,7 +253,7 @@ class VerificationLedger:
         """What one side holds now for these keys: the documents found, and no row for the keys not found.
         The namespace's hash, once its pass is done, follows: the digests replaced are taken away from it
         and the new ones added, so that a cutover's comparison costs what changed, not what exists."""
-        rows = [(int(side), namespace, *digest_of(document)) for document in documents]
+        rows = _rows(side, namespace, documents)
         # Every row this replaces: the keys asked for, and those of the documents found (a server may
         # return an `_id` in another encoding than it was asked with, say an Int64 as an int32).
         touched = list(dict.fromkeys([*keys, *(row[2] for row in rows)]))
