@@ -151,6 +151,8 @@ class MigrationHostAgent:
         the disk migration after migration. A job stopped because the target no longer lists it keeps
         them: that is also how a list missing a running job for a moment looks."""
         directory = self._settings.state_dir / job_id
+        if directory.resolve().parent != self._settings.state_dir.resolve():
+            return  # an id that is not one name in the state directory: never removed from elsewhere
         if directory.exists():
             shutil.rmtree(directory, ignore_errors=True)
             log.info("job %s: its state directory %s is removed", job_id, directory)

@@ -70,7 +70,7 @@ def _raw_id_element(raw: bytes | memoryview) -> bytes | None:
     Written here because the bson package has no public way to read one element of a raw document:
     `document["_id"]` decodes the whole document, which costs the copy more than hashing it does.
     """
-    if raw[4:9] == _STRING_ID:  # the commonest `_id` after ObjectId, and the costliest to size: first
+    if raw[4:9] == _STRING_ID:  # a string `_id`, common and the costliest to size below: read first
         return bytes(raw[4:13 + int.from_bytes(raw[9:13], "little")])
     if raw[5:9] != _ID_NAME:
         return None
