@@ -85,13 +85,25 @@ def read_batches(client: MongoClient[Any], namespace: str, id_range: IdRange, af
                       batch_size)
 
 
-def in_batches(documents: Iterable[RawBSONDocument], batch_size: int) -> Iterator[list[RawBSONDocument]]:
+# A batch also ends once it holds this many bytes. Counted in documents alone, a batch of a thousand
+# documents of up to 16 MiB each could hold 16 GiB, and the read-ahead (`prefetch`) keeps three
+# batches. 16 MiB is what a server sends in one reply, and an insert of that size is still one
+# message (MongoDB takes up to 48 MB).
+BATCH_BYTES = 16 * 1024**2
+
+
+def in_batches(documents: Iterable[RawBSONDocument], batch_size: int,
+               max_bytes: int = BATCH_BYTES) -> Iterator[list[RawBSONDocument]]:
+    """`documents` in lists of `batch_size`, or fewer where they reach `max_bytes` first."""
     batch: list[RawBSONDocument] = []
+    size = 0
     for document in documents:
         batch.append(document)
-        if len(batch) >= batch_size:
+        size += len(document.raw)
+        if len(batch) >= batch_size or size >= max_bytes:
             yield batch
             batch = []
+            size = 0
     if batch:
         yield batch
 
