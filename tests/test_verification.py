@@ -243,10 +243,11 @@ def test_a_write_to_the_destination_between_runs_fails_the_later_cutover(servers
 
 
 def _found_through_the_ledger(log: str, *, reread: int, namespace: str, identifier: str) -> None:
-    """The cutover read again `reread` documents, the ledger showed the difference, reading everything
-    confirmed it, and the report names the document."""
+    """The cutover read again `reread` changed documents, the ledger showed the difference, reading the
+    one document it disagrees on again confirmed it — no namespace read whole — and the report names it."""
     assert f"reading again {reread} changed document(s)" in log
-    assert f"the ledger shows differences in {namespace}; confirming by reading every document" in log
+    assert f"the ledger disagrees on 1 document(s) in {namespace}; reading those again on both sides" in log
+    assert "reading every document" not in log
     assert identifier in log and "DIFFERENT" in log
 
 

@@ -13,8 +13,8 @@ write is reported, so either would have marked it.
 Why SQLite and not a dict: one row per document per side. A file in the state directory keeps the
 agent's memory flat on large deployments and survives a restart, so a resumed job keeps its ledger.
 Marks are written before the resume tokens that pass their changes are saved, so a kill never loses
-one; a ledger that disagrees with the data is never trusted alone (a difference found through it is
-confirmed by reading everything).
+one; a ledger that disagrees with the data is never trusted alone (the documents it disagrees on are
+read again on both sides before a difference found through it counts: `verdict.py`).
 """
 
 from __future__ import annotations
@@ -166,6 +166,15 @@ def _key_batches(keys: Sequence[bytes], size: int = 500) -> Iterator[tuple[list[
         yield part, ", ".join("?" * len(part))
 
 
+# The keys of one namespace (`:ns`) whose digests differ between the sides, or that one side lacks.
+_MISMATCHED = (
+    "SELECT s.key FROM digests s LEFT JOIN digests t ON t.side = 1 AND t.namespace = s.namespace "
+    "AND t.key = s.key WHERE s.side = 0 AND s.namespace = :ns AND (t.digest IS NULL OR t.digest != s.digest) "
+    "UNION ALL "
+    "SELECT t.key FROM digests t LEFT JOIN digests s ON s.side = 0 AND s.namespace = t.namespace "
+    "AND s.key = t.key WHERE t.side = 1 AND t.namespace = :ns AND s.key IS NULL")
+
+
 class VerificationLedger:
     """`path` None keeps the ledger in memory (runs with no state directory)."""
 
@@ -180,8 +189,8 @@ class VerificationLedger:
         self._connection = sqlite3.connect(":memory:" if path is None else path, check_same_thread=False,
                                            isolation_level=None, timeout=BUSY_SECONDS)
         self._connection.execute("PRAGMA journal_mode=WAL")
-        # Survives a killed process, not a power cut: what a lost row costs is a full verification
-        # (a digest missing shows as a difference, which is confirmed by reading everything), not
+        # Survives a killed process, not a power cut: what a lost row costs is a document read again
+        # at cutover (a digest missing shows as a difference, which is read again on both sides), not
         # an fsync per copied batch.
         self._connection.execute("PRAGMA synchronous=NORMAL")
         # The copy and the pass write a row per document: a cache that holds a large namespace's index
@@ -413,18 +422,20 @@ class VerificationLedger:
     def mismatched_keys(self, namespace: str, sample: int) -> tuple[list[bytes], int]:
         """Up to `sample` keys whose digests differ between the sides or that one side lacks, and how many
         there are in all — a join in SQLite rather than both sides in memory."""
-        query = (
-            "SELECT s.key FROM digests s LEFT JOIN digests t ON t.side = 1 AND t.namespace = s.namespace "
-            "AND t.key = s.key WHERE s.side = 0 AND s.namespace = :ns AND (t.digest IS NULL OR t.digest != s.digest) "
-            "UNION ALL "
-            "SELECT t.key FROM digests t LEFT JOIN digests s ON s.side = 0 AND s.namespace = t.namespace "
-            "AND s.key = t.key WHERE t.side = 1 AND t.namespace = :ns AND s.key IS NULL")
         with self._lock:
-            keys = self._connection.execute(f"{query} LIMIT :limit", {"ns": namespace, "limit": sample + 1}).fetchall()
+            keys = self._connection.execute(f"{_MISMATCHED} LIMIT :limit",
+                                            {"ns": namespace, "limit": sample + 1}).fetchall()
             # Fewer than asked: that is all of them, and the join need not run again to count them.
             total = len(keys) if len(keys) <= sample else int(self._connection.execute(
-                f"SELECT count(*) FROM ({query})", {"ns": namespace}).fetchone()[0])
+                f"SELECT count(*) FROM ({_MISMATCHED})", {"ns": namespace}).fetchone()[0])
         return [bytes(row[0]) for row in keys[:sample]], total
+
+    def disagreeing_keys(self, namespace: str) -> list[bytes]:
+        """Every key whose digests differ between the sides or that one side lacks: what a cutover reads
+        again when the ledger disagrees, rather than the whole namespace."""
+        with self._lock:
+            rows = self._connection.execute(_MISMATCHED, {"ns": namespace}).fetchall()
+        return [bytes(row[0]) for row in rows]
 
     def close(self) -> None:
         with self._lock:

@@ -6,7 +6,8 @@ compares documents that way too); a namespace's hash is the sum of its documents
 
 Two ways to get there: `verify` reads every document of both sides; `verify_changed` reads again
 only the documents the ledger marks dirty and takes the rest from it (`ledger.py` says why that is
-sound), which keeps a cutover short however large the data.
+sound), which keeps a cutover short however large the data; `read_again` reads any other keys the
+same way (those the ledger disagrees on, at cutover: `verdict.py`).
 """
 
 from __future__ import annotations
@@ -209,7 +210,7 @@ class VerificationPass:
             self._sides_read[namespace] = self._sides_read.get(namespace, 0) + 1
 
 
-def _read_again(client: MongoClient[Any], side: Side, namespace: str, keys: Sequence[bytes],
+def _read_keys(client: MongoClient[Any], side: Side, namespace: str, keys: Sequence[bytes],
                 ledger: VerificationLedger) -> None:
     collection = raw_collection(client, namespace)
     for start in range(0, len(keys), _BATCH):
@@ -227,20 +228,28 @@ def verify_changed(source: MongoClient[Any], target: MongoClient[Any], namespace
 
 
 def read_changed(source: MongoClient[Any], target: MongoClient[Any], namespaces: Sequence[str],
-                 ledger: VerificationLedger, also_read: Mapping[str, Sequence[bytes]] | None = None) -> None:
+                 ledger: VerificationLedger, also_read: Mapping[str, Sequence[bytes]] | None = None) -> int:
     """The first half of `verify_changed`, the servers' part: the changed documents, and those of
-    `also_read` in the same queries, read again into the ledger on both sides."""
+    `also_read` in the same queries, read again into the ledger on both sides. Returns how many
+    documents were asked for on each side."""
     dirty = {namespace: ledger.dirty_keys(namespace) for namespace in namespaces}
     log.info("verifying through the ledger: reading again %d changed document(s) on both sides",
              sum(len(keys) for keys in dirty.values()))
     for namespace, keys in (also_read or {}).items():
         dirty[namespace] = list(set(dirty.get(namespace, [])) | set(keys))
+    return read_again(source, target, dirty, ledger)
 
-    def read_again(client: MongoClient[Any], side: Side) -> None:
-        for namespace, keys in dirty.items():
-            _read_again(client, side, namespace, keys, ledger)
 
-    on_both_sides(read_again, source, target)
+def read_again(source: MongoClient[Any], target: MongoClient[Any], keys: Mapping[str, Sequence[bytes]],
+               ledger: VerificationLedger) -> int:
+    """These documents read again on both sides into the ledger, found or not; how many were asked for."""
+
+    def read_side(client: MongoClient[Any], side: Side) -> None:
+        for namespace, part in keys.items():
+            _read_keys(client, side, namespace, part, ledger)
+
+    on_both_sides(read_side, source, target)
+    return sum(len(part) for part in keys.values())
 
 
 def compare_in_ledger(namespaces: Sequence[str], ledger: VerificationLedger, sample: int = 20) -> VerifyReport:
