@@ -54,8 +54,11 @@ class Writer(threading.Thread):
     """Inserts, updates and deletes on the source while the migration runs."""
 
     def __init__(self, client: MongoClient[Any], per_second: float = 150.0,
-                 where: list[tuple[str, str]] | None = None) -> None:
+                 where: list[tuple[str, str]] | None = None, first_number: int = 0) -> None:
+        """`first_number`: where the numbers of the documents it inserts begin (a second writer on the
+        same source begins past the first's, so that their `_id`s and unique `serial`s never meet)."""
         super().__init__(daemon=True)
+        self.first_number = first_number
         self.client = client
         self.where = where or namespaces()
         self.interval = 1.0 / per_second
@@ -64,7 +67,7 @@ class Writer(threading.Thread):
         self.random = random.Random(7)
 
     def run(self) -> None:
-        number = 0
+        number = self.first_number
         while not self.stopped.is_set():
             database, name = self.random.choice(self.where)
             collection = self.client[database][name]

@@ -127,8 +127,14 @@ def _what_a_mistyped_name_answers(api: ServerProcess, group: str, atlas: str, mi
         return subprocess.run([LIVEMIGRATE, *args], env=env, capture_output=True, text=True, timeout=60)
 
     request = ["--group", atlas, "--source-group", group, "--migration-host", "mh1"]
+    # The walk's migration runs: its destination is refused to another at once, naming it.
+    in_use = cli("target", "live-migrations", "validate", *request, "--source-cluster", source_cluster,
+                 "--destination-cluster", "Destination")
+    assert in_use.returncode == 1 and "LIVE_MIGRATION_DESTINATION_IN_USE (409)" in in_use.stderr, in_use.stderr
+    assert f"being written by live migration {migration_id}" in " ".join(in_use.stderr.split())
     for mistyped, expected in (
-            (["--source-cluster", "rs0", "--destination-cluster", "Destination"],
+            # (the source is checked first: the destination's name is mistyped too, so that it is not in use)
+            (["--source-cluster", "rs0", "--destination-cluster", "Destinaton"],
              [f"its deployments: {source_cluster}", "livemigrate source clusters list"]),
             (["--source-cluster", source_cluster, "--destination-cluster", "Destinaton"],
              ["did you mean 'Destination'?", "livemigrate target clusters add"])):

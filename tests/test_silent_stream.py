@@ -88,7 +88,11 @@ def test_the_apis_on_a_silent_stream_never_report_ready_and_say_why(tmp_path: Pa
         last = seen[-1]
         assert last["status"] == "WORKING" and last["phase"] == "REPLICATING", last
         [warning] = last["warnings"]
-        assert WARNING in warning and "--capture collection" in warning and "LIVEMIGRATE_AGENT_CAPTURE" in warning
+        # The remedy as a user of the API takes it: cancel, and create again asking for the other capture;
+        # or make it the default of the host — here the one `serve` runs in process.
+        assert WARNING in warning and "cancel this migration" in warning
+        assert "create it again with changeCapture COLLECTION" in warning
+        assert "`livemigrate serve --agent-capture collection`" in warning
         assert any(f"{database}.{name}: " in warning for database, name in namespaces()), warning
         # Lag counts from when the counts first disagreed: a silent stream does not read as lag 0.
         assert last["lagTimeSeconds"] is not None and last["lagTimeSeconds"] >= 3, last

@@ -17,9 +17,12 @@ from livemigrate.engine.events import Phase, VerificationState
 from livemigrate.statuses import MigrationStatus
 
 # What a migration host may report (NEW and EXPIRED are the target's to decide), and the statuses of a
-# migration that has a job.
+# migration that has a job: running, or FAILED by a cancel its hosts have yet to confirm (`cancelRequested`).
 ReportedStatus = Literal[MigrationStatus.WORKING, MigrationStatus.COMPLETE, MigrationStatus.FAILED]
-RunningStatus = Literal[MigrationStatus.NEW, MigrationStatus.WORKING]
+ListedStatus = Literal[MigrationStatus.NEW, MigrationStatus.WORKING, MigrationStatus.FAILED]
+# The change capture a migration asks of its hosts: one deployment-wide stream, one per collection, or
+# the host's choice (by the source's version).
+ChangeCapture = Literal["AUTO", "DEPLOYMENT", "COLLECTION"]
 
 
 class Contract(BaseModel):
@@ -93,6 +96,8 @@ class ProgressReport(Contract):
     errorMessage: StrictStr | None = None
     preflight: PreflightReport | None = None  # a validation job's answer
     host: HostProgress | None = None  # from a host of a shared migration
+    # A cancelled job's confirmation: this host has stopped writing and removed the job's state.
+    stoppedHost: StrictStr | None = Field(default=None, min_length=1, max_length=255)
 
     def to_json(self) -> dict[str, object]:
         """As sent and as stored: plain JSON values, absent fields left out."""
@@ -111,7 +116,7 @@ class LinkJob(Contract):
 
     id: StrictStr
     kind: JobKind = "MIGRATION"
-    status: RunningStatus
+    status: ListedStatus
     sourceProjectId: StrictStr
     sourceClusterName: StrictStr
     migrationHost: StrictStr  # the first listed
@@ -123,6 +128,9 @@ class LinkJob(Contract):
     destinationUri: StrictStr | None = Field(default=None, repr=False)  # None: the cluster was deregistered
     dropDestinationData: StrictBool = False
     cutoverRequested: StrictBool = False
+    changeCapture: ChangeCapture | None = None  # None: the migration host's setting
+    # Cancelled: stop writing, lift a write block, remove the job's state, then report `stoppedHost`.
+    cancelRequested: StrictBool = False
 
     def hosts(self) -> list[str]:
         return list(self.migrationHosts or [self.migrationHost])
@@ -134,12 +142,14 @@ class HostJob(Contract):
 
     id: StrictStr
     kind: JobKind = "MIGRATION"
-    status: RunningStatus
+    status: ListedStatus
     sourceClusterName: StrictStr
     sourceUri: StrictStr | None = Field(default=None, repr=False)
     destinationUri: StrictStr | None = Field(default=None, repr=False)
     dropDestinationData: StrictBool = False
     cutoverRequested: StrictBool = False
+    changeCapture: ChangeCapture | None = None
+    cancelRequested: StrictBool = False
     # Every host the migration lists: more than one share the copy through leases (`agent/shared_job.py`).
     migrationHosts: list[StrictStr] = Field(default_factory=list)
 

@@ -9,6 +9,11 @@ end).
 
 Restarted with the same `--state-dir`, it picks its running jobs up again and the engine resumes
 them from their checkpoints.
+
+A job cancelled on the target stays in the list, marked `cancelRequested`, until this host says it
+has stopped: its runner is stopped (the engine lifts a source write block a cutover set, and gives
+its destination up), the job's state directory is removed, and a report names this host in
+`stoppedHost` — only then does the target let another migration have the destination.
 """
 
 from __future__ import annotations
@@ -47,6 +52,7 @@ class MigrationHostAgent:
         self._jobs_lock = threading.Lock()
         self._runners: dict[str, JobRunner | SharedJobRunner] = {}
         self._preflights: dict[str, PreflightJob] = {}  # validations whose pre-flight runs or waits to be sent
+        self._cancelling: dict[str, JobRunner | SharedJobRunner | None] = {}  # cancelled, stopping or stopped
         # Jobs this agent ended: the job list it reads next may predate the end (the source relays a
         # list up to a moment old), and such a job must not start again.
         self._ended: set[str] = set()
@@ -117,7 +123,15 @@ class MigrationHostAgent:
         """Start the jobs new to this host, pass cutovers on, stop the jobs the target no longer runs."""
         self._ended &= jobs.keys()
         for job_id, job in jobs.items():
-            if job_id in self._ended or job_id in self._preflights:
+            if job_id in self._ended or job_id in self._preflights or job_id in self._cancelling:
+                continue
+            if job.cancelRequested:
+                runner = self._runners.pop(job_id, None)
+                log.info("job %s was cancelled on the target: %s", job_id,
+                         "stopping it" if runner is not None else "this host does not run it")
+                if runner is not None:
+                    runner.stop()
+                self._cancelling[job_id] = runner
                 continue
             if job.kind == "VALIDATION" and job.sourceUri and job.destinationUri:
                 log.info("validation %s: running the pre-flight of %s", job_id, job.sourceClusterName)
@@ -138,7 +152,8 @@ class MigrationHostAgent:
                                                         on_news=self._wake.set).start()
             elif job_id not in self._runners:
                 log.info("job %s: starting the migration of %s", job_id, job.sourceClusterName)
-                self._runners[job_id] = JobRunner(job, self._settings, on_news=self._wake.set).start()
+                self._runners[job_id] = JobRunner(job, self._settings, on_news=self._wake.set,
+                                                  hostname=self.hostname).start()
             if job.cutoverRequested and job_id in self._runners:
                 self._runners[job_id].request_cutover()
         for job_id in [job_id for job_id in self._runners if job_id not in jobs]:
@@ -157,7 +172,21 @@ class MigrationHostAgent:
             shutil.rmtree(directory, ignore_errors=True)
             log.info("job %s: its state directory %s is removed", job_id, directory)
 
+    def _confirm_cancels(self) -> None:
+        """Each cancelled job whose runner has stopped: its state removed, its stop reported."""
+        for job_id, runner in list(self._cancelling.items()):
+            if runner is not None and runner.running:
+                continue
+            if isinstance(runner, SharedJobRunner):
+                runner.forget_shared_state()
+            self._forget_state(job_id)
+            self._api.report(job_id, ProgressReport(status=MigrationStatus.FAILED, stoppedHost=self.hostname).to_json())
+            log.info("job %s: cancelled; this host has stopped writing to its destination", job_id)
+            del self._cancelling[job_id]
+            self._ended.add(job_id)
+
     def _report(self) -> None:
+        self._confirm_cancels()
         for job_id, check in list(self._preflights.items()):
             answer = check.answer()
             if answer is not None:

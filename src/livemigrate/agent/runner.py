@@ -9,6 +9,7 @@ After the last one the job ends FAILED with the engine's sentence, which names t
 from __future__ import annotations
 
 import logging
+import socket
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -17,7 +18,7 @@ from typing import Any
 
 from pymongo.errors import PyMongoError
 
-from livemigrate.contracts import HostJob, NamespaceReport, ProgressReport
+from livemigrate.contracts import ChangeCapture, HostJob, NamespaceReport, ProgressReport
 from livemigrate.engine import CaptureScope, EngineError, Migration, MigrationEvent, MigrationOptions
 from livemigrate.engine.checkpoints import CheckpointStore, SqliteCheckpointStore
 from livemigrate.engine.errors import EngineErrorCode, redact
@@ -32,6 +33,8 @@ log = logging.getLogger("livemigrate.agent")
 
 RETRYABLE = frozenset({EngineErrorCode.SOURCE_UNREACHABLE, EngineErrorCode.TARGET_UNREACHABLE,
                        EngineErrorCode.COPY_WORKER_LOST})
+# A migration's `changeCapture`, in the engine's words.
+CAPTURE_SCOPES = {"AUTO": CaptureScope.AUTO, "DEPLOYMENT": CaptureScope.CLUSTER, "COLLECTION": CaptureScope.COLLECTION}
 
 
 @dataclass(frozen=True)
@@ -46,10 +49,11 @@ class RunnerSettings:
     exact_counts: bool = False
     spool_limit_bytes: int = MigrationOptions.spool_limit_bytes
     processes: int | None = None  # the copy's worker processes (`copy_processes.py`); None: the default
+    in_process: bool = False  # the migration host `serve` runs, whose capture is `serve --agent-capture`
 
     @classmethod
     def from_settings(cls, settings: Settings, state_dir: Path, capture: str | None = None,
-                      processes: int | None = None) -> RunnerSettings:
+                      processes: int | None = None, *, in_process: bool = False) -> RunnerSettings:
         """What a migration host's jobs run with; `capture` and `processes` (command-line options) override
         the settings."""
         return cls(state_dir=state_dir, capture=CaptureScope(capture or settings.agent_capture),
@@ -58,12 +62,30 @@ class RunnerSettings:
                    ready_lag_seconds=settings.agent_ready_lag_seconds,
                    count_check_seconds=settings.agent_count_check_seconds,
                    verify_sample=settings.agent_verify_sample, exact_counts=settings.agent_exact_counts,
-                   spool_limit_bytes=settings.agent_spool_limit_mb * 1024**2)
+                   spool_limit_bytes=settings.agent_spool_limit_mb * 1024**2, in_process=in_process)
 
-    def options(self, drop_target: bool) -> MigrationOptions:
-        return MigrationOptions(drop_target=drop_target, capture=self.capture, processes=self.processes,
+    def options(self, drop_target: bool, change_capture: ChangeCapture | None = None) -> MigrationOptions:
+        """A job's options: the capture its migration asks for (`changeCapture`), else this host's."""
+        capture = self.capture if change_capture is None else CAPTURE_SCOPES[change_capture]
+        return MigrationOptions(drop_target=drop_target, capture=capture, processes=self.processes,
                                 count_check_seconds=self.count_check_seconds, verify_sample=self.verify_sample,
-                                exact_counts=self.exact_counts, spool_limit_bytes=self.spool_limit_bytes)
+                                exact_counts=self.exact_counts, spool_limit_bytes=self.spool_limit_bytes,
+                                capture_remedies=self.capture_remedies())
+
+    def capture_remedies(self) -> dict[str, str]:
+        """How a person gives a job the other change capture: a migration asks for its own when created
+        (so the stuck one is cancelled and created again, nothing restarted), or the host's default."""
+
+        def remedy(api_value: str, cli_value: str) -> str:
+            default = (f"`livemigrate serve --agent-capture {cli_value}` (the migration host `serve` runs)"
+                       if self.in_process else f"`livemigrate agent --capture {cli_value}` (or "
+                       f"LIVEMIGRATE_AGENT_CAPTURE={cli_value}) on the migration host")
+            return ("cancel this migration (`livemigrate target live-migrations cancel`, DELETE "
+                    f"…/liveMigrations/{{id}}, or the console) and create it again with changeCapture {api_value}; "
+                    f"or make it this host's default: {default}")
+
+        return {"collection": remedy("COLLECTION", "collection"),
+                "cluster": remedy("DEPLOYMENT", "cluster") + " (a deployment-wide change stream needs MongoDB 4.0+)"}
 
 
 @dataclass(frozen=True)
@@ -75,10 +97,12 @@ class SharedSetup:
 
 
 class JobRunner:
-    def __init__(self, job: HostJob, settings: RunnerSettings,
-                 on_news: Callable[[], None] | None = None, shared: SharedSetup | None = None) -> None:
+    def __init__(self, job: HostJob, settings: RunnerSettings, on_news: Callable[[], None] | None = None,
+                 shared: SharedSetup | None = None, hostname: str | None = None) -> None:
         """`shared`: this host holds the change capture of a migration several hosts share
-        (`shared_job.py`): the checkpoints are the shared ones, the ledger and the spool this host's."""
+        (`shared_job.py`): the checkpoints are the shared ones, the ledger and the spool this host's.
+        `hostname`: this migration host's, as another migration refused its destination is told."""
+        self._holder = f"live migration {job.id} on migration host {hostname or socket.gethostname()}"
         self._shared = shared
         self._on_news = on_news  # called on a new phase and at the end: worth reporting at once
         self.job_id = job.id
@@ -87,7 +111,7 @@ class JobRunner:
         self._source_uri = job.sourceUri
         self._target_uri = job.destinationUri
         self._settings = settings
-        self._options = settings.options(drop_target=job.dropDestinationData)
+        self._options = settings.options(drop_target=job.dropDestinationData, change_capture=job.changeCapture)
         self._lock = threading.Lock()
         self._latest: MigrationEvent | None = None
         self._final: ProgressReport | None = None
@@ -165,7 +189,8 @@ class JobRunner:
             while not self._stopping.is_set():
                 migration = Migration(self._source_uri, self._target_uri, self._options, checkpoints, self._on_event,
                                       ledger, spool_path=self._settings.state_dir / self.job_id / Spool.FILE_NAME,
-                                      shared=self._shared.host if self._shared is not None else None)
+                                      shared=self._shared.host if self._shared is not None else None,
+                                      holder=self._holder)
                 with self._lock:
                     self._migration = migration
                 if self._cutover.is_set():

@@ -82,6 +82,21 @@ class SharedJobRunner:
     def running(self) -> bool:
         return self._thread.is_alive()
 
+    def forget_shared_state(self) -> None:
+        """Once this job is cancelled and stopped: its checkpoints on the destination go (whichever host
+        removes them first; best effort, as a destination may be gone)."""
+        try:
+            target = connect(self._job.destinationUri or "", "target")
+        except EngineError as error:
+            log.warning("job %s: its checkpoints on the destination stay (%s)", self.job_id, error)
+            return
+        try:
+            DestinationCheckpointStore(target, self.job_id).drop()
+        except PyMongoError as error:
+            log.warning("job %s: its checkpoints on the destination stay (%s)", self.job_id, type(error).__name__)
+        finally:
+            target.close()
+
     def report(self) -> dict[str, Any]:
         """The migration's report while this host holds the capture (with this host's part), else this
         host's part alone."""
@@ -167,7 +182,8 @@ class SharedJobRunner:
     def _copy_some(self, source: MongoClient[Any], target: MongoClient[Any],
                    checkpoints: DestinationCheckpointStore, host: SharedHost) -> None:
         """Copy leased ranges until they are all done, or the capture's lease is free to take."""
-        options = self._settings.options(drop_target=self._job.dropDestinationData)
+        options = self._settings.options(drop_target=self._job.dropDestinationData,
+                                         change_capture=self._job.changeCapture)
         part = host.copy_part(checkpoints, options, on_batch=lambda: None)
         round_over = threading.Event()
         watcher = threading.Thread(target=self._watch_capture, args=(round_over,), daemon=True)
@@ -188,7 +204,7 @@ class SharedJobRunner:
     def _hold_capture(self, setup: SharedSetup) -> bool:
         """Run the migration while this host holds the capture; True once it ended (COMPLETE, FAILED)."""
         log.info("job %s: this host holds the change capture and runs the migration", self.job_id)
-        runner = JobRunner(self._job, self._settings, on_news=self._on_news, shared=setup)
+        runner = JobRunner(self._job, self._settings, on_news=self._on_news, shared=setup, hostname=self._hostname)
         if self._cutover.is_set():
             runner.request_cutover()
         with self._lock:

@@ -102,7 +102,8 @@ def serve(
 
         embedded = EmbeddedAgents(store, f"http://{host}:{port}",
                                   RunnerSettings.from_settings(settings, default_state_dir(),
-                                                               agent_capture.value if agent_capture else None),
+                                                               agent_capture.value if agent_capture else None,
+                                                               in_process=True),
                                   agent_hostname)
     uvicorn.run(create_app(settings, store, on_started=embedded.start if embedded else None,
                            on_stopping=embedded.stop if embedded else None),

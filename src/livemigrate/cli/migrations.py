@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Callable
+from enum import Enum
 from typing import TYPE_CHECKING, Any
 
 import typer
@@ -199,14 +200,25 @@ def clusters_list(group: str = GROUP, output: OutputFormat = OUTPUT_OPTION, base
 
 def _request(group: str, source_group: str, source_cluster: str, destination_cluster: str, migration_hosts: list[str],
              drop_destination_data: bool, source_username: str | None, source_password: str | None,
-             source_ssl: bool) -> dict[str, Any]:
+             source_ssl: bool, change_capture: ChangeCaptureChoice | None = None) -> dict[str, Any]:
     source: dict[str, Any] = {"clusterName": source_cluster, "groupId": source_group, "managedAuthentication": False,
                               "ssl": source_ssl}
     if source_username:
         source.update(username=source_username, password=source_password)
-    return {"source": source, "destination": {"clusterName": destination_cluster, "groupId": group,
-                                              "hostnameSchemaType": "PUBLIC"},
-            "migrationHosts": migration_hosts, "dropDestinationData": drop_destination_data}
+    request = {"source": source, "destination": {"clusterName": destination_cluster, "groupId": group,
+                                                 "hostnameSchemaType": "PUBLIC"},
+               "migrationHosts": migration_hosts, "dropDestinationData": drop_destination_data}
+    if change_capture is not None:
+        request["changeCapture"] = change_capture.value
+    return request
+
+
+class ChangeCaptureChoice(str, Enum):
+    """A migration's `changeCapture`, as the API names it."""
+
+    AUTO = "AUTO"
+    DEPLOYMENT = "DEPLOYMENT"
+    COLLECTION = "COLLECTION"
 
 
 SOURCE_GROUP = typer.Option(..., "--source-group", help="Source project id (from availableProjects).")
@@ -218,6 +230,11 @@ DROP = typer.Option(False, "--drop-destination-data", help="Replace what the des
 SOURCE_USER = typer.Option(None, "--source-username")
 SOURCE_PASSWORD = typer.Option(None, "--source-password", envvar="LIVEMIGRATE_SOURCE_PASSWORD")
 SOURCE_SSL = typer.Option(False, "--source-ssl")
+CHANGE_CAPTURE = typer.Option(
+    None, "--change-capture", case_sensitive=False, show_default=False,
+    help="This migration's change capture: DEPLOYMENT (one deployment-wide change stream, MongoDB 4.0+), "
+         "COLLECTION (one stream per collection) or AUTO (by the source's version); default: the migration "
+         "host's own setting.")
 
 
 def _request_command(send: Callable[[ApiClient, str, dict[str, Any]], dict[str, Any]],
@@ -228,10 +245,11 @@ def _request_command(send: Callable[[ApiClient, str, dict[str, Any]], dict[str, 
                 destination_cluster: str = DESTINATION, migration_host: list[str] = MIGRATION_HOST,
                 drop_destination_data: bool = DROP, source_username: str | None = SOURCE_USER,
                 source_password: str | None = SOURCE_PASSWORD, source_ssl: bool = SOURCE_SSL,
+                change_capture: ChangeCaptureChoice | None = CHANGE_CAPTURE,
                 output: OutputFormat = OUTPUT_OPTION, base_url: str = BASE_URL,
                 public_key: str = PUBLIC_KEY, private_key: str = PRIVATE_KEY) -> None:
         request = _request(group, source_group, source_cluster, destination_cluster, migration_host,
-                           drop_destination_data, source_username, source_password, source_ssl)
+                           drop_destination_data, source_username, source_password, source_ssl, change_capture)
         with api_errors(), client(base_url, public_key, private_key) as api:
             answer = send(api, group, request)
         emit(output, answer, lambda: _fields(answer, shown))
@@ -310,6 +328,36 @@ def migrations_cutover(group: str = GROUP, migration_id: str = ID,
     console.print(f"Cutover of {migration_id} requested; `live-migrations watch` follows it to COMPLETE.")
     if detail:
         typer.echo(detail)  # never wrapped: it may say to stop the application's writes now
+
+
+@live_migrations.command("cancel")
+def migrations_cancel(group: str = GROUP, migration_id: str = ID,
+                      force: bool = typer.Option(False, "--force", help="Do not ask for confirmation."),
+                      wait: float = typer.Option(60.0, "--wait", min=0, metavar="SECONDS",
+                                                 help="How long to wait for its migration hosts to stop (0: not)."),
+                      output: OutputFormat = OUTPUT_OPTION, base_url: str = BASE_URL, public_key: str = PUBLIC_KEY,
+                      private_key: str = PRIVATE_KEY) -> None:
+    """Cancel a migration that has not finished: it ends FAILED, its migration hosts stop writing and remove
+    its state, and its destination is free for another migration. What the destination holds stays."""
+    if not force and not typer.confirm(f"Cancel live migration {migration_id}? It cannot be resumed."):
+        raise typer.Exit(1)
+    with api_errors(), client(base_url, public_key, private_key) as api:
+        found = api.cancel(group, migration_id)
+        deadline = time.monotonic() + wait
+        while found.get("hostsStoppedAt") is None and time.monotonic() < deadline:
+            time.sleep(0.5)
+            found = api.migration(group, migration_id)
+
+    def human() -> None:
+        _fields(found, ["_id", "status", "cancelledAt", "cancelledBy", "hostsStoppedAt", "errorMessage"])
+        if found.get("hostsStoppedAt"):
+            console.print("Its migration hosts have stopped writing; the destination keeps what was copied and "
+                          "replicated so far. A new migration may use it (with --drop-destination-data).")
+        else:
+            console.print("Its migration hosts have not said yet that they stopped; `live-migrations describe` "
+                          "shows hostsStoppedAt once they have. Until then the destination stays this migration's.")
+
+    emit(output, found, human)
 
 
 @live_migrations.command("watch")

@@ -103,6 +103,10 @@ class ApiClient:
         answer = self._call("PUT", f"{TARGET_PREFIX}/groups/{group_id}/liveMigrations/{migration_id}/cutover")
         return str(answer["detail"]) if isinstance(answer, dict) and answer.get("detail") else None
 
+    def cancel(self, group_id: str, migration_id: str) -> dict[str, Any]:
+        """The migration, cancelled (FAILED at once; `hostsStoppedAt` once its hosts have stopped)."""
+        return dict(self._call("DELETE", f"{TARGET_PREFIX}/groups/{group_id}/liveMigrations/{migration_id}"))
+
     def list_projects(self, side: str) -> list[dict[str, Any]]:
         """The projects of every org the key belongs to."""
         prefix = SOURCE_PREFIX if side == SOURCE else TARGET_PREFIX

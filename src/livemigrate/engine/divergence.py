@@ -62,20 +62,31 @@ class CountCheck:
         return self.checked and not self.pending and not self.divergences
 
 
-def warning_text(divergences: Sequence[Divergence], capture: str) -> str:
+# How a person runs `livemigrate migrate` again with the other change capture; a migration host's jobs
+# say it in the API's words instead (`MigrationOptions.capture_remedies`).
+MIGRATE_REMEDIES = {
+    "collection": "run with --capture collection (a migration host: `livemigrate agent --capture collection` or "
+                  "LIVEMIGRATE_AGENT_CAPTURE=collection), starting the migration again",
+    "cluster": "on a source with deployment-wide change streams run with --capture cluster; otherwise start the "
+               "migration again once the source's collections are all created, or leave out the collections made "
+               "later with --exclude",
+}
+
+
+def warning_text(divergences: Sequence[Divergence], capture: str, remedies: Mapping[str, str] | None = None) -> str:
+    """The warning, its likely cause by the capture in use, and the remedy: to switch to the other capture,
+    said as `remedies` (keyed by the capture to switch to) says it."""
     shown = "; ".join(f"{d.namespace}: {d.source_count} document(s) on the source, {d.destination_count} on the "
                       f"destination for {d.seconds:.0f} s" for d in divergences[:10])
     more = f" and {len(divergences) - 10} more namespace(s)" if len(divergences) > 10 else ""
+    said = {**MIGRATE_REMEDIES, **(remedies or {})}
     if capture == "cluster":
         cause = ("the change capture is likely delivering nothing: some servers accept a deployment-wide change "
-                 "stream and never emit. Remedy: run with --capture collection (a migration host: `livemigrate "
-                 "agent --capture collection` or LIVEMIGRATE_AGENT_CAPTURE=collection), starting the migration again")
+                 f"stream and never emit. Remedy: {said['collection']}")
     else:
         cause = ("the change capture is likely missing changes: per-collection streams do not see collections created "
-                 "after the migration started, and some servers accept a stream and never emit. Remedy: on a source "
-                 "with deployment-wide change streams run with --capture cluster; otherwise start the migration again "
-                 "once the source's collections are all created, or leave out the collections made later with "
-                 "--exclude")
+                 f"after the migration started, and some servers accept a stream and never emit. Remedy: "
+                 f"{said['cluster']}")
     return f"the destination is behind the source and the change stream does not explain it ({shown}{more}); {cause}."
 
 
@@ -84,9 +95,10 @@ class DivergenceMonitor:
 
     def __init__(self, source: MongoClient[Any], target: MongoClient[Any], namespaces: Callable[[], Sequence[str]],
                  interval: float, stopping: threading.Event, *, capture: str, exact: bool = False,
-                 on_change: Callable[[], None] | None = None) -> None:
+                 on_change: Callable[[], None] | None = None, remedies: Mapping[str, str] | None = None) -> None:
         self._clients = (source, target)
         self._capture = capture
+        self._remedies = remedies
         self._namespaces = namespaces
         self._interval = interval
         self._stopping = stopping
@@ -123,7 +135,7 @@ class DivergenceMonitor:
     def warning(self) -> str | None:
         """What to tell a person while there is a divergence: which namespaces, the likely cause, the remedy."""
         divergences = self.state().divergences
-        return warning_text(divergences, self._capture) if divergences else None
+        return warning_text(divergences, self._capture, self._remedies) if divergences else None
 
     def join(self, timeout: float | None = None) -> None:
         if self._thread.is_alive():
@@ -174,7 +186,7 @@ class DivergenceMonitor:
             self._history.append((now, dict(self._delivered)))
             self._state = CountCheck(True, tuple(pending), tuple(divergences))
         if divergences and {d.namespace for d in divergences} != {d.namespace for d in previous.divergences}:
-            log.warning("%s", warning_text(divergences, self._capture))
+            log.warning("%s", warning_text(divergences, self._capture, self._remedies))
         elif previous.divergences and not divergences:
             log.info("counts agree again on every namespace")
         if self._on_change is not None and (previous.agrees != self._state.agrees

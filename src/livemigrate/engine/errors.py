@@ -17,6 +17,8 @@ class EngineErrorCode(str, Enum):
     INVALID_URI = "INVALID_URI"
     SPOOL_LIMIT_EXCEEDED = "SPOOL_LIMIT_EXCEEDED"
     COPY_WORKER_LOST = "COPY_WORKER_LOST"
+    DESTINATION_IN_USE = "DESTINATION_IN_USE"  # another migration writes the destination now
+    DESTINATION_TAKEN_OVER = "DESTINATION_TAKEN_OVER"  # another migration wrote it since this one last ran
 
 
 class EngineError(Exception):

@@ -14,8 +14,9 @@ verdict trusts the change stream alone: while replicating, both sides' counts ar
 (`divergence.py`), and the verdict adds counts and a sample read on both sides (`verdict.py`).
 
 Guarantees, and where they come from:
-- nothing is written to the target before both ends answer and the target is known to be empty
-  (or `drop_target` is set);
+- nothing is written to the target before both ends answer, the migration holds its claim on the
+  target (`destination_claim.py`: no other migration writes it meanwhile), and the target is known
+  to be empty (or `drop_target` is set);
 - the change-capture start point is saved before the first document is copied, and the streams are
   read from there all through the copy into the spool (`spool.py`), so every change made during the
   copy is replayed afterwards, however long the copy outlasts the source's change history;
@@ -42,7 +43,8 @@ from livemigrate.engine.capture import Capture, ClusterCapture, CollectionCaptur
 from livemigrate.engine.checkpoints import CheckpointStore, Document, SqliteCheckpointStore
 from livemigrate.engine.connect import connect, wire_version
 from livemigrate.engine.copy_processes import CopyProcesses, WorkerSetup
-from livemigrate.engine.discover import collection_namespaces, discover
+from livemigrate.engine.destination_claim import DestinationClaim, default_holder
+from livemigrate.engine.discover import Discovery, collection_namespaces, discover
 from livemigrate.engine.errors import EngineError, EngineErrorCode, redact, redact_uri
 from livemigrate.engine.events import Phase
 from livemigrate.engine.initial_copy import InitialCopy
@@ -87,12 +89,14 @@ class Migration:
 
     def __init__(self, source_uri: str, target_uri: str, options: MigrationOptions, checkpoints: CheckpointStore,
                  on_event: EventListener | None = None, ledger: VerificationLedger | None = None,
-                 spool_path: Path | None = None, shared: SharedHost | None = None) -> None:
+                 spool_path: Path | None = None, shared: SharedHost | None = None, holder: str | None = None) -> None:
         """`spool_path`: where the changes read during the copy wait (`spool.py`); beside the checkpoints,
         so that a restarted host finds them. None keeps them in memory. `shared`: this host holds the
         change capture of a migration whose copy several hosts share (`shared_copy.py`); its
-        checkpoints are then the shared ones (`shared_state.py`)."""
+        checkpoints are then the shared ones (`shared_state.py`). `holder`: who runs it, as another
+        migration refused the destination is told (`destination_claim.py`)."""
         self.shared = shared
+        self.holder = holder or default_holder()
         self.source_uri = source_uri
         self.spool_path = spool_path
         self.target_uri = target_uri
@@ -130,15 +134,19 @@ class Migration:
             raise
         capture: Capture | None = None
         replay: Replay | None = None
+        claim: DestinationClaim | None = None
         clean_exit = completed = False
         spool = Spool(self.spool_path, self.options.spool_limit_bytes)
         try:
-            meta, capture = self._start_or_resume(source, target, spool)
+            claim, discovery = self._claim_destination(source, target)
+            meta, capture = self._start_or_resume(source, target, spool, claim.migration_id, discovery)
             replay = Replay(source, target, options=self.options, checkpoints=self.checkpoints, ledger=self.ledger,
                             controls=self._controls, progress=self._progress, migration_id=_migration_id(meta),
                             capture_scope=str(meta["capture"]), target_uri=self.target_uri,
                             planned=self._collections, namespaces_now=lambda: self._namespaces_now(source))
             result = self._run_phases(source, target, meta, capture, replay, spool, until_caught_up)
+            if claim.lost is not None:
+                raise claim.lost  # stopped because another migration took the destination: not resumable
             clean_exit = True
             completed = result.phase is Phase.COMPLETE
             return result
@@ -157,6 +165,8 @@ class Migration:
                 spool.remove()  # nothing left to apply: the file goes
             else:
                 spool.close()
+            if claim is not None:
+                claim.release()  # writing no more: a stopped run that another migration follows cannot resume
             source.close()
             target.close()
 
@@ -246,13 +256,36 @@ class Migration:
 
     # --- start, or resume ------------------------------------------------------------------------
 
-    def _start_or_resume(self, source: MongoClient[Any], target: MongoClient[Any],
-                         spool: Spool) -> tuple[Document, Capture]:
+    def _claim_destination(self, source: MongoClient[Any],
+                           target: MongoClient[Any]) -> tuple[DestinationClaim, Discovery | None]:
+        """This migration's claim on the destination, before anything is written there: refused while
+        another migration writes it, to a resumed one when another has written it since, and (a fresh
+        one) when the destination holds documents it would copy over without `drop_target`. Each
+        refusal is decided by reading only, so that a refused run leaves nothing on the destination.
+        Also what a fresh migration discovered of the source."""
+        meta = self.checkpoints.load("meta").get("meta")
+        if meta is not None:
+            self._check_state(meta)
+        claim = DestinationClaim(target, _migration_id(meta) if meta is not None else uuid.uuid4().hex, self.holder)
+        claim.check(resuming=meta is not None)
+        discovery = None
+        if meta is None:
+            discovery = discover(source, self.options.namespaces)
+            occupied = writer.non_empty_namespaces(target, [spec.namespace for spec in discovery.collections])
+            if occupied and not self.options.drop_target:
+                raise EngineError(EngineErrorCode.TARGET_NOT_EMPTY,
+                                  f"the target already holds documents in {', '.join(occupied)}; "
+                                  "pass --drop-target to replace them, or exclude those namespaces")
+        claim.take(resuming=meta is not None)
+        claim.keep(on_lost=self.stop)
+        return claim, discovery
+
+    def _start_or_resume(self, source: MongoClient[Any], target: MongoClient[Any], spool: Spool,
+                         migration_id: str, discovery: Discovery | None) -> tuple[Document, Capture]:
         meta = self.checkpoints.load("meta").get("meta")
         if meta is None:
             spool.clear()  # a fresh migration: whatever another one left is not ours
-            return self._start(source, target)
-        self._check_state(meta)
+            return self._start(source, target, migration_id, discovery or discover(source, self.options.namespaces))
         self._resumed = self._progress.resumed = True
         if not self.ledger.belongs_to(_migration_id(meta)):
             log.info("no verification ledger of this migration here: both sides are read again after the copy")
@@ -265,19 +298,14 @@ class Migration:
                      spool.pending())
         return meta, self._open_capture(source, meta, spooled or tokens, [key for key in tokens if key != "*"])
 
-    def _start(self, source: MongoClient[Any], target: MongoClient[Any]) -> tuple[Document, Capture]:
-        discovery = discover(source, self.options.namespaces)
+    def _start(self, source: MongoClient[Any], target: MongoClient[Any], migration_id: str,
+               discovery: Discovery) -> tuple[Document, Capture]:
         namespaces = [spec.namespace for spec in discovery.collections]
-        occupied = writer.non_empty_namespaces(target, namespaces)
-        if occupied and not self.options.drop_target:
-            raise EngineError(EngineErrorCode.TARGET_NOT_EMPTY,
-                              f"the target already holds documents in {', '.join(occupied)}; "
-                              "pass --drop-target to replace them, or exclude those namespaces")
         scope = self.options.capture
         if scope is CaptureScope.AUTO:
             scope = (CaptureScope.CLUSTER if wire_version(source) >= WIRE_VERSION_CLUSTER_STREAMS
                      else CaptureScope.COLLECTION)
-        meta: Document = {"id": uuid.uuid4().hex, "source": redact_uri(self.source_uri),
+        meta: Document = {"id": migration_id, "source": redact_uri(self.source_uri),
                           "target": redact_uri(self.target_uri), "capture": scope.value, "phase": Step.COPY.value,
                           "startedAt": time.time()}
         self.ledger.begin(_migration_id(meta))

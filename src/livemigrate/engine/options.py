@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fnmatch
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import Enum
 
@@ -87,3 +88,7 @@ class MigrationOptions:
     discover_seconds: float = 5.0
     # The most the changes read during the copy may take on disk before they are applied (`spool.py`).
     spool_limit_bytes: int = 10 * 1024**3
+    # How a person starts this migration again with the other change capture, keyed by that capture
+    # ("collection", "cluster"), for the warning of a capture that seems to miss changes
+    # (`divergence.py`); empty: as `livemigrate migrate` is run.
+    capture_remedies: Mapping[str, str] = field(default_factory=dict)

@@ -136,7 +136,7 @@ class Replay:
         monitor = self._monitor = DivergenceMonitor(
             self._source, self._target, self._namespaces_now, self._options.count_check_seconds,
             self._end_of_replication, capture=self._capture_scope, exact=self._options.exact_counts,
-            on_change=controls.wake.set).start()
+            on_change=controls.wake.set, remedies=self._options.capture_remedies).start()
         looked_at_cutover = False
         quiet_wait = self._options.poll_seconds
         while not controls.stopping.is_set():

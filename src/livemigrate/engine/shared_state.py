@@ -55,6 +55,10 @@ class DestinationCheckpointStore:
     def clear(self) -> None:
         self._collection.delete_many({})
 
+    def drop(self) -> None:
+        """The migration was cancelled: nothing of it is to be resumed."""
+        self._collection.drop()
+
     def end(self, status: str) -> None:
         """The migration ended (COMPLETE, FAILED): its checkpoints go, and one document says it ended, so
         that a host that takes the capture late does not start the migration afresh (a fresh start

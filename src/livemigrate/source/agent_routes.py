@@ -99,11 +99,12 @@ def _job_for_host(context: AppContext, group_id: str, job: LinkJob) -> HostJob:
     found = [deployment for deployment in hosts.deployments(hosts.list_hosts(context.store, group_id))
              if deployment.name == job.sourceClusterName]
     source_uri = hosts.cluster_uri(found[0], context.secret_box, job.sourceUsername, job.sourcePassword,
-                                   job.sourceSsl, job.sourceCaCertificatePath) if found else None
+                                   job.sourceSsl, job.sourceCaCertificatePath) \
+        if found and not job.cancelRequested else None  # a cancelled job needs no connection to stop
     return HostJob(id=job.id, kind=job.kind, status=job.status, sourceClusterName=job.sourceClusterName, sourceUri=source_uri,
                    destinationUri=job.destinationUri, dropDestinationData=job.dropDestinationData,
-                   cutoverRequested=job.cutoverRequested,
-                   migrationHosts=job.hosts() if len(job.hosts()) > 1 else [])
+                   cutoverRequested=job.cutoverRequested, changeCapture=job.changeCapture,
+                   cancelRequested=job.cancelRequested, migrationHosts=job.hosts() if len(job.hosts()) > 1 else [])
 
 
 @router.patch("/groups/{group_id}/liveMigrations/agentJobs/{job_id}",

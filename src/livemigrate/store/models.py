@@ -231,6 +231,15 @@ class LiveMigration(Base):
     migration_hosts: Mapped[list[str] | None] = mapped_column(JSON, nullable=True)
     drop_destination_data: Mapped[bool] = mapped_column(Boolean, default=False)
     sharding: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    # The change capture its hosts run (AUTO, DEPLOYMENT, COLLECTION); None: each host's own setting.
+    change_capture: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    # `project/cluster` while the migration may write its destination, None once it no longer can:
+    # unique, so that two migrations never hold one destination, however their requests race.
+    destination_claim: Mapped[str | None] = mapped_column(String(100), nullable=True, unique=True, index=True)
+    cancelled_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    cancelled_by: Mapped[str | None] = mapped_column(String(64), nullable=True)  # the key that cancelled it
+    # When its hosts said they had stopped writing and removed the job's state (a cancel's confirmation).
+    hosts_stopped_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
     status: Mapped[str] = mapped_column(String(16), default=MigrationStatus.NEW.value)
     phase: Mapped[str | None] = mapped_column(String(32), nullable=True)
     lag_time_seconds: Mapped[float | None] = mapped_column(Float, nullable=True)

@@ -54,6 +54,11 @@ def revoke_link_tokens(store: Store, org_id: str) -> int:
                                                     LiveMigration.status.in_([status.value for status in RUNNING]))
                         .values(status=MigrationStatus.FAILED.value, error_message=REVOKED_WHILE_RUNNING,
                                 ready_for_cutover=False))
+        # No host of these links can be told anything now (a cancel's included): their destinations are
+        # free; a host still writing is held off by the engine's own claim on the destination.
+        session.execute(update(LiveMigration).where(LiveMigration.target_org_id == org_id,
+                                                    LiveMigration.destination_claim.is_not(None))
+                        .values(destination_claim=None))
         key_ids = list(session.scalars(
             select(LinkToken.api_key_id).where(LinkToken.org_id == org_id, LinkToken.revoked_at.is_(None))))
         session.execute(update(LinkToken).where(LinkToken.org_id == org_id, LinkToken.revoked_at.is_(None))

@@ -8,13 +8,13 @@ from datetime import timedelta
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr, field_validator, model_validator
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
 from livemigrate.context import AppContext, context_of
-from livemigrate.contracts import ProgressReport
+from livemigrate.contracts import ChangeCapture, ProgressReport
 from livemigrate.directory.views import iso, self_links
 from livemigrate.guards import LinkKey, project_role
 from livemigrate.http import long_poll
@@ -74,6 +74,17 @@ class LiveMigrationRequest(Strict):
     dropDestinationData: StrictBool | None = None
     dropEnabled: StrictBool | None = None  # the older name of dropDestinationData
     sharding: dict[str, Any] | None = None
+    # An extension: the change capture its hosts run (absent: each host's own setting).
+    changeCapture: ChangeCapture | None = None
+
+    @field_validator("sharding")
+    @classmethod
+    def no_sharding_yet(cls, sharding: dict[str, Any] | None) -> dict[str, Any] | None:
+        """Refused, not stored and ignored: a sharded destination is not supported yet."""
+        if sharding:
+            raise ValueError("sharded destinations are not supported yet (a destination is migrated as a replica "
+                             "set, without sharding any collection): leave sharding out")
+        return sharding
 
     @model_validator(mode="after")
     def one_drop_flag(self) -> LiveMigrationRequest:
@@ -92,7 +103,7 @@ class LiveMigrationRequest(Strict):
             migration_hosts=tuple(dict.fromkeys(self.migrationHosts)),  # a host named twice is one host
             drop_destination_data=bool(self.dropDestinationData if self.dropDestinationData is not None
                                        else self.dropEnabled),
-            sharding=self.sharding)
+            sharding=None, change_capture=self.changeCapture)
 
 
 def window(context: AppContext) -> timedelta:
@@ -127,7 +138,8 @@ def list_clusters(request: Request, group_id: GroupId, project: ProjectReader) -
 
 
 @router.post("/groups/{group_id}/liveMigrations/validate", summary="Validate a migration request (PENDING at once)",
-             openapi_extra=openapi_body(LiveMigrationRequest), responses=errors(PROJECT, BODY))
+             openapi_extra=openapi_body(LiveMigrationRequest),
+             responses=errors(PROJECT, BODY, ErrorCode.LIVE_MIGRATION_DESTINATION_IN_USE))
 async def validate(request: Request, group_id: GroupId, project: ProjectOwner) -> Response:
     body = await parse_body(request, LiveMigrationRequest, allow_atlas_versioned=True)
     validation = await validate_in_background(request, project, body.to_request())
@@ -136,8 +148,10 @@ async def validate(request: Request, group_id: GroupId, project: ProjectOwner) -
 
 async def validate_in_background(request: Request, project: Project,
                                  migration_request: migrations.MigrationRequest) -> LiveMigrationValidation:
-    """The validation, PENDING; its checks run after the answer (the API's and the console's alike)."""
+    """The validation, PENDING; its checks run after the answer (the API's and the console's alike). A
+    destination another migration writes is refused at once (409), as a create is."""
     context = context_of(request)
+    await run_in_threadpool(migrations.check_destination_free, context.store, project.id, migration_request)
     validation = await run_in_threadpool(validations.start_validation, context.store, project.id, migration_request)
     task = asyncio.create_task(run_in_threadpool(validations.run_validation, context.store, context.secret_box,
                                                  project.org_id, project.id, validation.id, migration_request))
@@ -155,7 +169,8 @@ def get_validation(request: Request, group_id: GroupId, validation_id: Validatio
 
 @router.post("/groups/{group_id}/liveMigrations", summary="Create a push live migration", status_code=201,
              openapi_extra=openapi_body(LiveMigrationRequest),
-             responses=errors(PROJECT, BODY, ErrorCode.LIVE_MIGRATION_INVALID_REQUEST))
+             responses=errors(PROJECT, BODY, ErrorCode.LIVE_MIGRATION_INVALID_REQUEST,
+                              ErrorCode.LIVE_MIGRATION_DESTINATION_IN_USE))
 async def create(request: Request, group_id: GroupId, project: ProjectOwner) -> Response:
     context = context_of(request)
     body = await parse_body(request, LiveMigrationRequest, allow_atlas_versioned=True)
@@ -180,6 +195,21 @@ def get_migration(request: Request, group_id: GroupId, migration_id: MigrationId
     context = context_of(request)
     return respond(request, migrations.migration_view(
         migrations.get_migration(context.store, project.id, migration_id, window(context), hosts_gone(context))))
+
+
+@router.delete("/groups/{group_id}/liveMigrations/{migration_id}", summary="Cancel a live migration",
+               status_code=202,
+               description="An extension of this implementation (Atlas cancels its other jobs with `DELETE`): the "
+                           "migration ends `FAILED` at once, with `cancelledAt` and `cancelledBy`; its migration hosts "
+                           "stop writing, lift a source write block a cutover set, remove the job's state and say so "
+                           "(`hostsStoppedAt`), and only then may another migration have its destination.",
+               responses=errors(PROJECT, ErrorCode.LIVE_MIGRATION_NOT_FOUND, ErrorCode.LIVE_MIGRATION_ALREADY_FINISHED))
+def cancel(request: Request, group_id: GroupId, migration_id: MigrationId, project: ProjectOwner) -> Response:
+    context = context_of(request)
+    caller = context.authenticator.authenticate(request)  # the guard's, kept for the request
+    found = migrations.cancel_migration(context.store, project.id, migration_id, window(context),
+                                        by=f"API key {caller.public_key}")
+    return respond(request, migrations.migration_view(found), 202)
 
 
 @router.put("/groups/{group_id}/liveMigrations/{migration_id}/cutover", summary="Cut over: drain, verify, complete",

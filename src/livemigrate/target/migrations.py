@@ -3,8 +3,9 @@ serves, progress, cutover and expiry (validations are `validations.py`'s).
 
 A migration's life: NEW (created) → WORKING (its migration host reported) → readyForCutover (the
 copy is done and the lag is small) → cutover requested → COMPLETE; FAILED on any error the host
-reports; EXPIRED when ready for longer than the cutover window without a cutover. Expiry is
-decided whenever a migration is read, so no clock of its own is needed.
+reports, or when cancelled; EXPIRED when ready for longer than the cutover window without a
+cutover. Expiry is decided whenever a migration is read, so no clock of its own is needed. While it
+may write its destination, a migration holds it (`destination_claims.py`).
 """
 
 from __future__ import annotations
@@ -16,9 +17,10 @@ from datetime import datetime, timedelta
 from typing import Any, cast
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from livemigrate.contracts import JobKind, LinkJob, RunningStatus
+from livemigrate.contracts import ChangeCapture, JobKind, LinkJob, ListedStatus
 from livemigrate.crypto import SecretBox
 from livemigrate.directory.views import iso
 from livemigrate.engine.events import Phase  # the phases a migration host reports, as contracts.py names them
@@ -28,8 +30,10 @@ from livemigrate.statuses import FINISHED, RUNNING, MigrationStatus
 from livemigrate.store.database import Store
 from livemigrate.store.models import LiveMigration, LiveMigrationValidation, TargetLink, hosts_of, utcnow
 from livemigrate.target import clusters
+from livemigrate.target.destination_claims import alive_hosts, claim_key, holder_of, in_use
 
 MINIMUM_SOURCE_VERSION = (3, 6)
+DEPLOYMENT_STREAM_VERSION = (4, 0)  # a deployment-wide change stream
 MAX_MIGRATION_HOSTS = 16
 
 
@@ -53,6 +57,7 @@ class MigrationRequest:
     migration_hosts: tuple[str, ...]
     drop_destination_data: bool
     sharding: dict[str, Any] | None
+    change_capture: str | None = None  # AUTO, DEPLOYMENT or COLLECTION; None: the migration host's setting
 
     @property
     def migration_host(self) -> str:
@@ -106,6 +111,9 @@ def find_source(store: Store, target_org_id: str, request: MigrationRequest) -> 
         raise _invalid(f"Source cluster {request.source.cluster_name!r} runs MongoDB "
                        f"{deployment.get('mongoDBVersion') or 'of an unknown version'}; live migration needs "
                        f"{'.'.join(map(str, MINIMUM_SOURCE_VERSION))} or newer: upgrade the source first.")
+    if request.change_capture == "DEPLOYMENT" and version < DEPLOYMENT_STREAM_VERSION:
+        raise _invalid(f"changeCapture DEPLOYMENT needs a deployment-wide change stream, which MongoDB "
+                       f"{deployment.get('mongoDBVersion')} does not have (4.0 or newer does): use COLLECTION, or AUTO.")
     return SourceFinding(link.source_org_id, deployment)
 
 
@@ -153,13 +161,26 @@ def _invalid(reason: str) -> ApiError:
     return ApiError(ErrorCode.LIVE_MIGRATION_INVALID_REQUEST, reason)
 
 
+def check_destination_free(store: Store, project_id: str, request: MigrationRequest) -> None:
+    """409 LIVE_MIGRATION_DESTINATION_IN_USE while another migration may write the destination."""
+    with store.write() as session:  # a claim whose migration writes no more is given up on the way
+        holder = holder_of(session, claim_key(project_id, request.destination_cluster_name))
+        if holder is not None:
+            raise in_use(holder, request.destination_cluster_name)
+
+
 # --- migrations ---------------------------------------------------------------------------------------
 
 
 def create_migration(store: Store, secret_box: SecretBox, target_org_id: str, project_id: str,
                      request: MigrationRequest) -> LiveMigration:
+    """The checks a validation makes of the target's side (the source as pushed, the hosts alive, the
+    destination reachable, empty unless dropDestinationData, and held by no other migration), with
+    the same sentences; then the migration, NEW, holding its destination."""
     finding = find_source(store, target_org_id, request)
-    check_destination(store, secret_box, project_id, request, probe=False)
+    check_destination_free(store, project_id, request)
+    check_destination(store, secret_box, project_id, request, probe=True)
+    key = claim_key(project_id, request.destination_cluster_name)
     migration = LiveMigration(
         id=new_object_id(), project_id=project_id, target_org_id=target_org_id, source_org_id=finding.source_org_id,
         source_project_id=request.source.group_id, source_cluster_name=request.source.cluster_name,
@@ -169,10 +190,21 @@ def create_migration(store: Store, secret_box: SecretBox, target_org_id: str, pr
         destination_cluster_name=request.destination_cluster_name,
         hostname_schema_type=request.hostname_schema_type, migration_host=request.migration_host,
         migration_hosts=list(request.migration_hosts) if len(request.migration_hosts) > 1 else None,
-        drop_destination_data=request.drop_destination_data, sharding=request.sharding, status=MigrationStatus.NEW.value,
+        drop_destination_data=request.drop_destination_data, sharding=request.sharding,
+        change_capture=request.change_capture, destination_claim=key, status=MigrationStatus.NEW.value,
     )
-    with store.write() as session:
-        session.add(migration)
+    try:
+        with store.write() as session:
+            holder = holder_of(session, key)  # one created since the check above
+            if holder is not None:
+                raise in_use(holder, request.destination_cluster_name)
+            session.add(migration)
+    except IntegrityError:  # a create on another replica claimed it between that look and this insert
+        with store.write() as session:
+            holder = holder_of(session, key)
+            if holder is None:
+                raise
+            raise in_use(holder, request.destination_cluster_name) from None
     return migration
 
 
@@ -190,18 +222,29 @@ def _due_to_expire(migration: LiveMigration, window: timedelta) -> bool:
             and migration.cutover_requested_at is None and utcnow() - migration.ready_since > window)
 
 
+def _finish(migration: LiveMigration, status: MigrationStatus, reason: str | None) -> None:
+    """A migration ended by the target's decision (expired, its hosts gone): its host stops at its next
+    job list, and its destination is free for another (`destination_claims.py` says why that is safe)."""
+    migration.status = status.value
+    migration.ready_for_cutover = False
+    migration.error_message = reason
+    migration.destination_claim = None
+
+
 def _expire_if_due(migration: LiveMigration, window: timedelta) -> bool:
     if _due_to_expire(migration, window):
-        migration.status = MigrationStatus.EXPIRED.value
-        migration.ready_for_cutover = False
-        migration.error_message = (f"Ready for cutover since {migration.ready_since:%Y-%m-%dT%H:%M:%SZ} but no cutover "
-                                   f"came within {window.total_seconds() / 3600:g} hours.")
+        _finish(migration, MigrationStatus.EXPIRED,
+                f"Ready for cutover since {migration.ready_since:%Y-%m-%dT%H:%M:%SZ} but no cutover came within "
+                f"{window.total_seconds() / 3600:g} hours.")
         return True
     return False
 
 
-def _load(session: Session, project_id: str, migration_id: str) -> LiveMigration:
-    migration = session.get(LiveMigration, migration_id) if is_object_id(migration_id) else None
+def _load(session: Session, project_id: str, migration_id: str, *, for_update: bool = False) -> LiveMigration:
+    """`for_update`: the row locked until the transaction ends (PostgreSQL), so that two writers of one
+    migration — a cancel and its host's last report, say — take turns rather than overwrite each other."""
+    migration = session.get(LiveMigration, migration_id, with_for_update=for_update) \
+        if is_object_id(migration_id) else None
     if migration is None or migration.project_id != project_id:
         raise ApiError(ErrorCode.LIVE_MIGRATION_NOT_FOUND, f"No live migration {migration_id} in group {project_id}.",
                        [migration_id])
@@ -240,13 +283,11 @@ def _fail_if_hosts_gone(session: Session, migration: LiveMigration, after: timed
     counts a host alive while it heartbeats (`LIVEMIGRATE_MIGRATION_HOST_ALIVE_SECONDS`)."""
     if migration.status not in {status.value for status in RUNNING}:
         return
-    links = session.scalars(select(TargetLink).where(TargetLink.target_org_id == migration.target_org_id,
-                                                     TargetLink.source_org_id == migration.source_org_id))
-    found = _pushed_project(links, migration.source_project_id)
-    if found is None:
+    alive = alive_hosts(session, migration)
+    if alive is None:
         return  # nothing pushed to judge by
     progress = dict(migration.progress or {})
-    if set(hosts_of(migration)) & set(found[1].get("migrationHosts", [])):
+    if set(hosts_of(migration)) & alive:
         if progress.pop("hostsGoneSince", None) is not None:
             migration.progress = progress
         return
@@ -257,11 +298,9 @@ def _fail_if_hosts_gone(session: Session, migration: LiveMigration, after: timed
         return
     gone_for = now - datetime.fromisoformat(str(since))
     if gone_for > after:
-        migration.status = MigrationStatus.FAILED.value
-        migration.ready_for_cutover = False
-        migration.error_message = (f"None of its migration hosts ({', '.join(hosts_of(migration))}) has been alive "
-                                   f"since {since}: start `livemigrate agent` on one of them again, then create the "
-                                   "migration anew.")
+        _finish(migration, MigrationStatus.FAILED,
+                f"None of its migration hosts ({', '.join(hosts_of(migration))}) has been alive since {since}: start "
+                "`livemigrate agent` on one of them again, then create the migration anew.")
 
 
 def hosts_gone_warning(migration: LiveMigration) -> list[str]:
@@ -270,6 +309,41 @@ def hosts_gone_warning(migration: LiveMigration) -> list[str]:
     if since is None or migration.status not in {status.value for status in RUNNING}:
         return []
     return [f"None of its migration hosts ({', '.join(hosts_of(migration))}) is alive since {since}."]
+
+
+def cancel_migration(store: Store, project_id: str, migration_id: str, window: timedelta, by: str) -> LiveMigration:
+    """A migration that has not finished, cancelled: FAILED at once, saying who cancelled it and when.
+    Its hosts are told by their job list (`cancelRequested`): they stop writing, lift a source write
+    block a cutover set, remove the job's state and say so (`hostsStoppedAt`); only then is its
+    destination free for another migration (`destination_claims.py`)."""
+    with store.write() as session:
+        migration = _load(session, project_id, migration_id, for_update=True)
+        _expire_if_due(migration, window)
+        if migration.status in FINISHED:
+            raise ApiError(ErrorCode.LIVE_MIGRATION_ALREADY_FINISHED,
+                           f"Live migration {migration_id} is {migration.status}: there is nothing to cancel.",
+                           [migration.status])
+        now = utcnow()
+        migration.status = MigrationStatus.FAILED.value
+        migration.ready_for_cutover = False
+        migration.cancelled_at, migration.cancelled_by = now, by
+        migration.error_message = f"Cancelled by {by} at {iso(now)}."
+        if migration.progress:
+            migration.progress = {**migration.progress, "warnings": []}
+        return migration
+
+
+def _note_host_stopped(session: Session, migration: LiveMigration, hostname: str) -> None:
+    """A host of a cancelled migration stopped writing and removed the job's state. Once every host that
+    could still write has said so, the destination is free."""
+    progress = dict(migration.progress or {})
+    stopped = sorted({*progress.get("stoppedHosts", []), hostname})
+    migration.progress = {**progress, "stoppedHosts": stopped}
+    remaining = set(hosts_of(migration)) - set(stopped)
+    alive = alive_hosts(session, migration)
+    if not remaining or (alive is not None and not remaining & alive):
+        migration.hosts_stopped_at = migration.hosts_stopped_at or utcnow()
+        migration.destination_claim = None
 
 
 WRITE_BLOCKING_VERSION = (6, 0)  # setUserWriteBlockMode
@@ -324,31 +398,38 @@ def jobs_for(store: Store, secret_box: SecretBox, target_org_id: str, source_org
     with store.read() as session:
         running = list(session.scalars(select(LiveMigration).where(
             LiveMigration.target_org_id == target_org_id, LiveMigration.source_org_id == source_org_id,
-            LiveMigration.status.in_([status.value for status in RUNNING])).order_by(LiveMigration.id)))
+            LiveMigration.status.in_([status.value for status in RUNNING])
+            | (LiveMigration.cancelled_at.is_not(None) & LiveMigration.hosts_stopped_at.is_(None)
+               & LiveMigration.destination_claim.is_not(None))).order_by(LiveMigration.id)))
     due = [migration.id for migration in running if _due_to_expire(migration, window)]
     if due:
         with store.write() as session:
             for migration in session.scalars(select(LiveMigration).where(LiveMigration.id.in_(due))):
                 _expire_if_due(migration, window)
-    return [link_job(store, secret_box, migration, status=cast(RunningStatus, MigrationStatus(migration.status)),
+    return [link_job(store, secret_box, migration, status=cast(ListedStatus, MigrationStatus(migration.status)),
                      cutover_requested=migration.cutover_requested_at is not None)
             for migration in running if migration.id not in due]
 
 
 def link_job(store: Store, secret_box: SecretBox, record: LiveMigration | LiveMigrationValidation, *,
-             status: RunningStatus, kind: JobKind = "MIGRATION", cutover_requested: bool = False) -> LinkJob:
+             status: ListedStatus, kind: JobKind = "MIGRATION", cutover_requested: bool = False) -> LinkJob:
     """A migration, or a validation's pre-flight, as the link lists it to the source: the two records
-    keep the request's source and destination under the same names."""
-    cluster = clusters.find_cluster(store, record.project_id, str(record.destination_cluster_name))
+    keep the request's source and destination under the same names. A cancelled migration is listed
+    until its hosts have stopped, without its secrets: they need none to stop."""
+    cancelled = isinstance(record, LiveMigration) and record.cancelled_at is not None
+    cluster = None if cancelled else clusters.find_cluster(store, record.project_id, str(record.destination_cluster_name))
     return LinkJob(
         id=record.id, kind=kind, status=status, sourceProjectId=record.source_project_id,
         sourceClusterName=str(record.source_cluster_name), migrationHost=str(record.migration_host),
         migrationHosts=hosts_of(record) if isinstance(record, LiveMigration) else [str(record.migration_host)],
         sourceUsername=record.source_username,
-        sourcePassword=secret_box.open(record.source_password_encrypted) if record.source_password_encrypted else None,
+        sourcePassword=secret_box.open(record.source_password_encrypted)
+        if record.source_password_encrypted and not cancelled else None,
         sourceSsl=record.source_ssl, sourceCaCertificatePath=record.source_ca_certificate_path,
         destinationUri=secret_box.open(cluster.uri_encrypted) if cluster else None,
         dropDestinationData=record.drop_destination_data, cutoverRequested=cutover_requested,
+        changeCapture=cast(ChangeCapture | None, record.change_capture) if isinstance(record, LiveMigration) else None,
+        cancelRequested=cancelled,
     )
 
 
@@ -356,10 +437,15 @@ def record_progress(store: Store, target_org_id: str, source_org_id: str, migrat
                     report: dict[str, Any], window: timedelta) -> LiveMigration:
     """Progress relayed from a migration host; a finished migration is not changed any more."""
     with store.write() as session:
-        migration = session.get(LiveMigration, migration_id) if is_object_id(migration_id) else None
+        migration = session.get(LiveMigration, migration_id, with_for_update=True) \
+            if is_object_id(migration_id) else None
         if migration is None or migration.target_org_id != target_org_id or migration.source_org_id != source_org_id:
             raise ApiError(ErrorCode.LIVE_MIGRATION_NOT_FOUND, f"No live migration {migration_id} for this link.",
                            [migration_id])
+        if migration.cancelled_at is not None:
+            if report.get("stoppedHost"):
+                _note_host_stopped(session, migration, str(report["stoppedHost"]))
+            return migration  # cancelled: what its hosts report while they stop changes nothing else
         if _expire_if_due(migration, window) or migration.status in FINISHED:
             return migration
         host = report.get("host")
@@ -397,8 +483,10 @@ def record_progress(store: Store, target_org_id: str, source_org_id: str, migrat
         elif status is MigrationStatus.COMPLETE:
             migration.ready_for_cutover = False
             migration.lag_time_seconds = 0.0
-        if status in FINISHED and migration.progress:
-            migration.progress = {**migration.progress, "warnings": []}
+        if status in FINISHED:
+            migration.destination_claim = None  # its host reported its end: it writes no more
+            if migration.progress:
+                migration.progress = {**migration.progress, "warnings": []}
         return migration
 
 
@@ -488,4 +576,9 @@ def migration_view(migration: LiveMigration) -> dict[str, Any]:
         "destination": {"clusterName": migration.destination_cluster_name, "groupId": migration.project_id,
                         "hostnameSchemaType": migration.hostname_schema_type},
         "dropDestinationData": migration.drop_destination_data,
+        # Extensions: the change capture asked for (null: the migration host's setting), and a cancel.
+        "changeCapture": migration.change_capture,
+        "cancelledAt": iso(migration.cancelled_at) if migration.cancelled_at else None,
+        "cancelledBy": migration.cancelled_by,
+        "hostsStoppedAt": iso(migration.hosts_stopped_at) if migration.hosts_stopped_at else None,
     }
