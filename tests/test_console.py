@@ -124,10 +124,15 @@ def test_a_read_only_key_sees_but_does_not_act_and_an_access_list_applies(
         reader = api.post(keys, json={"desc": "reader", "roles": ["ORG_READ_ONLY"]}).json()
         fenced = api.post(keys, json={"desc": "fenced", "roles": ["ORG_OWNER"]}).json()
         assert api.post(f"{keys}/{fenced['id']}/accessList", json=[{"ipAddress": "10.20.30.40"}]).status_code == 201
+        project = api.post(f"{TARGET}/groups", json={"name": "watched", "orgId": target_org.org_id}).json()
     client, csrf = signed_in(server, OrgCredentials(target_org.org_id, reader["publicKey"], reader["privateKey"]))
     try:
         refused = client.post(f"/console/orgs/{target_org.org_id}/projects", data={"csrf": csrf, "name": "nope"})
         assert refused.status_code == 403 and "ORG_OWNER" in refused.text
+        # The owner's actions on a migration, as the API's: refused before the migration is even looked at.
+        for action in ("cutover", "cancel"):
+            answer = client.post(f"/console/groups/{project['id']}/migrations/{'a' * 24}/{action}", data={"csrf": csrf})
+            assert answer.status_code == 403 and "This needs the ORG_OWNER role" in answer.text, action
     finally:
         client.close()
     assert "nope" not in _projects(server, target_org, TARGET)
@@ -178,6 +183,9 @@ def test_each_sides_actions_over_http_say_what_happened_and_show_secrets_once(
         assert "Destination cluster Destination registered." in added.text
         request = {"source": "5f" + "0" * 22 + "/nowhere", "destinationCluster": "Destination",
                    "migrationHost": "mh1"}
+        unknown_capture = _form_page(atlas, f"{atlas_project}/migrations", atlas_csrf, **request,
+                                     changeCapture="STREAMS")
+        assert unknown_capture.status_code == 400 and "changeCapture" in unknown_capture.text
         unknown = _form_page(atlas, f"{atlas_project}/migrations", atlas_csrf, **request)
         assert unknown.status_code == 400 and "is not available" in unknown.text
         assert "No migration yet." in unknown.text

@@ -1,19 +1,21 @@
 """The web console in headless Chromium, as two people use it: the target's owner makes a link-token,
 the source's owner connects with it and adds a host, and the target's owner registers a destination,
-creates a migration, watches it become ready, cuts over and sees it COMPLETE. A screenshot of every
-page is saved in the test's directory; the browser's console shows no error and no request leaves
-the machine."""
+creates a migration and cancels it while it runs (its host stops writing, the destination is free
+again), creates another that replaces what the first left in the destination, watches it become ready,
+cuts over and sees it COMPLETE. A screenshot of every page is saved in the test's directory; the
+browser's console shows no error and no request leaves the machine."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from playwright.sync_api import Page
 
 from tests.browser import Visit, browser, open_page
 from tests.engine_support import Writer, seed
 from tests.nx import NxServer
-from tests.support import EMBEDDED_AGENT_HOSTNAME, OrgCredentials, ServerProcess
+from tests.support import EMBEDDED_AGENT_HOSTNAME, TARGET, OrgCredentials, ServerProcess, wait_for
 
 WAIT_MS = 90_000
 
@@ -81,15 +83,58 @@ def test_a_migration_through_the_console_in_a_browser(tmp_path: Path) -> None:
             assert "12 namespace(s), 1,200 document(s): the copy takes " in atlas.inner_text("#validations .preflight")
             atlas.select_option("#create-migration select[name=migrationHost]", EMBEDDED_AGENT_HOSTNAME)
             atlas.screenshot(path=str(screens / "4-target-project.png"), full_page=True)
+            project_page = urlsplit(atlas.url).path  # /console/groups/{id}
+
+            # A first migration, cancelled while its host writes to the destination.
+            atlas.click("#create-migration button:has-text('Create the migration')")
+            atlas.wait_for_url("**/migrations/*")
+            cancelled_page = urlsplit(atlas.url).path  # /console/groups/{id}/migrations/{id}
+            cancelled_id = cancelled_page.rsplit("/", 1)[1]
+            migration_api = f"{TARGET}/groups/{project_page.rsplit('/', 1)[1]}/liveMigrations/{cancelled_id}"
+            with api.client(target) as client:  # asked here: quicker than the page's own refresh
+                assert wait_for(lambda: client.get(migration_api).json()["copiedDocuments"] > 0, timeout=WAIT_MS / 1000)
+                atlas.reload()
+                asked: list[str] = []
+                atlas.once("dialog", lambda dialog: (asked.append(dialog.message), dialog.accept()))
+                atlas.click("#cancel-migration button")
+                assert asked and asked[0].startswith("Cancel this migration? It ends FAILED and is never cut over")
+                atlas.wait_for_selector("#migration-status:text('FAILED')")
+                assert "Cancelled: its migration hosts stop writing" in atlas.inner_text(".notice")
+                assert f"Cancelled by API key {target.public_key} at " in atlas.inner_text("#migration-cancelled")
+                assert atlas.locator("#cancel-migration").count() == 0  # nothing left to cancel
+                assert wait_for(lambda: client.get(migration_api).json()["hostsStoppedAt"] is not None, timeout=10)
+            assert f"job {cancelled_id}: cancelled; this host has stopped writing to its destination" in api.log_text()
+            atlas.reload()
+            assert "its migration hosts stopped writing at " in atlas.inner_text("#migration-cancelled")
+            atlas.screenshot(path=str(screens / "5-migration-cancelled.png"), full_page=True)
+            # The same form posted again, as a page that still showed the button would: 409, and the page says why.
+            csrf = atlas.get_attribute("header input[name=csrf]", "value") or ""
+            again = atlas.request.post(f"{api.base_url}{cancelled_page}/cancel", form={"csrf": csrf}, max_redirects=0)
+            assert again.status == 409, again.text()
+            assert (f'<p class="error" role="alert">Live migration {cancelled_id} is FAILED: there is nothing to '
+                    'cancel.</p>') in again.text()
+
+            # The next migration into the same destination must replace what the cancelled one copied there.
+            atlas.goto(f"{api.base_url}{project_page}")
+            atlas.select_option("#create-migration select[name=migrationHost]", EMBEDDED_AGENT_HOSTNAME)
+            atlas.click("#create-migration button:has-text('Create the migration')")
+            assert "Destination cluster 'Destination' is not empty" in atlas.inner_text(".error")
+            assert owner.console_errors == ["Failed to load resource: the server responded with a status of "
+                                            "400 (Bad Request)"], owner.console_errors  # the refusal's own
+            owner.console_errors.clear()
+            atlas.select_option("#create-migration select[name=migrationHost]", EMBEDDED_AGENT_HOSTNAME)
+            atlas.select_option("#create-migration select[name=changeCapture]", "COLLECTION")
+            atlas.check("#create-migration input[name=dropDestinationData]")
             writer = Writer(source_db.client(), per_second=40)  # the application, writing meanwhile
             writer.start()
             try:
                 atlas.click("#create-migration button:has-text('Create the migration')")
                 atlas.wait_for_url("**/migrations/*")
+                assert atlas.inner_text("#change-capture") == "COLLECTION"
                 atlas.wait_for_selector("#cutover button", timeout=WAIT_MS)  # ready: the page updated itself
                 atlas.wait_for_selector("svg.chart polyline", timeout=WAIT_MS)  # the lag, charted
                 assert atlas.locator("progress").count() == 12
-                atlas.screenshot(path=str(screens / "5-migration-ready.png"), full_page=True)
+                atlas.screenshot(path=str(screens / "6-migration-ready.png"), full_page=True)
             finally:
                 writer.finish()  # "stop the application's writes to the source first"
             assert sum(writer.counts.values()) > 0
@@ -98,7 +143,7 @@ def test_a_migration_through_the_console_in_a_browser(tmp_path: Path) -> None:
             cloud.once("dialog", lambda dialog: dialog.accept())  # "Disconnect this organization …?"
             cloud.click("#link button.danger")
             assert "still running" in cloud.inner_text(".error")
-            cloud.screenshot(path=str(screens / "6-source-disconnect-refused.png"), full_page=True)
+            cloud.screenshot(path=str(screens / "7-source-disconnect-refused.png"), full_page=True)
             # The refusal's own status, which Chromium logs for any 4xx page, and nothing else.
             assert operator.console_errors == ["Failed to load resource: the server responded with a status of "
                                                "409 (Conflict)"], operator.console_errors
@@ -107,7 +152,7 @@ def test_a_migration_through_the_console_in_a_browser(tmp_path: Path) -> None:
             atlas.click("#cutover button")
             atlas.wait_for_selector("#migration-status:text('COMPLETE')", timeout=WAIT_MS)
             assert atlas.locator(".badge.VERIFIED").count() == 12
-            atlas.screenshot(path=str(screens / "7-migration-complete.png"), full_page=True)
+            atlas.screenshot(path=str(screens / "8-migration-complete.png"), full_page=True)
             for visit in pages:
                 assert visit.console_errors == [] and visit.refused == [], (visit.console_errors, visit.refused)
     finally:

@@ -408,7 +408,8 @@ def _migration_request(form: dict[str, str], project: Project) -> Any:
         "destination": {"clusterName": form.get("destinationCluster", ""), "groupId": project.id,
                         "hostnameSchemaType": "PUBLIC"},
         "migrationHosts": [form.get("migrationHost", "")],
-        "dropDestinationData": form.get("dropDestinationData") == "on"}).to_request()
+        "dropDestinationData": form.get("dropDestinationData") == "on",
+        "changeCapture": form.get("changeCapture") or None}).to_request()  # empty: the migration host's setting
 
 
 @router.post("/groups/{group_id}/migrations")
@@ -438,16 +439,23 @@ async def validate_migration(request: Request, group_id: str, active: Session) -
 # --- a migration -------------------------------------------------------------------------------------
 
 
-@router.get("/groups/{group_id}/migrations/{migration_id}")
-def migration_page(request: Request, group_id: str, migration_id: str, active: Session) -> Response:
-    project = _own_project(request, active, group_id)
+def _migration_page(request: Request, active: ActiveSession, project: Project, migration_id: str,
+                    status: int = 200, **values: Any) -> Response:
+    """The migration as it is now; also the answer to a refused action on it (`error`), at its own address."""
     try:
         migration = migrations.get_migration(context_of(request).store, project.id, migration_id,
                                              window(context_of(request)), hosts_gone(context_of(request)))
     except ApiError:
         raise ConsoleRefusal(404, f"No live migration {migration_id} in this project.") from None
-    return _page(request, "migration.html", active, project=project, migration=migrations.migration_view(migration),
-                 chart=lag_chart(migrations.lag_samples(migration)), notice=request.query_params.get("notice"))
+    return _page(request, "migration.html", active, status,
+                 page_path=f"/console/groups/{project.id}/migrations/{migration.id}", project=project,
+                 migration=migrations.migration_view(migration), chart=lag_chart(migrations.lag_samples(migration)),
+                 notice=request.query_params.get("notice"), **values)
+
+
+@router.get("/groups/{group_id}/migrations/{migration_id}")
+def migration_page(request: Request, group_id: str, migration_id: str, active: Session) -> Response:
+    return _migration_page(request, active, _own_project(request, active, group_id), migration_id)
 
 
 @router.post("/groups/{group_id}/migrations/{migration_id}/cutover")
@@ -463,3 +471,19 @@ async def cutover(request: Request, group_id: str, migration_id: str, active: Se
         return _back(page, f"Cutover refused: {error.detail}")
     return _back(page, f"Cutover requested: the migration drains, verifies and completes. {detail}")
 
+
+@router.post("/groups/{group_id}/migrations/{migration_id}/cancel")
+async def cancel(request: Request, group_id: str, migration_id: str, active: Session) -> Response:
+    """Cancelled in the name of the session's API key, as `DELETE …/liveMigrations/{id}` words it, so that
+    the migration says the same "Cancelled by API key …" whichever way it was cancelled."""
+    _, project = await _project_action(request, active, group_id)
+    try:
+        await run_in_threadpool(migrations.cancel_migration, context_of(request).store, project.id, migration_id,
+                                window(context_of(request)), f"API key {active.principal.public_key}")
+    except ApiError as error:
+        if error.code is ErrorCode.LIVE_MIGRATION_NOT_FOUND:
+            raise ConsoleRefusal(404, error.detail) from None
+        return await run_in_threadpool(_migration_page, request, active, project, migration_id, error.status,
+                                       error=error.detail)
+    return _back(f"/console/groups/{project.id}/migrations/{migration_id}",
+                 "Cancelled: its migration hosts stop writing to the destination at their next batch.")
