@@ -69,9 +69,11 @@ class Cluster:
     target: OrgCredentials
     transports: list[RoundRobin] = field(default_factory=list)
 
-    def client(self, credentials: OrgCredentials) -> httpx.Client:
-        transport = RoundRobin([replica.port for replica in self.replicas if replica.process
-                                and replica.process.poll() is None])
+    def client(self, credentials: OrgCredentials, starting_at: int = 0) -> httpx.Client:
+        """A client whose every request goes to the next live replica, the first to the `starting_at`-th."""
+        live = [replica.port for replica in self.replicas if replica.process and replica.process.poll() is None]
+        first = starting_at % len(live)
+        transport = RoundRobin(live[first:] + live[:first])
         self.transports.append(transport)
         return httpx.Client(base_url=self.replicas[0].base_url, auth=credentials.auth, transport=transport,
                             timeout=30)
@@ -263,6 +265,94 @@ def test_fifty_concurrent_connects_over_three_replicas(cluster: Cluster) -> None
 
     with ThreadPoolExecutor(max_workers=25) as pool:
         assert set(pool.map(unlink, [source for source, _ in pairs])) == {204}
+
+
+def test_fifty_racing_connects_relinks_and_deletes_of_one_org_over_three_replicas_end_in_one_consistent_link(
+        cluster: Cluster) -> None:
+    source, target = cluster.new_org("source", "raced source"), cluster.new_org("target", "raced target")
+    with cluster.client(source) as client:
+        project = client.post(f"{SOURCE}/groups", json={"name": "raced orders", "orgId": source.org_id}).json()
+    with cluster.client(target) as client:
+        tokens = [client.post(f"{TARGET}/orgs/{target.org_id}/liveMigrations/linkTokens",
+                              json={"accessListIps": ["127.0.0.1"]}).json()["linkToken"] for _ in range(2)]
+    link = f"{SOURCE}/orgs/{source.org_id}/liveExport/migrationLink"
+    calls = 50
+    all_challenged = threading.Barrier(calls)
+
+    def race(index: int) -> httpx.Response:
+        """A connect with one token or the other, or a delete, each at the next replica, all let go at once."""
+        with cluster.client(source, starting_at=index) as client:  # each call's replica in turn
+            client.get(f"{link}/status")  # the digest challenge answered before the race starts
+            all_challenged.wait(timeout=30)
+            if index % 2:
+                return client.delete(link)
+            return client.post(link, json={"linkToken": tokens[index // 2 % 2]})
+
+    with ThreadPoolExecutor(max_workers=calls) as pool:
+        answers = list(pool.map(race, range(calls)))
+    assert all(answer.status_code in (200, 204, 404, 409) for answer in answers), \
+        [answer.text for answer in answers if answer.status_code >= 500]
+    assert all(answer.json()["status"] in ("SYNCED", "NOT_SYNCED") for answer in answers if answer.status_code == 200)
+
+    source_link = cluster.replicas[0].query("SELECT status, link_public_key FROM source_links WHERE source_org_id = ?",
+                                            source.org_id)
+    held_by_target = cluster.replicas[0].query(
+        "SELECT k.public_key, t.inventory FROM target_links t JOIN link_tokens lt ON lt.id = t.link_token_id "
+        "JOIN api_keys k ON k.id = lt.api_key_id WHERE t.target_org_id = ? AND t.source_org_id = ?",
+        target.org_id, source.org_id)
+
+    def status_answers() -> set[tuple[int, str]]:  # one from each replica
+        with cluster.client(source) as client:
+            client.get(f"{link}/status")
+            answered = [client.get(f"{link}/status") for _ in cluster.replicas]
+        return {(answer.status_code, answer.json().get("status") or answer.json()["errorCode"]) for answer in answered}
+
+    if source_link:
+        [(status, public_key)] = source_link
+        assert status == "SYNCED", cluster.replicas[0].query(
+            "SELECT last_sync_error FROM source_links WHERE source_org_id = ?", source.org_id)
+        assert wait_for(lambda: status_answers() == {(200, status)}, timeout=2), (status, status_answers())
+        # The target holds the link by the token the source kept, with the org's project.
+        assert [(key, [entry["projectId"] for entry in inventory["projects"]]) for key, inventory in held_by_target] \
+            == [(public_key, [project["id"]])]
+        with cluster.client(source) as client:
+            assert client.delete(link).status_code == 204  # no interval pushes left to load the tests after this
+    else:
+        assert wait_for(lambda: status_answers() == {(404, "ORG_LINK_NOT_FOUND")}, timeout=2), status_answers()
+        # Unlinked: the target lists none of the org's projects any more.
+        assert all(inventory["projects"] == [] for _, inventory in held_by_target), held_by_target
+
+
+def test_first_pushes_of_one_source_org_racing_at_three_replicas_all_register_one_link(cluster: Cluster) -> None:
+    """The link channel's receiving end on its own: a source of another deployment (or two of its
+    replicas) may push at once before the target holds the link; each push registers, none answers 5xx."""
+    target = cluster.new_org("target", "raced link channel")
+    with cluster.client(target) as client:
+        token = client.post(f"{TARGET}/orgs/{target.org_id}/liveMigrations/linkTokens",
+                            json={"accessListIps": ["127.0.0.1"]}).json()["linkToken"]
+    claims = link_token.decode(token)
+    source_org_ids = [secrets.token_hex(12) for _ in range(8)]
+    clients = [httpx.Client(base_url=replica.base_url, auth=httpx.DigestAuth(claims.publicKey, claims.privateKey),
+                            verify=LOOPBACK_TLS, timeout=30) for replica in cluster.replicas]
+    all_ready = threading.Barrier(len(clients))
+
+    def push(client: httpx.Client, source_org_id: str) -> int:
+        links = f"{TARGET}/orgs/{target.org_id}/liveMigrations/links"
+        client.get(f"{links}/{source_org_id}/jobs")  # the digest challenge answered before the race starts
+        all_ready.wait(timeout=30)
+        inventory = {"projects": [{"projectId": source_org_id, "name": "raced", "deployments": [], "migrationHosts": []}]}
+        return client.put(f"{links}/{source_org_id}", json=inventory).status_code
+
+    try:
+        with ThreadPoolExecutor(max_workers=len(clients)) as pool:
+            for source_org_id in source_org_ids:
+                assert list(pool.map(push, clients, [source_org_id] * len(clients))) == [200] * len(clients)
+    finally:
+        for client in clients:
+            client.close()
+    registered = cluster.replicas[0].query("SELECT source_org_id, count(*) FROM target_links WHERE target_org_id = ? "
+                                           "GROUP BY source_org_id", target.org_id)
+    assert sorted(registered) == sorted((source_org_id, 1) for source_org_id in source_org_ids)
 
 
 def test_postgres_stopped_answers_503_and_service_resumes_when_it_returns(cluster: Cluster) -> None:

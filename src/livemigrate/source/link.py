@@ -4,8 +4,12 @@
 channels of `link_channels.py`.)
 
 Every change to one org's link happens under that org's lock, so a connect, a delete and a
-background push of the same org never interleave; the database transaction makes each write whole.
-A push never resurrects a link deleted meanwhile, nor overwrites one replaced by another token.
+background push of the same org never interleave, at one replica or several: the lock is an asyncio
+lock in the process and, on PostgreSQL (where replicas share the store), a row lock on the org's own
+row, held from reading the link until its pushes and writes are done. So the target receives one
+org's pushes in the order the source decided them, and two replicas never both find the org unlinked
+and both insert its link. The database transaction makes each write whole. A push never resurrects a
+link deleted meanwhile, nor overwrites one replaced by another token.
 """
 
 from __future__ import annotations
@@ -13,9 +17,10 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 
-from sqlalchemy import bindparam, select
+from sqlalchemy import Connection, bindparam, select
 from starlette.concurrency import run_in_threadpool
 
 from livemigrate import link_token
@@ -31,7 +36,7 @@ from livemigrate.source.job_relay import JobRelay
 from livemigrate.source.link_channels import LinkChannels, LinkCredentials, link_not_found
 from livemigrate.store.cache import GenerationCache
 from livemigrate.store.database import Store
-from livemigrate.store.models import SourceLink, utcnow
+from livemigrate.store.models import Organization, SourceLink, utcnow
 
 log = logging.getLogger("livemigrate.source.link")
 
@@ -87,10 +92,13 @@ class LinkService:
             raise ApiError(ErrorCode.INVALID_LINK_TOKEN, f"The link-token is invalid: {error}.") from None
         credentials = LinkCredentials(claims.targetOrgId, claims.targetBaseUrl, claims.publicKey,
                                       claims.privateKey, link_token.fingerprint(token_text))
-        async with self._locks[org_id]:
+        async with self._changing(org_id) as org_exists:
+            if not org_exists:
+                raise org_not_found(org_id)
             current = await run_in_threadpool(self._channels.credentials_of, org_id)
-            if current is not None and current.fingerprint != credentials.fingerprint:
-                await self._refuse_while_running(org_id, current, ErrorCode.CANNOT_RELINK_ORG_WITH_RUNNING_LIVE_EXPORT,
+            replaced = current if current is not None and current.fingerprint != credentials.fingerprint else None
+            if replaced is not None:
+                await self._refuse_while_running(org_id, replaced, ErrorCode.CANNOT_RELINK_ORG_WITH_RUNNING_LIVE_EXPORT,
                                                  "relinked to another target")
             result = await self._push(org_id, credentials)
             if result.outcome is PushOutcome.REJECTED:
@@ -100,14 +108,18 @@ class LinkService:
                                f"The target organization rejected the link-token: {result.reason}")
             status = await run_in_threadpool(self._save_new_link, org_id, credentials, result)
             self.on_pushed(org_id, result)
-            if current is not None and current.fingerprint != credentials.fingerprint:
-                await self._withdraw_inventory(org_id, current)
+            # The target keeps one inventory per source org: a new token of the same target org has just
+            # replaced it with this push, and withdrawing by the old token then would empty it again.
+            if replaced is not None and replaced.target_org_id != credentials.target_org_id:
+                await self._withdraw_inventory(org_id, replaced)
         log.info("link connected: source_org=%s target_org=%s status=%s%s", org_id, credentials.target_org_id,
                  status, f" reason={result.reason}" if result.reason else "")
         return status
 
     async def delete(self, org_id: str) -> None:
-        async with self._locks[org_id]:
+        async with self._changing(org_id) as org_exists:
+            if not org_exists:
+                raise org_not_found(org_id)
             current = await run_in_threadpool(self._channels.credentials_of, org_id)
             if current is None:
                 raise link_not_found(org_id)
@@ -117,6 +129,40 @@ class LinkService:
             await self._channels.drop(org_id)
             await self._withdraw_inventory(org_id, current)
         log.info("link deleted: source_org=%s", org_id)
+
+    @asynccontextmanager
+    async def _changing(self, org_id: str) -> AsyncIterator[bool]:
+        """Hold the org's link for one change (see the module's docstring); whether the org still
+        exists — one deleted while the change waited has no link to change. The row lock is waited for
+        in a worker thread, so at most one call per org and replica holds a thread and a connection for
+        it; the others wait on the asyncio lock first, at no cost."""
+        async with self._locks[org_id]:
+            if self._store.is_sqlite:  # one process: the asyncio lock is the whole story
+                yield True
+                return
+            held = await run_in_threadpool(self._hold_org_row, org_id)
+            try:
+                yield held is not None
+            finally:
+                if held is not None:  # closing rolls its transaction back (it wrote nothing): the lock goes
+                    await run_in_threadpool(held.close)
+
+    def _hold_org_row(self, org_id: str) -> Connection | None:
+        """A connection in a transaction holding the org's row `FOR NO KEY UPDATE` until it is closed;
+        None when the org is gone. That lock lets through the `KEY SHARE` lock that inserting the link
+        (a row referring to the org, written on another connection) takes, and keeps out every other
+        replica's change to the link, which asks for the same lock first."""
+        connection = self._store.engine.connect()
+        try:
+            connection.begin()
+            found = connection.execute(_LOCK_ORG_ROW, {"org_id": org_id}).first()
+        except BaseException:
+            connection.close()
+            raise
+        if found is None:
+            connection.close()
+            return None
+        return connection
 
     async def _withdraw_inventory(self, org_id: str, left: LinkCredentials) -> None:
         """Tell the target this org left, by pushing it an empty inventory: its projects stop showing
@@ -142,8 +188,8 @@ class LinkService:
 
     async def refresh(self, org_id: str) -> PushResult | None:
         """Push the inventory of a linked org again and record the outcome; None if no longer linked."""
-        async with self._locks[org_id]:
-            credentials = await run_in_threadpool(self._channels.credentials_of, org_id)
+        async with self._changing(org_id) as org_exists:
+            credentials = await run_in_threadpool(self._channels.credentials_of, org_id) if org_exists else None
             if credentials is None:
                 await self._channels.drop(org_id)
                 return None
@@ -218,7 +264,13 @@ class LinkService:
             return link.status
 
 
+def org_not_found(org_id: str) -> ApiError:
+    return ApiError(ErrorCode.ORG_NOT_FOUND, f"Organization {org_id} not found.", [org_id])
+
+
 _STATUS_QUERY = select(SourceLink.status).where(SourceLink.source_org_id == bindparam("org_id"))
+_LOCK_ORG_ROW = (select(Organization.id).where(Organization.id == bindparam("org_id"))
+                 .with_for_update(key_share=True))
 
 
 def link_view(link: SourceLink) -> dict[str, object]:

@@ -6,6 +6,8 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm.exc import StaleDataError
 
 from livemigrate.http.auth import Principal
 from livemigrate.http.errors import ApiError, ErrorCode
@@ -27,7 +29,20 @@ def register_link(store: Store, principal: Principal, target_org_id: str, source
     """Record (or refresh) the link of `source_org_id` and the inventory it pushed. A push that changes
     nothing — the interval's, most of the time — only moves `last_synced_at`, quietly: nothing cached
     or waited on reads that, and telling every replica made each drop its caches and wake its long
-    polls once a minute per link (`bench/migration_hosts.py`: a second of slow calls at each push)."""
+    polls once a minute per link (`bench/migration_hosts.py`: a second of slow calls at each push).
+
+    Two pushes for one source org that both find no link both insert it; a push may find a link that
+    its token's revocation deletes before the push writes. Either write fails, and the push is recorded
+    once more from a fresh read: over the row the other push made (the later push wins, as it would
+    have one after the other), or answered 401 as any call of a revoked key — never a 500."""
+    try:
+        return _record_push(store, principal, target_org_id, source_org_id, inventory)
+    except (IntegrityError, StaleDataError):  # the row changed under the write: read it again
+        return _record_push(store, principal, target_org_id, source_org_id, inventory)
+
+
+def _record_push(store: Store, principal: Principal, target_org_id: str, source_org_id: str,
+                 inventory: dict[str, Any]) -> datetime:
     now = utcnow()
     with store.write(quiet=True) as session:
         token_id = session.scalar(select(LinkToken.id).where(LinkToken.api_key_id == principal.key_id))
