@@ -5,10 +5,14 @@ The copy records the source's side from the bytes it copies; once it is done, on
 destination (and any source side the copy did not record) into it while changes replicate. Every
 source change replayed — each made since the copy began, the spooled ones too — marks its document
 dirty, and from before that pass on so does every document the destination's change streams report
-written (by us, or by anyone). At cutover, after the drain, only the dirty documents are read again
-on both sides, and the two sides' digests are compared. A document that is not dirty has changed on
-neither side since its side was recorded: every source change is replicated, and every destination
-write is reported, so either would have marked it.
+written (by us, or by anyone). While changes replicate, the dirty documents are read again on both
+sides every few seconds and their marks cleared (`ledger_refresh.py`); at cutover, after the drain,
+only the documents dirty since are read again, and the two sides' digests are compared. A document
+that is not dirty has changed on neither side since its side was last recorded: every source change
+is replicated, and every destination write is reported, so either would have marked it.
+
+Each mark carries a number that grows with every mark made: clearing the marks read again takes
+only those numbered up to where that reading began, so a change marked meanwhile keeps its mark.
 
 Why SQLite and not a dict: one row per document per side. A file in the state directory keeps the
 agent's memory flat on large deployments and survives a restart, so a resumed job keeps its ledger.
@@ -102,7 +106,7 @@ _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS identity (migration TEXT NOT NULL)",
     "CREATE TABLE IF NOT EXISTS digests (side INTEGER NOT NULL, namespace TEXT NOT NULL, key BLOB NOT NULL, "
     "digest BLOB NOT NULL, PRIMARY KEY (side, namespace, key)) WITHOUT ROWID",
-    "CREATE TABLE IF NOT EXISTS dirty (namespace TEXT NOT NULL, key BLOB NOT NULL, "
+    "CREATE TABLE IF NOT EXISTS dirty (namespace TEXT NOT NULL, key BLOB NOT NULL, seq INTEGER NOT NULL DEFAULT 0, "
     "PRIMARY KEY (namespace, key)) WITHOUT ROWID",
     "CREATE TABLE IF NOT EXISTS passes (side INTEGER NOT NULL, namespace TEXT NOT NULL, "
     "PRIMARY KEY (side, namespace))",
@@ -110,6 +114,7 @@ _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS sample (namespace TEXT NOT NULL, key BLOB NOT NULL, "
     "PRIMARY KEY (namespace, key)) WITHOUT ROWID",
     "CREATE TABLE IF NOT EXISTS hashes (side INTEGER NOT NULL, namespace TEXT NOT NULL, total TEXT NOT NULL, "
+    "rows INTEGER, "
     "PRIMARY KEY (side, namespace))",
     "CREATE TABLE IF NOT EXISTS copying (namespace TEXT PRIMARY KEY)",
     "CREATE TABLE IF NOT EXISTS running (side INTEGER NOT NULL, namespace TEXT NOT NULL, total TEXT NOT NULL, "
@@ -200,6 +205,12 @@ class VerificationLedger:
         self._connection.execute("PRAGMA wal_autocheckpoint=10000")
         for statement in _SCHEMA:
             self._connection.execute(statement)
+        # A ledger written before marks were numbered, or rows counted: counted anew where needed.
+        if "seq" not in [row[1] for row in self._connection.execute("PRAGMA table_info(dirty)")]:
+            self._connection.execute("ALTER TABLE dirty ADD COLUMN seq INTEGER NOT NULL DEFAULT 0")
+        if "rows" not in [row[1] for row in self._connection.execute("PRAGMA table_info(hashes)")]:
+            self._connection.execute("ALTER TABLE hashes ADD COLUMN rows INTEGER")
+        self._marks = int(self._connection.execute("SELECT coalesce(max(seq), 0) FROM dirty").fetchone()[0])
         self._lock = threading.Lock()
 
     # --- whose ledger it is ----------------------------------------------------------------------
@@ -260,22 +271,24 @@ class VerificationLedger:
 
     def replace(self, side: Side, namespace: str, keys: Sequence[bytes], documents: Iterable[RawBSONDocument]) -> None:
         """What one side holds now for these keys: the documents found, and no row for the keys not found.
-        The namespace's hash, once its pass is done, follows: the digests replaced are taken away from it
-        and the new ones added, so that a cutover's comparison costs what changed, not what exists."""
+        The namespace's hash and its count of rows, once its pass is done, follow: the digests replaced
+        are taken away and the new ones added, so that a cutover's comparison costs what changed, not
+        what exists."""
         rows = _rows(side, namespace, documents)
         # Every row this replaces: the keys asked for, and those of the documents found (a server may
         # return an `_id` in another encoding than it was asked with, say an Int64 as an int32).
         touched = list(dict.fromkeys([*keys, *(row[2] for row in rows)]))
         with self._transaction() as connection:
-            stored = connection.execute("SELECT total FROM hashes WHERE side = ? AND namespace = ?",
+            stored = connection.execute("SELECT total, rows FROM hashes WHERE side = ? AND namespace = ?",
                                         (int(side), namespace)).fetchone()
             if stored is not None:
-                old = _digest_sum(bytes(row[0]) for part, marks in _key_batches(touched) for row in connection.execute(
+                old = [bytes(row[0]) for part, marks in _key_batches(touched) for row in connection.execute(
                     f"SELECT digest FROM digests WHERE side = ? AND namespace = ? AND key IN ({marks})",
-                    (int(side), namespace, *part)))
-                total = int(stored[0], 16) - old + _digest_sum(row[3] for row in rows)
-                connection.execute("UPDATE hashes SET total = ? WHERE side = ? AND namespace = ?",
-                                   (_hex(total), int(side), namespace))
+                    (int(side), namespace, *part))]
+                total = int(stored[0], 16) - _digest_sum(old) + _digest_sum(row[3] for row in rows)
+                counted = None if stored[1] is None else int(stored[1]) - len(old) + len(rows)
+                connection.execute("UPDATE hashes SET total = ?, rows = ? WHERE side = ? AND namespace = ?",
+                                   (_hex(total), counted, int(side), namespace))
             connection.executemany("DELETE FROM digests WHERE side = ? AND namespace = ? AND key = ?",
                                    [(int(side), namespace, key) for key in touched])
             _insert_digests(connection, "INSERT OR REPLACE", rows)
@@ -323,8 +336,9 @@ class VerificationLedger:
         with self._transaction() as connection:
             connection.execute("DELETE FROM running WHERE side = ? AND namespace = ?", (int(side), namespace))
             connection.execute("INSERT OR REPLACE INTO passes (side, namespace) VALUES (?, ?)", (int(side), namespace))
-            connection.execute("INSERT OR REPLACE INTO hashes (side, namespace, total) VALUES (?, ?, ?)",
-                               (int(side), namespace, total))
+            connection.execute("INSERT OR REPLACE INTO hashes (side, namespace, total, rows) VALUES (?, ?, ?, "
+                               "(SELECT count(*) FROM digests WHERE side = ? AND namespace = ?))",
+                               (int(side), namespace, total, int(side), namespace))
 
     def hash_of(self, side: Side, namespace: str) -> str:
         """The namespace's hash: kept since its pass, or summed now (a ledger written before hashes were kept)."""
@@ -377,8 +391,23 @@ class VerificationLedger:
         return row is not None
 
     def mark_dirty(self, changed: Iterable[tuple[str, bytes]]) -> None:
+        """Mark these documents changed; a document marked already gets the newer number."""
         with self._transaction() as connection:
-            connection.executemany("INSERT OR IGNORE INTO dirty (namespace, key) VALUES (?, ?)", changed)
+            self._marks += 1
+            connection.executemany("INSERT OR REPLACE INTO dirty (namespace, key, seq) VALUES (?, ?, ?)",
+                                   [(namespace, key, self._marks) for namespace, key in changed])
+
+    def marks_made(self) -> int:
+        """The number of the last mark made: `dirty_keys` and `clear_marks` up to it leave later marks be."""
+        with self._lock:
+            return self._marks
+
+    def clear_marks(self, through: int, namespaces: Iterable[str]) -> None:
+        """Forget the marks of `namespaces` numbered up to `through`: their documents were read again since
+        they were made."""
+        with self._transaction() as connection:
+            connection.executemany("DELETE FROM dirty WHERE namespace = ? AND seq <= ?",
+                                   [(namespace, through) for namespace in namespaces])
 
     def note_events(self, events: Sequence[Mapping[str, Any]]) -> None:
         """Mark what change events say was written: their documents dirty, or the whole ledger unusable
@@ -393,13 +422,21 @@ class VerificationLedger:
 
     # --- reading ---------------------------------------------------------------------------------
 
-    def dirty_keys(self, namespace: str) -> list[bytes]:
+    def dirty_keys(self, namespace: str, through: int | None = None) -> list[bytes]:
+        """The documents of `namespace` marked changed (with `through`, by the marks numbered up to it)."""
         with self._lock:
-            rows = self._connection.execute("SELECT key FROM dirty WHERE namespace = ?", (namespace,)).fetchall()
+            rows = self._connection.execute("SELECT key FROM dirty WHERE namespace = ? AND seq <= ?",
+                                            (namespace, self._marks if through is None else through)).fetchall()
         return [bytes(row[0]) for row in rows]
 
+
     def count(self, side: Side, namespace: str) -> int:
+        """Rows of one side's namespace: kept since its pass, or counted now."""
         with self._lock:
+            kept = self._connection.execute("SELECT rows FROM hashes WHERE side = ? AND namespace = ?",
+                                            (int(side), namespace)).fetchone()
+            if kept is not None and kept[0] is not None:
+                return int(kept[0])
             row = self._connection.execute("SELECT count(*) FROM digests WHERE side = ? AND namespace = ?",
                                            (int(side), namespace)).fetchone()
         return int(row[0])

@@ -197,7 +197,7 @@ class Migration:
             capture = spooled = SpooledCapture(spool, capture, saved_tokens(self.checkpoints, SOURCE_TOKENS),
                                                self.options.batch_size, self.options.poll_seconds)
         try:
-            outcome = replay.run(capture, until_caught_up=until_caught_up)
+            outcome = replay.run(capture, until_caught_up=until_caught_up, spooled=spooled)
         finally:
             if spooled is not None:
                 spooled.stop_spooling()  # a replay that ended mid-drain: nothing reads the capture behind it

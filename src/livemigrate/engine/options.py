@@ -88,6 +88,9 @@ class MigrationOptions:
     discover_seconds: float = 5.0
     # The most the changes read during the copy may take on disk before they are applied (`spool.py`).
     spool_limit_bytes: int = 10 * 1024**3
+    # While replicating, the documents changed are read again this often, so that the cutover reads only
+    # what changed since (`ledger_refresh.py`).
+    ledger_refresh_seconds: float = 5.0
     # How a person starts this migration again with the other change capture, keyed by that capture
     # ("collection", "cluster"), for the warning of a capture that seems to miss changes
     # (`divergence.py`); empty: as `livemigrate migrate` is run.

@@ -1,7 +1,9 @@
 """Replay and cutover: apply the source's changes to the target until asked to cut over, then drain.
 
-While it replays, three things run beside it, each with its own evidence for the verdict:
-- the verification pass (`verify.py`) reads both sides into the ledger once;
+While it replays, four things run beside it, each with its own evidence for the verdict:
+- the verification pass (`verify.py`) reads both sides into the ledger once, and from then on the
+  documents changed are read again every few seconds (`ledger_refresh.py`), so that the cutover reads
+  only what changed last;
 - the destination's change streams mark every document written there, by us or anyone else;
 - the divergence monitor (`divergence.py`) compares both sides' counts.
 Both sides' resume points are checkpointed together after each round, once the changes they pass
@@ -31,8 +33,10 @@ from livemigrate.engine.errors import EngineError, redact
 from livemigrate.engine.events import Phase, VerificationState
 from livemigrate.engine.late_collections import LateCollections
 from livemigrate.engine.ledger import Side, VerificationLedger
+from livemigrate.engine.ledger_refresh import LedgerRefresh
 from livemigrate.engine.options import CaptureScope, MigrationOptions
 from livemigrate.engine.progress import Progress
+from livemigrate.engine.spool import SpooledCapture
 from livemigrate.engine.verify import VerificationPass
 from livemigrate.engine.write_block import WriteBlock
 
@@ -86,6 +90,7 @@ class Replay:
         self._end_of_run = threading.Event()  # ends the verification pass with the run that started it
         self._end_of_replication = threading.Event()  # ends the count checks: at cutover, or with the run
         self._verification_pass: VerificationPass | None = None
+        self._refresh: LedgerRefresh | None = None
         self._monitor: DivergenceMonitor | None = None
         self._destination: Capture | None = None
         self._applied = 0
@@ -105,7 +110,11 @@ class Replay:
 
     @property
     def verification_pending(self) -> bool:
-        return self._verification_pass is not None and self._verification_pass.running
+        """Until both sides are in the ledger and the changes made meanwhile read again: a cutover would
+        read them otherwise."""
+        return self._verification_pass is not None and (
+            self._verification_pass.running
+            or self._verification_pass.complete and self._refresh is not None and not self._refresh.caught_up)
 
     def counts_agree(self) -> bool:
         return self._monitor is not None and self._monitor.state().agrees
@@ -121,7 +130,9 @@ class Replay:
 
     # --- the loop --------------------------------------------------------------------------------
 
-    def run(self, capture: Capture, *, until_caught_up: bool) -> ReplayOutcome:
+    def run(self, capture: Capture, *, until_caught_up: bool, spooled: SpooledCapture | None = None) -> ReplayOutcome:
+        """`spooled`: the capture, when it first hands out what was spooled during the copy; the ledger's
+        refresh waits until that is applied, so that its first round reads the changes it marked."""
         controls = self._controls
         self._progress.emit(Phase.REPLICATING, force=True, lag=None)
         log.info("replicating changes from the saved resume tokens")
@@ -130,9 +141,20 @@ class Replay:
         # wakes the loop, whose next round says cutover no longer waits for it.
         destination = self._destination = self._watch_destination()
         saved = self._save_tokens(capture, destination, {})
+        refresh = self._refresh = LedgerRefresh(self._source, self._target, self._ledger, self._planned,
+                                                ready=lambda: verification_pass.complete
+                                                and (spooled is None or not spooled.draining),
+                                                every_seconds=self._options.ledger_refresh_seconds,
+                                                on_caught_up=controls.wake.set)
+
+        def pass_ended() -> None:
+            refresh.nudge()
+            controls.wake.set()
+
         verification_pass = self._verification_pass = VerificationPass(
-            self._source, self._target, self._ledger, self._planned(), self._end_of_run, on_end=controls.wake.set,
+            self._source, self._target, self._ledger, self._planned(), self._end_of_run, on_end=pass_ended,
             sample=self._options.verify_sample)
+        refresh.start()
         monitor = self._monitor = DivergenceMonitor(
             self._source, self._target, self._namespaces_now, self._options.count_check_seconds,
             self._end_of_replication, capture=self._capture_scope, exact=self._options.exact_counts,
@@ -143,6 +165,7 @@ class Replay:
             cutting_over = controls.cutover.is_set()
             if cutting_over:
                 self._end_of_replication.set()  # the verdict counts for itself
+                self._refresh.stop()  # the verdict reads what changed since its last round
                 if self._drain_began is None:
                     self._drain_began = time.time()
                     self.write_block.engage()
@@ -168,7 +191,7 @@ class Replay:
                 if cutting_over:
                     log.info("cutover: every change the change stream delivered is applied; verifying")
                     return ReplayOutcome.DRAINED
-                if until_caught_up and not verification_pass.running and monitor.state().agrees:
+                if until_caught_up and not self.verification_pending and monitor.state().agrees:
                     log.info("caught up: the copy is done, the lag is zero, both sides' counts agree and both "
                              "sides are read for verification")
                     return ReplayOutcome.CAUGHT_UP
@@ -204,6 +227,8 @@ class Replay:
     def usable_ledger(self) -> VerificationLedger | None:
         """The ledger, if the verdict may read through it: the pass ended and nothing made it unusable."""
         passed = self._verification_pass is not None and self._verification_pass.wait()
+        if self._refresh is not None:
+            self._refresh.join()  # a round under way ends before the verdict reads
         reason = self._ledger.unusable_reason() or (None if passed else "the verification pass did not end")
         if reason is not None:
             log.info("verifying every document (%s)", reason)
@@ -219,6 +244,8 @@ class Replay:
             self._verification_pass.wait(timeout=10)
         if self._monitor is not None:
             self._monitor.join(timeout=10)
+        if self._refresh is not None:
+            self._refresh.join(timeout=10)
         if clean and self._destination is not None:
             self._destination.close()
 

@@ -215,6 +215,11 @@ class SpooledCapture:
             log.info("every change spooled is applied; reading the live change stream")
         return self._live.poll(max_events)
 
+    @property
+    def draining(self) -> bool:
+        """What was spooled is still being handed out: the live capture is not read yet."""
+        return self._draining
+
     def stop_spooling(self) -> None:
         """Stop the spooler if it still runs (the replay ended before the spool was drained): what it
         read is in the spool, with its tokens, and the next run applies it first."""
