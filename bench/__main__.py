@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from bench import control_plane, engine, engine_cpu, link_status, migration_hosts, replicas, verdict
+from bench import control_plane, cutover, engine, engine_cpu, link_status, migration_hosts, replicas, verdict
 
 
 def main() -> int:
@@ -17,6 +17,8 @@ def main() -> int:
     failures += control_plane.run()
     print()
     failures += verdict.run()
+    print()
+    failures += cutover.run()
     print()
     failures += replicas.run()
     print()
