@@ -23,7 +23,7 @@ collection for it, MongoDB reads metadata). The verdict must not read every docu
 not grow with the data): cutover at 100,000 / cutover at 10,000 <= 1.5.
 
 The larger copy takes longer at the same write rate, so it has more changes behind it: the ledger
-reads the changed documents again while replicating (`engine/ledger_refresh.py`), so that the cutover
+reads the changed documents again while replicating (`engine/verify/refresh.py`), so that the cutover
 reads only those changed since its last round, whatever ran before. The read-again figures are printed
 beside the times, with the cutover's time per document read again at each size, so that the two
 causes of a longer cutover — more to read, or a dearer read — can be told apart (no target on those).

@@ -34,8 +34,8 @@ from livemigrate.engine.discover import collection_namespaces
 from livemigrate.engine.events import Phase
 from livemigrate.engine.ledger import VerificationLedger
 from livemigrate.engine.options import NamespaceFilter
-from livemigrate.engine.verdict import through_the_ledger
-from livemigrate.engine.verify import verify_changed
+from livemigrate.engine.verify.passes import verify_changed
+from livemigrate.engine.verify.verdict import through_the_ledger
 
 DOCUMENTS = 10_000
 ROUNDS = 3

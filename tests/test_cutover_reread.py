@@ -24,8 +24,9 @@ from typing import Any
 from bson.raw_bson import RawBSONDocument
 from pymongo import MongoClient
 
-from livemigrate.engine.ledger import Side, VerificationLedger, digest_of
-from livemigrate.engine.reader import raw_collection
+from livemigrate.engine.digests import digest_of
+from livemigrate.engine.ledger import Side, VerificationLedger
+from livemigrate.engine.mongo.reader import raw_collection
 from tests.engine_support import MigrateProcess
 from tests.nx import NxServer
 from tests.support import wait_for as wait_until

@@ -9,7 +9,7 @@ from pathlib import Path
 import bson
 from bson.raw_bson import RawBSONDocument
 
-from livemigrate.engine.reader import BATCH_BYTES, in_batches
+from livemigrate.engine.mongo.reader import BATCH_BYTES, in_batches
 from tests.nx import NxServer
 from tests.support import LIVEMIGRATE
 

@@ -9,10 +9,11 @@ from typing import Any
 
 from pymongo import MongoClient
 
-from livemigrate.engine.ledger import VerificationLedger, document_key
-from livemigrate.engine.ledger_refresh import LedgerRefresh
-from livemigrate.engine.verdict import reach_verdict
-from livemigrate.engine.verify import VerificationPass
+from livemigrate.engine.digests import document_key
+from livemigrate.engine.ledger import VerificationLedger
+from livemigrate.engine.verify.passes import VerificationPass
+from livemigrate.engine.verify.refresh import LedgerRefresh
+from livemigrate.engine.verify.verdict import reach_verdict
 from tests.nx import NxServer
 
 NAMESPACE = "shop.orders"

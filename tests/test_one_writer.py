@@ -1,5 +1,5 @@
 """One migration writes a destination at a time, also for `livemigrate migrate`, which no control plane
-sees: the engine claims the destination before it writes there (`engine/destination_claim.py`)."""
+sees: the engine claims the destination before it writes there (`engine/mongo/claim.py`)."""
 
 from __future__ import annotations
 

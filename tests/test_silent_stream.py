@@ -19,8 +19,8 @@ from bson import Timestamp
 
 from livemigrate.engine.apply import apply_changes
 from livemigrate.engine.ledger import VerificationLedger
-from livemigrate.engine.verdict import reach_verdict
-from livemigrate.engine.verify import VerificationPass, verify_changed
+from livemigrate.engine.verify.passes import VerificationPass, verify_changed
+from livemigrate.engine.verify.verdict import reach_verdict
 from tests.engine_support import MigrateProcess, Writer, namespaces, seed
 from tests.migration_world import World
 from tests.nx import NxServer
@@ -173,7 +173,7 @@ def test_events_the_engine_skips_or_does_not_understand_are_caught_by_the_verdic
 
 def test_collections_created_during_a_per_collection_migration_reach_the_destination(tmp_path: Path) -> None:
     """A stream per collection sees only the collections of the start: the others are looked for every
-    5 s while replicating (`late_collections.py`), and once more when the cutover's drain begins. A
+    5 s while replicating (`coordinator/late_collections.py`), and once more when the cutover's drain begins. A
     collection dropped meanwhile is dropped on the destination."""
     world = World(tmp_path)  # its migration host captures per collection
     try:

@@ -1,5 +1,5 @@
 """A copy that outlasts the source's change history still completes: the changes made during the copy
-are read as they come into the spool (`engine/spool.py`) rather than resumed from the start point once
+are read as they come into the spool (`engine/capture/spool.py`) rather than resumed from the start point once
 the copy is done.
 
 The source is behind a proxy that keeps its change history for T seconds (`ShortHistoryProxy`): a
@@ -15,8 +15,8 @@ import re
 import time
 from pathlib import Path
 
-from livemigrate.engine.capture import CapturedEvent
-from livemigrate.engine.spool import Spool
+from livemigrate.engine.capture.spool import Spool
+from livemigrate.engine.changes import CapturedEvent
 from tests.engine_support import MigrateProcess, Writer, seed, wait_until
 from tests.nx import NxServer
 from tests.test_engine_live import verify

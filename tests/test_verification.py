@@ -17,15 +17,9 @@ from bson import Binary, Decimal128, Int64, MaxKey, MinKey, ObjectId, Timestamp
 from bson.raw_bson import RawBSONDocument
 from pymongo import MongoClient
 
-from livemigrate.engine.ledger import (
-    Side,
-    VerificationLedger,
-    digest_of,
-    document_key,
-    identifier_of,
-    namespace_hash,
-)
-from livemigrate.engine.verify import VerificationPass, VerifyReport, verify, verify_changed
+from livemigrate.engine.digests import digest_of, document_key, identifier_of, namespace_hash
+from livemigrate.engine.ledger import Side, VerificationLedger
+from livemigrate.engine.verify.passes import VerificationPass, VerifyReport, verify, verify_changed
 from tests.engine_support import MigrateProcess, Writer, seed
 from tests.nx import NxServer
 from tests.support import wait_for as wait_until

@@ -46,7 +46,7 @@ class LeaseKeeper:
         self._thread = threading.Thread(target=self._keep, name=f"leases-{job_id}", daemon=True)
         self._thread.start()
 
-    # --- what the copy and the runner ask (`engine.shared_copy.RangeLeases`) -----------------------
+    # --- what the copy and the runner ask (`engine.copy.shared.RangeLeases`) -----------------------
 
     def claim(self, name: str) -> bool:
         with self._asking:

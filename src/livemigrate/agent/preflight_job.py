@@ -15,8 +15,8 @@ from pymongo.errors import PyMongoError
 
 from livemigrate.agent.runner import RunnerSettings
 from livemigrate.contracts import HostJob, PreflightReport, ProgressReport
-from livemigrate.engine.connect import connect
 from livemigrate.engine.errors import EngineError, redact
+from livemigrate.engine.mongo.connect import connect
 from livemigrate.statuses import MigrationStatus
 
 log = logging.getLogger("livemigrate.agent")

@@ -20,12 +20,12 @@ from pymongo.errors import PyMongoError
 
 from livemigrate.contracts import ChangeCapture, HostJob, NamespaceReport, ProgressReport
 from livemigrate.engine import CaptureScope, EngineError, Migration, MigrationEvent, MigrationOptions
+from livemigrate.engine.capture.spool import Spool
 from livemigrate.engine.checkpoints import CheckpointStore, SqliteCheckpointStore
+from livemigrate.engine.copy.shared import SharedHost
 from livemigrate.engine.errors import EngineErrorCode, redact
 from livemigrate.engine.events import Phase
 from livemigrate.engine.ledger import VerificationLedger
-from livemigrate.engine.shared_copy import SharedHost
-from livemigrate.engine.spool import Spool
 from livemigrate.settings import Settings
 from livemigrate.statuses import MigrationStatus
 
@@ -48,7 +48,7 @@ class RunnerSettings:
     verify_sample: int = 100
     exact_counts: bool = False
     spool_limit_bytes: int = MigrationOptions.spool_limit_bytes
-    processes: int | None = None  # the copy's worker processes (`copy_processes.py`); None: the default
+    processes: int | None = None  # the copy's worker processes (`copy/processes.py`); None: the default
     in_process: bool = False  # the migration host `serve` runs, whose capture is `serve --agent-capture`
 
     @classmethod
@@ -90,7 +90,7 @@ class RunnerSettings:
 
 @dataclass(frozen=True)
 class SharedSetup:
-    """A shared migration's checkpoints (`engine/shared_state.py`) and this host's part in it."""
+    """A shared migration's checkpoints (`engine/mongo/destination_state.py`) and this host's part in it."""
 
     checkpoints: CheckpointStore
     host: SharedHost

@@ -3,8 +3,8 @@
 Every listed host runs one of these. Whoever holds the change capture's lease (`leases.CAPTURE`)
 runs the migration itself — the plan, the capture, its share of the copy, then replay, cutover and
 verdict — as a single host would (`runner.JobRunner`), but on the checkpoints every host can read
-(`engine/shared_state.py`, on the destination). The others copy ranges they lease
-(`engine/shared_copy.py`) and report only their own part. Each keeps trying for the capture's
+(`engine/mongo/destination_state.py`, on the destination). The others copy ranges they lease
+(`engine/copy/shared.py`) and report only their own part. Each keeps trying for the capture's
 lease: when its holder dies, the lease runs out (`LIVEMIGRATE_MIGRATION_LEASE_SECONDS`) and
 another host takes it over, and resumes the migration from the shared checkpoints — the capture
 from its last resume token, the copy's ranges from theirs. The new holder's verification ledger
@@ -26,11 +26,11 @@ from livemigrate.agent.runner import JobRunner, RunnerSettings, SharedSetup
 from livemigrate.client.agent_api import AgentApi
 from livemigrate.contracts import HostJob, HostProgress, ProgressReport
 from livemigrate.engine import EngineError
-from livemigrate.engine.connect import connect
+from livemigrate.engine.copy.ranges import load_ranges
+from livemigrate.engine.copy.shared import SharedHost
 from livemigrate.engine.errors import redact
-from livemigrate.engine.ranges import load_ranges
-from livemigrate.engine.shared_copy import SharedHost
-from livemigrate.engine.shared_state import DestinationCheckpointStore
+from livemigrate.engine.mongo.connect import connect
+from livemigrate.engine.mongo.destination_state import DestinationCheckpointStore
 
 log = logging.getLogger("livemigrate.agent")
 

@@ -113,10 +113,10 @@ def migrate(
     """Copy SOURCE into TARGET and keep replicating changes: until Ctrl-C (a checkpoint is kept),
     until caught up, or until SIGUSR1 asks for cutover (drain, verify, exit)."""
     from livemigrate.engine import EngineError, Migration
+    from livemigrate.engine.capture.spool import Spool
     from livemigrate.engine.checkpoints import SqliteCheckpointStore
     from livemigrate.engine.events import Phase
     from livemigrate.engine.ledger import VerificationLedger
-    from livemigrate.engine.spool import Spool
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     options = _options(include, exclude, drop_target, workers, batch_size, capture, split_threshold,
@@ -162,7 +162,7 @@ def migrate(
 def _connect_both(source_uri: str, target_uri: str) -> tuple[Any, Any]:
     """Both ends' clients, or one line saying which end failed and exit status 2."""
     from livemigrate.engine import EngineError
-    from livemigrate.engine.connect import connect
+    from livemigrate.engine.mongo.connect import connect
 
     try:
         source = connect(source_uri, "source")
@@ -202,7 +202,7 @@ def verify(
     """Compare SOURCE and TARGET per namespace (count and content hash); exit 1 on any mismatch."""
     from livemigrate.engine.discover import discover
     from livemigrate.engine.options import NamespaceFilter
-    from livemigrate.engine.verify import verify as compare
+    from livemigrate.engine.verify.passes import verify as compare
 
     source, target = _connect_both(source_uri, target_uri)
     with source, target:

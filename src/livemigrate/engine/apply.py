@@ -10,20 +10,18 @@ document), deletes are by key.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from pymongo import DeleteOne, MongoClient, ReplaceOne, UpdateOne
 
-from livemigrate.engine import writer
-from livemigrate.engine.discover import CollectionSpec, secondary_indexes
+from livemigrate.engine.changes import COMMAND_OPERATIONS, DOCUMENT_OPERATIONS, namespace_of
+from livemigrate.engine.mongo import writer
+from livemigrate.engine.mongo.collections import CollectionSpec, secondary_indexes
 
 log = logging.getLogger("livemigrate.engine.apply")
 
-DOCUMENT_OPERATIONS = frozenset({"insert", "update", "replace", "delete"})
-COMMAND_OPERATIONS = frozenset({"drop", "rename", "dropDatabase", "create", "createIndexes", "dropIndexes",
-                                "modify", "invalidate"})
 
 
 @dataclass(frozen=True)
@@ -39,11 +37,6 @@ class CommandChange:
     kind: str
     namespace: str
     detail: dict[str, Any]
-
-
-def namespace_of(event: Mapping[str, Any]) -> str:
-    ns = event.get("ns") or {}
-    return f"{ns.get('db')}.{ns['coll']}" if ns.get("coll") else str(ns.get("db"))
 
 
 def update_operations(key: dict[str, Any], description: dict[str, Any]) -> tuple[Any, ...]:

@@ -51,7 +51,7 @@ class MigrationEvent:
     # The target is still being read for verification: a cutover now would wait for that reading.
     verification_pending: bool = False
     # Both sides' counts were checked while replicating and agree, but for changes in flight
-    # (`divergence.py`): evidence that does not come from the change stream.
+    # (`verify/divergence.py`): evidence that does not come from the change stream.
     counts_agree: bool = False
     # A divergence the change stream does not explain: what, the likely cause, the remedy.
     warning: str | None = None

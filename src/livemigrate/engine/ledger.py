@@ -6,7 +6,7 @@ destination (and any source side the copy did not record) into it while changes 
 source change replayed — each made since the copy began, the spooled ones too — marks its document
 dirty, and from before that pass on so does every document the destination's change streams report
 written (by us, or by anyone). While changes replicate, the dirty documents are read again on both
-sides every few seconds and their marks cleared (`ledger_refresh.py`); at cutover, after the drain,
+sides every few seconds and their marks cleared (`verify/refresh.py`); at cutover, after the drain,
 only the documents dirty since are read again, and the two sides' digests are compared. A document
 that is not dirty has changed on neither side since its side was last recorded: every source change
 is replicated, and every destination write is reported, so either would have marked it.
@@ -18,14 +18,12 @@ Why SQLite and not a dict: one row per document per side. A file in the state di
 agent's memory flat on large deployments and survives a restart, so a resumed job keeps its ledger.
 Marks are written before the resume tokens that pass their changes are saved, so a kill never loses
 one; a ledger that disagrees with the data is never trusted alone (the documents it disagrees on are
-read again on both sides before a difference found through it counts: `verdict.py`).
+read again on both sides before a difference found through it counts: `verify/verdict.py`).
 """
 
 from __future__ import annotations
 
-import hashlib
 import sqlite3
-import struct
 import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -34,11 +32,11 @@ from itertools import chain
 from pathlib import Path
 from typing import Any
 
-import bson
 from bson.raw_bson import RawBSONDocument
 
-from livemigrate.engine.apply import DOCUMENT_OPERATIONS, namespace_of
+from livemigrate.engine.changes import DOCUMENT_OPERATIONS, namespace_of
 from livemigrate.engine.checkpoints import BUSY_SECONDS
+from livemigrate.engine.digests import digest_of, digest_sum, document_key, hash_hex, namespace_hash
 
 # Changes the ledger cannot follow document by document: cutover then verifies every document.
 _LEDGER_BREAKING_OPERATIONS = frozenset({"drop", "rename", "dropDatabase", "invalidate"})
@@ -47,59 +45,6 @@ _LEDGER_BREAKING_OPERATIONS = frozenset({"drop", "rename", "dropDatabase", "inva
 class Side(IntEnum):
     SOURCE = 0
     TARGET = 1
-
-
-def document_key(identifier: Any) -> bytes:
-    """The `_id` element as BSON (type, name, value): equal exactly when the server's `_id`s are. The
-    driver decodes every BSON type to one that encodes back to the same bytes (int64 to Int64, …)."""
-    return bson.encode({"_id": identifier})[4:-1]
-
-
-def identifier_of(key: bytes) -> Any:
-    return bson.decode(struct.pack("<i", len(key) + 5) + key + b"\x00")["_id"]
-
-
-# Sizes of BSON values by type byte, to find where a raw document's `_id` element ends.
-_FIXED_SIZES = {0x01: 8, 0x06: 0, 0x07: 12, 0x08: 1, 0x09: 8, 0x0A: 0, 0x10: 4, 0x11: 8, 0x12: 8, 0x13: 16,
-                0xFF: 0, 0x7F: 0}
-_AFTER_LENGTH = {0x02: 4, 0x0D: 4, 0x0E: 4, 0x05: 5}  # int32 length, (binary: subtype,) then that many bytes
-_SELF_SIZED = frozenset({0x03, 0x04, 0x0F})  # an int32 that counts itself
-_ID_NAME = b"_id\x00"
-_STRING_ID = b"\x02_id\x00"  # a string `_id` element's type and name
-
-
-def _raw_id_element(raw: bytes | memoryview) -> bytes | None:
-    """The `_id` element's bytes, read in place when `_id` comes first, as the server stores it.
-
-    Written here because the bson package has no public way to read one element of a raw document:
-    `document["_id"]` decodes the whole document, which costs the copy more than hashing it does.
-    """
-    if raw[4:9] == _STRING_ID:  # a string `_id`, common and the costliest to size below: read first
-        return bytes(raw[4:13 + int.from_bytes(raw[9:13], "little")])
-    if raw[5:9] != _ID_NAME:
-        return None
-    kind = raw[4]
-    if kind in _FIXED_SIZES:
-        size = _FIXED_SIZES[kind]
-    elif kind in _AFTER_LENGTH:
-        size = _AFTER_LENGTH[kind] + int.from_bytes(raw[9:13], "little")
-    elif kind in _SELF_SIZED:
-        size = int.from_bytes(raw[9:13], "little")
-    else:
-        return None
-    return bytes(raw[4:9 + size])
-
-
-def digest_of(document: RawBSONDocument) -> tuple[bytes, bytes]:
-    """(key, digest) of a document: the digest is of its exact BSON, field order included, as MongoDB
-    compares documents. BLAKE2b at 128 bits: the fastest of the standard library's hashes in software
-    (a CPU with SHA extensions runs SHA-256 faster: 1.1 against 1.9 µs a KiB on the two-core machine
-    `make bench` is measured on, a gain that depends on the CPU and would change every ledger's
-    digests), and as wide as MongoDB's own dbHash (MD5); twice that doubled the ledger's writes (one
-    row per document per side) for a collision chance already beyond reach."""
-    raw = document.raw
-    key = _raw_id_element(raw)
-    return (key if key is not None else document_key(document["_id"])), hashlib.blake2b(raw, digest_size=16).digest()
 
 
 _SCHEMA = (
@@ -122,21 +67,6 @@ _SCHEMA = (
 )
 _TABLES = ("identity", "digests", "dirty", "passes", "unusable", "sample", "hashes", "copying", "running")
 _ZERO = "0" * 64
-_MODULUS = 2**256
-
-
-def namespace_hash(digests: Iterable[bytes]) -> str:
-    """A namespace's hash: the sum of its documents' digests modulo 2**256, so that it does not depend
-    on the order documents are read in, and can be kept up to date by adding and taking away."""
-    return _hex(_digest_sum(digests))
-
-
-def _hex(total: int) -> str:
-    return f"{total % _MODULUS:064x}"
-
-
-def _digest_sum(digests: Iterable[bytes]) -> int:
-    return sum(int.from_bytes(digest, "big") for digest in digests)
 
 
 # Rows a statement inserts at once: `INSERT … VALUES (…), (…), …` costs SQLite about half of what
@@ -265,7 +195,7 @@ class VerificationLedger:
                                              (int(side), namespace)).fetchone()
                 if running is not None:
                     connection.execute("UPDATE running SET total = ? WHERE side = ? AND namespace = ?",
-                                       (_hex(int(running[0], 16) + _digest_sum(row[3] for row in rows)),
+                                       (hash_hex(int(running[0], 16) + digest_sum(row[3] for row in rows)),
                                         int(side), namespace))
             connection.execute("RELEASE batch")
 
@@ -285,10 +215,10 @@ class VerificationLedger:
                 old = [bytes(row[0]) for part, marks in _key_batches(touched) for row in connection.execute(
                     f"SELECT digest FROM digests WHERE side = ? AND namespace = ? AND key IN ({marks})",
                     (int(side), namespace, *part))]
-                total = int(stored[0], 16) - _digest_sum(old) + _digest_sum(row[3] for row in rows)
+                total = int(stored[0], 16) - digest_sum(old) + digest_sum(row[3] for row in rows)
                 counted = None if stored[1] is None else int(stored[1]) - len(old) + len(rows)
                 connection.execute("UPDATE hashes SET total = ?, rows = ? WHERE side = ? AND namespace = ?",
-                                   (_hex(total), counted, int(side), namespace))
+                                   (hash_hex(total), counted, int(side), namespace))
             connection.executemany("DELETE FROM digests WHERE side = ? AND namespace = ? AND key = ?",
                                    [(int(side), namespace, key) for key in touched])
             _insert_digests(connection, "INSERT OR REPLACE", rows)
@@ -350,7 +280,7 @@ class VerificationLedger:
     def draw_sample(self, namespaces: Sequence[str], size: int) -> None:
         """Draw `size` of the source's keys at random, shared among namespaces by their counts (at least
         one from each non-empty one), for the cutover to read again on both sides whatever the change
-        stream said (`verdict.py`). Drawn once the source's pass is over, in the background: a random
+        stream said (`verify/verdict.py`). Drawn once the source's pass is over, in the background: a random
         draw reads every key."""
         totals = {namespace: self.count(Side.SOURCE, namespace) for namespace in namespaces}
         everything = sum(totals.values())
@@ -412,7 +342,7 @@ class VerificationLedger:
     def note_events(self, events: Sequence[Mapping[str, Any]]) -> None:
         """Mark what change events say was written: their documents dirty, or the whole ledger unusable
         after a change it cannot follow document by document. An event of a kind not listed here marks
-        nothing — which is why the cutover's verdict never rests on the ledger alone (`verdict.py`)."""
+        nothing — which is why the cutover's verdict never rests on the ledger alone (`verify/verdict.py`)."""
         changed = [(namespace_of(event), document_key(event["documentKey"]["_id"])) for event in events
                    if event.get("operationType") in DOCUMENT_OPERATIONS and "_id" in (event.get("documentKey") or {})]
         self.mark_dirty(changed)

@@ -10,7 +10,7 @@ from enum import Enum
 # The pre-flight's scratch database on a destination (`preflight.py`): while a validation samples
 # the writes there, another validation must not find the destination occupied by it.
 PREFLIGHT_DATABASE = "livemigrate_preflight"
-# Where the hosts that share a migration keep its checkpoints, on the destination (`shared_state.py`).
+# Where the hosts that share a migration keep its checkpoints, on the destination (`mongo/destination_state.py`).
 STATE_DATABASE = "livemigrate_state"
 SYSTEM_DATABASES = frozenset({"admin", "local", "config", PREFLIGHT_DATABASE, STATE_DATABASE})
 
@@ -65,7 +65,7 @@ class MigrationOptions:
     namespaces: NamespaceFilter = field(default_factory=NamespaceFilter)
     drop_target: bool = False
     workers: int = 4
-    # Worker processes for the copy (`copy_processes.py`): None is one per core when the copy is large
+    # Worker processes for the copy (`copy/processes.py`): None is one per core when the copy is large
     # enough to pay for them; 1 copies in this process's `workers` threads.
     processes: int | None = None
     batch_size: int = 1000
@@ -77,21 +77,21 @@ class MigrationOptions:
     # How long one poll of the change streams may wait for an event before reporting lag 0.
     poll_seconds: float = 0.2
     mismatch_sample: int = 20
-    # While replicating, both sides' counts are compared this often (`divergence.py`).
+    # While replicating, both sides' counts are compared this often (`verify/divergence.py`).
     count_check_seconds: float = 10.0
     # Documents picked at random on the source and compared on the destination at cutover.
     verify_sample: int = 100
     # Count every document (a scan) rather than ask for the collection's count (metadata).
     exact_counts: bool = False
     # With a per-collection capture, how often the source's collections are listed again, for those
-    # created since the start (`late_collections.py`); and once more when the cutover's drain begins.
+    # created since the start (`coordinator/late_collections.py`); and once more when the cutover's drain begins.
     discover_seconds: float = 5.0
-    # The most the changes read during the copy may take on disk before they are applied (`spool.py`).
+    # The most the changes read during the copy may take on disk before they are applied (`capture/spool.py`).
     spool_limit_bytes: int = 10 * 1024**3
     # While replicating, the documents changed are read again this often, so that the cutover reads only
-    # what changed since (`ledger_refresh.py`).
+    # what changed since (`verify/refresh.py`).
     ledger_refresh_seconds: float = 5.0
     # How a person starts this migration again with the other change capture, keyed by that capture
     # ("collection", "cluster"), for the warning of a capture that seems to miss changes
-    # (`divergence.py`); empty: as `livemigrate migrate` is run.
+    # (`verify/divergence.py`); empty: as `livemigrate migrate` is run.
     capture_remedies: Mapping[str, str] = field(default_factory=dict)

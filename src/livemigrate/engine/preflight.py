@@ -21,11 +21,12 @@ from bson.raw_bson import RawBSONDocument
 from pymongo import MongoClient
 from pymongo.errors import PyMongoError
 
-from livemigrate.engine import writer
-from livemigrate.engine.discover import CollectionSpec, discover
+from livemigrate.engine.capture.spool import LIMIT_SETTING
+from livemigrate.engine.discover import discover
+from livemigrate.engine.mongo import writer
+from livemigrate.engine.mongo.collections import CollectionSpec
+from livemigrate.engine.mongo.reader import in_batches, raw_collection
 from livemigrate.engine.options import PREFLIGHT_DATABASE, MigrationOptions
-from livemigrate.engine.reader import in_batches, raw_collection
-from livemigrate.engine.spool import LIMIT_SETTING
 
 SCRATCH_NAMESPACE = f"{PREFLIGHT_DATABASE}.sample"
 _KEY_SAMPLE = 1000  # documents per collection whose field names are looked at

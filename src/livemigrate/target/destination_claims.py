@@ -9,7 +9,7 @@ creates that race cannot both hold it, on one replica or several, and the loser 
 A claim lasts as long as the migration may write the destination: while it runs; after it ends on
 its host's own report, no longer. A migration the target ends on its hosts' behalf (expired, its
 hosts gone, its link revoked) gives its claim up at once — its host stops at its next job list,
-and the engine's own claim on the destination (`engine/destination_claim.py`) covers those seconds.
+and the engine's own claim on the destination (`engine/mongo/claim.py`) covers those seconds.
 A cancelled migration keeps its claim until its hosts confirm they stopped writing, or until none of
 them is alive to do so. Whether a holder still writes is decided when another migration asks for
 its destination, as expiry is decided on read: no clock of its own.

@@ -2,7 +2,7 @@
 
 Every host of a shared migration runs this loop — the one that holds the change capture inside its
 `Migration`, the others alone. A thread looks at the plan in the shared checkpoints
-(`shared_state.py`), leases a range nobody holds, reads that range's latest checkpoint (another
+(`mongo/destination_state.py`), leases a range nobody holds, reads that range's latest checkpoint (another
 host may have copied part of it before it died), copies on from there, checkpointing each batch,
 and releases it when it is done. It stops copying a range the moment its lease is no longer sure
 (`RangeLeases.holds`): another host may take it over then, and resumes from the last checkpoint.
@@ -26,8 +26,8 @@ from typing import Any, Protocol
 from pymongo import MongoClient
 
 from livemigrate.engine.checkpoints import CheckpointStore
+from livemigrate.engine.copy.ranges import RangeState, copy_range, load_ranges
 from livemigrate.engine.options import MigrationOptions
-from livemigrate.engine.ranges import RangeState, copy_range, load_ranges
 
 log = logging.getLogger("livemigrate.engine")
 

@@ -6,7 +6,7 @@ had changed — but that makes it as blind as the stream: an event the stream ne
 engine did not understand, marks nothing. So the ledger is one witness of three:
 
 1. the ledger's re-read of the changed documents;
-2. both sides' counts of every namespace, planned or created since (`evidence.py`), read after the
+2. both sides' counts of every namespace, planned or created since (`verify/evidence.py`), read after the
    drain while the ledger compares (engine work, the servers idle), so that they add little;
 3. a sample: documents drawn at random from the source's keys when the verification pass ended,
    read again on both sides in the same queries as the changed ones, whatever the stream said.
@@ -33,9 +33,10 @@ from typing import Any
 
 from pymongo import MongoClient
 
-from livemigrate.engine.evidence import Evidence, count_both_sides
-from livemigrate.engine.ledger import VerificationLedger, identifier_of
-from livemigrate.engine.verify import VerifyReport, compare_in_ledger, read_again, read_changed, verify
+from livemigrate.engine.digests import identifier_of
+from livemigrate.engine.ledger import VerificationLedger
+from livemigrate.engine.verify.evidence import Evidence, count_both_sides
+from livemigrate.engine.verify.passes import VerifyReport, compare_in_ledger, read_again, read_changed, verify
 
 log = logging.getLogger("livemigrate.engine.verdict")
 

@@ -34,7 +34,8 @@ from typing import Any
 import bson
 from bson.codec_options import CodecOptions
 
-from livemigrate.engine.capture import Capture, CapturedEvent
+from livemigrate.engine.capture.streams import Capture
+from livemigrate.engine.changes import CapturedEvent
 from livemigrate.engine.errors import EngineError, EngineErrorCode
 
 log = logging.getLogger("livemigrate.engine.spool")
@@ -235,7 +236,7 @@ class SpooledCapture:
                     raise
                 log.warning("the spooler had stopped: %s", error)
 
-    # A per-collection capture's late collections (`late_collections.py`), while the spool drains too.
+    # A per-collection capture's late collections (`coordinator/late_collections.py`), while the spool drains too.
     # The spooler stops first: the live capture's streams change in this thread, not under its reads.
 
     def watched(self) -> set[str]:

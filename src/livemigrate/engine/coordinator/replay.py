@@ -1,11 +1,11 @@
 """Replay and cutover: apply the source's changes to the target until asked to cut over, then drain.
 
 While it replays, four things run beside it, each with its own evidence for the verdict:
-- the verification pass (`verify.py`) reads both sides into the ledger once, and from then on the
-  documents changed are read again every few seconds (`ledger_refresh.py`), so that the cutover reads
+- the verification pass (`verify/passes.py`) reads both sides into the ledger once, and from then on the
+  documents changed are read again every few seconds (`verify/refresh.py`), so that the cutover reads
   only what changed last;
 - the destination's change streams mark every document written there, by us or anyone else;
-- the divergence monitor (`divergence.py`) compares both sides' counts.
+- the divergence monitor (`verify/divergence.py`) compares both sides' counts.
 Both sides' resume points are checkpointed together after each round, once the changes they pass
 are applied and marked; a restart resumes from there.
 """
@@ -24,21 +24,22 @@ from typing import Any
 from pymongo import MongoClient
 from pymongo.errors import OperationFailure
 
-from livemigrate.engine.apply import apply_changes, namespace_of
-from livemigrate.engine.capture import Capture, CapturedEvent, ClusterCapture, CollectionCapture, NoCapture, event_time
+from livemigrate.engine.apply import apply_changes
+from livemigrate.engine.capture.spool import SpooledCapture
+from livemigrate.engine.capture.streams import Capture, ClusterCapture, CollectionCapture, NoCapture
+from livemigrate.engine.changes import CapturedEvent, event_time, namespace_of
 from livemigrate.engine.checkpoints import CheckpointStore, Document
-from livemigrate.engine.connect import wire_version
-from livemigrate.engine.divergence import DivergenceMonitor
+from livemigrate.engine.coordinator.late_collections import LateCollections
+from livemigrate.engine.coordinator.progress import Progress
 from livemigrate.engine.errors import EngineError, redact
 from livemigrate.engine.events import Phase, VerificationState
-from livemigrate.engine.late_collections import LateCollections
 from livemigrate.engine.ledger import Side, VerificationLedger
-from livemigrate.engine.ledger_refresh import LedgerRefresh
+from livemigrate.engine.mongo.connect import wire_version
+from livemigrate.engine.mongo.write_block import WriteBlock
 from livemigrate.engine.options import CaptureScope, MigrationOptions
-from livemigrate.engine.progress import Progress
-from livemigrate.engine.spool import SpooledCapture
-from livemigrate.engine.verify import VerificationPass
-from livemigrate.engine.write_block import WriteBlock
+from livemigrate.engine.verify.divergence import DivergenceMonitor
+from livemigrate.engine.verify.passes import VerificationPass
+from livemigrate.engine.verify.refresh import LedgerRefresh
 
 log = logging.getLogger("livemigrate.engine")
 
@@ -131,16 +132,51 @@ class Replay:
     # --- the loop --------------------------------------------------------------------------------
 
     def run(self, capture: Capture, *, until_caught_up: bool, spooled: SpooledCapture | None = None) -> ReplayOutcome:
-        """`spooled`: the capture, when it first hands out what was spooled during the copy; the ledger's
+        """Rounds of: the cutover's first steps when it is asked for, collections created since, one batch
+        of changes applied and noted, the destination's writes noted, the resume points saved, progress;
+        until drained at cutover, caught up (with `until_caught_up`), or stopped.
+
+        `spooled`: the capture, when it first hands out what was spooled during the copy; the ledger's
         refresh waits until that is applied, so that its first round reads the changes it marked."""
-        controls = self._controls
         self._progress.emit(Phase.REPLICATING, force=True, lag=None)
         log.info("replicating changes from the saved resume tokens")
-        # Before the pass reads anything and before any change is applied: from here on every change
-        # applied, and every write the destination sees, marks its document dirty. The pass's end
-        # wakes the loop, whose next round says cutover no longer waits for it.
         destination = self._destination = self._watch_destination()
         saved = self._save_tokens(capture, destination, {})
+        monitor = self._start_beside(spooled)
+        looked_at_cutover = False
+        quiet_wait = self._options.poll_seconds
+        while not self._controls.stopping.is_set():
+            cutting_over = self._controls.cutover.is_set()
+            if cutting_over:
+                self._begin_drain()
+            if self._late is not None and (self._late.due() or cutting_over and not looked_at_cutover):
+                looked_at_cutover = cutting_over
+                self._late.catch_up(capture)  # type: ignore[arg-type]  # a per-collection capture
+            captured = capture.poll(self._options.batch_size)
+            self._apply(captured, monitor)
+            self._note_destination_writes(destination, drain=cutting_over and not captured)
+            saved = self._save_tokens(capture, destination, saved)
+            self._progress.emit(Phase.CUTTING_OVER if cutting_over else Phase.REPLICATING, force=not captured,
+                                lag=self._lag(captured, monitor))
+            if captured:
+                quiet_wait = self._options.poll_seconds
+                continue
+            if cutting_over:
+                log.info("cutover: every change the change stream delivered is applied; verifying")
+                return ReplayOutcome.DRAINED
+            if until_caught_up and not self.verification_pending and monitor.state().agrees:
+                log.info("caught up: the copy is done, the lag is zero, both sides' counts agree and both "
+                         "sides are read for verification")
+                return ReplayOutcome.CAUGHT_UP
+            quiet_wait = self._wait_quietly(quiet_wait)
+        return ReplayOutcome.STOPPED
+
+    def _start_beside(self, spooled: SpooledCapture | None) -> DivergenceMonitor:
+        """What runs beside the loop, started once the destination is watched — before the pass reads
+        anything and before any change is applied, so that from here on every change applied, and every
+        write the destination sees, marks its document: the verification pass, the ledger's refresh
+        after it, and the divergence monitor. Each wakes the loop when readiness may have changed."""
+        controls = self._controls
         refresh = self._refresh = LedgerRefresh(self._source, self._target, self._ledger, self._planned,
                                                 ready=lambda: verification_pass.complete
                                                 and (spooled is None or not spooled.draining),
@@ -159,51 +195,40 @@ class Replay:
             self._source, self._target, self._namespaces_now, self._options.count_check_seconds,
             self._end_of_replication, capture=self._capture_scope, exact=self._options.exact_counts,
             on_change=controls.wake.set, remedies=self._options.capture_remedies).start()
-        looked_at_cutover = False
-        quiet_wait = self._options.poll_seconds
-        while not controls.stopping.is_set():
-            cutting_over = controls.cutover.is_set()
-            if cutting_over:
-                self._end_of_replication.set()  # the verdict counts for itself
-                self._refresh.stop()  # the verdict reads what changed since its last round
-                if self._drain_began is None:
-                    self._drain_began = time.time()
-                    self.write_block.engage()
-            if self._late is not None and (self._late.due() or cutting_over and not looked_at_cutover):
-                looked_at_cutover = cutting_over
-                self._late.catch_up(capture)  # type: ignore[arg-type]  # a per-collection capture
-            captured = capture.poll(self._options.batch_size)
-            if captured:
-                events = [item.event for item in captured]
-                if self._drain_began is not None:
-                    self._count_writes_after_drain(events)
-                apply_changes(self._target, events)
-                self._ledger.note_events(events)  # before the tokens move past them
-                delivered = Counter(namespace_of(event) for event in events)
-                monitor.delivered(delivered)
-                self._applied_by_namespace.update(delivered)
-                self._applied += len(captured)
-            self._note_destination_writes(destination, drain=cutting_over and not captured)
-            saved = self._save_tokens(capture, destination, saved)
-            lag = self._lag(captured, monitor)
-            self._progress.emit(Phase.CUTTING_OVER if cutting_over else Phase.REPLICATING, force=not captured, lag=lag)
-            if not captured:
-                if cutting_over:
-                    log.info("cutover: every change the change stream delivered is applied; verifying")
-                    return ReplayOutcome.DRAINED
-                if until_caught_up and not self.verification_pending and monitor.state().agrees:
-                    log.info("caught up: the copy is done, the lag is zero, both sides' counts agree and both "
-                             "sides are read for verification")
-                    return ReplayOutcome.CAUGHT_UP
-                # A quiet source is looked at less and less often, up to once a second: each look is a
-                # getMore per stream (and some servers answer at once whatever maxAwaitTimeMS says).
-                # A wake-up (a cutover, the verification pass's end, the counts changing) looks at once.
-                woken = controls.wake.wait(quiet_wait)
-                controls.wake.clear()
-                quiet_wait = self._options.poll_seconds if woken else min(quiet_wait * 2, _QUIET_WAIT_MAX_SECONDS)
-            else:
-                quiet_wait = self._options.poll_seconds
-        return ReplayOutcome.STOPPED
+        return monitor
+
+    def _begin_drain(self) -> None:
+        """The cutover asked for: the count checks and the ledger's refresh end (the verdict counts and
+        reads for itself), and, the first time, the source's user writes are blocked."""
+        self._end_of_replication.set()
+        if self._refresh is not None:
+            self._refresh.stop()
+        if self._drain_began is None:
+            self._drain_began = time.time()
+            self.write_block.engage()
+
+    def _apply(self, captured: list[CapturedEvent], monitor: DivergenceMonitor) -> None:
+        """One batch of changes applied to the destination, and marked in the ledger before the resume
+        tokens move past them; the monitor learns what was delivered of each namespace."""
+        if not captured:
+            return
+        events = [item.event for item in captured]
+        if self._drain_began is not None:
+            self._count_writes_after_drain(events)
+        apply_changes(self._target, events)
+        self._ledger.note_events(events)
+        delivered = Counter(namespace_of(event) for event in events)
+        monitor.delivered(delivered)
+        self._applied_by_namespace.update(delivered)
+        self._applied += len(captured)
+
+    def _wait_quietly(self, quiet_wait: float) -> float:
+        """A quiet source is looked at less and less often, up to once a second: each look is a getMore
+        per stream (and some servers answer at once whatever maxAwaitTimeMS says). A wake-up (a
+        cutover, the verification pass's end, the counts changing) looks at once. The next wait."""
+        woken = self._controls.wake.wait(quiet_wait)
+        self._controls.wake.clear()
+        return self._options.poll_seconds if woken else min(quiet_wait * 2, _QUIET_WAIT_MAX_SECONDS)
 
     @property
     def writes_after_drain(self) -> int:

@@ -12,9 +12,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import Protocol
 
+from livemigrate.engine.copy.initial_copy import InitialCopy
 from livemigrate.engine.events import MigrationEvent, NamespaceProgress, Phase, VerificationState
-from livemigrate.engine.initial_copy import InitialCopy
-from livemigrate.engine.verify import VerifyReport
+from livemigrate.engine.verify.passes import VerifyReport
 
 EventListener = Callable[[MigrationEvent], None]
 

@@ -16,14 +16,14 @@ from typing import Any
 
 from pymongo import MongoClient
 
-from livemigrate.engine import writer
 from livemigrate.engine.checkpoints import CheckpointStore, Document
-from livemigrate.engine.copy_processes import CopyProcesses, default_processes
-from livemigrate.engine.discover import CollectionSpec, Discovery
+from livemigrate.engine.copy.processes import CopyProcesses, default_processes
+from livemigrate.engine.copy.ranges import RangeState, Record, copy_range, load_ranges
 from livemigrate.engine.events import NamespaceProgress
+from livemigrate.engine.mongo import writer
+from livemigrate.engine.mongo.collections import CollectionSpec, Discovery
+from livemigrate.engine.mongo.reader import plan_ranges, single_bracket
 from livemigrate.engine.options import MigrationOptions
-from livemigrate.engine.ranges import RangeState, Record, copy_range, load_ranges
-from livemigrate.engine.reader import plan_ranges, single_bracket
 
 log = logging.getLogger("livemigrate.engine")
 
@@ -84,7 +84,7 @@ class InitialCopy:
     def run(self, source: MongoClient[Any], target: MongoClient[Any], *, resumed: bool,
             workers: CopyProcesses | None = None) -> bool:
         """Copy every range not yet done; False if stopped before the end. With `workers`, the ranges
-        are copied by worker processes (`copy_processes.py`) when there are enough to share."""
+        are copied by worker processes (`copy/processes.py`) when there are enough to share."""
         if resumed:
             log.info("resuming the copy from its checkpoint: %d of about %d documents already copied, "
                      "%d of %d ranges done", sum(state.copied for state in self._ranges), sum(self._totals.values()),

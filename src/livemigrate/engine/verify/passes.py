@@ -7,7 +7,7 @@ compares documents that way too); a namespace's hash is the sum of its documents
 Two ways to get there: `verify` reads every document of both sides; `verify_changed` reads again
 only the documents the ledger marks dirty and takes the rest from it (`ledger.py` says why that is
 sound), which keeps a cutover short however large the data; `read_again` reads any other keys the
-same way (those the ledger disagrees on, at cutover: `verdict.py`).
+same way (those the ledger disagrees on, at cutover: `verify/verdict.py`).
 """
 
 from __future__ import annotations
@@ -25,9 +25,10 @@ from bson.raw_bson import RawBSONDocument
 from pymongo import MongoClient
 from pymongo.errors import PyMongoError
 
+from livemigrate.engine.digests import digest_of, identifier_of, namespace_hash
 from livemigrate.engine.events import VerificationState
-from livemigrate.engine.ledger import Side, VerificationLedger, digest_of, identifier_of, namespace_hash
-from livemigrate.engine.reader import in_batches, prefetch, raw_collection
+from livemigrate.engine.ledger import Side, VerificationLedger
+from livemigrate.engine.mongo.reader import in_batches, prefetch, raw_collection
 
 log = logging.getLogger("livemigrate.engine.verify")
 

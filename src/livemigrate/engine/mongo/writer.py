@@ -14,7 +14,7 @@ from pymongo import MongoClient
 from pymongo.collection import Collection
 from pymongo.errors import BulkWriteError, CollectionInvalid, OperationFailure
 
-from livemigrate.engine.discover import CollectionSpec
+from livemigrate.engine.mongo.collections import CollectionSpec
 
 log = logging.getLogger("livemigrate.engine.writer")
 

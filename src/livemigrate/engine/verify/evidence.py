@@ -3,8 +3,8 @@
 The ledger (`ledger.py`) re-reads only what the change stream said had changed, so a stream that
 misses events — a server that accepts a `watch` and never emits, a capture that does not cover a
 namespace created later, an event the engine does not understand — would pass its own check. Counts
-asked of the servers do not depend on the stream. `verdict.py` adds them (and a sample) to the
-cutover's verdict; `divergence.py` compares them at an interval while replicating.
+asked of the servers do not depend on the stream. `verify/verdict.py` adds them (and a sample) to the
+cutover's verdict; `verify/divergence.py` compares them at an interval while replicating.
 
 By default a count is the `count` command (what `estimated_document_count` sends): O(1) on MongoDB,
 from the collection's metadata, exact on an unsharded deployment after a clean shutdown. `exact=True`
@@ -20,7 +20,7 @@ from typing import Any
 
 from pymongo import MongoClient
 
-from livemigrate.engine.verify import on_both_sides
+from livemigrate.engine.verify.passes import on_both_sides
 
 
 @dataclass(frozen=True)

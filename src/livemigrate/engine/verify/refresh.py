@@ -6,7 +6,7 @@ replicates for a day under a steady writer has a day of changes to read while th
 waits — a downtime that grows with the migration's length, and so with its data. With it, every
 `every_seconds` the documents marked dirty are read again on both sides into the ledger and their
 marks cleared, so that the cutover's share is what changed since the last round (and the few the
-ledger then disagrees on: `verdict.py`).
+ledger then disagrees on: `verify/verdict.py`).
 
 Why clearing marks here loses nothing. A mark is cleared only up to the number it had when the round
 began (`VerificationLedger.marks_made`): a change applied or seen on the destination while the round
@@ -34,7 +34,7 @@ from pymongo import MongoClient
 from pymongo.errors import PyMongoError
 
 from livemigrate.engine.ledger import VerificationLedger
-from livemigrate.engine.verify import read_again
+from livemigrate.engine.verify.passes import read_again
 
 log = logging.getLogger("livemigrate.engine.verify")
 

@@ -14,7 +14,7 @@ and changes are in flight for as long as the lag, so a difference alone proves n
 
 Why counts: O(1) per namespace on MongoDB (the `count` command reads collection metadata), so a
 check every few seconds costs little however large the data. They see inserts and deletes a stream
-missed, not updates: the cutover's sample (`evidence.py`) looks at content.
+missed, not updates: the cutover's sample (`verify/evidence.py`) looks at content.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from typing import Any
 from pymongo import MongoClient
 from pymongo.errors import PyMongoError
 
-from livemigrate.engine.evidence import count_both_sides
+from livemigrate.engine.verify.evidence import count_both_sides
 
 log = logging.getLogger("livemigrate.engine.divergence")
 

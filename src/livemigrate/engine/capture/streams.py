@@ -4,7 +4,7 @@ Both record their start point before the copy begins (the resume token a new str
 hand back events with the token to save once they are applied. MongoDB 4.0+ offers the
 deployment-wide stream; MongoDB 3.6 — or a user allowed to watch only its collections — needs a
 stream per collection, which sees only the collections that existed when it started (those created
-later are looked for, copied and added: `late_collections.py`).
+later are looked for, copied and added: `coordinator/late_collections.py`).
 """
 
 from __future__ import annotations
@@ -12,15 +12,13 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from bson.timestamp import Timestamp
 from pymongo import MongoClient
 from pymongo.change_stream import ChangeStream
 from pymongo.errors import OperationFailure
 
+from livemigrate.engine.changes import CapturedEvent
 from livemigrate.engine.errors import EngineError, EngineErrorCode
 from livemigrate.engine.options import NamespaceFilter
 
@@ -31,23 +29,6 @@ CLUSTER_STREAM = "*"
 # ChangeStreamFatalError, CappedPositionLost.
 HISTORY_LOST_CODES = frozenset({286, 280, 136})
 WIRE_VERSION_SHOW_EXPANDED_EVENTS = 17  # MongoDB 6.0: create, createIndexes, dropIndexes, modify events
-
-
-@dataclass(frozen=True)
-class CapturedEvent:
-    stream: str
-    event: dict[str, Any]
-
-
-def event_time(event: Mapping[str, Any]) -> float | None:
-    """Seconds since the epoch at which the source made the change (clusterTime, or wallTime)."""
-    moment = event.get("clusterTime") or event.get("wallTime")
-    if isinstance(moment, Timestamp):
-        return float(moment.time)
-    if isinstance(moment, datetime):
-        aware = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
-        return aware.timestamp()
-    return None
 
 
 def history_lost(error: OperationFailure) -> bool:
@@ -152,7 +133,7 @@ class CollectionCapture:
         with history_guard(namespace, self._role):
             return self._client[database][name].watch(resume_after=token, **self._options)
 
-    # A collection created after the start (`late_collections.py`): its stream is opened before its copy
+    # A collection created after the start (`coordinator/late_collections.py`): its stream is opened before its copy
     # and read with the others once the copy is done.
 
     def watched(self) -> set[str]:

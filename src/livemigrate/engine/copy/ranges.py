@@ -11,9 +11,9 @@ from typing import Any, Protocol
 from bson.raw_bson import RawBSONDocument
 from pymongo import MongoClient
 
-from livemigrate.engine import writer
 from livemigrate.engine.checkpoints import CheckpointStore, Document
-from livemigrate.engine.reader import IdRange, prefetch, read_batches
+from livemigrate.engine.mongo import writer
+from livemigrate.engine.mongo.reader import IdRange, prefetch, read_batches
 
 log = logging.getLogger("livemigrate.engine")
 

@@ -1,8 +1,8 @@
 """The coordinator: one migration from a source deployment to a target, phase by phase.
 
-    checks → start point → plan → copy (parallel `_id` ranges, `initial_copy.py`) → indexes, views
-    (the changes meanwhile spooled, `spool.py`) → replay, the spool first → cutover (`replay.py`)
-    → verdict (`verdict.py`);  progress throughout (`progress.py`)
+    checks → start point → plan → copy (parallel `_id` ranges, `copy/initial_copy.py`) → indexes, views
+    (the changes meanwhile spooled, `capture/spool.py`) → replay, the spool first → cutover (`coordinator/replay.py`)
+    → verdict (`verify/verdict.py`);  progress throughout (`coordinator/progress.py`)
 
 This module keeps the order of the phases and what survives a restart (the checkpointed step);
 each phase is a module of its own.
@@ -11,14 +11,14 @@ Verification is spread over the run (`ledger.py`): the copy records the source's
 reads them; once it is done, one pass reads the destination into a ledger while changes replicate, and the destination is watched so that any write there marks
 its document too; cutover reads again only the documents changed since. Neither readiness nor the
 verdict trusts the change stream alone: while replicating, both sides' counts are compared
-(`divergence.py`), and the verdict adds counts and a sample read on both sides (`verdict.py`).
+(`verify/divergence.py`), and the verdict adds counts and a sample read on both sides (`verify/verdict.py`).
 
 Guarantees, and where they come from:
 - nothing is written to the target before both ends answer, the migration holds its claim on the
-  target (`destination_claim.py`: no other migration writes it meanwhile), and the target is known
+  target (`mongo/claim.py`: no other migration writes it meanwhile), and the target is known
   to be empty (or `drop_target` is set);
 - the change-capture start point is saved before the first document is copied, and the streams are
-  read from there all through the copy into the spool (`spool.py`), so every change made during the
+  read from there all through the copy into the spool (`capture/spool.py`), so every change made during the
   copy is replayed afterwards, however long the copy outlasts the source's change history;
 - copy progress (the last `_id` of every range) and the resume token of every stream are
   checkpointed after each batch; a process killed at any moment resumes from there, and what it
@@ -38,24 +38,33 @@ from typing import Any
 from pymongo import MongoClient
 from pymongo.errors import PyMongoError
 
-from livemigrate.engine import initial_copy, writer
-from livemigrate.engine.capture import Capture, ClusterCapture, CollectionCapture
+from livemigrate.engine.capture.spool import Spool, SpooledCapture, Spooler
+from livemigrate.engine.capture.streams import Capture, ClusterCapture, CollectionCapture
 from livemigrate.engine.checkpoints import CheckpointStore, Document, SqliteCheckpointStore
-from livemigrate.engine.connect import connect, wire_version
-from livemigrate.engine.copy_processes import CopyProcesses, WorkerSetup
-from livemigrate.engine.destination_claim import DestinationClaim, default_holder
-from livemigrate.engine.discover import Discovery, collection_namespaces, discover
+from livemigrate.engine.coordinator.progress import EventListener, Progress
+from livemigrate.engine.coordinator.replay import (
+    SOURCE_TOKENS,
+    Controls,
+    Replay,
+    ReplayOutcome,
+    saved_tokens,
+    token_documents,
+)
+from livemigrate.engine.copy import initial_copy
+from livemigrate.engine.copy.initial_copy import InitialCopy
+from livemigrate.engine.copy.processes import CopyProcesses, WorkerSetup
+from livemigrate.engine.copy.shared import SharedHost
+from livemigrate.engine.discover import collection_namespaces, discover
 from livemigrate.engine.errors import EngineError, EngineErrorCode, redact, redact_uri
 from livemigrate.engine.events import Phase
-from livemigrate.engine.initial_copy import InitialCopy
 from livemigrate.engine.ledger import Side, VerificationLedger
+from livemigrate.engine.mongo import writer
+from livemigrate.engine.mongo.claim import DestinationClaim, default_holder
+from livemigrate.engine.mongo.collections import Discovery
+from livemigrate.engine.mongo.connect import connect, wire_version
 from livemigrate.engine.options import CaptureScope, MigrationOptions
-from livemigrate.engine.progress import EventListener, Progress
-from livemigrate.engine.replay import SOURCE_TOKENS, Controls, Replay, ReplayOutcome, saved_tokens, token_documents
-from livemigrate.engine.shared_copy import SharedHost
-from livemigrate.engine.spool import Spool, SpooledCapture, Spooler
-from livemigrate.engine.verdict import Verdict, reach_verdict
-from livemigrate.engine.verify import VerifyReport
+from livemigrate.engine.verify.passes import VerifyReport
+from livemigrate.engine.verify.verdict import Verdict, reach_verdict
 
 log = logging.getLogger("livemigrate.engine")
 
@@ -90,11 +99,11 @@ class Migration:
     def __init__(self, source_uri: str, target_uri: str, options: MigrationOptions, checkpoints: CheckpointStore,
                  on_event: EventListener | None = None, ledger: VerificationLedger | None = None,
                  spool_path: Path | None = None, shared: SharedHost | None = None, holder: str | None = None) -> None:
-        """`spool_path`: where the changes read during the copy wait (`spool.py`); beside the checkpoints,
+        """`spool_path`: where the changes read during the copy wait (`capture/spool.py`); beside the checkpoints,
         so that a restarted host finds them. None keeps them in memory. `shared`: this host holds the
-        change capture of a migration whose copy several hosts share (`shared_copy.py`); its
-        checkpoints are then the shared ones (`shared_state.py`). `holder`: who runs it, as another
-        migration refused the destination is told (`destination_claim.py`)."""
+        change capture of a migration whose copy several hosts share (`copy/shared.py`); its
+        checkpoints are then the shared ones (`mongo/destination_state.py`). `holder`: who runs it, as another
+        migration refused the destination is told (`mongo/claim.py`)."""
         self.shared = shared
         self.holder = holder or default_holder()
         self.source_uri = source_uri

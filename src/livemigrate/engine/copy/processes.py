@@ -37,11 +37,11 @@ from typing import Any
 from pymongo import MongoClient
 
 from livemigrate.engine.checkpoints import Document, SqliteCheckpointStore
-from livemigrate.engine.connect import connect
+from livemigrate.engine.copy.ranges import RangeState, copy_range
 from livemigrate.engine.errors import EngineError, EngineErrorCode
 from livemigrate.engine.ledger import Side, VerificationLedger
+from livemigrate.engine.mongo.connect import connect
 from livemigrate.engine.options import SHARE_OUT_DOCUMENTS
-from livemigrate.engine.ranges import RangeState, copy_range
 
 log = logging.getLogger("livemigrate.engine")
 

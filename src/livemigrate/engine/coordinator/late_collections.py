@@ -28,12 +28,12 @@ from typing import Any, Protocol
 
 from pymongo import MongoClient
 
-from livemigrate.engine import writer
 from livemigrate.engine.checkpoints import CheckpointStore
 from livemigrate.engine.discover import collection_namespaces, discover
 from livemigrate.engine.ledger import VerificationLedger
+from livemigrate.engine.mongo import writer
+from livemigrate.engine.mongo.reader import in_batches, raw_collection
 from livemigrate.engine.options import MigrationOptions, NamespaceFilter
-from livemigrate.engine.reader import in_batches, raw_collection
 
 log = logging.getLogger("livemigrate.engine.late")
 
