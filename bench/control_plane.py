@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import statistics
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -88,3 +89,7 @@ def run() -> list[str]:
     failures = [f"ratio {ratio:.2f} > {TARGET_RATIO}"] if ratio > TARGET_RATIO else []
     print(f"  verdict                                    {'PASS' if not failures else 'FAIL: ' + failures[0]}")
     return failures
+
+
+if __name__ == "__main__":
+    sys.exit(1 if run() else 0)

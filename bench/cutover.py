@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import random
 import statistics
+import sys
 import tempfile
 import threading
 import time
@@ -247,4 +248,4 @@ def run() -> list[str]:
 
 
 if __name__ == "__main__":
-    run()
+    sys.exit(1 if run() else 0)

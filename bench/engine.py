@@ -13,6 +13,7 @@ within a factor of 2 of the copy's real time.
 from __future__ import annotations
 
 import statistics
+import sys
 import tempfile
 import threading
 import time
@@ -165,3 +166,7 @@ def _measure(source: NxServer, target: NxServer) -> list[str]:
         failures.append(f"estimate {estimated:.2f} x the copy's time")
     print(f"  verdict                   {'PASS' if not failures else 'FAIL: ' + '; '.join(failures)}")
     return failures
+
+
+if __name__ == "__main__":
+    sys.exit(1 if run() else 0)

@@ -29,6 +29,7 @@ from __future__ import annotations
 import hashlib
 import resource
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -164,4 +165,4 @@ def run() -> list[str]:
 
 
 if __name__ == "__main__":
-    run()
+    sys.exit(1 if run() else 0)

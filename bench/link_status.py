@@ -8,6 +8,7 @@ link lookup. Targets (issue: the link): ratio >= 0.5 and >= 500 authenticated re
 from __future__ import annotations
 
 import asyncio
+import sys
 import tempfile
 from pathlib import Path
 
@@ -57,3 +58,7 @@ def run() -> list[str]:
         failures.append(f"authenticated {authenticated.per_second:.0f} req/s < {TARGET_AUTH_RPS:.0f}")
     print(f"  verdict           {'PASS' if not failures else 'FAIL: ' + '; '.join(failures)}")
     return failures
+
+
+if __name__ == "__main__":
+    sys.exit(1 if run() else 0)

@@ -28,6 +28,7 @@ import json
 import random
 import secrets
 import statistics
+import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -179,4 +180,4 @@ def run() -> list[str]:
 
 
 if __name__ == "__main__":
-    run()
+    sys.exit(1 if run() else 0)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+import sys
 import tempfile
 from pathlib import Path
 
@@ -81,4 +82,4 @@ def run() -> list[str]:
 
 
 if __name__ == "__main__":
-    run()
+    sys.exit(1 if run() else 0)
