@@ -28,15 +28,14 @@ import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from enum import IntEnum
-from itertools import chain
 from pathlib import Path
 from typing import Any
 
 from bson.raw_bson import RawBSONDocument
 
 from livemigrate.engine.changes import DOCUMENT_OPERATIONS, namespace_of
-from livemigrate.engine.checkpoints import BUSY_SECONDS
-from livemigrate.engine.digests import digest_of, digest_sum, document_key, hash_hex, namespace_hash
+from livemigrate.engine.digests import digest_sum, document_key, hash_hex, namespace_hash
+from livemigrate.engine.ledger_tables import MISMATCHED, TABLES, ZERO, insert_digests, key_batches, open_ledger, rows_of
 
 # Changes the ledger cannot follow document by document: cutover then verifies every document.
 _LEDGER_BREAKING_OPERATIONS = frozenset({"drop", "rename", "dropDatabase", "invalidate"})
@@ -47,69 +46,6 @@ class Side(IntEnum):
     TARGET = 1
 
 
-_SCHEMA = (
-    "CREATE TABLE IF NOT EXISTS identity (migration TEXT NOT NULL)",
-    "CREATE TABLE IF NOT EXISTS digests (side INTEGER NOT NULL, namespace TEXT NOT NULL, key BLOB NOT NULL, "
-    "digest BLOB NOT NULL, PRIMARY KEY (side, namespace, key)) WITHOUT ROWID",
-    "CREATE TABLE IF NOT EXISTS dirty (namespace TEXT NOT NULL, key BLOB NOT NULL, seq INTEGER NOT NULL DEFAULT 0, "
-    "PRIMARY KEY (namespace, key)) WITHOUT ROWID",
-    "CREATE TABLE IF NOT EXISTS passes (side INTEGER NOT NULL, namespace TEXT NOT NULL, "
-    "PRIMARY KEY (side, namespace))",
-    "CREATE TABLE IF NOT EXISTS unusable (reason TEXT NOT NULL)",
-    "CREATE TABLE IF NOT EXISTS sample (namespace TEXT NOT NULL, key BLOB NOT NULL, "
-    "PRIMARY KEY (namespace, key)) WITHOUT ROWID",
-    "CREATE TABLE IF NOT EXISTS hashes (side INTEGER NOT NULL, namespace TEXT NOT NULL, total TEXT NOT NULL, "
-    "rows INTEGER, "
-    "PRIMARY KEY (side, namespace))",
-    "CREATE TABLE IF NOT EXISTS copying (namespace TEXT PRIMARY KEY)",
-    "CREATE TABLE IF NOT EXISTS running (side INTEGER NOT NULL, namespace TEXT NOT NULL, total TEXT NOT NULL, "
-    "PRIMARY KEY (side, namespace))",
-)
-_TABLES = ("identity", "digests", "dirty", "passes", "unusable", "sample", "hashes", "copying", "running")
-_ZERO = "0" * 64
-
-
-# Rows a statement inserts at once: `INSERT … VALUES (…), (…), …` costs SQLite about half of what
-# `executemany` of one row per statement does (measured: 1.8 µs against 3.2 µs a row of 100,000),
-# since one statement is prepared, bound and stepped per chunk instead of per row. 100 rows of 4 values
-# stay under the 999 parameters older SQLite builds allow a statement.
-_ROWS_A_STATEMENT = 100
-_DigestRow = tuple[int, str, bytes, bytes]
-
-
-def _insert_digests(connection: sqlite3.Connection, verb: str, rows: Sequence[_DigestRow]) -> None:
-    """`verb` (INSERT, INSERT OR REPLACE) `rows` into `digests`, a chunk of rows a statement. The
-    statement for a full chunk is always the same text, so the driver's statement cache keeps it."""
-    for start in range(0, len(rows), _ROWS_A_STATEMENT):
-        chunk = rows[start:start + _ROWS_A_STATEMENT]
-        connection.execute(f"{verb} INTO digests (side, namespace, key, digest) VALUES "
-                           + ", ".join(["(?, ?, ?, ?)"] * len(chunk)),
-                           list(chain.from_iterable(chunk)))
-
-
-def _rows(side: Side, namespace: str, documents: Iterable[RawBSONDocument]) -> list[_DigestRow]:
-    """The ledger rows of `documents`: the copy and the pass make one per document they read."""
-    side_value = int(side)
-    return [(side_value, namespace, key, digest) for key, digest in map(digest_of, documents)]
-
-
-def _key_batches(keys: Sequence[bytes], size: int = 500) -> Iterator[tuple[list[bytes], str]]:
-    """`keys` a batch at a time, each with its `?, ?, …` for an `IN (…)`: SQLite caps a statement's
-    parameters."""
-    for start in range(0, len(keys), size):
-        part = list(keys[start:start + size])
-        yield part, ", ".join("?" * len(part))
-
-
-# The keys of one namespace (`:ns`) whose digests differ between the sides, or that one side lacks.
-_MISMATCHED = (
-    "SELECT s.key FROM digests s LEFT JOIN digests t ON t.side = 1 AND t.namespace = s.namespace "
-    "AND t.key = s.key WHERE s.side = 0 AND s.namespace = :ns AND (t.digest IS NULL OR t.digest != s.digest) "
-    "UNION ALL "
-    "SELECT t.key FROM digests t LEFT JOIN digests s ON s.side = 0 AND s.namespace = t.namespace "
-    "AND s.key = t.key WHERE t.side = 1 AND t.namespace = :ns AND s.key IS NULL")
-
-
 class VerificationLedger:
     """`path` None keeps the ledger in memory (runs with no state directory)."""
 
@@ -118,28 +54,8 @@ class VerificationLedger:
     FILE_NAME = "verification-b2b128.sqlite"
 
     def __init__(self, path: Path | None = None) -> None:
-        if path is not None:
-            path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
-        self._connection = sqlite3.connect(":memory:" if path is None else path, check_same_thread=False,
-                                           isolation_level=None, timeout=BUSY_SECONDS)
-        self._connection.execute("PRAGMA journal_mode=WAL")
-        # Survives a killed process, not a power cut: what a lost row costs is a document read again
-        # at cutover (a digest missing shows as a difference, which is read again on both sides), not
-        # an fsync per copied batch.
-        self._connection.execute("PRAGMA synchronous=NORMAL")
-        # The copy and the pass write a row per document: a cache that holds a large namespace's index
-        # pages, and checkpoints of the write-ahead log ten times rarer than the default, halve the
-        # cost of a row (measured: 13 µs to 6.5 µs on 100,000 rows).
-        self._connection.execute("PRAGMA cache_size=-65536")
-        self._connection.execute("PRAGMA wal_autocheckpoint=10000")
-        for statement in _SCHEMA:
-            self._connection.execute(statement)
-        # A ledger written before marks were numbered, or rows counted: counted anew where needed.
-        if "seq" not in [row[1] for row in self._connection.execute("PRAGMA table_info(dirty)")]:
-            self._connection.execute("ALTER TABLE dirty ADD COLUMN seq INTEGER NOT NULL DEFAULT 0")
-        if "rows" not in [row[1] for row in self._connection.execute("PRAGMA table_info(hashes)")]:
-            self._connection.execute("ALTER TABLE hashes ADD COLUMN rows INTEGER")
+        self._connection = open_ledger(path)
         self._marks = int(self._connection.execute("SELECT coalesce(max(seq), 0) FROM dirty").fetchone()[0])
         self._lock = threading.Lock()
 
@@ -148,7 +64,7 @@ class VerificationLedger:
     def begin(self, migration_id: str) -> None:
         """A fresh migration: forget everything recorded for another one."""
         with self._transaction() as connection:
-            for table in _TABLES:
+            for table in TABLES:
                 connection.execute(f"DELETE FROM {table}")
             connection.execute("INSERT INTO identity (migration) VALUES (?)", (migration_id,))
 
@@ -181,14 +97,14 @@ class VerificationLedger:
         digests are summed as they come (`running`), so that the end of the pass need not read them all
         back; a row recorded twice (a copy resumed over its last batch) ends that, and the end of the
         pass sums the rows instead."""
-        rows = _rows(side, namespace, documents)
+        rows = rows_of(int(side), namespace, documents)
         with self._transaction() as connection:
             connection.execute("SAVEPOINT batch")
             try:
-                _insert_digests(connection, "INSERT", rows)
+                insert_digests(connection, "INSERT", rows)
             except sqlite3.IntegrityError:
                 connection.execute("ROLLBACK TO batch")
-                _insert_digests(connection, "INSERT OR REPLACE", rows)
+                insert_digests(connection, "INSERT OR REPLACE", rows)
                 connection.execute("DELETE FROM running WHERE side = ? AND namespace = ?", (int(side), namespace))
             else:
                 running = connection.execute("SELECT total FROM running WHERE side = ? AND namespace = ?",
@@ -204,7 +120,7 @@ class VerificationLedger:
         The namespace's hash and its count of rows, once its pass is done, follow: the digests replaced
         are taken away and the new ones added, so that a cutover's comparison costs what changed, not
         what exists."""
-        rows = _rows(side, namespace, documents)
+        rows = rows_of(int(side), namespace, documents)
         # Every row this replaces: the keys asked for, and those of the documents found (a server may
         # return an `_id` in another encoding than it was asked with, say an Int64 as an int32).
         touched = list(dict.fromkeys([*keys, *(row[2] for row in rows)]))
@@ -212,7 +128,7 @@ class VerificationLedger:
             stored = connection.execute("SELECT total, rows FROM hashes WHERE side = ? AND namespace = ?",
                                         (int(side), namespace)).fetchone()
             if stored is not None:
-                old = [bytes(row[0]) for part, marks in _key_batches(touched) for row in connection.execute(
+                old = [bytes(row[0]) for part, marks in key_batches(touched) for row in connection.execute(
                     f"SELECT digest FROM digests WHERE side = ? AND namespace = ? AND key IN ({marks})",
                     (int(side), namespace, *part))]
                 total = int(stored[0], 16) - digest_sum(old) + digest_sum(row[3] for row in rows)
@@ -221,7 +137,7 @@ class VerificationLedger:
                                    (hash_hex(total), counted, int(side), namespace))
             connection.executemany("DELETE FROM digests WHERE side = ? AND namespace = ? AND key = ?",
                                    [(int(side), namespace, key) for key in touched])
-            _insert_digests(connection, "INSERT OR REPLACE", rows)
+            insert_digests(connection, "INSERT OR REPLACE", rows)
 
     # The copy records the source: each document's digest is taken from the bytes it copies, so the
     # verification pass need not read the source again. Sound because the change capture starts
@@ -237,7 +153,7 @@ class VerificationLedger:
                 connection.execute("DELETE FROM digests WHERE side = ? AND namespace = ?", (int(Side.SOURCE), namespace))
                 connection.execute("INSERT OR REPLACE INTO copying (namespace) VALUES (?)", (namespace,))
                 connection.execute("INSERT OR REPLACE INTO running (side, namespace, total) VALUES (?, ?, ?)",
-                                   (int(Side.SOURCE), namespace, _ZERO))
+                                   (int(Side.SOURCE), namespace, ZERO))
 
     def copy_finished(self) -> None:
         """The copy is done: each namespace it recorded whole counts as the source's pass."""
@@ -254,7 +170,7 @@ class VerificationLedger:
             connection.execute("DELETE FROM digests WHERE side = ? AND namespace = ?", (int(side), namespace))
             connection.execute("DELETE FROM hashes WHERE side = ? AND namespace = ?", (int(side), namespace))
             connection.execute("INSERT OR REPLACE INTO running (side, namespace, total) VALUES (?, ?, ?)",
-                               (int(side), namespace, _ZERO))
+                               (int(side), namespace, ZERO))
 
     def finish_pass(self, side: Side, namespace: str) -> None:
         """The pass read the whole namespace: its hash is the running sum, or (after a row recorded twice)
@@ -306,7 +222,7 @@ class VerificationLedger:
         """Those of `keys` whose digests differ between the sides, or that one side lacks."""
         found: list[bytes] = []
         with self._lock:
-            for part, marks in _key_batches(keys):
+            for part, marks in key_batches(keys):
                 # One query per side, so that SQLite walks the primary key (side, namespace, key).
                 on_side = [dict(self._connection.execute(
                     f"SELECT key, digest FROM digests WHERE side = ? AND namespace = ? AND key IN ({marks})",
@@ -390,18 +306,18 @@ class VerificationLedger:
         """Up to `sample` keys whose digests differ between the sides or that one side lacks, and how many
         there are in all — a join in SQLite rather than both sides in memory."""
         with self._lock:
-            keys = self._connection.execute(f"{_MISMATCHED} LIMIT :limit",
+            keys = self._connection.execute(f"{MISMATCHED} LIMIT :limit",
                                             {"ns": namespace, "limit": sample + 1}).fetchall()
             # Fewer than asked: that is all of them, and the join need not run again to count them.
             total = len(keys) if len(keys) <= sample else int(self._connection.execute(
-                f"SELECT count(*) FROM ({_MISMATCHED})", {"ns": namespace}).fetchone()[0])
+                f"SELECT count(*) FROM ({MISMATCHED})", {"ns": namespace}).fetchone()[0])
         return [bytes(row[0]) for row in keys[:sample]], total
 
     def disagreeing_keys(self, namespace: str) -> list[bytes]:
         """Every key whose digests differ between the sides or that one side lacks: what a cutover reads
         again when the ledger disagrees, rather than the whole namespace."""
         with self._lock:
-            rows = self._connection.execute(_MISMATCHED, {"ns": namespace}).fetchall()
+            rows = self._connection.execute(MISMATCHED, {"ns": namespace}).fetchall()
         return [bytes(row[0]) for row in rows]
 
     def close(self) -> None:

@@ -11,21 +11,12 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote_plus
 
 from livemigrate.engine.errors import redact
+from livemigrate.engine.versions import release_of
 
 if TYPE_CHECKING:
     from pymongo import MongoClient
 
 PROBE_TIMEOUT_MS = 3000
-# The release that introduced each wire version: the version a server reports by its wire
-# protocol when buildInfo does not name one.
-RELEASE_OF_WIRE_VERSION = {6: "3.6", 7: "4.0", 8: "4.2", 9: "4.4", 13: "5.0", 17: "6.0", 21: "7.0", 25: "8.0"}
-
-
-def release_of(max_wire_version: int) -> str | None:
-    known = [wire for wire in RELEASE_OF_WIRE_VERSION if wire <= max_wire_version]
-    return RELEASE_OF_WIRE_VERSION[max(known)] if known else None
-
-
 @dataclass(frozen=True)
 class HostAddress:
     hostname: str

@@ -24,6 +24,7 @@ from livemigrate.contracts import ChangeCapture, JobKind, LinkJob, ListedStatus
 from livemigrate.crypto import SecretBox
 from livemigrate.directory.views import iso
 from livemigrate.engine.events import Phase  # the phases a migration host reports, as contracts.py names them
+from livemigrate.engine.versions import DEPLOYMENT_STREAMS, MINIMUM_SOURCE, WRITE_BLOCKING
 from livemigrate.http.errors import ApiError, ErrorCode
 from livemigrate.ids import is_object_id, new_object_id
 from livemigrate.statuses import FINISHED, RUNNING, MigrationStatus
@@ -32,8 +33,6 @@ from livemigrate.store.models import LiveMigration, LiveMigrationValidation, Tar
 from livemigrate.target import clusters
 from livemigrate.target.destination_claims import alive_hosts, claim_key, holder_of, in_use
 
-MINIMUM_SOURCE_VERSION = (3, 6)
-DEPLOYMENT_STREAM_VERSION = (4, 0)  # a deployment-wide change stream
 MAX_MIGRATION_HOSTS = 16
 
 
@@ -107,11 +106,11 @@ def find_source(store: Store, target_org_id: str, request: MigrationRequest) -> 
         raise _invalid(f"Source cluster {request.source.cluster_name!r} cannot be reached from the source "
                        f"side: {deployment['lastError']}")
     version = _version_tuple(deployment.get("mongoDBVersion"))
-    if version is None or version < MINIMUM_SOURCE_VERSION:
+    if version is None or version < MINIMUM_SOURCE:
         raise _invalid(f"Source cluster {request.source.cluster_name!r} runs MongoDB "
                        f"{deployment.get('mongoDBVersion') or 'of an unknown version'}; live migration needs "
-                       f"{'.'.join(map(str, MINIMUM_SOURCE_VERSION))} or newer: upgrade the source first.")
-    if request.change_capture == "DEPLOYMENT" and version < DEPLOYMENT_STREAM_VERSION:
+                       f"{'.'.join(map(str, MINIMUM_SOURCE))} or newer: upgrade the source first.")
+    if request.change_capture == "DEPLOYMENT" and version < DEPLOYMENT_STREAMS:
         raise _invalid(f"changeCapture DEPLOYMENT needs a deployment-wide change stream, which MongoDB "
                        f"{deployment.get('mongoDBVersion')} does not have (4.0 or newer does): use COLLECTION, or AUTO.")
     return SourceFinding(link.source_org_id, deployment)
@@ -346,7 +345,6 @@ def _note_host_stopped(session: Session, migration: LiveMigration, hostname: str
         migration.destination_claim = None
 
 
-WRITE_BLOCKING_VERSION = (6, 0)  # setUserWriteBlockMode
 
 
 def request_cutover(store: Store, project_id: str, migration_id: str, window: timedelta) -> str:
@@ -378,7 +376,7 @@ def _source_version(session: Session, migration: LiveMigration) -> str | None:
 def writes_at_cutover(source_version: str | None) -> str:
     """What a cutover does about writes to a source of that version, in a sentence for its requester."""
     version = _version_tuple(source_version)
-    if version is not None and version >= WRITE_BLOCKING_VERSION:
+    if version is not None and version >= WRITE_BLOCKING:
         return (f"The source runs MongoDB {source_version}: when the drain begins, its user writes are blocked "
                 "(setUserWriteBlockMode), and allowed again if the cutover fails. Should it refuse, a write that "
                 "still reaches it is counted in writesAfterCutoverBegan.")

@@ -21,6 +21,7 @@ from pymongo.errors import OperationFailure
 from livemigrate.engine.changes import CapturedEvent
 from livemigrate.engine.errors import EngineError, EngineErrorCode
 from livemigrate.engine.options import NamespaceFilter
+from livemigrate.engine.versions import WIRE_EXPANDED_EVENTS
 
 log = logging.getLogger("livemigrate.engine.capture")
 
@@ -28,7 +29,6 @@ CLUSTER_STREAM = "*"
 # Server answers to a resume token whose history is gone: ChangeStreamHistoryLost,
 # ChangeStreamFatalError, CappedPositionLost.
 HISTORY_LOST_CODES = frozenset({286, 280, 136})
-WIRE_VERSION_SHOW_EXPANDED_EVENTS = 17  # MongoDB 6.0: create, createIndexes, dropIndexes, modify events
 
 
 def history_lost(error: OperationFailure) -> bool:
@@ -89,7 +89,7 @@ class ClusterCapture:
         self._namespaces = namespaces
         self._role = role
         options = _stream_options(max_await_ms, keys_only)
-        if wire_version >= WIRE_VERSION_SHOW_EXPANDED_EVENTS:
+        if wire_version >= WIRE_EXPANDED_EVENTS:
             options["show_expanded_events"] = True
         with history_guard(CLUSTER_STREAM, role):
             self._stream: ChangeStream[Any] = client.watch(resume_after=token, **options)

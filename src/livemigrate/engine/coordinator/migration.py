@@ -65,10 +65,10 @@ from livemigrate.engine.mongo.connect import connect, wire_version
 from livemigrate.engine.options import CaptureScope, MigrationOptions
 from livemigrate.engine.verify.passes import VerifyReport
 from livemigrate.engine.verify.verdict import Verdict, reach_verdict
+from livemigrate.engine.versions import WIRE_DEPLOYMENT_STREAMS
 
 log = logging.getLogger("livemigrate.engine")
 
-WIRE_VERSION_CLUSTER_STREAMS = 7  # MongoDB 4.0
 
 
 class Step(str, Enum):
@@ -312,7 +312,7 @@ class Migration:
         namespaces = [spec.namespace for spec in discovery.collections]
         scope = self.options.capture
         if scope is CaptureScope.AUTO:
-            scope = (CaptureScope.CLUSTER if wire_version(source) >= WIRE_VERSION_CLUSTER_STREAMS
+            scope = (CaptureScope.CLUSTER if wire_version(source) >= WIRE_DEPLOYMENT_STREAMS
                      else CaptureScope.COLLECTION)
         meta: Document = {"id": migration_id, "source": redact_uri(self.source_uri),
                           "target": redact_uri(self.target_uri), "capture": scope.value, "phase": Step.COPY.value,
