@@ -20,7 +20,7 @@ from sqlalchemy import func, select
 from livemigrate.statuses import FINISHED, MigrationStatus
 from livemigrate.store.database import Store
 from livemigrate.store.models import LiveMigration, MigrationHost, utcnow
-from livemigrate.target.migrations import events_applied
+from livemigrate.target.migration_views import events_applied
 
 # The requests' counters are the HTTP layer's (`http/request_metrics.py`); this one is the link's.
 INVENTORY_PUSHES = Counter("livemigrate_inventory_pushes", "Inventory pushes of linked source orgs to their "

@@ -34,7 +34,7 @@ from livemigrate.source.inventory_routes import HostRequest
 from livemigrate.source.link import LinkService, link_view
 from livemigrate.source.probe import HostAddress
 from livemigrate.store.models import Organization, Project
-from livemigrate.target import clusters, link_tokens, links, migrations, validations
+from livemigrate.target import clusters, link_tokens, links, migration_views, migrations, validations
 from livemigrate.target.migration_routes import (
     ClusterRequest,
     LiveMigrationRequest,
@@ -339,7 +339,7 @@ def _project_page(request: Request, active: ActiveSession, project: Project, sta
                  clusters=clusters.list_clusters(store, project.id),
                  validations=[validations.validation_view(validation)
                               for validation in validations.recent_validations(store, project.id)],
-                 migrations=[migrations.migration_view(migration) for migration in
+                 migrations=[migration_views.migration_view(migration) for migration in
                              migrations.list_migrations(store, project.id, window(context_of(request)),
                                                         hosts_gone(context_of(request)))],
                  available=links.available_projects(store, project.org_id), **common)
@@ -449,7 +449,7 @@ def _migration_page(request: Request, active: ActiveSession, project: Project, m
         raise ConsoleRefusal(404, f"No live migration {migration_id} in this project.") from None
     return _page(request, "migration.html", active, status,
                  page_path=f"/console/groups/{project.id}/migrations/{migration.id}", project=project,
-                 migration=migrations.migration_view(migration), chart=lag_chart(migrations.lag_samples(migration)),
+                 migration=migration_views.migration_view(migration), chart=lag_chart(migration_views.lag_samples(migration)),
                  notice=request.query_params.get("notice"), **values)
 
 

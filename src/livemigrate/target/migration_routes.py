@@ -26,7 +26,15 @@ from livemigrate.http.pagination import paginated
 from livemigrate.http.responses import respond
 from livemigrate.http.roles import OrgRole
 from livemigrate.store.models import LiveMigrationValidation, Project, TargetCluster
-from livemigrate.target import clusters, migrations, validations
+from livemigrate.target import (
+    clusters,
+    migration_jobs,
+    migration_progress,
+    migration_requests,
+    migration_views,
+    migrations,
+    validations,
+)
 from livemigrate.vocabulary import TARGET, TARGET_PREFIX
 
 PREFIX = TARGET_PREFIX
@@ -70,7 +78,7 @@ class LiveMigrationRequest(Strict):
     source: SourceRequest
     destination: DestinationRequest
     # Several hosts share the copy and take over from each other (our extension: MongoDB takes one).
-    migrationHosts: list[StrictStr] = Field(min_length=1, max_length=migrations.MAX_MIGRATION_HOSTS)
+    migrationHosts: list[StrictStr] = Field(min_length=1, max_length=migration_requests.MAX_MIGRATION_HOSTS)
     dropDestinationData: StrictBool | None = None
     dropEnabled: StrictBool | None = None  # the older name of dropDestinationData
     sharding: dict[str, Any] | None = None
@@ -93,10 +101,10 @@ class LiveMigrationRequest(Strict):
             raise ValueError("dropDestinationData and its alias dropEnabled disagree")
         return self
 
-    def to_request(self) -> migrations.MigrationRequest:
+    def to_request(self) -> migration_requests.MigrationRequest:
         source = self.source
-        return migrations.MigrationRequest(
-            source=migrations.SourceSpec(source.clusterName, source.groupId, source.managedAuthentication, source.ssl,
+        return migration_requests.MigrationRequest(
+            source=migration_requests.SourceSpec(source.clusterName, source.groupId, source.managedAuthentication, source.ssl,
                                          source.caCertificatePath, source.username, source.password),
             destination_cluster_name=self.destination.clusterName, destination_group_id=self.destination.groupId,
             hostname_schema_type=self.destination.hostnameSchemaType,
@@ -147,11 +155,11 @@ async def validate(request: Request, group_id: GroupId, project: ProjectOwner) -
 
 
 async def validate_in_background(request: Request, project: Project,
-                                 migration_request: migrations.MigrationRequest) -> LiveMigrationValidation:
+                                 migration_request: migration_requests.MigrationRequest) -> LiveMigrationValidation:
     """The validation, PENDING; its checks run after the answer (the API's and the console's alike). A
     destination another migration writes is refused at once (409), as a create is."""
     context = context_of(request)
-    await run_in_threadpool(migrations.check_destination_free, context.store, project.id, migration_request)
+    await run_in_threadpool(migration_requests.check_destination_free, context.store, project.id, migration_request)
     validation = await run_in_threadpool(validations.start_validation, context.store, project.id, migration_request)
     task = asyncio.create_task(run_in_threadpool(validations.run_validation, context.store, context.secret_box,
                                                  project.org_id, project.id, validation.id, migration_request))
@@ -176,7 +184,7 @@ async def create(request: Request, group_id: GroupId, project: ProjectOwner) -> 
     body = await parse_body(request, LiveMigrationRequest, allow_atlas_versioned=True)
     migration = await run_in_threadpool(migrations.create_migration, context.store, context.secret_box,
                                         project.org_id, project.id, body.to_request())
-    return respond(request, migrations.migration_view(migration), 201)
+    return respond(request, migration_views.migration_view(migration), 201)
 
 
 @router.get("/groups/{group_id}/liveMigrations", summary="The project's live migrations, newest first",
@@ -186,14 +194,14 @@ async def create(request: Request, group_id: GroupId, project: ProjectOwner) -> 
 def list_migrations(request: Request, group_id: GroupId, project: ProjectMember) -> Response:
     context = context_of(request)
     found = migrations.list_migrations(context.store, project.id, window(context), hosts_gone(context))
-    return respond(request, paginated(request, found, migrations.migration_view))
+    return respond(request, paginated(request, found, migration_views.migration_view))
 
 
 @router.get("/groups/{group_id}/liveMigrations/{migration_id}", summary="One live migration",
             responses=errors(PROJECT, ErrorCode.LIVE_MIGRATION_NOT_FOUND))
 def get_migration(request: Request, group_id: GroupId, migration_id: MigrationId, project: ProjectMember) -> Response:
     context = context_of(request)
-    return respond(request, migrations.migration_view(
+    return respond(request, migration_views.migration_view(
         migrations.get_migration(context.store, project.id, migration_id, window(context), hosts_gone(context))))
 
 
@@ -209,7 +217,7 @@ def cancel(request: Request, group_id: GroupId, migration_id: MigrationId, proje
     caller = context.authenticator.authenticate(request)  # the guard's, kept for the request
     found = migrations.cancel_migration(context.store, project.id, migration_id, window(context),
                                         by=f"API key {caller.public_key}")
-    return respond(request, migrations.migration_view(found), 202)
+    return respond(request, migration_views.migration_view(found), 202)
 
 
 @router.put("/groups/{group_id}/liveMigrations/{migration_id}/cutover", summary="Cut over: drain, verify, complete",
@@ -232,7 +240,7 @@ async def jobs(request: Request, org_id: OrgId, source_org_id: SourceOrgId, _lin
     check_org_id(source_org_id)
 
     def listing() -> tuple[dict[str, Any], str]:
-        listed = [*migrations.jobs_for(context.store, context.secret_box, org_id, source_org_id, window(context)),
+        listed = [*migration_jobs.jobs_for(context.store, context.secret_box, org_id, source_org_id, window(context)),
                   *validations.validation_jobs(context.store, context.secret_box, org_id, source_org_id)]
         body = {"results": [job.model_dump(mode="json") for job in listed]}
         return body, long_poll.etag_of(body, context.secret_box)
@@ -266,7 +274,7 @@ async def report(request: Request, org_id: OrgId, source_org_id: SourceOrgId, jo
         validation = validations.record_preflight(context.store, org_id, source_org_id, job_id, body.to_json())
         if validation is not None:
             return {"status": validation.status, "cutoverRequested": False}
-        migration = migrations.record_progress(context.store, org_id, source_org_id, job_id, body.to_json(),
+        migration = migration_progress.record_progress(context.store, org_id, source_org_id, job_id, body.to_json(),
                                                window(context))
         return {"status": migration.status, "cutoverRequested": migration.cutover_requested_at is not None}
 

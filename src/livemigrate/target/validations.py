@@ -23,7 +23,8 @@ from livemigrate.ids import is_object_id, new_object_id
 from livemigrate.statuses import MigrationStatus, ValidationStatus
 from livemigrate.store.database import Store
 from livemigrate.store.models import LiveMigrationValidation, utcnow
-from livemigrate.target.migrations import MigrationRequest, check_destination, find_source, link_job
+from livemigrate.target.migration_jobs import link_job
+from livemigrate.target.migration_requests import MigrationRequest, check_destination, find_source
 
 # Long enough for a host to notice the job (it long-polls its list) and to sample a slow source.
 HOST_ANSWER_SECONDS = 120
