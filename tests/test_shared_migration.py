@@ -79,6 +79,9 @@ def test_two_hosts_share_a_migration_and_each_takes_over_from_the_other(tmp_path
         done = world.wait_migration(migration_id, lambda m: m["status"] in ("COMPLETE", "FAILED"), timeout=180)
         assert done["status"] == "COMPLETE", done
         assert "holds the change capture and runs the migration" in world.host_log(copier["hostname"])
+        # Its leases go once they have run out: the hosts' next job lists no longer show the job.
+        assert wait_for(lambda: world.api.query("SELECT count(*) FROM job_leases WHERE job_id = ?",
+                                                migration_id) == [(0,)], timeout=LEASE_SECONDS + 20)
         result = subprocess.run([LIVEMIGRATE, "verify", world.source_db.uri, world.destination_db.uri],
                                 capture_output=True, text=True, timeout=300)
         assert result.returncode == 0, result.stdout + result.stderr

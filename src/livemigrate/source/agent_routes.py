@@ -61,6 +61,9 @@ async def agent_jobs(request: Request, group_id: GroupId, hostname: str, agent: 
         return view, long_poll.etag_of(view, context.secret_box)
 
     listed = await _listed(relay, agent.org_id, None, None)
+    if listed.results is not None:  # the leases of the project's jobs that ended, run out, go
+        running = [job.id for job in listed.results if job.sourceProjectId == group_id]
+        await run_in_threadpool(job_leases.forget_finished, context.store, group_id, running)
     view, etag = await view_of(listed)
     wait, held = long_poll.requested_wait(request), long_poll.held_version(request)
     if wait is None or held != etag:

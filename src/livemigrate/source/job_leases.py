@@ -64,9 +64,13 @@ def hold(store: Store, project_id: str, job_id: str, hostname: str, wanted: Sequ
     return [LeaseView(str(name), str(holder), expires) for name, holder, expires in rows]
 
 
-def forget_finished(store: Store, project_id: str, running_job_ids: Sequence[str]) -> None:
-    """The leases of the project's jobs that no longer run: nobody will ask for them again."""
+def forget_finished(store: Store, project_id: str, running_job_ids: Sequence[str]) -> int:
+    """The leases of the project's jobs that no longer run, once they have run out: nobody will ask for
+    them again. Only run-out ones: a job missing from one list for a moment keeps what its hosts hold
+    (deleting a live capture lease would let a second host take it while the first still replays).
+    Returns how many went."""
     with store.engine.begin() as connection:
-        connection.execute(delete(JobLease).where(and_(JobLease.project_id == project_id,
-                                                       not_(JobLease.job_id.in_(list(running_job_ids))))))
+        return int(connection.execute(delete(JobLease).where(and_(
+            JobLease.project_id == project_id, JobLease.expires_at < utcnow(),
+            not_(JobLease.job_id.in_(list(running_job_ids)))))).rowcount)
 
