@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import socket
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +17,7 @@ from typing import Any
 
 from pymongo.errors import PyMongoError
 
+from livemigrate.agent.job_thread import JobThread
 from livemigrate.contracts import ChangeCapture, HostJob, NamespaceReport, ProgressReport
 from livemigrate.engine import CaptureScope, EngineError, Migration, MigrationEvent, MigrationOptions
 from livemigrate.engine.capture.spool import Spool
@@ -96,52 +96,24 @@ class SharedSetup:
     host: SharedHost
 
 
-class JobRunner:
+class JobRunner(JobThread[Migration]):
     def __init__(self, job: HostJob, settings: RunnerSettings, on_news: Callable[[], None] | None = None,
                  shared: SharedSetup | None = None, hostname: str | None = None) -> None:
         """`shared`: this host holds the change capture of a migration several hosts share
         (`shared_job.py`): the checkpoints are the shared ones, the ledger and the spool this host's.
         `hostname`: this migration host's, as another migration refused its destination is told."""
+        super().__init__(job.id, f"job-{job.id}")
         self._holder = f"live migration {job.id} on migration host {hostname or socket.gethostname()}"
         self._shared = shared
         self._on_news = on_news  # called on a new phase and at the end: worth reporting at once
-        self.job_id = job.id
         if job.sourceUri is None or job.destinationUri is None:
             raise ValueError(f"job {job.id} cannot run without both connection strings")
         self._source_uri = job.sourceUri
         self._target_uri = job.destinationUri
         self._settings = settings
         self._options = settings.options(drop_target=job.dropDestinationData, change_capture=job.changeCapture)
-        self._lock = threading.Lock()
         self._latest: MigrationEvent | None = None
         self._final: ProgressReport | None = None
-        self._stopping = threading.Event()
-        self._cutover = threading.Event()
-        self._migration: Migration | None = None
-        self._thread = threading.Thread(target=self._run, name=f"job-{self.job_id}", daemon=True)
-
-    def start(self) -> JobRunner:
-        self._thread.start()
-        return self
-
-    def request_cutover(self) -> None:
-        self._cutover.set()
-        with self._lock:
-            if self._migration is not None:
-                self._migration.request_cutover()
-
-    def stop(self) -> None:
-        self._stopping.set()
-        with self._lock:
-            if self._migration is not None:
-                self._migration.stop()
-
-    def join(self, timeout: float | None = None) -> None:
-        self._thread.join(timeout)
-
-    @property
-    def running(self) -> bool:
-        return self._thread.is_alive()
 
     def final_report(self) -> dict[str, Any] | None:
         """The outcome once the job ended COMPLETE or FAILED; None while it runs or after a stop."""
@@ -191,10 +163,7 @@ class JobRunner:
                                       ledger, spool_path=self._settings.state_dir / self.job_id / Spool.FILE_NAME,
                                       shared=self._shared.host if self._shared is not None else None,
                                       holder=self._holder)
-                with self._lock:
-                    self._migration = migration
-                if self._cutover.is_set():
-                    migration.request_cutover()
+                self._hand_over(migration)
                 try:
                     result = migration.run()
                 except (EngineError, PyMongoError) as error:

@@ -21,6 +21,7 @@ from typing import Any, Literal
 from pymongo import MongoClient
 from pymongo.errors import PyMongoError
 
+from livemigrate.agent.job_thread import JobThread
 from livemigrate.agent.leases import CAPTURE, LeaseKeeper
 from livemigrate.agent.runner import JobRunner, RunnerSettings, SharedSetup
 from livemigrate.client.agent_api import AgentApi
@@ -38,49 +39,21 @@ _LOOK_SECONDS = 1.0  # how often a host without the capture tries for it, and lo
 _RETRY_SECONDS = 5.0  # after the source or the destination could not be reached
 
 
-class SharedJobRunner:
+class SharedJobRunner(JobThread[JobRunner]):
     """The same face as `JobRunner` to the agent: start, stop, join, request_cutover, report."""
 
     def __init__(self, job: HostJob, settings: RunnerSettings, api: AgentApi, hostname: str,
                  on_news: Callable[[], None] | None = None) -> None:
         if job.sourceUri is None or job.destinationUri is None:
             raise ValueError(f"job {job.id} cannot run without both connection strings")
-        self.job_id = job.id
+        super().__init__(job.id, f"shared-{job.id}")
         self._job = job
         self._settings = settings
         self._hostname = hostname
         self._on_news = on_news
         self._leases = LeaseKeeper(api, job.id, hostname)
-        self._stopping = threading.Event()
-        self._cutover = threading.Event()
-        self._lock = threading.Lock()
-        self._runner: JobRunner | None = None  # while this host holds the capture
         self._host = SharedHost(hostname, self._leases)
         self._final: dict[str, Any] | None = None
-        self._thread = threading.Thread(target=self._run, name=f"shared-{job.id}", daemon=True)
-
-    def start(self) -> SharedJobRunner:
-        self._thread.start()
-        return self
-
-    def request_cutover(self) -> None:
-        self._cutover.set()
-        with self._lock:
-            if self._runner is not None:
-                self._runner.request_cutover()
-
-    def stop(self) -> None:
-        self._stopping.set()
-        with self._lock:
-            if self._runner is not None:
-                self._runner.stop()
-
-    def join(self, timeout: float | None = None) -> None:
-        self._thread.join(timeout)
-
-    @property
-    def running(self) -> bool:
-        return self._thread.is_alive()
 
     def forget_shared_state(self) -> None:
         """Once this job is cancelled and stopped: its checkpoints on the destination go (whichever host
@@ -102,8 +75,7 @@ class SharedJobRunner:
         host's part alone."""
         if self._final is not None:
             return self._final
-        with self._lock:
-            runner = self._runner
+        runner = self._current()  # while this host holds the capture
         if runner is not None:
             report = runner.report()
             return {**report, "host": self._part("capture").model_dump(mode="json")}
@@ -205,10 +177,7 @@ class SharedJobRunner:
         """Run the migration while this host holds the capture; True once it ended (COMPLETE, FAILED)."""
         log.info("job %s: this host holds the change capture and runs the migration", self.job_id)
         runner = JobRunner(self._job, self._settings, on_news=self._on_news, shared=setup, hostname=self._hostname)
-        if self._cutover.is_set():
-            runner.request_cutover()
-        with self._lock:
-            self._runner = runner
+        self._hand_over(runner)
         runner.start()
         while not self._stopping.is_set():
             runner.join(_LOOK_SECONDS)
@@ -221,8 +190,7 @@ class SharedJobRunner:
                 break
         runner.join()  # stopped (the job, or the lease lost): its leases outlive what it still writes
         final = runner.final_report()
-        with self._lock:
-            self._runner = None
+        self._hand_over(None)
         if final is None:
             return False
         if isinstance(setup.checkpoints, DestinationCheckpointStore):
