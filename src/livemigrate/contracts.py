@@ -14,7 +14,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StrictStr, ValidationError
 
 from livemigrate.engine.events import Phase, VerificationState
-from livemigrate.statuses import MigrationStatus
+from livemigrate.statuses import MigrationStatus, ValidationStatus
 
 # What a migration host may report (NEW and EXPIRED are the target's to decide), and the statuses of a
 # migration that has a job: running, or FAILED by a cancel its hosts have yet to confirm (`cancelRequested`).
@@ -152,6 +152,41 @@ class HostJob(Contract):
     cancelRequested: StrictBool = False
     # Every host the migration lists: more than one share the copy through leases (`agent/shared_job.py`).
     migrationHosts: list[StrictStr] = Field(default_factory=list)
+
+
+class ReportAnswer(Contract):
+    """The target's answer to a progress report, relayed to the migration host: the migration's status
+    as the target decided it (a validation's, for a pre-flight's answer), and whether a cutover is
+    asked for."""
+
+    status: MigrationStatus | ValidationStatus
+    cutoverRequested: StrictBool = False
+
+
+class Heartbeat(Contract):
+    """What a migration host sends every few seconds: it is alive, and which version it runs."""
+
+    agentVersion: StrictStr = Field(max_length=64)
+
+
+class Lease(Contract):
+    name: StrictStr
+    holder: StrictStr
+    expiresAt: StrictStr  # ISO-8601 UTC
+
+
+class LeaseGrant(Contract):
+    """The answer to a `LeaseRequest`: every live lease of the job, with its holder — the asking host's
+    are those it holds now — and how long a lease lasts without renewal."""
+
+    leaseSeconds: StrictFloat | StrictInt = Field(gt=0)
+    leases: list[Lease] = Field(default_factory=list)
+
+
+class LinkPushAnswer(Contract):
+    """The target's answer to an inventory push over the link."""
+
+    lastSyncedAt: StrictStr  # ISO-8601 UTC
 
 
 class LeaseRequest(Contract):

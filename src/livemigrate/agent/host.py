@@ -32,7 +32,7 @@ from livemigrate.agent.runner import JobRunner, RunnerSettings
 from livemigrate.agent.shared_job import SharedJobRunner
 from livemigrate.client.agent_api import AgentApi
 from livemigrate.client.errors import ApiCallError
-from livemigrate.contracts import HostJob, ProgressReport, describe_invalid
+from livemigrate.contracts import Heartbeat, HostJob, ProgressReport, describe_invalid
 from livemigrate.statuses import MigrationStatus
 
 log = logging.getLogger("livemigrate.agent")
@@ -72,11 +72,14 @@ class MigrationHostAgent:
             while not self._stopping.is_set():
                 try:
                     if time.monotonic() - last_heartbeat >= HEARTBEAT_SECONDS:
-                        self._api.heartbeat(self.hostname, __version__)
+                        self._api.heartbeat(self.hostname, Heartbeat(agentVersion=__version__))
                         last_heartbeat = time.monotonic()
                     self._tick()
                 except (ApiCallError, httpx.HTTPError) as error:
                     log.warning("migration host %s: %s", self.hostname, error)
+                except ValidationError as error:
+                    log.error("migration host %s: the source answered what this agent cannot read (%s); is it "
+                              "another version?", self.hostname, describe_invalid(error))
                 self._wake.wait(self._report_every)
                 self._wake.clear()
         finally:
@@ -142,7 +145,7 @@ class MigrationHostAgent:
                            if not job.sourceUri else "the destination cluster is no longer registered")
                 log.error("job %s cannot start: %s", job_id, missing)
                 self._api.report(job_id, ProgressReport(status=MigrationStatus.FAILED,
-                                                        errorMessage=f"cannot start: {missing}").to_json())
+                                                        errorMessage=f"cannot start: {missing}"))
                 self._ended.add(job_id)
                 continue
             if job_id not in self._runners and len(job.migrationHosts) > 1:
@@ -180,7 +183,7 @@ class MigrationHostAgent:
             if isinstance(runner, SharedJobRunner):
                 runner.forget_shared_state()
             self._forget_state(job_id)
-            self._api.report(job_id, ProgressReport(status=MigrationStatus.FAILED, stoppedHost=self.hostname).to_json())
+            self._api.report(job_id, ProgressReport(status=MigrationStatus.FAILED, stoppedHost=self.hostname))
             log.info("job %s: cancelled; this host has stopped writing to its destination", job_id)
             del self._cancelling[job_id]
             self._ended.add(job_id)
@@ -188,19 +191,19 @@ class MigrationHostAgent:
     def _report(self) -> None:
         self._confirm_cancels()
         for job_id, check in list(self._preflights.items()):
-            answer = check.answer()
-            if answer is not None:
-                self._api.report(job_id, answer)
+            found = check.answer()
+            if found is not None:
+                self._api.report(job_id, found)
                 del self._preflights[job_id]
                 self._ended.add(job_id)
         for job_id, runner in list(self._runners.items()):
             report = runner.report()
             answer = self._api.report(job_id, report)
-            if answer.get("cutoverRequested"):
+            if answer.cutoverRequested:
                 runner.request_cutover()
             # Decided by what was sent, not by asking the runner again: it may have finished since.
-            if report["status"] != MigrationStatus.WORKING:
-                log.info("job %s ended %s", job_id, answer.get("status"))
+            if report.status != MigrationStatus.WORKING:
+                log.info("job %s ended %s", job_id, answer.status.value)
                 runner.join(timeout=30)
                 del self._runners[job_id]
                 self._ended.add(job_id)

@@ -13,9 +13,11 @@ import threading
 import time
 
 import httpx
+from pydantic import ValidationError
 
 from livemigrate.client.agent_api import AgentApi
 from livemigrate.client.errors import ApiCallError
+from livemigrate.contracts import LeaseRequest
 
 log = logging.getLogger("livemigrate.agent")
 
@@ -106,16 +108,16 @@ class LeaseKeeper:
             self._next_ask = asked_at + self._lease_seconds / 3
             wanted = sorted(self._wanted)
         try:
-            answer = self._api.hold_leases(self._job_id, self._hostname, wanted)
-        except (ApiCallError, httpx.HTTPError) as error:
+            answer = self._api.hold_leases(self._job_id, LeaseRequest(hostname=self._hostname, hold=wanted))
+        except (ApiCallError, httpx.HTTPError, ValidationError) as error:
             log.warning("job %s: the leases could not be renewed: %s", self._job_id, error)
             return
-        holders = {str(lease["name"]): str(lease["holder"]) for lease in answer.get("leases", [])}
+        holders = {lease.name: lease.holder for lease in answer.leases}
         held = {name for name, holder in holders.items() if holder == self._hostname}
         with self._state:
             for name in sorted((held ^ self._held) & {CAPTURE}):
                 log.info("job %s: %s the change capture", self._job_id, "holds" if name in held else "no longer holds")
-            self._lease_seconds = float(answer.get("leaseSeconds", self._lease_seconds))
+            self._lease_seconds = float(answer.leaseSeconds)
             self._holders = holders
             self._held = held
             self._sure_until = asked_at + self._lease_seconds * (1 - _MARGIN)

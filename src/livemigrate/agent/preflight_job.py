@@ -9,7 +9,6 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
-from typing import Any
 
 from pymongo.errors import PyMongoError
 
@@ -37,9 +36,9 @@ class PreflightJob:
         self._thread.start()
         return self
 
-    def answer(self) -> dict[str, Any] | None:
+    def answer(self) -> ProgressReport | None:
         """The report to send, once the pre-flight has ended; None while it runs."""
-        return self._answer.to_json() if self._answer is not None else None
+        return self._answer
 
     def _run(self) -> None:
         from livemigrate.engine.preflight import preflight  # the engine's heavier imports, only when asked

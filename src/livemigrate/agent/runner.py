@@ -13,7 +13,6 @@ import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from pymongo.errors import PyMongoError
 
@@ -115,18 +114,18 @@ class JobRunner(JobThread[Migration]):
         self._latest: MigrationEvent | None = None
         self._final: ProgressReport | None = None
 
-    def final_report(self) -> dict[str, Any] | None:
+    def final_report(self) -> ProgressReport | None:
         """The outcome once the job ended COMPLETE or FAILED; None while it runs or after a stop."""
-        return self._final.to_json() if self._final is not None else None
+        return self._final
 
-    def report(self) -> dict[str, Any]:
+    def report(self) -> ProgressReport:
         """What to tell the target now: the final outcome once there is one, else the latest progress."""
         if self._final is not None:
-            return self._final.to_json()
+            return self._final
         with self._lock:
             event = self._latest
         if event is None:
-            return ProgressReport(phase=Phase.CONNECTING).to_json()
+            return ProgressReport(phase=Phase.CONNECTING)
         return ProgressReport(
             phase=event.phase, lagTimeSeconds=event.lag_seconds, readyForCutover=self._ready(event),
             copiedDocuments=event.copied, totalDocuments=event.total, eventsApplied=event.applied_events,
@@ -134,7 +133,7 @@ class JobRunner(JobThread[Migration]):
             namespaces=_namespace_reports(event), sourceWritesBlocked=event.source_writes_blocked,
             writesAfterCutoverBegan=event.writes_after_drain or None,
             warnings=[event.warning] if event.warning else [],
-        ).to_json()
+        )
 
     def _ready(self, event: MigrationEvent) -> bool:
         """Copied, caught up within the threshold, both sides' counts in agreement (evidence the change

@@ -53,7 +53,7 @@ class SharedJobRunner(JobThread[JobRunner]):
         self._on_news = on_news
         self._leases = LeaseKeeper(api, job.id, hostname)
         self._host = SharedHost(hostname, self._leases)
-        self._final: dict[str, Any] | None = None
+        self._final: ProgressReport | None = None
 
     def forget_shared_state(self) -> None:
         """Once this job is cancelled and stopped: its checkpoints on the destination go (whichever host
@@ -70,16 +70,15 @@ class SharedJobRunner(JobThread[JobRunner]):
         finally:
             target.close()
 
-    def report(self) -> dict[str, Any]:
+    def report(self) -> ProgressReport:
         """The migration's report while this host holds the capture (with this host's part), else this
         host's part alone."""
         if self._final is not None:
             return self._final
         runner = self._current()  # while this host holds the capture
         if runner is not None:
-            report = runner.report()
-            return {**report, "host": self._part("capture").model_dump(mode="json")}
-        return ProgressReport(host=self._part("copy")).to_json()
+            return runner.report().model_copy(update={"host": self._part("capture")})
+        return ProgressReport(host=self._part("copy"))
 
     def _part(self, role: Literal["capture", "copy"]) -> HostProgress:
         held = [name for name, holder in self._leases.holders().items()
@@ -194,6 +193,6 @@ class SharedJobRunner(JobThread[JobRunner]):
         if final is None:
             return False
         if isinstance(setup.checkpoints, DestinationCheckpointStore):
-            setup.checkpoints.end(str(final.get("status")))
-        self._final = {**final, "host": self._part("capture").model_dump(mode="json")}
+            setup.checkpoints.end(final.status.value)
+        self._final = final.model_copy(update={"host": self._part("capture")})
         return True

@@ -9,7 +9,7 @@ import httpx
 
 from livemigrate.client.errors import ApiCallError
 from livemigrate.client.waiting import wait_options
-from livemigrate.contracts import HostJob
+from livemigrate.contracts import Heartbeat, HostJob, LeaseGrant, LeaseRequest, ProgressReport, ReportAnswer
 from livemigrate.vocabulary import SOURCE_PREFIX
 
 
@@ -40,9 +40,8 @@ class AgentApi:
             raise ApiCallError.from_response(response)
         return response.json() if response.content else None
 
-    def heartbeat(self, hostname: str, agent_version: str) -> dict[str, Any]:
-        return dict(self._call("PUT", f"/liveMigrations/migrationHosts/{quote(hostname, safe='')}",
-                               json={"agentVersion": agent_version}))
+    def heartbeat(self, hostname: str, beat: Heartbeat) -> None:
+        self._call("PUT", f"/liveMigrations/migrationHosts/{quote(hostname, safe='')}", json=beat.model_dump())
 
     def jobs(self, hostname: str, held: str | None = None,
              wait_seconds: float | None = None) -> tuple[list[HostJob] | None, str | None]:
@@ -56,11 +55,14 @@ class AgentApi:
             return None, etag
         return [HostJob.model_validate(item) for item in self._answer(response)["results"]], etag
 
-    def report(self, job_id: str, report: dict[str, Any]) -> dict[str, Any]:
-        return dict(self._call("PATCH", f"/liveMigrations/agentJobs/{job_id}", json=report))
+    def report(self, job_id: str, report: ProgressReport) -> ReportAnswer:
+        """A job's progress, relayed to the target; its answer. Raises pydantic's ValidationError for an
+        answer this agent cannot read."""
+        return ReportAnswer.model_validate(self._call("PATCH", f"/liveMigrations/agentJobs/{job_id}",
+                                                      json=report.to_json()))
 
-    def hold_leases(self, job_id: str, hostname: str, wanted: list[str]) -> dict[str, Any]:
+    def hold_leases(self, job_id: str, asked: LeaseRequest) -> LeaseGrant:
         """Ask for the parts of a shared job this host wants to hold now; every live lease of the job,
         with its holder, comes back (`source/job_leases.py`)."""
-        return dict(self._call("POST", f"/liveMigrations/agentJobs/{quote(job_id, safe='')}/leases",
-                               json={"hostname": hostname, "hold": wanted}))
+        return LeaseGrant.model_validate(self._call(
+            "POST", f"/liveMigrations/agentJobs/{quote(job_id, safe='')}/leases", json=asked.model_dump()))

@@ -18,7 +18,7 @@ from pydantic import ValidationError
 
 from livemigrate.client.errors import ApiCallError
 from livemigrate.client.waiting import wait_options
-from livemigrate.contracts import Inventory, LinkJob, describe_invalid
+from livemigrate.contracts import Inventory, LinkJob, LinkPushAnswer, ProgressReport, ReportAnswer, describe_invalid
 
 
 class PushOutcome(enum.Enum):
@@ -100,13 +100,17 @@ class LinkChannel:
         return JobList(jobs, response.headers.get("etag"))
 
     async def report_progress(self, target_org_id: str, source_org_id: str, job_id: str,
-                              report: dict[str, Any]) -> dict[str, Any]:
+                              report: ProgressReport) -> ReportAnswer:
         try:
             response = await self._client.patch(
-                f"/orgs/{target_org_id}/liveMigrations/links/{source_org_id}/jobs/{job_id}", json=report)
+                f"/orgs/{target_org_id}/liveMigrations/links/{source_org_id}/jobs/{job_id}", json=report.to_json())
         except httpx.HTTPError as error:
             raise LinkCallFailed(f"target unreachable: {type(error).__name__}: {error}") from None
-        return dict(await _checked(response))
+        try:
+            return ReportAnswer.model_validate(await _checked(response))
+        except ValidationError as error:
+            raise LinkCallFailed(f"the target answered a report this side cannot read: {describe_invalid(error)}") \
+                from None
 
     async def push_inventory(self, target_org_id: str, source_org_id: str, inventory: Inventory) -> PushResult:
         path = f"/orgs/{target_org_id}/liveMigrations/links/{source_org_id}"
@@ -115,7 +119,11 @@ class LinkChannel:
         except httpx.HTTPError as error:
             return PushResult(PushOutcome.UNREACHABLE, f"target unreachable: {type(error).__name__}: {error}")
         if response.status_code == 200:
-            return PushResult(PushOutcome.ACCEPTED, last_synced_at=response.json().get("lastSyncedAt"))
+            try:
+                answer = LinkPushAnswer.model_validate(response.json())
+            except ValueError as error:  # not JSON, or not the contract: the push landed, its time unknown
+                return PushResult(PushOutcome.ACCEPTED, f"the target's answer is unreadable: {error}")
+            return PushResult(PushOutcome.ACCEPTED, last_synced_at=answer.lastSyncedAt)
         refusal = ApiCallError.from_response(response)
         outcome = PushOutcome.REJECTED if response.status_code in _REJECTING_STATUSES else PushOutcome.UNREACHABLE
         return PushResult(outcome, f"{refusal.error_code}: {refusal.detail}")

@@ -14,8 +14,7 @@ from starlette.responses import Response
 
 from livemigrate.client.link_channel import JobList, LinkCallFailed, LinkKeyRefused
 from livemigrate.context import AppContext, context_of
-from livemigrate.contracts import HostJob, LeaseRequest, LinkJob, ProgressReport
-from livemigrate.directory.views import iso
+from livemigrate.contracts import HostJob, Lease, LeaseGrant, LeaseRequest, LinkJob, ProgressReport
 from livemigrate.guards import AgentKey
 from livemigrate.http import long_poll
 from livemigrate.http.bodies import openapi_body, parse_body
@@ -118,10 +117,10 @@ def _job_for_host(context: AppContext, group_id: str, job: LinkJob) -> HostJob:
 async def agent_report(request: Request, group_id: GroupId, job_id: JobId, agent: AgentKey) -> Response:
     body = await parse_body(request, ProgressReport)  # refused here, before it travels, if malformed
     try:
-        answer = await _relay(request).report_progress(agent.org_id, job_id, body.to_json())
+        answer = await _relay(request).report_progress(agent.org_id, job_id, body)
     except LinkCallFailed as error:
         raise _unavailable(error) from None
-    return respond(request, answer)
+    return respond(request, answer.model_dump(mode="json"))
 
 
 @router.post("/groups/{group_id}/liveMigrations/agentJobs/{job_id}/leases",
@@ -141,6 +140,7 @@ async def agent_leases(request: Request, group_id: GroupId, job_id: JobId, agent
                        f"{body.hostname!r}.", [job_id])
     ttl = context.settings.migration_lease_seconds
     leases = await run_in_threadpool(job_leases.hold, context.store, group_id, job_id, body.hostname, body.hold, ttl)
-    return respond(request, {"leaseSeconds": ttl, "leases": [
-        {"name": lease.name, "holder": lease.holder, "expiresAt": iso(lease.expires_at)}
-        for lease in leases]})
+    grant = LeaseGrant(leaseSeconds=ttl, leases=[Lease(name=lease.name, holder=lease.holder,
+                                                       expiresAt=lease.expires_at.strftime("%Y-%m-%dT%H:%M:%SZ"))
+                                       for lease in leases])
+    return respond(request, grant.model_dump(mode="json"))

@@ -16,11 +16,11 @@ from __future__ import annotations
 import asyncio
 import functools
 import time
-from typing import Any
 
 from starlette.concurrency import run_in_threadpool
 
 from livemigrate.client.link_channel import JobList, LinkCallFailed, LinkKeyRefused
+from livemigrate.contracts import ProgressReport, ReportAnswer
 from livemigrate.source.link_channels import LinkChannels, LinkCredentials, link_not_found
 
 _REJOIN_SECONDS = 0.5  # less than this left of a host's wait after a shared one ends: answer, do not rejoin
@@ -84,7 +84,7 @@ class JobRelay:
             self._jobs[org_id] = (time.monotonic(), found)
         return found
 
-    async def report_progress(self, org_id: str, job_id: str, report: dict[str, Any]) -> dict[str, Any]:
+    async def report_progress(self, org_id: str, job_id: str, report: ProgressReport) -> ReportAnswer:
         credentials = await self._credentials(org_id)
         channel = await self._channels.channel(org_id, credentials)
         return await channel.report_progress(credentials.target_org_id, org_id, job_id, report)

@@ -24,6 +24,7 @@ from livemigrate.directory.views import iso
 from livemigrate.http.errors import ApiError, ErrorCode
 from livemigrate.statuses import RUNNING
 from livemigrate.store.models import LiveMigration, TargetLink, hosts_of
+from livemigrate.target.links import inventory_of
 
 
 def claim_key(project_id: str, cluster_name: str) -> str:
@@ -60,9 +61,9 @@ def alive_hosts(session: Session, migration: LiveMigration) -> set[str] | None:
     links = session.scalars(select(TargetLink).where(TargetLink.target_org_id == migration.target_org_id,
                                                      TargetLink.source_org_id == migration.source_org_id))
     for link in links:
-        for project in link.inventory.get("projects", []):
-            if project.get("projectId") == migration.source_project_id:
-                return set(project.get("migrationHosts", []))
+        for project in inventory_of(link).projects:
+            if project.projectId == migration.source_project_id:
+                return set(project.migrationHosts)
     return None
 
 

@@ -9,6 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm.exc import StaleDataError
 
+from livemigrate.contracts import Inventory, InventoryProject
 from livemigrate.http.auth import Principal
 from livemigrate.http.errors import ApiError, ErrorCode
 from livemigrate.store.database import Store
@@ -67,9 +68,14 @@ def _record_push(store: Store, principal: Principal, target_org_id: str, source_
     return now
 
 
-def available_projects(store: Store, target_org_id: str) -> list[dict[str, Any]]:
+def inventory_of(link: TargetLink) -> Inventory:
+    """What a link last pushed, as the contract it was validated against when it arrived."""
+    return Inventory.model_validate(link.inventory)
+
+
+def available_projects(store: Store, target_org_id: str) -> list[InventoryProject]:
     """What every linked source org last pushed, flattened to its projects."""
     with store.read() as session:
         links = session.scalars(
             select(TargetLink).where(TargetLink.target_org_id == target_org_id).order_by(TargetLink.id))
-        return [project for link in links for project in link.inventory.get("projects", [])]
+        return [project for link in links for project in inventory_of(link).projects]

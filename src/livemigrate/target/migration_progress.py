@@ -8,6 +8,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from livemigrate.contracts import HostProgress, ProgressReport
 from livemigrate.directory.views import iso
 from livemigrate.http.errors import ApiError, ErrorCode
 from livemigrate.ids import is_object_id
@@ -19,8 +20,9 @@ from livemigrate.target.migrations import expire_if_due
 
 
 def record_progress(store: Store, target_org_id: str, source_org_id: str, migration_id: str,
-                    report: dict[str, Any], window: timedelta) -> LiveMigration:
-    """Progress relayed from a migration host; a finished migration is not changed any more."""
+                    report: ProgressReport, window: timedelta) -> LiveMigration:
+    """Progress relayed from a migration host; a finished migration is not changed any more. A figure
+    the report leaves out (a final report's) stays as the target holds it."""
     with store.write() as session:
         migration = session.get(LiveMigration, migration_id, with_for_update=True) \
             if is_object_id(migration_id) else None
@@ -28,42 +30,38 @@ def record_progress(store: Store, target_org_id: str, source_org_id: str, migrat
             raise ApiError(ErrorCode.LIVE_MIGRATION_NOT_FOUND, f"No live migration {migration_id} for this link.",
                            [migration_id])
         if migration.cancelled_at is not None:
-            if report.get("stoppedHost"):
-                _note_host_stopped(session, migration, str(report["stoppedHost"]))
+            if report.stoppedHost is not None:
+                _note_host_stopped(session, migration, report.stoppedHost)
             return migration  # cancelled: what its hosts report while they stop changes nothing else
         if expire_if_due(migration, window) or migration.status in FINISHED:
             return migration
-        host = report.get("host")
-        if host is not None:
-            _record_host(migration, host)
-            if host.get("role") == "copy":
+        if report.host is not None:
+            _record_host(migration, report.host)
+            if report.host.role == "copy":
                 return migration  # a host's own part of a shared copy: the migration is its capture's to report
-        status = MigrationStatus(report.get("status", MigrationStatus.WORKING))
+        status = MigrationStatus(report.status)
         if status is MigrationStatus.COMPLETE and migration.cutover_requested_at is None:
             status = MigrationStatus.WORKING  # only a cutover completes a migration
         migration.status = status.value
-        migration.phase = report.get("phase", migration.phase)
-        migration.lag_time_seconds = report.get("lagTimeSeconds", migration.lag_time_seconds)
-        ready = bool(report.get("readyForCutover", False)) and status is MigrationStatus.WORKING
+        if report.phase is not None:
+            migration.phase = report.phase.value
+        if report.lagTimeSeconds is not None:
+            migration.lag_time_seconds = float(report.lagTimeSeconds)
+        ready = report.readyForCutover and status is MigrationStatus.WORKING
         if ready and migration.ready_since is None:
             migration.ready_since = utcnow()
         migration.ready_for_cutover = ready or (status is MigrationStatus.WORKING
                                                 and migration.cutover_requested_at is not None
                                                 and migration.ready_for_cutover)
-        migration.copied_documents = int(report.get("copiedDocuments", migration.copied_documents))
-        migration.total_documents = int(report.get("totalDocuments", migration.total_documents))
-        if {"namespaces", "warnings", "eventsApplied", "docsPerSecond"} & set(report):
-            previous = migration.progress or {}
-            migration.progress = {**{key: report.get(key, previous.get(key)) for key in CUTOVER_FIELDS},
-                                  "hosts": previous.get("hosts", {}),
-                                  "namespaces": report.get("namespaces", previous.get("namespaces", [])),
-                                  "warnings": report.get("warnings", previous.get("warnings", [])),
-                                  "eventsApplied": report.get("eventsApplied", previous.get("eventsApplied", 0)),
-                                  "docsPerSecond": report.get("docsPerSecond", previous.get("docsPerSecond", 0)),
-                                  "lagSamples": _with_lag_sample(previous.get("lagSamples", []),
-                                                                 migration.lag_time_seconds)}
+        if report.copiedDocuments is not None:
+            migration.copied_documents = report.copiedDocuments
+        if report.totalDocuments is not None:
+            migration.total_documents = report.totalDocuments
+        if any(figure is not None for figure in (report.namespaces, report.warnings, report.eventsApplied,
+                                                   report.docsPerSecond)):
+            migration.progress = _progress_with(migration, report)
         if status is MigrationStatus.FAILED:
-            migration.error_message = str(report.get("errorMessage") or "the migration host reported a failure")
+            migration.error_message = report.errorMessage or "the migration host reported a failure"
             migration.ready_for_cutover = False
         elif status is MigrationStatus.COMPLETE:
             migration.ready_for_cutover = False
@@ -75,14 +73,31 @@ def record_progress(store: Store, target_org_id: str, source_org_id: str, migrat
         return migration
 
 
-def _record_host(migration: LiveMigration, host: dict[str, Any]) -> None:
+def _progress_with(migration: LiveMigration, report: ProgressReport) -> dict[str, Any]:
+    """The progress document the target keeps, with what `report` says and what it leaves out as it was."""
+    previous = migration.progress or {}
+    cutover = {key: previous.get(key) for key in CUTOVER_FIELDS}
+    if report.sourceWritesBlocked is not None:
+        cutover["sourceWritesBlocked"] = report.sourceWritesBlocked
+    if report.writesAfterCutoverBegan is not None:
+        cutover["writesAfterCutoverBegan"] = report.writesAfterCutoverBegan
+    return {**cutover, "hosts": previous.get("hosts", {}),
+            "namespaces": previous.get("namespaces", []) if report.namespaces is None
+            else [namespace.model_dump(mode="json", exclude_none=True) for namespace in report.namespaces],
+            "warnings": previous.get("warnings", []) if report.warnings is None else list(report.warnings),
+            "eventsApplied": previous.get("eventsApplied", 0) if report.eventsApplied is None else report.eventsApplied,
+            "docsPerSecond": previous.get("docsPerSecond", 0) if report.docsPerSecond is None else report.docsPerSecond,
+            "lagSamples": _with_lag_sample(previous.get("lagSamples", []), migration.lag_time_seconds)}
+
+
+def _record_host(migration: LiveMigration, host: HostProgress) -> None:
     """One host's part of a shared migration, as it last reported it."""
     previous = migration.progress or {}
     hosts = dict(previous.get("hosts", {}))
-    if host.get("role") == "capture":  # one holder at a time: whoever held it before holds it no more
+    if host.role == "capture":  # one holder at a time: whoever held it before holds it no more
         hosts = {name: {**part, "role": "copy"} if part.get("role") == "capture" else part
                  for name, part in hosts.items()}
-    hosts[str(host["hostname"])] = {**host, "reportedAt": iso(utcnow())}
+    hosts[host.hostname] = {**host.model_dump(mode="json"), "reportedAt": iso(utcnow())}
     migration.progress = {**previous, "hosts": hosts}
 
 

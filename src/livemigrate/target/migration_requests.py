@@ -12,6 +12,7 @@ from typing import Any
 
 from sqlalchemy import select
 
+from livemigrate.contracts import InventoryDeployment, InventoryProject
 from livemigrate.crypto import SecretBox
 from livemigrate.engine.versions import DEPLOYMENT_STREAMS, MINIMUM_SOURCE
 from livemigrate.http.errors import ApiError, ErrorCode
@@ -19,6 +20,7 @@ from livemigrate.store.database import Store
 from livemigrate.store.models import TargetLink
 from livemigrate.target import clusters
 from livemigrate.target.destination_claims import claim_key, holder_of, in_use
+from livemigrate.target.links import inventory_of
 
 MAX_MIGRATION_HOSTS = 16
 
@@ -56,7 +58,7 @@ class SourceFinding:
     """What the linked inventory says about the request's source."""
 
     source_org_id: str
-    deployment: dict[str, Any]
+    deployment: InventoryDeployment
 
 
 def version_tuple(version: str | None) -> tuple[int, ...] | None:
@@ -77,43 +79,42 @@ def find_source(store: Store, target_org_id: str, request: MigrationRequest) -> 
     link, project = found
     deployment = deployment_named(project, request.source.cluster_name)
     if deployment is None:
-        names = [str(d.get("name")) for d in project.get("deployments", [])]
+        names = [pushed.name for pushed in project.deployments]
         raise _invalid(f"Source cluster {request.source.cluster_name!r} was not found in source project "
                        f"{request.source.group_id}{_choices(request.source.cluster_name, names, 'deployments')}; "
                        "a standalone's cluster is named host:port (`livemigrate source clusters list` "
                        "shows them), and a deployment appears once its hosts are registered on the "
                        "source side.")
-    alive = project.get("migrationHosts", [])
     for host in request.migration_hosts:
-        if host not in alive:
+        if host not in project.migrationHosts:
             raise _invalid(f"Migration host {host!r} is unknown or not alive in source project "
                            f"{request.source.group_id}: start `livemigrate agent` on it with an agent API key of "
                            "that project.")
-    if deployment.get("lastError"):
+    if deployment.lastError:
         raise _invalid(f"Source cluster {request.source.cluster_name!r} cannot be reached from the source "
-                       f"side: {deployment['lastError']}")
-    version = version_tuple(deployment.get("mongoDBVersion"))
+                       f"side: {deployment.lastError}")
+    version = version_tuple(deployment.mongoDBVersion)
     if version is None or version < MINIMUM_SOURCE:
         raise _invalid(f"Source cluster {request.source.cluster_name!r} runs MongoDB "
-                       f"{deployment.get('mongoDBVersion') or 'of an unknown version'}; live migration needs "
+                       f"{deployment.mongoDBVersion or 'of an unknown version'}; live migration needs "
                        f"{'.'.join(map(str, MINIMUM_SOURCE))} or newer: upgrade the source first.")
     if request.change_capture == "DEPLOYMENT" and version < DEPLOYMENT_STREAMS:
         raise _invalid(f"changeCapture DEPLOYMENT needs a deployment-wide change stream, which MongoDB "
-                       f"{deployment.get('mongoDBVersion')} does not have (4.0 or newer does): use COLLECTION, or AUTO.")
+                       f"{deployment.mongoDBVersion} does not have (4.0 or newer does): use COLLECTION, or AUTO.")
     return SourceFinding(link.source_org_id, deployment)
 
 
-def pushed_project(links: Iterable[TargetLink], project_id: str) -> tuple[TargetLink, dict[str, Any]] | None:
+def pushed_project(links: Iterable[TargetLink], project_id: str) -> tuple[TargetLink, InventoryProject] | None:
     """The source project as the first link that pushed it shows it, with that link."""
     for link in links:
-        for project in link.inventory.get("projects", []):
-            if project.get("projectId") == project_id:
+        for project in inventory_of(link).projects:
+            if project.projectId == project_id:
                 return link, project
     return None
 
 
-def deployment_named(project: dict[str, Any], name: str) -> dict[str, Any] | None:
-    return next((deployment for deployment in project.get("deployments", []) if deployment.get("name") == name), None)
+def deployment_named(project: InventoryProject, name: str) -> InventoryDeployment | None:
+    return next((deployment for deployment in project.deployments if deployment.name == name), None)
 
 
 def check_destination(store: Store, secret_box: SecretBox, project_id: str, request: MigrationRequest, *,

@@ -210,8 +210,7 @@ def _source_version(session: Session, migration: LiveMigration) -> str | None:
                                                      TargetLink.source_org_id == migration.source_org_id))
     found = pushed_project(links, migration.source_project_id)
     deployment = deployment_named(found[1], migration.source_cluster_name) if found else None
-    version = deployment.get("mongoDBVersion") if deployment else None
-    return str(version) if version else None
+    return deployment.mongoDBVersion if deployment else None
 
 
 def writes_at_cutover(source_version: str | None) -> str:

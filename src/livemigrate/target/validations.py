@@ -16,7 +16,7 @@ from typing import Any
 
 from sqlalchemy import select
 
-from livemigrate.contracts import LinkJob, PreflightReport
+from livemigrate.contracts import LinkJob, ProgressReport
 from livemigrate.crypto import SecretBox
 from livemigrate.http.errors import ApiError, ErrorCode
 from livemigrate.ids import is_object_id, new_object_id
@@ -89,7 +89,7 @@ def validation_jobs(store: Store, secret_box: SecretBox, target_org_id: str, sou
 
 
 def record_preflight(store: Store, target_org_id: str, source_org_id: str, validation_id: str,
-                     report: dict[str, Any]) -> LiveMigrationValidation | None:
+                     report: ProgressReport) -> LiveMigrationValidation | None:
     """The host's answer to a validation job, once; None when `validation_id` is no validation of this link.
     Looked up in a read first: every migration's progress report passes here, and a write would wake
     every waiting migration host (`Store.write`)."""
@@ -103,16 +103,16 @@ def record_preflight(store: Store, target_org_id: str, source_org_id: str, valid
         validation = session.get(LiveMigrationValidation, validation_id)
         if validation is None or not _awaiting_host(validation):
             return validation or found  # answered already, or given up on: the first outcome stays
-        preflight = report.get("preflight")
-        if report.get("status") == MigrationStatus.FAILED.value or preflight is None:
-            reason = report.get("errorMessage") or "it answered without a pre-flight"
+        preflight = report.preflight
+        if report.status is MigrationStatus.FAILED or preflight is None:
+            reason = report.errorMessage or "it answered without a pre-flight"
             validation.status = ValidationStatus.FAILED.value
             validation.error_message = (f"Migration host {validation.migration_host!r} could not run the pre-flight: "
                                         f"{reason}")
         else:
-            # Every field shown, null included: the report left the absent ones out on its way here.
-            validation.preflight = PreflightReport.model_validate(preflight).model_dump(mode="json")
-            blocking = list(preflight.get("blocking") or [])
+            # Every field shown, null included.
+            validation.preflight = preflight.model_dump(mode="json")
+            blocking = list(preflight.blocking)
             validation.status = (ValidationStatus.FAILED if blocking else ValidationStatus.SUCCESS).value
             validation.error_message = ("The pre-flight found what blocks the migration: " + "; ".join(blocking)
                                         if blocking else None)
