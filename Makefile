@@ -8,7 +8,7 @@ HOST   ?= 127.0.0.1
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: serve test bench install clean
+.PHONY: serve test fuzz bench install clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "livemigrate needs Python 3.11 or newer")'
@@ -28,6 +28,12 @@ serve: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m compileall -q src tests
 	PYTHONDONTWRITEBYTECODE= $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
+
+# schemathesis at FUZZ_EXAMPLES examples per operation against both sides of a fresh server; the suite's
+# tests/test_openapi_fuzz.py runs the same pass at 6 to stay fast.
+FUZZ_EXAMPLES ?= 30
+fuzz: $(STAMP)
+	$(BIN)/python -m tests.test_openapi_fuzz --examples $(FUZZ_EXAMPLES)
 
 bench: $(STAMP)
 	$(BIN)/python -m bench

@@ -43,8 +43,11 @@ def create_api_key(session: Session, org_id: str, description: str, roles: Seque
         roles=list(roles),
         purpose=purpose,
     )
-    for block in cidr_blocks:
-        cidr_block, ip_address = access_list.normalize_entry(block)
+    # A block named twice, or in two notations (10.0.0.1/8 and 10.0.0.0/8), is one entry, as an access
+    # list added to later takes it (`add_access_list_entries`): a second row would repeat the primary
+    # key (key, block) and answer 500.
+    entries = dict(access_list.normalize_entry(block) for block in cidr_blocks)
+    for cidr_block, ip_address in entries.items():
         api_key.access_list.append(AccessListEntry(cidr_block=cidr_block, ip_address=ip_address))
     session.add(api_key)
     session.flush()
@@ -96,7 +99,11 @@ def delete_api_key(store: Store, org_id: str, key_id: str) -> None:
 
 
 def parse_entry(value: str) -> tuple[str, str | None]:
+    """A caller's access list entry, normalized; refused unless written as `/openapi.json` says
+    (`access_list.IP_OR_CIDR`), though `ipaddress` reads more (a zone id, a dotted netmask, spaces)."""
     try:
+        if not access_list.is_ip_or_cidr(value):
+            raise ValueError(value)
         return access_list.normalize_entry(value)
     except ValueError:
         raise ApiError(

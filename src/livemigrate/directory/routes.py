@@ -17,10 +17,11 @@ from starlette.responses import Response
 from livemigrate.context import context_of
 from livemigrate.directory import api_keys, orgs, projects, views
 from livemigrate.guards import Caller, org_role, project_role
+from livemigrate.http.access_list import IP_OR_CIDR_PATTERN
 from livemigrate.http.auth import Principal
-from livemigrate.http.bodies import openapi_body, parse_body, read_json
+from livemigrate.http.bodies import JSON_MEDIA_TYPE, openapi_body, parse_body, read_json
 from livemigrate.http.errors import ApiError, ErrorCode
-from livemigrate.http.openapi import BODY, ORG, PROJECT, GroupId, KeyId, OrgId, errors
+from livemigrate.http.openapi import BODY, ORG, PROJECT, GroupId, IpOrCidr, KeyId, OrgId, errors
 from livemigrate.http.pagination import paginated
 from livemigrate.http.responses import no_content, respond
 from livemigrate.http.roles import OrgRole
@@ -52,9 +53,14 @@ class ApiKeyPatch(Strict):
     roles: list[OrgRole] | None = Field(default=None, min_length=1)
 
 
-class AccessListItem(Strict):
-    ipAddress: StrictStr | None = None
-    cidrBlock: StrictStr | None = None
+ACCESS_LIST_FIELDS = ("ipAddress", "cidrBlock")
+_ACCESS_LIST_ENTRY: dict[str, Any] = {
+    "type": "object", "additionalProperties": False, "minProperties": 1, "maxProperties": 1,
+    "description": "One of ipAddress or cidrBlock; each takes an IP address or a CIDR block.",
+    "properties": {field: {"type": "string", "pattern": IP_OR_CIDR_PATTERN} for field in ACCESS_LIST_FIELDS}}
+ACCESS_LIST_BODY: dict[str, Any] = {"requestBody": {"required": True, "content": {JSON_MEDIA_TYPE: {"schema": {
+    "anyOf": [{"type": "array", "items": _ACCESS_LIST_ENTRY}, _ACCESS_LIST_ENTRY]}}}}}
+"""The access list body as `_access_list_entries` reads it: an array of entries (or one entry alone)."""
 
 
 class OrgSettingsPatch(Strict):
@@ -172,8 +178,7 @@ def directory_router(side: str, prefix: str) -> APIRouter:
 
     @router.post("/orgs/{org_id}/apiKeys/{key_id}/accessList",
                  summary="Add IP addresses or CIDR blocks to an API key's access list", status_code=201,
-                 openapi_extra={"requestBody": {"required": True, "content": {"application/json": {"schema": {
-                     "type": "array", "items": AccessListItem.model_json_schema()}}}}},
+                 openapi_extra=ACCESS_LIST_BODY,
                  responses=errors(KEY, BODY, ErrorCode.INVALID_IP_ADDRESS_OR_CIDR_NOTATION))
     async def add_access(request: Request, org_id: OrgId, key_id: KeyId, _owner: Principal = org_owner) -> Response:
         payload = await read_json(request, allow_atlas_versioned=atlas)
@@ -190,7 +195,8 @@ def directory_router(side: str, prefix: str) -> APIRouter:
                    summary="Remove one entry from an API key's access list", status_code=204,
                    responses=errors(KEY, ErrorCode.INVALID_IP_ADDRESS_OR_CIDR_NOTATION,
                                     ErrorCode.ACCESS_LIST_ENTRY_NOT_FOUND))
-    def delete_access(request: Request, org_id: OrgId, key_id: KeyId, ip_or_cidr: str, _owner: Principal = org_owner) -> Response:
+    def delete_access(request: Request, org_id: OrgId, key_id: KeyId, ip_or_cidr: IpOrCidr,
+                      _owner: Principal = org_owner) -> Response:
         api_keys.delete_access_list_entry(context_of(request).store, org_id, key_id, ip_or_cidr)
         return no_content(request)
 
@@ -230,18 +236,27 @@ def directory_router(side: str, prefix: str) -> APIRouter:
 
 
 def _access_list_entries(payload: Any) -> list[str]:
+    """The values of an access list body, refused as `ACCESS_LIST_BODY` says (the values' notation is
+    the service's to check): an object per entry, naming exactly one of ipAddress and cidrBlock, as a string."""
     items = payload if isinstance(payload, list) else [payload]
     entries: list[str] = []
     for item in items:
         if not isinstance(item, dict):
             raise ApiError(ErrorCode.INVALID_JSON, "Each access list entry must be an object with ipAddress or cidrBlock.")
-        unknown = set(item) - {"ipAddress", "cidrBlock"}
+        unknown = set(item) - set(ACCESS_LIST_FIELDS)
         if unknown:
             name = sorted(unknown)[0]
             raise ApiError(ErrorCode.INVALID_ATTRIBUTE, f"Invalid attribute {name} specified.", [name])
-        value = item.get("cidrBlock") or item.get("ipAddress")
-        if not isinstance(value, str) or not value:
+        if not item:
             raise ApiError(ErrorCode.MISSING_ATTRIBUTE, "Each access list entry needs ipAddress or cidrBlock.",
                            ["ipAddress"])
+        if len(item) > 1:
+            raise ApiError(ErrorCode.INVALID_ATTRIBUTE,
+                           "Invalid attribute cidrBlock specified: an access list entry takes ipAddress or cidrBlock, "
+                           "not both.", ["cidrBlock"])
+        name, value = next(iter(item.items()))
+        if not isinstance(value, str):
+            raise ApiError(ErrorCode.INVALID_ATTRIBUTE, f"Invalid attribute {name} specified: a string is expected.",
+                           [name])
         entries.append(value)
     return entries

@@ -8,14 +8,23 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, BeforeValidator, StrictInt, ValidationError
 from starlette.requests import Request
 
 from livemigrate.http.errors import ApiError, ErrorCode
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
+
+
+def _integral(value: Any) -> Any:
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+JsonInt = Annotated[StrictInt, BeforeValidator(_integral)]
+"""An integer as JSON Schema's `integer` means it: 305.0 is 305 (JSON has one number type, and the
+document says `integer`); 305.5, "305" and true are not."""
 
 JSON_MEDIA_TYPE = "application/json"
 ATLAS_MEDIA_PREFIX = "application/vnd.atlas."

@@ -19,6 +19,7 @@ from fastapi import FastAPI, Path
 from fastapi.openapi.utils import get_openapi
 from pydantic import BaseModel
 
+from livemigrate.http.access_list import IP_OR_CIDR_PATTERN
 from livemigrate.http.errors import ErrorCode
 from livemigrate.ids import OBJECT_ID_PATTERN
 
@@ -50,6 +51,11 @@ HostId = Annotated[str, _object_id("host")]
 MigrationId = Annotated[str, _object_id("live migration")]
 ValidationId = Annotated[str, _object_id("validation")]
 JobId = Annotated[str, _object_id("job (a live migration's, or a validation's)")]
+# Checked by the service like the ids (INVALID_IP_ADDRESS_OR_CIDR_NOTATION, after authentication), against
+# the very pattern declared here.
+IpOrCidr = Annotated[str, Path(description="An access list entry: an IP address or a CIDR block (a `/` in it "
+                                           "may be sent as `%2F`).",
+                               json_schema_extra={"pattern": IP_OR_CIDR_PATTERN})]
 
 # What any authenticated operation may answer, whatever it does.
 CALLER = (ErrorCode.INVALID_QUERY_PARAMETER, ErrorCode.USER_UNAUTHORIZED, ErrorCode.IP_ADDRESS_NOT_ON_ACCESS_LIST)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
@@ -13,7 +13,7 @@ from starlette.responses import Response
 from livemigrate.context import context_of
 from livemigrate.directory.views import iso, self_links
 from livemigrate.guards import AgentKey, project_role
-from livemigrate.http.bodies import openapi_body, parse_body
+from livemigrate.http.bodies import JsonInt, openapi_body, parse_body
 from livemigrate.http.errors import ErrorCode
 from livemigrate.http.openapi import BODY, PROJECT, GroupId, HostId, errors
 from livemigrate.http.pagination import paginated
@@ -37,7 +37,7 @@ ProjectOwner = Annotated[Project, project_role(SIDE, OrgRole.ORG_OWNER)]
 class HostRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     hostname: StrictStr = Field(min_length=1, max_length=255)
-    port: StrictInt = Field(default=27017, ge=1, le=65535)
+    port: JsonInt = Field(default=27017, ge=1, le=65535)
     username: StrictStr | None = None
     password: StrictStr | None = None
     authMechanismName: Literal["NONE", "SCRAM-SHA-1", "SCRAM-SHA-256", "DEFAULT"] = "NONE"

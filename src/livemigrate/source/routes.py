@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter
-from pydantic import BaseModel, ConfigDict, StrictStr
+from pydantic import BaseModel, ConfigDict, Field, StrictStr
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -30,7 +30,8 @@ LINK_NOT_FOUND = (*ORG, ErrorCode.ORG_LINK_NOT_FOUND)
 
 class ConnectRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    linkToken: StrictStr
+    linkToken: StrictStr = Field(description="A link-token a target issued (POST …/liveMigrations/linkTokens on the "
+                                             "target); any other string is refused, 400 INVALID_LINK_TOKEN.")
 
 
 def link_service(request: Request) -> LinkService:

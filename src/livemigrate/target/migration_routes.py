@@ -10,11 +10,12 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr, field_validator, model_validator
 from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
 from livemigrate.context import AppContext, context_of
-from livemigrate.contracts import ChangeCapture, ProgressReport
+from livemigrate.contracts import ChangeCapture, ProgressReport, ReportAnswer
 from livemigrate.directory.views import iso, self_links
 from livemigrate.guards import LinkKey, project_role
 from livemigrate.http import long_poll
@@ -25,6 +26,7 @@ from livemigrate.http.openapi import BODY, ORG, PROJECT, GroupId, MigrationId, O
 from livemigrate.http.pagination import paginated
 from livemigrate.http.responses import respond
 from livemigrate.http.roles import OrgRole
+from livemigrate.statuses import MigrationStatus, ValidationStatus
 from livemigrate.store.models import LiveMigrationValidation, Project, TargetCluster
 from livemigrate.target import (
     clusters,
@@ -55,7 +57,9 @@ class Strict(BaseModel):
 
 class ClusterRequest(Strict):
     name: StrictStr = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_]*$")
-    connectionString: StrictStr = Field(min_length=10, max_length=4096)
+    connectionString: StrictStr = Field(min_length=10, max_length=4096,
+                                        description="A MongoDB URI (mongodb:// or mongodb+srv://) the MongoDB driver "
+                                                    "parses; any other string is refused, 400 INVALID_CONNECTION_STRING.")
 
 
 class SourceRequest(Strict):
@@ -74,14 +78,24 @@ class DestinationRequest(Strict):
     hostnameSchemaType: Literal["PUBLIC", "PRIVATE_LINK", "VPC_PEERING"] = "PUBLIC"
 
 
+def _drop_flags_disagree() -> dict[str, Any]:
+    """What `one_drop_flag` refuses, for the document: both drop flags given, one true and the other false."""
+    return {"anyOf": [{"required": ["dropDestinationData", "dropEnabled"],
+                       "properties": {"dropDestinationData": {"const": flag}, "dropEnabled": {"const": not flag}}}
+                      for flag in (True, False)]}
+
+
 class LiveMigrationRequest(Strict):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"not": _drop_flags_disagree()})
+
     source: SourceRequest
     destination: DestinationRequest
     # Several hosts share the copy and take over from each other (our extension: MongoDB takes one).
     migrationHosts: list[StrictStr] = Field(min_length=1, max_length=migration_requests.MAX_MIGRATION_HOSTS)
     dropDestinationData: StrictBool | None = None
     dropEnabled: StrictBool | None = None  # the older name of dropDestinationData
-    sharding: dict[str, Any] | None = None
+    # Only absent, null or {} is taken (`no_sharding_yet`): the document says so with maxProperties.
+    sharding: Annotated[dict[str, Any], Field(json_schema_extra={"maxProperties": 0})] | None = None
     # An extension: the change capture its hosts run (absent: each host's own setting).
     changeCapture: ChangeCapture | None = None
 
@@ -176,6 +190,11 @@ def get_validation(request: Request, group_id: GroupId, validation_id: Validatio
 
 
 @router.post("/groups/{group_id}/liveMigrations", summary="Create a push live migration", status_code=201,
+             description="After the body's form, what it names is checked against what the target knows: the source "
+                         "project and cluster as a linked source organization pushed them, migration hosts alive "
+                         "there, the destination cluster registered in this group, reachable and empty (unless "
+                         "dropDestinationData). A request the schema allows may so be refused, 400 "
+                         "LIVE_MIGRATION_INVALID_REQUEST, saying what to change.",
              openapi_extra=openapi_body(LiveMigrationRequest),
              responses=errors(PROJECT, BODY, ErrorCode.LIVE_MIGRATION_INVALID_REQUEST,
                               ErrorCode.LIVE_MIGRATION_DESTINATION_IN_USE))
@@ -195,6 +214,14 @@ def list_migrations(request: Request, group_id: GroupId, project: ProjectMember)
     context = context_of(request)
     found = migrations.list_migrations(context.store, project.id, window(context), hosts_gone(context))
     return respond(request, paginated(request, found, migration_views.migration_view))
+
+
+@router.api_route("/groups/{group_id}/liveMigrations/validate", methods=["GET", "DELETE"], include_in_schema=False)
+def validate_other_methods() -> Response:
+    """`…/liveMigrations/validate` is a path of its own, served for POST only: GET and DELETE there answer
+    405 naming POST, rather than reaching `…/liveMigrations/{migration_id}` below with the id `validate`
+    (the document's pattern for a migration's id says `validate` is none)."""
+    raise StarletteHTTPException(405, headers={"Allow": "POST"})
 
 
 @router.get("/groups/{group_id}/liveMigrations/{migration_id}", summary="One live migration",
@@ -270,12 +297,13 @@ async def report(request: Request, org_id: OrgId, source_org_id: SourceOrgId, jo
     context = context_of(request)
     body = await parse_body(request, ProgressReport, allow_atlas_versioned=True)
 
-    def record() -> dict[str, Any]:
-        validation = validations.record_preflight(context.store, org_id, source_org_id, job_id, body.to_json())
+    def record() -> ReportAnswer:
+        validation = validations.record_preflight(context.store, org_id, source_org_id, job_id, body)
         if validation is not None:
-            return {"status": validation.status, "cutoverRequested": False}
-        migration = migration_progress.record_progress(context.store, org_id, source_org_id, job_id, body.to_json(),
-                                               window(context))
-        return {"status": migration.status, "cutoverRequested": migration.cutover_requested_at is not None}
+            return ReportAnswer(status=ValidationStatus(validation.status))
+        migration = migration_progress.record_progress(context.store, org_id, source_org_id, job_id, body,
+                                                       window(context))
+        return ReportAnswer(status=MigrationStatus(migration.status),
+                            cutoverRequested=migration.cutover_requested_at is not None)
 
-    return respond(request, await run_in_threadpool(record))
+    return respond(request, (await run_in_threadpool(record)).model_dump(mode="json"))

@@ -14,6 +14,7 @@ from livemigrate.context import context_of
 from livemigrate.contracts import Inventory
 from livemigrate.directory.orgs import find_org
 from livemigrate.guards import LinkKey, org_role
+from livemigrate.http.access_list import IP_OR_CIDR_PATTERN
 from livemigrate.http.auth import Principal, check_org_id
 from livemigrate.http.bodies import openapi_body, parse_body
 from livemigrate.http.errors import ErrorCode
@@ -33,7 +34,10 @@ OrgOwner = Annotated[Principal, org_role(SIDE, OrgRole.ORG_OWNER)]
 
 class LinkTokenRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    accessListIps: list[StrictStr] = Field(default_factory=list, max_length=200)
+    # The pattern is the document's; the server checks each entry against it itself, to answer
+    # INVALID_IP_ADDRESS_OR_CIDR_NOTATION naming the entry.
+    accessListIps: list[Annotated[StrictStr, Field(json_schema_extra={"pattern": IP_OR_CIDR_PATTERN})]] = Field(
+        default_factory=list, max_length=200)
 
 
 def target_api_url(request: Request) -> str:
@@ -63,7 +67,8 @@ def delete_link_tokens(request: Request, org_id: OrgId, _owner: OrgOwner) -> Res
 @router.get("/orgs/{org_id}/liveMigrations/availableProjects", responses=errors(ORG),
             summary="Projects of linked source organizations that can be migrated")
 def available_projects(request: Request, org_id: OrgId, _owner: OrgOwner) -> Response:
-    return respond(request, links.available_projects(context_of(request).store, org_id))
+    return respond(request, [project.model_dump(mode="json") for project in
+                             links.available_projects(context_of(request).store, org_id)])
 
 
 @router.put("/orgs/{org_id}/liveMigrations/links/{source_org_id}",
