@@ -13,12 +13,12 @@ from typing import Any, get_type_hints
 from livemigrate import contracts
 from livemigrate.agent.runner import JobRunner
 from livemigrate.agent.shared_job import SharedJobRunner
+from livemigrate.atlas.links import available_projects
+from livemigrate.atlas.migration_progress import record_progress
+from livemigrate.atlas.validations import record_preflight
 from livemigrate.client.agent_api import AgentApi
 from livemigrate.client.link_channel import LinkChannel
-from livemigrate.source.job_relay import JobRelay
-from livemigrate.target.links import available_projects
-from livemigrate.target.migration_progress import record_progress
-from livemigrate.target.validations import record_preflight
+from livemigrate.cloud_manager.job_relay import JobRelay
 
 SOURCE = Path(__file__).resolve().parent.parent / "src" / "livemigrate"
 MESSAGES = {name for name, value in vars(contracts).items()

@@ -268,7 +268,7 @@ def test_each_validation_failure_is_reported_in_error_message(world: World) -> N
 
 def test_the_cutovers_answer_says_what_becomes_of_the_applications_writes() -> None:
     """A source before 6.0 cannot block writes: the answer tells the person to stop them now."""
-    from livemigrate.target.migrations import writes_at_cutover
+    from livemigrate.atlas.migrations import writes_at_cutover
 
     assert writes_at_cutover("5.0.14").startswith("The source runs MongoDB 5.0.14, which cannot block user writes: "
                                                   "stop the application's writes to the source now.")

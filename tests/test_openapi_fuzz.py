@@ -29,7 +29,7 @@ from typing import Any
 
 import httpx
 
-from livemigrate.source.inventory_routes import HostRequest
+from livemigrate.cloud_manager.inventory_routes import HostRequest
 from tests.schemathesis_digest import VALID_REQUEST_REFUSALS
 from tests.support import LOOPBACK_TLS, SOURCE, TARGET, OrgCredentials, ServerProcess
 

@@ -16,6 +16,17 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 
 from livemigrate import __version__, metrics
+from livemigrate.atlas import migration_routes as target_migration_routes
+from livemigrate.atlas import routes as target_routes
+from livemigrate.cloud_manager import agent_routes as source_agent_routes
+from livemigrate.cloud_manager import inventory_routes as source_inventory_routes
+from livemigrate.cloud_manager import routes as source_routes
+from livemigrate.cloud_manager.inventory_changes import announce_inventory_changes
+from livemigrate.cloud_manager.job_relay import JobRelay
+from livemigrate.cloud_manager.link import LinkService
+from livemigrate.cloud_manager.link_channels import LinkChannels
+from livemigrate.cloud_manager.monitor import HostMonitor
+from livemigrate.cloud_manager.sync import LinkSyncer
 from livemigrate.console import routes as console_routes
 from livemigrate.console.sessions import ConsoleSessions
 from livemigrate.context import AppContext
@@ -29,20 +40,9 @@ from livemigrate.http.nonces import NonceBook
 from livemigrate.http.request_metrics import RequestMetricsMiddleware
 from livemigrate.http.responses import respond
 from livemigrate.settings import Settings, load_secret_key
-from livemigrate.source import agent_routes as source_agent_routes
-from livemigrate.source import inventory_routes as source_inventory_routes
-from livemigrate.source import routes as source_routes
-from livemigrate.source.inventory_changes import announce_inventory_changes
-from livemigrate.source.job_relay import JobRelay
-from livemigrate.source.link import LinkService
-from livemigrate.source.link_channels import LinkChannels
-from livemigrate.source.monitor import HostMonitor
-from livemigrate.source.sync import LinkSyncer
 from livemigrate.store.database import Store
 from livemigrate.store.leases import Lease, release_quietly, replica_name
 from livemigrate.store.nonce_counts import StoreNonceCounts
-from livemigrate.target import migration_routes as target_migration_routes
-from livemigrate.target import routes as target_routes
 from livemigrate.vocabulary import SOURCE, SOURCE_PREFIX, TARGET, TARGET_PREFIX
 
 log = logging.getLogger("livemigrate")

@@ -190,7 +190,7 @@ class LinkPushAnswer(Contract):
 
 
 class LeaseRequest(Contract):
-    """What a host of a shared migration wants to hold now (`source/job_leases.py`): the parts it holds
+    """What a host of a shared migration wants to hold now (`cloud_manager/job_leases.py`): the parts it holds
     and means to keep, and those it would take; anything it held and leaves out is released."""
 
     hostname: StrictStr = Field(min_length=1, max_length=255)

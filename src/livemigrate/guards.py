@@ -18,12 +18,12 @@ from fastapi import Depends, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPDigest
 from starlette.requests import Request
 
+from livemigrate.atlas.links import require_link_key
 from livemigrate.context import context_of
 from livemigrate.http.auth import Principal, check_org_id, require_agent_key
 from livemigrate.http.openapi import GroupId, OrgId
 from livemigrate.http.roles import OrgRole
 from livemigrate.store.models import Project
-from livemigrate.target.links import require_link_key
 
 _digest = HTTPDigest(
     auto_error=False, scheme_name="digest",

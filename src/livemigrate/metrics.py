@@ -1,7 +1,7 @@
 """What `/metrics` exports, in Prometheus's text format (prometheus_client).
 
 Two kinds of series. Counters of this process — requests and their latency (`http/request_metrics.py`),
-inventory pushes — are counted as things happen. The state of migrations and migration hosts is the store's, shared by every
+inventory pushes (`cloud_manager/link.py`) — are counted as things happen. The state of migrations and migration hosts is the store's, shared by every
 replica: it is read at each scrape (`StoreCollector`), so any replica answers with the same figures.
 Per-migration series exist only for migrations still running, which keeps their number bounded;
 `livemigrate_migrations` counts every migration by status.
@@ -12,19 +12,15 @@ from __future__ import annotations
 from collections.abc import Iterator
 from datetime import datetime
 
-from prometheus_client import REGISTRY, CollectorRegistry, Counter, generate_latest
+from prometheus_client import REGISTRY, CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 from sqlalchemy import func, select
 
+from livemigrate.atlas.migration_views import events_applied
 from livemigrate.statuses import FINISHED, MigrationStatus
 from livemigrate.store.database import Store
 from livemigrate.store.models import LiveMigration, MigrationHost, utcnow
-from livemigrate.target.migration_views import events_applied
-
-# The requests' counters are the HTTP layer's (`http/request_metrics.py`); this one is the link's.
-INVENTORY_PUSHES = Counter("livemigrate_inventory_pushes", "Inventory pushes of linked source orgs to their "
-                           "target, by result (accepted, rejected, unreachable).", ["result"])
 
 _MIGRATION_LABELS = ["migration_id", "group_id"]
 

@@ -19,7 +19,7 @@ from sqlalchemy import delete, select
 from livemigrate.agent.host import MigrationHostAgent
 from livemigrate.agent.runner import RunnerSettings
 from livemigrate.client.agent_api import AgentApi
-from livemigrate.source.agents import create_agent_key
+from livemigrate.cloud_manager.agents import create_agent_key
 from livemigrate.store.database import Store
 from livemigrate.store.models import ApiKey, Organization, Project
 from livemigrate.vocabulary import AGENT_PURPOSE, SOURCE

@@ -1,6 +1,6 @@
 """This host's leases on the parts of one shared migration, kept through the source API.
 
-The source side keeps the leases (`source/job_leases.py`); this keeps asking for the set this host
+The source side keeps the leases (`cloud_manager/job_leases.py`); this keeps asking for the set this host
 wants, every third of a lease's lifetime, and at once when it claims or releases one. A lease counts
 as held only while it surely is: until a lease's lifetime after the ask that last granted it, less a
 margin. A host cut off from the API thus stops using what it held before anyone else may take it.

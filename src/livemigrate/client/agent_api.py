@@ -63,6 +63,6 @@ class AgentApi:
 
     def hold_leases(self, job_id: str, asked: LeaseRequest) -> LeaseGrant:
         """Ask for the parts of a shared job this host wants to hold now; every live lease of the job,
-        with its holder, comes back (`source/job_leases.py`)."""
+        with its holder, comes back (`cloud_manager/job_leases.py`)."""
         return LeaseGrant.model_validate(self._call(
             "POST", f"/liveMigrations/agentJobs/{quote(job_id, safe='')}/leases", json=asked.model_dump()))

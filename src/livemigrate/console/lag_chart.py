@@ -1,5 +1,5 @@
 """The migration page's lag chart: an inline SVG drawn on the server from the samples the target keeps
-(`target/migrations.py`), so that the page needs no chart library and no script to show it."""
+(`atlas/migrations.py`), so that the page needs no chart library and no script to show it."""
 
 from __future__ import annotations
 

@@ -23,26 +23,26 @@ from starlette.responses import RedirectResponse, Response
 from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
-from livemigrate.console.lag_chart import lag_chart
-from livemigrate.console.sessions import ActiveSession, ConsoleSessions
-from livemigrate.context import context_of
-from livemigrate.directory import orgs, projects
-from livemigrate.http.errors import ApiError, ErrorCode
-from livemigrate.http.roles import OrgRole, satisfies
-from livemigrate.source import agents, hosts
-from livemigrate.source.inventory_routes import HostRequest
-from livemigrate.source.link import LinkService, link_view
-from livemigrate.source.probe import HostAddress
-from livemigrate.store.models import Organization, Project
-from livemigrate.target import clusters, link_tokens, links, migration_views, migrations, validations
-from livemigrate.target.migration_routes import (
+from livemigrate.atlas import clusters, link_tokens, links, migration_views, migrations, validations
+from livemigrate.atlas.migration_routes import (
     ClusterRequest,
     LiveMigrationRequest,
     hosts_gone,
     validate_in_background,
     window,
 )
-from livemigrate.target.routes import LinkTokenRequest, target_api_url
+from livemigrate.atlas.routes import LinkTokenRequest, target_api_url
+from livemigrate.cloud_manager import agents, hosts
+from livemigrate.cloud_manager.inventory_routes import HostRequest
+from livemigrate.cloud_manager.link import LinkService, link_view
+from livemigrate.cloud_manager.probe import HostAddress
+from livemigrate.console.lag_chart import lag_chart
+from livemigrate.console.sessions import ActiveSession, ConsoleSessions
+from livemigrate.context import context_of
+from livemigrate.directory import orgs, projects
+from livemigrate.http.errors import ApiError, ErrorCode
+from livemigrate.http.roles import OrgRole, satisfies
+from livemigrate.store.models import Organization, Project
 from livemigrate.vocabulary import SOURCE
 
 COOKIE = "livemigrate_console"

@@ -71,7 +71,7 @@ class Store:
 
     @property
     def sessions(self) -> sessionmaker[Session]:
-        """The session factory, for listeners of its events (`source/inventory_changes.py`)."""
+        """The session factory, for listeners of its events (`cloud_manager/inventory_changes.py`)."""
         return self._sessions
 
     @contextmanager

@@ -310,7 +310,7 @@ class Lease(Base):
 
 class JobLease(Base):
     """Source side: a part of a shared migration (a copy range, the change capture) held by one of its
-    migration hosts until `expires_at` unless renewed (`source/job_leases.py`)."""
+    migration hosts until `expires_at` unless renewed (`cloud_manager/job_leases.py`)."""
 
     __tablename__ = "job_leases"
 

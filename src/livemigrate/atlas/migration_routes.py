@@ -14,6 +14,15 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
+from livemigrate.atlas import (
+    clusters,
+    migration_jobs,
+    migration_progress,
+    migration_requests,
+    migration_views,
+    migrations,
+    validations,
+)
 from livemigrate.context import AppContext, context_of
 from livemigrate.contracts import ChangeCapture, ProgressReport, ReportAnswer
 from livemigrate.directory.views import iso, self_links
@@ -28,15 +37,6 @@ from livemigrate.http.responses import respond
 from livemigrate.http.roles import OrgRole
 from livemigrate.statuses import MigrationStatus, ValidationStatus
 from livemigrate.store.models import LiveMigrationValidation, Project, TargetCluster
-from livemigrate.target import (
-    clusters,
-    migration_jobs,
-    migration_progress,
-    migration_requests,
-    migration_views,
-    migrations,
-    validations,
-)
 from livemigrate.vocabulary import TARGET, TARGET_PREFIX
 
 PREFIX = TARGET_PREFIX

@@ -10,6 +10,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
+from livemigrate.atlas import link_tokens, links
 from livemigrate.context import context_of
 from livemigrate.contracts import Inventory
 from livemigrate.directory.orgs import find_org
@@ -21,7 +22,6 @@ from livemigrate.http.errors import ErrorCode
 from livemigrate.http.openapi import BODY, ORG, OrgId, SourceOrgId, errors
 from livemigrate.http.responses import no_content, respond
 from livemigrate.http.roles import OrgRole
-from livemigrate.target import link_tokens, links
 from livemigrate.vocabulary import TARGET, TARGET_PREFIX
 
 PREFIX = TARGET_PREFIX

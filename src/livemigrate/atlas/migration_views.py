@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from livemigrate.atlas.migration_progress import CUTOVER_FIELDS
+from livemigrate.atlas.migrations import hosts_gone_warning
 from livemigrate.directory.views import iso
 from livemigrate.engine.events import Phase  # the phases a migration host reports, as contracts.py names them
 from livemigrate.statuses import FINISHED, MigrationStatus
 from livemigrate.store.models import LiveMigration, hosts_of, utcnow
-from livemigrate.target.migration_progress import CUTOVER_FIELDS
-from livemigrate.target.migrations import hosts_gone_warning
 
 
 def hosts_progress(migration: LiveMigration) -> list[dict[str, Any]]:

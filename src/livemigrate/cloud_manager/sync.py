@@ -15,10 +15,10 @@ from starlette.concurrency import run_in_threadpool
 
 from livemigrate.background import cancel
 from livemigrate.client.link_channel import PushOutcome, PushResult
-from livemigrate.source.link import LinkService
+from livemigrate.cloud_manager.link import LinkService
 from livemigrate.store.leases import Lease
 
-log = logging.getLogger("livemigrate.source.sync")
+log = logging.getLogger("livemigrate.cloud_manager.sync")
 
 _MAX_CONCURRENT_PUSHES = 8
 

@@ -20,25 +20,29 @@ from collections import defaultdict
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
+from prometheus_client import Counter
 from sqlalchemy import Connection, bindparam, select
 from starlette.concurrency import run_in_threadpool
 
 from livemigrate import link_token
 from livemigrate.client.link_channel import PushOutcome, PushResult
+from livemigrate.cloud_manager.inventory import build_inventory
+from livemigrate.cloud_manager.job_relay import JobRelay
+from livemigrate.cloud_manager.link_channels import LinkChannels, LinkCredentials, link_not_found
 from livemigrate.contracts import Inventory
 from livemigrate.crypto import SecretBox
 from livemigrate.directory.views import iso
 from livemigrate.http.errors import ApiError, ErrorCode
-from livemigrate.metrics import INVENTORY_PUSHES
 from livemigrate.settings import Settings
-from livemigrate.source.inventory import build_inventory
-from livemigrate.source.job_relay import JobRelay
-from livemigrate.source.link_channels import LinkChannels, LinkCredentials, link_not_found
 from livemigrate.store.cache import GenerationCache
 from livemigrate.store.database import Store
 from livemigrate.store.models import Organization, SourceLink, utcnow
 
-log = logging.getLogger("livemigrate.source.link")
+log = logging.getLogger("livemigrate.cloud_manager.link")
+
+# Counted as pushes happen, in this process (`metrics.py` exports them with the store's series).
+INVENTORY_PUSHES = Counter("livemigrate_inventory_pushes", "Inventory pushes of linked source orgs to their "
+                           "target, by result (accepted, rejected, unreachable).", ["result"])
 
 SYNCED = "SYNCED"
 NOT_SYNCED = "NOT_SYNCED"

@@ -20,11 +20,11 @@ from __future__ import annotations
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from livemigrate.atlas.links import inventory_of
 from livemigrate.directory.views import iso
 from livemigrate.http.errors import ApiError, ErrorCode
 from livemigrate.statuses import RUNNING
 from livemigrate.store.models import LiveMigration, TargetLink, hosts_of
-from livemigrate.target.links import inventory_of
 
 
 def claim_key(project_id: str, cluster_name: str) -> str:

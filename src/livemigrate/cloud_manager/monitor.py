@@ -12,12 +12,12 @@ import logging
 from starlette.concurrency import run_in_threadpool
 
 from livemigrate.background import cancel
+from livemigrate.cloud_manager.hosts import refresh_hosts
 from livemigrate.crypto import SecretBox
-from livemigrate.source.hosts import refresh_hosts
 from livemigrate.store.database import Store
 from livemigrate.store.leases import Lease
 
-log = logging.getLogger("livemigrate.source.monitor")
+log = logging.getLogger("livemigrate.cloud_manager.monitor")
 
 
 class HostMonitor:

@@ -13,6 +13,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from livemigrate.client.link_channel import JobList, LinkCallFailed, LinkKeyRefused
+from livemigrate.cloud_manager import hosts, job_leases
+from livemigrate.cloud_manager.job_relay import JobRelay
 from livemigrate.context import AppContext, context_of
 from livemigrate.contracts import HostJob, Lease, LeaseGrant, LeaseRequest, LinkJob, ProgressReport
 from livemigrate.guards import AgentKey
@@ -21,13 +23,11 @@ from livemigrate.http.bodies import openapi_body, parse_body
 from livemigrate.http.errors import ApiError, ErrorCode
 from livemigrate.http.openapi import BODY, GroupId, JobId, errors
 from livemigrate.http.responses import respond
-from livemigrate.source import hosts, job_leases
-from livemigrate.source.job_relay import JobRelay
 from livemigrate.vocabulary import SOURCE_PREFIX
 
 PREFIX = SOURCE_PREFIX
 
-log = logging.getLogger("livemigrate.source")
+log = logging.getLogger("livemigrate.cloud_manager")
 
 _RELOOK_SECONDS = 1.0
 
@@ -128,7 +128,7 @@ async def agent_report(request: Request, group_id: GroupId, job_id: JobId, agent
              openapi_extra=openapi_body(LeaseRequest),
              responses=errors(BODY, ErrorCode.LIVE_MIGRATION_NOT_FOUND, ErrorCode.LINK_TARGET_UNAVAILABLE))
 async def agent_leases(request: Request, group_id: GroupId, job_id: JobId, agent: AgentKey) -> Response:
-    """A host of the job asks for everything it wants to hold (`source/job_leases.py`); the answer is
+    """A host of the job asks for everything it wants to hold (`cloud_manager/job_leases.py`); the answer is
     every live lease of the job, with its holder: the caller's are those it holds now."""
     body = await parse_body(request, LeaseRequest)
     context = context_of(request)

@@ -10,6 +10,9 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
+from livemigrate.cloud_manager import agents, hosts
+from livemigrate.cloud_manager.inventory import deployment_view
+from livemigrate.cloud_manager.probe import HostAddress
 from livemigrate.context import context_of
 from livemigrate.directory.views import iso, self_links
 from livemigrate.guards import AgentKey, project_role
@@ -19,9 +22,6 @@ from livemigrate.http.openapi import BODY, PROJECT, GroupId, HostId, errors
 from livemigrate.http.pagination import paginated
 from livemigrate.http.responses import no_content, respond
 from livemigrate.http.roles import OrgRole
-from livemigrate.source import agents, hosts
-from livemigrate.source.inventory import deployment_view
-from livemigrate.source.probe import HostAddress
 from livemigrate.store.models import MigrationHost, Project, SourceHost
 from livemigrate.vocabulary import SOURCE, SOURCE_PREFIX
 

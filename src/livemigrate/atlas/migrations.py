@@ -16,16 +16,8 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from livemigrate.crypto import SecretBox
-from livemigrate.directory.views import iso
-from livemigrate.engine.versions import WRITE_BLOCKING
-from livemigrate.http.errors import ApiError, ErrorCode
-from livemigrate.ids import is_object_id, new_object_id
-from livemigrate.statuses import FINISHED, RUNNING, MigrationStatus
-from livemigrate.store.database import Store
-from livemigrate.store.models import LiveMigration, TargetLink, hosts_of, utcnow
-from livemigrate.target.destination_claims import alive_hosts, claim_key, holder_of, in_use
-from livemigrate.target.migration_requests import (
+from livemigrate.atlas.destination_claims import alive_hosts, claim_key, holder_of, in_use
+from livemigrate.atlas.migration_requests import (
     MigrationRequest,
     check_destination,
     check_destination_free,
@@ -34,6 +26,14 @@ from livemigrate.target.migration_requests import (
     pushed_project,
     version_tuple,
 )
+from livemigrate.crypto import SecretBox
+from livemigrate.directory.views import iso
+from livemigrate.engine.versions import WRITE_BLOCKING
+from livemigrate.http.errors import ApiError, ErrorCode
+from livemigrate.ids import is_object_id, new_object_id
+from livemigrate.statuses import FINISHED, RUNNING, MigrationStatus
+from livemigrate.store.database import Store
+from livemigrate.store.models import LiveMigration, TargetLink, hosts_of, utcnow
 
 
 def create_migration(store: Store, secret_box: SecretBox, target_org_id: str, project_id: str,

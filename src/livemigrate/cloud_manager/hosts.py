@@ -14,10 +14,10 @@ from urllib.parse import quote_plus
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
+from livemigrate.cloud_manager.probe import HostAddress, ProbeResult, probe
 from livemigrate.crypto import SecretBox
 from livemigrate.http.errors import ApiError, ErrorCode
 from livemigrate.ids import is_object_id, new_object_id
-from livemigrate.source.probe import HostAddress, ProbeResult, probe
 from livemigrate.store.database import Store
 from livemigrate.store.models import Project, SourceHost, utcnow
 

@@ -12,15 +12,15 @@ from typing import Any
 
 from sqlalchemy import select
 
+from livemigrate.atlas import clusters
+from livemigrate.atlas.destination_claims import claim_key, holder_of, in_use
+from livemigrate.atlas.links import inventory_of
 from livemigrate.contracts import InventoryDeployment, InventoryProject
 from livemigrate.crypto import SecretBox
 from livemigrate.engine.versions import DEPLOYMENT_STREAMS, MINIMUM_SOURCE
 from livemigrate.http.errors import ApiError, ErrorCode
 from livemigrate.store.database import Store
 from livemigrate.store.models import TargetLink
-from livemigrate.target import clusters
-from livemigrate.target.destination_claims import claim_key, holder_of, in_use
-from livemigrate.target.links import inventory_of
 
 MAX_MIGRATION_HOSTS = 16
 

@@ -16,6 +16,8 @@ from typing import Any
 
 from sqlalchemy import select
 
+from livemigrate.atlas.migration_jobs import link_job
+from livemigrate.atlas.migration_requests import MigrationRequest, check_destination, find_source
 from livemigrate.contracts import LinkJob, ProgressReport
 from livemigrate.crypto import SecretBox
 from livemigrate.http.errors import ApiError, ErrorCode
@@ -23,8 +25,6 @@ from livemigrate.ids import is_object_id, new_object_id
 from livemigrate.statuses import MigrationStatus, ValidationStatus
 from livemigrate.store.database import Store
 from livemigrate.store.models import LiveMigrationValidation, utcnow
-from livemigrate.target.migration_jobs import link_job
-from livemigrate.target.migration_requests import MigrationRequest, check_destination, find_source
 
 # Long enough for a host to notice the job (it long-polls its list) and to sample a slow source.
 HOST_ANSWER_SECONDS = 120

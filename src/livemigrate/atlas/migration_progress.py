@@ -8,6 +8,8 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from livemigrate.atlas.destination_claims import alive_hosts
+from livemigrate.atlas.migrations import expire_if_due
 from livemigrate.contracts import HostProgress, ProgressReport
 from livemigrate.directory.views import iso
 from livemigrate.http.errors import ApiError, ErrorCode
@@ -15,8 +17,6 @@ from livemigrate.ids import is_object_id
 from livemigrate.statuses import FINISHED, MigrationStatus
 from livemigrate.store.database import Store
 from livemigrate.store.models import LiveMigration, hosts_of, utcnow
-from livemigrate.target.destination_claims import alive_hosts
-from livemigrate.target.migrations import expire_if_due
 
 
 def record_progress(store: Store, target_org_id: str, source_org_id: str, migration_id: str,

@@ -20,8 +20,8 @@ import time
 from starlette.concurrency import run_in_threadpool
 
 from livemigrate.client.link_channel import JobList, LinkCallFailed, LinkKeyRefused
+from livemigrate.cloud_manager.link_channels import LinkChannels, LinkCredentials, link_not_found
 from livemigrate.contracts import ProgressReport, ReportAnswer
-from livemigrate.source.link_channels import LinkChannels, LinkCredentials, link_not_found
 
 _REJOIN_SECONDS = 0.5  # less than this left of a host's wait after a shared one ends: answer, do not rejoin
 

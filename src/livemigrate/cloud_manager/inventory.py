@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from livemigrate import __version__
+from livemigrate.cloud_manager.agents import is_alive, list_migration_hosts
+from livemigrate.cloud_manager.hosts import Deployment, deployments, list_hosts
 from livemigrate.contracts import Inventory, InventoryDeployment, InventoryProject
 from livemigrate.directory.projects import list_projects
-from livemigrate.source.agents import is_alive, list_migration_hosts
-from livemigrate.source.hosts import Deployment, deployments, list_hosts
 from livemigrate.store.database import Store
 
 

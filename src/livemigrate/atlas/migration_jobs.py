@@ -9,13 +9,13 @@ from typing import cast
 
 from sqlalchemy import select
 
+from livemigrate.atlas import clusters
+from livemigrate.atlas.migrations import due_to_expire, expire_if_due
 from livemigrate.contracts import ChangeCapture, JobKind, LinkJob, ListedStatus
 from livemigrate.crypto import SecretBox
 from livemigrate.statuses import RUNNING, MigrationStatus
 from livemigrate.store.database import Store
 from livemigrate.store.models import LiveMigration, LiveMigrationValidation, hosts_of
-from livemigrate.target import clusters
-from livemigrate.target.migrations import due_to_expire, expire_if_due
 
 
 def jobs_for(store: Store, secret_box: SecretBox, target_org_id: str, source_org_id: str,

@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictStr
 from starlette.requests import Request
 from starlette.responses import Response
 
+from livemigrate.cloud_manager.link import LinkService, link_view
 from livemigrate.guards import org_role
 from livemigrate.http.auth import Principal
 from livemigrate.http.bodies import openapi_body, parse_body
@@ -16,7 +17,6 @@ from livemigrate.http.errors import ErrorCode
 from livemigrate.http.openapi import BODY, ORG, OrgId, errors
 from livemigrate.http.responses import no_content, respond
 from livemigrate.http.roles import OrgRole
-from livemigrate.source.link import LinkService, link_view
 from livemigrate.vocabulary import SOURCE, SOURCE_PREFIX
 
 PREFIX = SOURCE_PREFIX
