@@ -12,6 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.atlas_api_schemas import AVAILABLE_PROJECTS, LIVE_MIGRATION, VALIDATION, assert_atlas_types
 from tests.engine_support import Writer, namespaces
 from tests.migration_world import MIGRATION_HOST, World
 from tests.support import LOOPBACK_TLS, TARGET
@@ -64,6 +65,8 @@ def _writes_seen(client: Any, seconds: float) -> int:
 
 def test_one_migration_per_destination_a_capture_per_migration_and_cancel(world: World) -> None:
     world.ready_to_migrate(documents=1200)
+    # What MongoDB's Atlas SDK decodes, as Atlas' published types have it (`tests/atlas_api_schemas.py`).
+    assert_atlas_types(AVAILABLE_PROJECTS, world.available_projects())
 
     # A create checks what a validation checks: a destination holding data is refused at once.
     with world.destination_db.client() as destination:
@@ -71,6 +74,7 @@ def test_one_migration_per_destination_a_capture_per_migration_and_cancel(world:
         refused = world.target_call("POST", "/liveMigrations", json=world.request_body())
         validation = world.validate(world.request_body())
         destination.shop.stale.drop()
+    assert_atlas_types(VALIDATION, validation)
     assert refused.status_code == 400 and refused.json()["errorCode"] == "LIVE_MIGRATION_INVALID_REQUEST", refused.text
     assert "is not empty (shop.stale); set dropDestinationData" in refused.json()["detail"]
     assert validation["status"] == "FAILED" and validation["errorMessage"] == refused.json()["detail"]
@@ -81,6 +85,7 @@ def test_one_migration_per_destination_a_capture_per_migration_and_cancel(world:
     assert sorted(response.status_code for response in raced) == [201, 409, 409, 409], [r.text for r in raced]
     first = next(response.json() for response in raced if response.status_code == 201)
     assert first["changeCapture"] == "COLLECTION"
+    assert_atlas_types(LIVE_MIGRATION, first)
     for response in raced:
         if response.status_code == 409:
             assert response.json()["errorCode"] == "LIVE_MIGRATION_DESTINATION_IN_USE"
@@ -90,7 +95,13 @@ def test_one_migration_per_destination_a_capture_per_migration_and_cancel(world:
         writer = Writer(source, per_second=50)
         writer.start()
         try:
-            world.wait_migration(first["_id"], lambda m: m["readyForCutover"], timeout=120)
+            ready = world.wait_migration(first["_id"], lambda m: m["readyForCutover"], timeout=120)
+            assert_atlas_types(LIVE_MIGRATION, ready)  # lagTimeSeconds whole seconds; lagSeconds keeps the fraction
+            assert isinstance(ready["lagTimeSeconds"], int) and ready["lagTimeSeconds"] == round(ready["lagSeconds"])
+            # Asked for Atlas' versioned type, answered in kind, as Atlas does (its SDK checks it).
+            versioned = world.target_call("GET", f"/liveMigrations/{first['_id']}",
+                                          headers={"Accept": "application/vnd.atlas.2023-01-01+json"})
+            assert versioned.headers["content-type"] == "application/vnd.atlas.2023-01-01+json", versioned.headers
             # A second migration into that destination, dropDestinationData or not, and its validation.
             for drop in (False, True):
                 second = world.target_call("POST", "/liveMigrations", json=world.request_body(dropDestinationData=drop))

@@ -48,7 +48,9 @@ def migration_view(migration: LiveMigration) -> dict[str, Any]:
         "_id": migration.id,
         "groupId": migration.project_id,
         "status": migration.status,
-        "lagTimeSeconds": migration.lag_time_seconds,
+        # Atlas types it int64: whole seconds for its SDK and CLI; `lagSeconds` (ours) keeps the fraction.
+        "lagTimeSeconds": None if migration.lag_time_seconds is None else round(migration.lag_time_seconds),
+        "lagSeconds": migration.lag_time_seconds,
         "readyForCutover": migration.ready_for_cutover,
         "migrationHosts": hosts_of(migration),
         "phase": migration.phase,

@@ -11,6 +11,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from livemigrate.atlas import link_tokens, links
+from livemigrate.atlas.inventory_views import available_project_view
 from livemigrate.context import context_of
 from livemigrate.contracts import Inventory
 from livemigrate.directory.orgs import find_org
@@ -67,8 +68,8 @@ def delete_link_tokens(request: Request, org_id: OrgId, _owner: OrgOwner) -> Res
 @router.get("/orgs/{org_id}/liveMigrations/availableProjects", responses=errors(ORG),
             summary="Projects of linked source organizations that can be migrated")
 def available_projects(request: Request, org_id: OrgId, _owner: OrgOwner) -> Response:
-    return respond(request, [project.model_dump(mode="json") for project in
-                             links.available_projects(context_of(request).store, org_id)])
+    return respond(request, [available_project_view(project)
+                             for project in links.available_projects(context_of(request).store, org_id)])
 
 
 @router.put("/orgs/{org_id}/liveMigrations/links/{source_org_id}",

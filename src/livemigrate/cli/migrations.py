@@ -298,7 +298,7 @@ def migrations_list(group: str = GROUP, output: OutputFormat = OUTPUT_OPTION, ba
              "copy": f"{migration['copiedDocuments']}/{migration['totalDocuments']}"} for migration in found]
     emit(output, found, lambda: _table(rows, [("ID", "_id"), ("STATUS", "status"), ("PHASE", "phase"),
                                               ("SOURCE", "sourceCluster"), ("DESTINATION", "destinationCluster"),
-                                              ("COPIED", "copy"), ("LAG", "lagTimeSeconds"),
+                                              ("COPIED", "copy"), ("LAG", "lagSeconds"),
                                               ("CAN CUTOVER", "canCutover")]))
 
 
@@ -308,7 +308,7 @@ def migrations_describe(group: str = GROUP, migration_id: str = ID, output: Outp
     """The migration's status, phase, lag and readiness for cutover; exits 1 if it ended FAILED or EXPIRED."""
     with api_errors(), client(base_url, public_key, private_key) as api:
         found = api.migration(group, migration_id)
-    emit(output, found, lambda: _fields(found, ["_id", "status", "phase", "lagTimeSeconds", "readyForCutover",
+    emit(output, found, lambda: _fields(found, ["_id", "status", "phase", "lagSeconds", "readyForCutover",
                                                 "canCutover", "canWrite", "elapsedSeconds", "copyEtaSeconds",
                                                 "copiedDocuments", "totalDocuments", "eventsApplied",
                                                 "migrationHosts", "warnings", "errorMessage"]))

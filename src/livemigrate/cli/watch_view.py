@@ -28,7 +28,7 @@ def header(found: dict[str, Any]) -> Text:
     line = Text(status, style="bold green" if status == MigrationStatus.COMPLETE else "bold")
     if phase and phase != status:
         line.append(f" · {phase}")
-    lag = found.get("lagTimeSeconds")
+    lag = found.get("lagSeconds")
     parts = [f"elapsed {_duration(found.get('elapsedSeconds'))}",
              f"lag {'-' if lag is None else f'{lag:.1f} s'}",
              f"changes applied {found.get('eventsApplied', 0):,}",

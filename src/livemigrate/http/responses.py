@@ -8,6 +8,7 @@ rendered the same way as route results.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import MutableMapping
 from typing import Any
 
@@ -55,7 +56,22 @@ def render(scope: MutableMapping[str, Any], body: Any, status: int = 200, header
         return Response(status_code=http_status, headers=headers)
     text = json.dumps(body, indent=2 if flags.pretty else None, separators=None if flags.pretty else (",", ":"),
                       default=str)
-    return Response(text, status_code=http_status, headers=headers, media_type="application/json")
+    return Response(text, status_code=http_status, headers=headers, media_type=answered_media_type(scope))
+
+
+# Atlas' versioned media types (`application/vnd.atlas.2023-01-01+json`): a client of the Atlas API asks
+# for one in `Accept` and Atlas answers in kind; its SDK checks the type it gets back.
+_ATLAS_VERSIONED = re.compile(rb"application/vnd\.atlas\.\d{4}-\d{2}-\d{2}\+json")
+_ATLAS_PATHS = "/api/atlas/"
+
+
+def answered_media_type(scope: MutableMapping[str, Any]) -> str:
+    """The versioned Atlas type a request to the Atlas-role API asked for in `Accept`, else JSON."""
+    if str(scope.get("path", "")).startswith(_ATLAS_PATHS):
+        for name, value in scope.get("headers", ()):
+            if name == b"accept" and (asked := _ATLAS_VERSIONED.search(value)):
+                return asked.group(0).decode()
+    return "application/json"
 
 
 def respond(request: Request, body: Any, status: int = 200) -> Response:
