@@ -88,7 +88,8 @@ def test_the_readme_walk_runs_as_written(tmp_path: Path) -> None:
         assert wait_for(lambda: "export LIVEMIGRATE_BASE_URL" in api.log_text(), timeout=10)
         exports = "\n".join(re.findall(r"^export .*$", api.log_text(), re.MULTILINE))
         env = {key: value for key, value in os.environ.items() if not key.startswith("LIVEMIGRATE_")}
-        shell = Shell(home, {**env, **ours, "COLUMNS": "160"})
+        # Its output goes to a file, as a script's or a log's would, with no COLUMNS: every id whole.
+        shell = Shell(home, {key: value for key, value in {**env, **ours}.items() if key != "COLUMNS"})
         writer.start()
         shell.paste(exports)
         shell.paste(until_ready + 'echo "::ids:: $GROUP $ATLAS $MID $SOURCE_CLUSTER"')
@@ -103,6 +104,8 @@ def test_the_readme_walk_runs_as_written(tmp_path: Path) -> None:
         shell.paste(cutover)
         shown = shell.wait_step(timeout=120)
         assert "12 namespace(s) verified equal" in shown and "equal" in shown.rsplit("verification", 1)[-1]
+        listed = [line for line in shown.splitlines() if migration_id in line]
+        assert listed and any("COMPLETE" in line for line in listed), shown[-3000:]  # the id and its status whole
         assert "Error:" not in shell.log() and shell.process.poll() is None, shown[-3000:]  # nothing failed
     finally:
         if writer.is_alive():

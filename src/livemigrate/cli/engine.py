@@ -15,13 +15,14 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextC
 from rich.table import Table
 
 from livemigrate.cli.capture import CAPTURE_HELP, Capture
+from livemigrate.cli.output import make_console
 from livemigrate.engine.options import SHARE_OUT_DOCUMENTS
 
 EXIT_MISMATCH = 1
 EXIT_ENGINE_ERROR = 2
 EXIT_STOPPED = 130
 
-err_console = Console(stderr=True)
+err_console = make_console(stderr=True)
 
 
 def _options(include: list[str], exclude: list[str], drop_target: bool, workers: int, batch_size: int,
@@ -226,5 +227,5 @@ def _print_report(report: Any) -> None:
                       ", ".join(str(value) for value in comparison.mismatched_ids)
                       + (f" (+{comparison.mismatch_count - len(comparison.mismatched_ids)} more)"
                          if comparison.mismatch_count > len(comparison.mismatched_ids) else ""))
-    Console(width=160).print(table)
+    make_console().print(table)
     typer.echo("EQUAL" if report.equal else "DIFFERENT")

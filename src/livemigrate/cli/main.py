@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 # that the API commands start quickly.
 
 app = typer.Typer(help="livemigrate: push live migration of MongoDB deployments.", no_args_is_help=True,
+                  rich_markup_mode="markdown",
                   pretty_exceptions_enable=False)
 source_app = typer.Typer(help="Source side (Cloud Manager role).", no_args_is_help=True)
 target_app = typer.Typer(help="Target side (Atlas role).", no_args_is_help=True)

@@ -227,9 +227,13 @@ DESTINATION = typer.Option(..., "--destination-cluster", help="Destination clust
 MIGRATION_HOST = typer.Option(..., "--migration-host",
                               help="Hostname of a migration host to run it; repeat for several to share the copy.")
 DROP = typer.Option(False, "--drop-destination-data", help="Replace what the destination holds.")
-SOURCE_USER = typer.Option(None, "--source-username")
-SOURCE_PASSWORD = typer.Option(None, "--source-password", envvar="LIVEMIGRATE_SOURCE_PASSWORD")
-SOURCE_SSL = typer.Option(False, "--source-ssl")
+SOURCE_USER = typer.Option(None, "--source-username", show_default=False,
+                           help="The user the migration host reads the source as (absent: the source project's "
+                                "monitored hosts' credentials).")
+SOURCE_PASSWORD = typer.Option(None, "--source-password", envvar="LIVEMIGRATE_SOURCE_PASSWORD", show_default=False,
+                               help="That user's password; from the environment keeps it out of `ps` and the "
+                                    "shell's history. Sent to the migration host only, never shown again.")
+SOURCE_SSL = typer.Option(False, "--source-ssl", help="Connect to the source over TLS.")
 CHANGE_CAPTURE = typer.Option(
     None, "--change-capture", case_sensitive=False, show_default=False,
     help="This migration's change capture: DEPLOYMENT (one deployment-wide change stream, MongoDB 4.0+), "
@@ -360,6 +364,14 @@ def migrations_cancel(group: str = GROUP, migration_id: str = ID,
     emit(output, found, human)
 
 
+def _shape_of(warning: str) -> str:
+    """A warning without its figures and its parenthesized details (which namespaces, their counts)."""
+    shape = re.sub(r"\d+", "#", warning)
+    while (bare := re.sub(r"\([^()]*\)", "", shape)) != shape:
+        shape = bare
+    return shape
+
+
 @live_migrations.command("watch")
 def migrations_watch(group: str = GROUP, migration_id: str = ID,
                      interval: float = typer.Option(1.0, "--interval", min=0.2, help="Seconds between two looks."),
@@ -375,8 +387,9 @@ def migrations_watch(group: str = GROUP, migration_id: str = ID,
         with Live(frame(found, cutover_command), console=console, refresh_per_second=4) as live:
             while True:
                 for warning in found.get("warnings", []):
-                    # Printed once, and again only when it says something else than counts and seconds.
-                    shape = re.sub(r"\d+", "#", warning)
+                    # Printed once, and again only when it says something else than which namespaces,
+                    # their counts and how long: a warning that follows a divergence as it moves is one.
+                    shape = _shape_of(warning)
                     if shape not in shown_warnings:
                         shown_warnings.add(shape)
                         live.console.print(f"WARNING: {warning}", markup=False, highlight=False)

@@ -16,7 +16,21 @@ from livemigrate.client.errors import ApiCallError
 if TYPE_CHECKING:
     from jsonpath_ng.jsonpath import JSONPath
 
-console = Console()
+# Wider than any line a table or a sentence will make: what a console off a terminal is given.
+_UNBOUNDED_COLUMNS = 100_000
+
+
+def make_console(*, stderr: bool = False) -> Console:
+    """On a terminal, as wide as the terminal. Anywhere else — a pipe, a file, a log, a script's capture —
+    no width at all, so that nothing is folded or cut at 80 columns: a script reads whole ids, whole
+    statuses and whole commands. `COLUMNS` still decides where it is set."""
+    found = Console(stderr=stderr)
+    if found.is_terminal or found.size.width != 80:  # a terminal, or COLUMNS set
+        return found
+    return Console(stderr=stderr, width=_UNBOUNDED_COLUMNS, soft_wrap=True)
+
+
+console = make_console()
 
 _JSON_PATH = "json-path="
 

@@ -7,8 +7,9 @@ from __future__ import annotations
 from typing import Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
+
+from livemigrate.cli.output import make_console
 
 
 def print_preflight(found: dict[str, Any]) -> None:
@@ -21,7 +22,7 @@ def print_preflight(found: dict[str, Any]) -> None:
         notes = "; ".join(check.get("notes") or []) or "copied as is"
         table.add_row(check["namespace"], check["kind"], f"{check['documents']:,}", size, str(check["indexes"]),
                       f"BLOCKS: {check['blocking']}" if check.get("blocking") else notes)
-    Console().print(table)
+    make_console().print(table)
     if found.get("copyEstimateSeconds") is not None:
         estimate = found["copyEstimateSeconds"]
         typer.echo(f"copy estimate: {f'{estimate:,.0f} s' if estimate >= 1 else 'under 1 s'} for "
