@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import re
+import signal
 import subprocess
 import time
 from pathlib import Path
 
 import httpx
 
-from tests.support import LIVEMIGRATE, LOOPBACK_TLS, SOURCE, OrgCredentials, ServerProcess
+from tests.support import LIVEMIGRATE, LOOPBACK_TLS, SOURCE, OrgCredentials, ServerProcess, wait_for
 
 CREDENTIALS = re.compile(
     r"(SOURCE|TARGET) \(.*?\)\n\s+org id\s+([0-9a-f]{24})\n\s+public key\s+(\S+)\n\s+private key\s+(\S+)")
@@ -26,7 +28,7 @@ def printed_credentials(server: ServerProcess) -> dict[str, OrgCredentials]:
 
 
 def test_first_start_prints_credentials_that_link_the_two_orgs(tmp_path: Path) -> None:
-    server = ServerProcess(tmp_path / "fresh")
+    server = ServerProcess(tmp_path / "fresh", embedded_agent=True)
     assert not server.db_path.exists()
     server.start()
     try:
@@ -45,12 +47,35 @@ def test_first_start_prints_credentials_that_link_the_two_orgs(tmp_path: Path) -
             response = client.post(f"{server.base_url}{SOURCE}/orgs/{source.org_id}/liveExport/migrationLink",
                                    json={"linkToken": token})
         assert (response.status_code, response.json()) == (200, {"status": "SYNCED"})
+        # A source project: the in-process migration host waits on its job list (a long poll, held open).
+        with httpx.Client(auth=source.auth, verify=LOOPBACK_TLS) as client:
+            created = client.post(f"{server.base_url}{SOURCE}/groups", json={"name": "shop", "orgId": source.org_id})
+        assert created.status_code == 201, created.text
+        assert wait_for(lambda: "migration host embedded.example started" in server.log_text(), timeout=20)
+        time.sleep(1.5)  # its first job list answered, its long poll under way
     finally:
-        server.stop()
+        stopping = time.monotonic()
+        assert server.process is not None
+        server.process.send_signal(signal.SIGINT)  # Ctrl-C on `make serve`
+        assert server.process.wait(timeout=10) == 0
+    # The long polls end at once rather than being cancelled after the grace period, each with a traceback.
+    assert time.monotonic() - stopping < 2.0
+    assert "Traceback" not in server.log_text() and "CancelledError" not in server.log_text(), server.log_text()
 
-    server.start()  # second start: the store is kept, nothing is printed again
+    server.start()  # second start: the store is kept, no private key is printed again
     try:
         assert len(re.findall(r"private key  ", server.log_text())) == 2
+        # What the store holds, and what to do about a lost key.
+        assert wait_for(lambda: "The store holds 2 organization(s):" in server.log_text(), timeout=10)
+        assert f"SOURCE  {source.org_id}" in server.log_text() and "livemigrate admin create-key --org" in \
+            server.log_text()
+        made = subprocess.run([LIVEMIGRATE, "admin", "create-key", "--org", source.org_id, "-o", "json"],
+                              env=server.env, cwd=server.directory, capture_output=True, text=True, timeout=60)
+        assert made.returncode == 0, made.stderr
+        new_key = json.loads(made.stdout)
+        with httpx.Client(auth=httpx.DigestAuth(new_key["publicKey"], new_key["privateKey"]),
+                          verify=LOOPBACK_TLS) as client:
+            assert client.get(f"{server.base_url}{SOURCE}/orgs/{source.org_id}").status_code == 200
         with httpx.Client(auth=source.auth, verify=LOOPBACK_TLS) as client:
             status = client.get(f"{server.base_url}{SOURCE}/orgs/{source.org_id}/liveExport/migrationLink/status")
         assert status.json() == {"status": "SYNCED"}

@@ -49,6 +49,9 @@ def test_hosts_agents_and_inventory_reach_the_target(fast: ServerProcess, mongo:
         dead_port = free_port()
         dead = client.post(f"{group}/hosts", json={"hostname": "127.0.0.1", "port": dead_port})
         assert dead.status_code == 201 and dead.json()["lastError"]
+        # The host, the cause and what to check, in one sentence: not the driver's topology dump.
+        assert dead.json()["lastError"] == (f"127.0.0.1:{dead_port}: connection refused; check that mongod (or "
+                                            "mongos) runs and listens on that address and port")
         duplicate = client.post(f"{group}/hosts", json={"hostname": "127.0.0.1", "port": mongo.port})
         assert (duplicate.status_code, duplicate.json()["errorCode"]) == (409, "DUPLICATE_HOST")
         bad = client.post(f"{group}/hosts", json={"hostname": "127.0.0.1", "authMechanismName": "MAGIC"})

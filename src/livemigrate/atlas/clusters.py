@@ -67,6 +67,8 @@ def occupied_namespaces(uri: str) -> list[str]:
     from pymongo import MongoClient
     from pymongo.errors import PyMongoError
 
+    from livemigrate.engine.mongo.connect import describe_failure, hosts_of
+
     try:
         client: MongoClient[Any] = MongoClient(uri, serverSelectionTimeoutMS=PROBE_TIMEOUT_MS,
                                                connectTimeoutMS=PROBE_TIMEOUT_MS, appname="livemigrate-validate")
@@ -81,4 +83,4 @@ def occupied_namespaces(uri: str) -> list[str]:
                         found.append(f"{database}.{name}")
             return found
     except PyMongoError as error:
-        raise DestinationUnreachable(redact(f"{type(error).__name__}: {error}", uri)[:300]) from None
+        raise DestinationUnreachable(redact(describe_failure(error, hosts_of(uri)), uri)[:300]) from None

@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from livemigrate.directory.orgs import create_org
 from livemigrate.store.database import Store
 from livemigrate.store.leases import Lease, replica_name
 from livemigrate.store.models import Organization
+
+
+def _say_what_is_held(held: list[Organization]) -> None:
+    """A later start: the organizations the store holds, and what to do when their keys are lost."""
+    lines = "\n".join(f"  {org.side.upper():<7} {org.id}  {org.name}" for org in held)
+    print(f"\nThe store holds {len(held)} organization(s):\n{lines}\n"
+          "  Lost a key? `livemigrate admin create-key --org ORG_ID` makes a new ORG_OWNER key of that "
+          "organization (its private key shown once).\n", flush=True)
 
 
 def bootstrap_if_empty(store: Store, base_url: str) -> bool:
@@ -16,8 +24,10 @@ def bootstrap_if_empty(store: Store, base_url: str) -> bool:
     if not Lease(store, "bootstrap", replica_name(), ttl_seconds=60).try_hold():
         return False
     with store.read() as session:
-        if session.scalar(select(func.count()).select_from(Organization)):
-            return False
+        held = list(session.scalars(select(Organization).order_by(Organization.side, Organization.created_at)))
+    if held:
+        _say_what_is_held(held)
+        return False
     source = create_org(store, "source", "Source organization", "Organization owner (first start)")
     target = create_org(store, "target", "Target organization", "Organization owner (first start)")
     assert source.api_key is not None and target.api_key is not None

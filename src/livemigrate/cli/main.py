@@ -5,7 +5,8 @@ from __future__ import annotations
 import sys
 from enum import Enum
 from pathlib import Path
-from typing import TYPE_CHECKING
+from types import FrameType
+from typing import TYPE_CHECKING, Any
 
 import typer
 
@@ -106,11 +107,58 @@ def serve(
                                                                agent_capture.value if agent_capture else None,
                                                                in_process=True),
                                   agent_hostname)
-    uvicorn.run(create_app(settings, store, on_started=embedded.start if embedded else None,
-                           on_stopping=embedded.stop if embedded else None),
-                host=host, port=port, log_level=settings.log_level.lower(), access_log=access_log, log_config=None,
-                # Migration hosts hold job-list requests open (long polling); they ask again elsewhere.
-                timeout_graceful_shutdown=2)
+    config = uvicorn.Config(create_app(settings, store, on_started=embedded.start if embedded else None,
+                                       on_stopping=embedded.stop if embedded else None),
+                            host=host, port=port, log_level=settings.log_level.lower(), access_log=access_log,
+                            log_config=None, timeout_graceful_shutdown=2)
+    _run_server(config)
+
+
+def _run_server(config: Any) -> None:
+    """uvicorn's server, which first ends the long polls when asked to stop (Ctrl-C, SIGTERM): migration
+    hosts hold job-list requests open for seconds, and uvicorn would otherwise wait for them, then cancel
+    them — each cancelled request logged with a traceback. Their hosts simply ask again, elsewhere."""
+    import uvicorn
+
+    from livemigrate.http.long_poll import stop_waiting
+
+    class Server(uvicorn.Server):
+        def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+            stop_waiting()
+            super().handle_exit(sig, frame)
+
+    Server(config).run()
+
+
+@admin_app.command("create-key")
+def admin_create_key(
+    org: str = typer.Option(..., "--org", help="The organization's id, as `serve` lists them at start."),
+    db: str | None = DB_OPTION,
+    output: OutputFormat = OUTPUT_OPTION,
+) -> None:
+    """Create an ORG_OWNER API key for an existing org directly in the store (lost keys); print it once."""
+    from livemigrate.directory.api_keys import create_api_key
+    from livemigrate.http.roles import OrgRole
+    from livemigrate.store.database import Store
+    from livemigrate.store.models import Organization
+
+    store = Store(_settings(db).database_url)
+    store.migrate()
+    with store.write() as session:
+        found = session.get(Organization, org)
+        if found is None:
+            typer.echo(f"Error: no organization {org} in this store; `livemigrate serve` lists them at start.", err=True)
+            raise typer.Exit(2)
+        created = create_api_key(session, org, "Organization owner (admin create-key)", [OrgRole.ORG_OWNER.value])
+        side = found.side
+    record = {"orgId": org, "publicKey": created.api_key.public_key, "privateKey": created.private_key}
+    if output.kind != "human":
+        emit(output, record, lambda: None)
+    else:
+        console.print(f"Created an ORG_OWNER key of {side} organization {org} (the private key is shown only now)",
+                      highlight=False)
+        for label, value in record.items():
+            typer.echo(f"  {label:<11} {value}")
 
 
 @admin_app.command("create-org")

@@ -78,6 +78,8 @@ def probe(address: HostAddress) -> ProbeResult:
     from pymongo import MongoClient
     from pymongo.errors import PyMongoError
 
+    from livemigrate.engine.mongo.connect import describe_failure, hosts_of
+
     uri = address.uri()
     try:
         client: MongoClient[Any] = MongoClient(uri, serverSelectionTimeoutMS=PROBE_TIMEOUT_MS,
@@ -96,4 +98,4 @@ def probe(address: HostAddress) -> ProbeResult:
                 oplog_size_mb=_oplog_size_mb(client),
             )
     except (PyMongoError, KeyError, ValueError, TypeError) as error:
-        return ProbeResult(reachable=False, error=f"{type(error).__name__}: {redact(str(error), uri)}"[:500])
+        return ProbeResult(reachable=False, error=redact(describe_failure(error, hosts_of(uri)), uri)[:500])

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import re
+import threading
 import time
 from typing import Any
 
@@ -39,13 +40,23 @@ def held_version(request: Request) -> str | None:
     return request.headers.get("if-none-match")
 
 
+# Set when the server begins to stop: every wait ends now, answered as if its time were up, so that the
+# server's graceful shutdown finds no request to cancel (a cancelled one is logged as an error).
+_STOPPING = threading.Event()
+
+
+def stop_waiting() -> None:
+    """The server is stopping: end every long poll at once (each answers what it holds, or 304)."""
+    _STOPPING.set()
+
+
 class Deadline:
     def __init__(self, seconds: float) -> None:
         self._at = time.monotonic() + seconds
 
     @property
     def left(self) -> float:
-        return max(0.0, self._at - time.monotonic())
+        return 0.0 if _STOPPING.is_set() else max(0.0, self._at - time.monotonic())
 
 
 def tagged(response: Response, etag: str, waited: float | None) -> Response:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from pymongo import MongoClient
@@ -39,7 +40,8 @@ def connect(uri: str, role: str, timeout_ms: int = 5000) -> MongoClient[Any]:
                                        f"{redact(str(error), uri)}") from None
     except ConnectionFailure as error:
         client.close()
-        raise EngineError(unreachable, f"cannot reach the {role} at {redact_uri(uri)}: {redact(str(error), uri)}") from None
+        raise EngineError(unreachable, f"cannot reach the {role}: "
+                                       f"{redact(describe_failure(error, hosts_of(uri)), uri)}") from None
     except (PyMongoError, KeyError, ValueError, TypeError) as error:
         # A server that breaks off the authentication handshake surfaces as a driver-internal error.
         client.close()
@@ -49,6 +51,44 @@ def connect(uri: str, role: str, timeout_ms: int = 5000) -> MongoClient[Any]:
         raise EngineError(unreachable, f"the {role} at {redact_uri(uri)} answered in a way that cannot be used: "
                                        f"{type(error).__name__}: {redact(str(error), uri)}") from None
     return client
+
+
+# What a driver's failure to connect means, in the words a person acts on: (what its message says, the
+# cause, what to check). Tried in order; the first that matches names the cause.
+_CAUSES = (
+    (("authentication failed", "auth failed", "bad auth"), "authentication failed",
+     "check the user, its password and the authentication mechanism"),
+    (("name or service not known", "nodename nor servname", "no address associated", "getaddrinfo failed",
+      "temporary failure in name resolution"), "the host name does not resolve", "check its spelling and DNS"),
+    (("connection refused",), "connection refused", "check that mongod (or mongos) runs and listens on that address "
+                                                   "and port"),
+    (("ssl", "certificate", "tls"), "the TLS handshake failed", "check TLS on both ends and the CA file"),
+    (("timed out", "timeout"), "no answer in time", "check that the host is reachable from here (address, firewall, "
+                                                    "network)"),
+)
+_DRIVER_DETAIL = re.compile(r"(?:, Timeout: [\d.]+s)?, Topology Description: .*$|\s*\(configured timeouts:[^)]*\)",
+                            re.DOTALL)
+
+
+def describe_failure(error: BaseException, address: str) -> str:
+    """A driver error as one sentence: the host, the cause and what to check — never the driver's topology
+    dump. `address`: the host the caller was reaching (the message names another when it says more)."""
+    text = str(error)
+    lowered = text.lower()
+    if isinstance(error, OperationFailure) and error.code in _AUTH_FAILED_CODES:
+        lowered = "authentication failed"
+    named = re.match(r"([\w.\-\[\]:]+:\d+): ", text)
+    where = named.group(1) if named else address
+    for signs, cause, check in _CAUSES:
+        if any(sign in lowered for sign in signs):
+            return f"{where}: {cause}; {check}"
+    detail = _DRIVER_DETAIL.sub("", text).strip()
+    return f"{where}: {type(error).__name__}: {detail[:300]}"
+
+
+def hosts_of(uri: str) -> str:
+    """The hosts a connection string names, as `host:port[,host:port…]`, without its credentials."""
+    return uri.split("://", 1)[-1].split("/", 1)[0].split("?", 1)[0].rsplit("@", 1)[-1]
 
 
 def _has_credentials(uri: str) -> bool:
