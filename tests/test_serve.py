@@ -57,7 +57,7 @@ def test_first_start_prints_credentials_that_link_the_two_orgs(tmp_path: Path) -
         stopping = time.monotonic()
         assert server.process is not None
         server.process.send_signal(signal.SIGINT)  # Ctrl-C on `make serve`
-        assert server.process.wait(timeout=10) == 0
+        assert server.process.wait(timeout=10) in (0, 130)  # 130: stopped by Ctrl-C, as a shell says
     # The long polls end at once rather than being cancelled after the grace period, each with a traceback.
     assert time.monotonic() - stopping < 2.0
     assert "Traceback" not in server.log_text() and "CancelledError" not in server.log_text(), server.log_text()

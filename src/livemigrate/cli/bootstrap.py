@@ -10,6 +10,11 @@ from livemigrate.store.leases import Lease, replica_name
 from livemigrate.store.models import Organization
 
 
+def _organizations(store: Store) -> list[Organization]:
+    with store.read() as session:
+        return list(session.scalars(select(Organization).order_by(Organization.side, Organization.created_at)))
+
+
 def _say_what_is_held(held: list[Organization]) -> None:
     """A later start: the organizations the store holds, and what to do when their keys are lost."""
     lines = "\n".join(f"  {org.side.upper():<7} {org.id}  {org.name}" for org in held)
@@ -21,12 +26,13 @@ def _say_what_is_held(held: list[Organization]) -> None:
 def bootstrap_if_empty(store: Store, base_url: str) -> bool:
     """Create the two orgs when the store has none, and print their credentials once. Replicas starting
     together on an empty store take a lease first: one of them bootstraps, the others find orgs."""
-    if not Lease(store, "bootstrap", replica_name(), ttl_seconds=60).try_hold():
-        return False
-    with store.read() as session:
-        held = list(session.scalars(select(Organization).order_by(Organization.side, Organization.created_at)))
+    held = _organizations(store)
     if held:
         _say_what_is_held(held)
+        return False
+    if not Lease(store, "bootstrap", replica_name(), ttl_seconds=60).try_hold():
+        return False
+    if _organizations(store):  # another replica bootstrapped between the look and the lease
         return False
     source = create_org(store, "source", "Source organization", "Organization owner (first start)")
     target = create_org(store, "target", "Target organization", "Organization owner (first start)")

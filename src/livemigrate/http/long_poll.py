@@ -18,26 +18,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from livemigrate.crypto import SecretBox
+from livemigrate.http.errors import ApiError, ErrorCode
 
 MAX_WAIT_SECONDS = 25.0
 _WAIT = re.compile(r"(?:^|[,;\s])wait\s*=\s*(\d+(?:\.\d+)?)", re.IGNORECASE)
-
-
-def etag_of(content: Any, secret_box: SecretBox) -> str:
-    """A strong entity tag of a JSON body: keyed, since job lists carry connection strings."""
-    return f'"{secret_box.tag(json.dumps(content, sort_keys=True, default=str).encode())}"'
-
-
-def requested_wait(request: Request) -> float | None:
-    """Seconds the caller is prepared to wait (capped), or None when it asked for no wait."""
-    found = _WAIT.search(request.headers.get("prefer", ""))
-    if found is None:
-        return None
-    return min(float(found.group(1)), MAX_WAIT_SECONDS) or None
-
-
-def held_version(request: Request) -> str | None:
-    return request.headers.get("if-none-match")
 
 
 # Set when the server begins to stop: every wait ends now, answered as if its time were up, so that the
@@ -48,6 +32,28 @@ _STOPPING = threading.Event()
 def stop_waiting() -> None:
     """The server is stopping: end every long poll at once (each answers what it holds, or 304)."""
     _STOPPING.set()
+
+
+def etag_of(content: Any, secret_box: SecretBox) -> str:
+    """A strong entity tag of a JSON body: keyed, since job lists carry connection strings."""
+    return f'"{secret_box.tag(json.dumps(content, sort_keys=True, default=str).encode())}"'
+
+
+def requested_wait(request: Request) -> float | None:
+    """Seconds the caller is prepared to wait (capped), or None when it asked for no wait. A server that
+    is stopping takes no new wait: 503 with Retry-After, so that the caller asks again in a while
+    (another replica, or this one restarted) rather than at once."""
+    found = _WAIT.search(request.headers.get("prefer", ""))
+    if found is None:
+        return None
+    if _STOPPING.is_set():
+        raise ApiError(ErrorCode.SERVICE_UNAVAILABLE, "This server is stopping: ask again in a moment.",
+                       **{"Retry-After": "1"})
+    return min(float(found.group(1)), MAX_WAIT_SECONDS) or None
+
+
+def held_version(request: Request) -> str | None:
+    return request.headers.get("if-none-match")
 
 
 class Deadline:
