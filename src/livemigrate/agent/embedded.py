@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import socket
 import threading
 from pathlib import Path
 
 from sqlalchemy import delete, select
 
 from livemigrate.agent.host import MigrationHostAgent
+from livemigrate.agent.hostnames import this_host
 from livemigrate.agent.runner import RunnerSettings
 from livemigrate.client.agent_api import AgentApi
 from livemigrate.cloud_manager.agents import create_agent_key
@@ -35,7 +35,7 @@ class EmbeddedAgents:
         self._store = store
         self._base_url = base_url
         self._settings = settings
-        self.hostname = hostname or socket.getfqdn()
+        self.hostname = hostname or this_host()
         self._agents: dict[str, tuple[MigrationHostAgent, threading.Thread, AgentApi]] = {}
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._run, name="embedded-agents", daemon=True)

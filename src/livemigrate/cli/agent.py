@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import logging
 import signal
-import socket
 from pathlib import Path
 from types import FrameType
 
 import typer
 
+from livemigrate.agent.hostnames import this_host
 from livemigrate.cli.capture import CAPTURE_HELP, Capture
 from livemigrate.engine.options import SHARE_OUT_DOCUMENTS
 
@@ -19,7 +19,9 @@ def agent(
     group: str = typer.Option(..., "--group", help="Source project (group) id the agent key belongs to."),
     agent_key: str = typer.Option(..., "--agent-key", envvar="LIVEMIGRATE_AGENT_KEY",
                                   help="Agent API key of the project (env LIVEMIGRATE_AGENT_KEY)."),
-    hostname: str = typer.Option(socket.getfqdn(), "--hostname", help="The name this migration host reports."),
+    hostname: str = typer.Option(this_host(), "--hostname",
+                                 help="The name this migration host reports (default: the machine's, as "
+                                      "`hostname -f` prints it, or `hostname` where that says localhost)."),
     state_dir: Path = typer.Option(Path(".livemigrate/agent"), "--state-dir", help="Where job checkpoints are kept."),
     capture: Capture | None = typer.Option(None, "--capture", envvar="LIVEMIGRATE_AGENT_CAPTURE",
                                            help="Change capture of the migrations it runs: " + CAPTURE_HELP),

@@ -69,7 +69,10 @@ def serve(
     access_log: bool = typer.Option(False, "--access-log/--no-access-log", help="Log every request."),
     agent: bool = typer.Option(True, "--agent/--no-agent",
                                help="Run an in-process migration host for every source project (default)."),
-    agent_hostname: str | None = typer.Option(None, "--agent-hostname", help="Hostname the in-process agent reports."),
+    agent_hostname: str | None = typer.Option(
+        None, "--agent-hostname", show_default=False,
+        help="Hostname the in-process migration host reports (default: the machine's, as `hostname -f` prints it, "
+             "or `hostname` where that says localhost)."),
     agent_capture: Capture | None = typer.Option(
         None, "--agent-capture",
         help="The in-process migration host's change capture: " + CAPTURE_HELP),
