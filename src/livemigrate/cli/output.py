@@ -54,7 +54,7 @@ def parse_output(given: str | OutputFormat) -> OutputFormat:
     if given in ("human", "json"):
         return OutputFormat(given)
     if given.startswith(_JSON_PATH):
-        from jsonpath_ng.parser import parse as parse_json_path  # only when asked: every command starts faster
+        from jsonpath_ng.ext import parse as parse_json_path  # filters too; only when asked: commands start faster
 
         try:
             return OutputFormat("json-path", parse_json_path(given[len(_JSON_PATH):]))
