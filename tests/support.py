@@ -201,3 +201,28 @@ def wait_for(predicate: Any, timeout: float, interval: float = 0.1) -> bool:
             return True
         time.sleep(interval)
     return bool(predicate())
+
+
+def app_routes(state_dir: Path) -> list[Any]:
+    """The `APIRoute`s of an application built in this process and never started, to read what each route
+    declares without a request. (FastAPI keeps an included router whole: its routes are read from it.)"""
+    from fastapi.routing import APIRoute
+
+    from livemigrate.app import create_app
+    from livemigrate.settings import Settings
+    from livemigrate.store.database import Store
+
+    settings = Settings(database_url=f"sqlite:///{state_dir / 'routes.db'}", secret_key="k" * 32)
+    app = create_app(settings, Store(settings.database_url))
+
+    def flattened(routes: list[Any]) -> list[Any]:
+        found: list[Any] = []
+        for route in routes:
+            included = getattr(route, "original_router", None)
+            if included is not None:
+                found += flattened(included.routes)
+            elif isinstance(route, APIRoute):
+                found.append(route)
+        return found
+
+    return flattened(app.router.routes)

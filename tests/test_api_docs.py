@@ -35,4 +35,7 @@ def test_the_api_docs_render_in_a_browser_with_every_other_host_refused(server: 
         paths = seen.page.locator(".opblock-summary-path").all_inner_texts()
         seen.page.screenshot(path=str(tmp_path / "docs.png"), full_page=False)
         assert any("/liveExport/migrationLink" in path for path in paths), paths[:5]
+        # Its "Try it out" cannot answer a digest challenge: the page says so and shows the curl equivalent.
+        told = seen.page.locator(".information-container").inner_text()
+        assert '"Try it out" cannot sign in here' in told and 'curl --digest -u "$TARGET_PUB:$TARGET_PRIV"' in told
         assert seen.refused == [] and seen.console_errors == [], (seen.refused, seen.console_errors)

@@ -83,6 +83,16 @@ def test_key_of_another_org(linked: Linked, source_org: OrgCredentials) -> None:
     linked.assert_unchanged()
 
 
+def test_a_key_of_the_other_side_is_told_so(linked: Linked) -> None:
+    """The target org's owner key on the source org's link: the refusal names the sides, not a role."""
+    with linked.server.client(linked.target) as client:
+        response = client.post(link_path(linked.source.org_id), json={"linkToken": linked.token})
+    detail = str(assert_error(response, 401, "USER_UNAUTHORIZED")["detail"])
+    assert "Atlas (target) organization" in detail and "Cloud Manager (source) organization" in detail
+    assert f"use an API key of organization {linked.source.org_id}" in detail and "role" not in detail
+    linked.assert_unchanged()
+
+
 def test_key_without_org_owner(linked: Linked) -> None:
     with linked.server.client(linked.source) as client:
         created = client.post(f"{SOURCE}/orgs/{linked.source.org_id}/apiKeys",

@@ -1,15 +1,20 @@
 """The web console over HTTP, without a browser: sign-in and its refusals, the session cookie, CSRF,
-roles and another org's pages — each checked by what the server answers and what it then holds."""
+roles and another org's pages — each checked by what the server answers and what it then holds; and
+what each route declares it requires, read from the app's routes."""
 
 from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 
-from tests.support import LOOPBACK_TLS, SOURCE, TARGET, OrgCredentials, ServerProcess, wait_for
+from livemigrate.console.signed_in import ConsoleOrgRole, ConsoleProjectRole, active_session, csrf_checked_form
+from livemigrate.http.roles import OrgRole
+from tests.support import LOOPBACK_TLS, SOURCE, TARGET, OrgCredentials, ServerProcess, app_routes, wait_for
 
 COOKIE = "livemigrate_console"
 
@@ -196,3 +201,33 @@ def test_each_sides_actions_over_http_say_what_happened_and_show_secrets_once(
     finally:
         atlas.close()
         cloud.close()
+
+
+def test_every_console_route_declares_who_may_use_it_in_its_signature(tmp_path: Path) -> None:
+    """Read from the app's routes, so that a page added without a guard fails here rather than in use: the
+    sign-in's two routes are the only ones without one; every other names the session; one under an org or a
+    project names the role it needs there — a page ORG_READ_ONLY, a form action ORG_OWNER, as the APIs
+    require — and a form action names the CSRF check before its role guard, so that a forged form is
+    refused before anything is read."""
+    declared: dict[tuple[str, str], list[Any]] = {
+        (method, route.path): [dependency.call for dependency in route.dependant.dependencies]
+        for route in app_routes(tmp_path) if route.path.startswith("/console") for method in route.methods}
+    assert len(declared) == 19, sorted(declared)
+    unguarded = sorted(route for route, guards in declared.items() if not guards)
+    assert unguarded == [("GET", "/console/sign-in"), ("POST", "/console/sign-in")]
+    for (method, path), guards in declared.items():
+        if path == "/console/sign-in":
+            continue
+        assert guards[0] is active_session, (method, path)
+        roles = [guard for guard in guards if isinstance(guard, ConsoleOrgRole | ConsoleProjectRole)]
+        if "{org_id}" in path or "{group_id}" in path:
+            kind = ConsoleProjectRole if "{group_id}" in path else ConsoleOrgRole
+            assert [type(guard) for guard in roles] == [kind], (method, path)
+            expected = OrgRole.ORG_READ_ONLY if method == "GET" else OrgRole.ORG_OWNER
+            assert roles[0].role is expected, (method, path)
+        else:
+            assert roles == [], (method, path)
+        if method == "POST":
+            assert csrf_checked_form in guards, (method, path)
+            if roles:
+                assert guards.index(csrf_checked_form) < guards.index(roles[0]), (method, path)

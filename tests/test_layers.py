@@ -6,6 +6,9 @@ inside functions too), so that a layer crossed the wrong way fails here rather t
   floor (`mongo/`), the phases, the coordinator — or of its own layer; a phase never imports another
   phase (a phase is a module, or a package whose modules import each other).
 - The two roles — the Cloud Manager role's package and the Atlas role's — never import each other.
+
+And who may call an API route is read at the route: each operation names one guard of
+`authorization.py` in its signature, of its own API's side (the console's: tests/test_console.py).
 """
 
 from __future__ import annotations
@@ -13,6 +16,10 @@ from __future__ import annotations
 import ast
 from collections.abc import Iterator
 from pathlib import Path
+
+from livemigrate import authorization
+from livemigrate.vocabulary import SOURCE, SOURCE_PREFIX, TARGET, TARGET_PREFIX
+from tests.support import app_routes
 
 PACKAGE = Path(__file__).resolve().parent.parent / "src" / "livemigrate"
 
@@ -135,3 +142,20 @@ def test_the_check_sees_a_phase_importing_another(tmp_path: Path) -> None:
     assert (line, imported) == (2, "livemigrate.engine.coordinator.replay")
     assert _engine_place(imported) == ("coordinator", "coordinator")
     assert _engine_place("livemigrate.engine.verify.passes") == ("phase", "verify")
+
+
+def test_every_api_operation_names_one_guard_of_its_side_in_its_signature(tmp_path: Path) -> None:
+    """No handler checks who calls it: each documented operation of both APIs names exactly one guard of
+    `authorization.py` (a role guard, `Caller`, `LinkKey` or `AgentKey`), and a role guard of its own API's
+    side — a Cloud Manager route guarded for Atlas orgs would answer 404 to every caller of its own."""
+    sides = {SOURCE_PREFIX: SOURCE, TARGET_PREFIX: TARGET}
+    operations = [route for route in app_routes(tmp_path) if route.path.startswith(tuple(sides)) and route.include_in_schema]
+    assert len(operations) > 60
+    wrong = []
+    for route in operations:
+        guards = [dependency.call for dependency in route.dependant.dependencies
+                  if getattr(dependency.call, "__module__", None) == authorization.__name__]
+        side = next(side for prefix, side in sides.items() if route.path.startswith(prefix))
+        if len(guards) != 1 or getattr(guards[0], "side", side) != side:
+            wrong.append(f"{sorted(route.methods)} {route.path}: {guards}")
+    assert wrong == []

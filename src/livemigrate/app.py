@@ -48,23 +48,48 @@ from livemigrate.vocabulary import SOURCE, SOURCE_PREFIX, TARGET, TARGET_PREFIX
 log = logging.getLogger("livemigrate")
 
 
+# Shown at the top of `/docs`. Swagger UI cannot answer a digest challenge (its schemes are basic, bearer,
+# API key and OAuth), so its "Try it out" cannot sign in: the page says so and gives the curl equivalent.
+API_DESCRIPTION = """Push live migration: a Cloud Manager-role source API (`/api/public/v1.0`) and an \
+Atlas-role target API (`/api/atlas/v2`).
+
+**"Try it out" cannot sign in here.** The operations of both APIs need HTTP Digest authentication \
+with an API key, which this page's browser client cannot do: its calls answer 401. Call the API with \
+`curl --digest` (or the `livemigrate` command line) instead, for example
+
+```
+curl --digest -u "$TARGET_PUB:$TARGET_PRIV" \\
+  -H 'Accept: application/vnd.atlas.2023-01-01+json' \\
+  "$LIVEMIGRATE_BASE_URL/api/atlas/v2/orgs/$TARGET_ORG/liveMigrations/availableProjects?pretty=true"
+```
+
+(the names `make serve` prints at its first start).
+"""
+
+
 def create_app(settings: Settings, store: Store | None = None, *, on_started: Callable[[], None] | None = None,
                on_stopping: Callable[[], None] | None = None) -> FastAPI:
     """The application; `on_started` runs at startup (the server may not listen yet: callers must
     retry) and `on_stopping` at shutdown — the in-process agent of `livemigrate serve` hangs there."""
     store = store or Store(settings.database_url)
     secret = load_secret_key(settings)
+    secret_box = SecretBox(secret)
+    authenticator = Authenticator(KeyLookup(store, settings.read_cache_seconds),
+                                  NonceBook(secret, settings.digest_nonce_seconds,
+                                            None if store.is_sqlite else StoreNonceCounts(store)))
+    channels = LinkChannels(store, secret_box, settings.link_push_timeout_seconds, settings.read_cache_seconds)
+    job_relay = JobRelay(channels)
+    link_service = LinkService(store, secret_box, settings, channels, job_relay)
+    # What every route shares, reached through `context_of(request)` and nothing else.
     context = AppContext(
         settings=settings,
         store=store,
-        authenticator=Authenticator(KeyLookup(store, settings.read_cache_seconds),
-                                    NonceBook(secret, settings.digest_nonce_seconds,
-                                              None if store.is_sqlite else StoreNonceCounts(store))),
-        secret_box=SecretBox(secret),
+        authenticator=authenticator,
+        secret_box=secret_box,
+        link_service=link_service,
+        job_relay=job_relay,
+        console_sessions=ConsoleSessions(store, authenticator, timedelta(hours=settings.console_session_hours)),
     )
-    channels = LinkChannels(store, context.secret_box, settings.link_push_timeout_seconds, settings.read_cache_seconds)
-    job_relay = JobRelay(channels)
-    link_service = LinkService(store, context.secret_box, settings, channels, job_relay)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -86,8 +111,8 @@ def create_app(settings: Settings, store: Store | None = None, *, on_started: Ca
         monitor.start()
         # What is built by now (modules, routes, settings, the store's engine) lives as long as the
         # process: out of the collector's reach, a full collection looks only at what requests made.
-        # Those collections paused every request of a replica for 100 to 170 ms, 10 to 45 ms since
-        # (gc.callbacks timings under `bench/migration_hosts.py`).
+        # Those collections paused every request of a replica (gc.callbacks timings under
+        # `bench/migration_hosts.py`, docs/benchmarks.md).
         gc.collect()
         gc.freeze()
         if on_started is not None:
@@ -109,15 +134,12 @@ def create_app(settings: Settings, store: Store | None = None, *, on_started: Ca
     app = FastAPI(
         title="livemigrate",
         version=__version__,
-        description="Push live migration: a Cloud Manager-role source API and an Atlas-role target API.",
+        description=API_DESCRIPTION,
         lifespan=lifespan,
         docs_url=None,  # served by `http/api_docs.py`, without a CDN
         redoc_url=None,
     )
     app.state.context = context
-    app.state.link_service = link_service
-    app.state.job_relay = job_relay
-    app.state.background_tasks = set()  # validations running; kept referenced until done
     exception_handlers.install(app)
     app.add_middleware(RequestContextMiddleware, max_body_bytes=settings.max_body_bytes)
     app.add_middleware(RequestMetricsMiddleware)  # added last: the outermost, it sees every answer
@@ -130,8 +152,7 @@ def create_app(settings: Settings, store: Store | None = None, *, on_started: Ca
     app.include_router(target_migration_routes.router)
     app.openapi = openapi.describe(app)  # type: ignore[method-assign]
     api_docs.install(app)
-    console_routes.install(app, ConsoleSessions(store, context.authenticator,
-                                                timedelta(hours=settings.console_session_hours)))
+    console_routes.install(app)
 
     store_metrics = metrics.store_registry(store)
 

@@ -16,21 +16,12 @@ from livemigrate.store.database import Store
 from livemigrate.store.models import LinkToken, TargetLink, utcnow
 
 
-def require_link_key(principal: Principal, target_org_id: str) -> None:
-    """Only a link key of this very target org may use the link channel."""
-    if not principal.is_link_key or principal.org_id != target_org_id:
-        raise ApiError(
-            ErrorCode.USER_UNAUTHORIZED,
-            f"Only the API key of a link-token issued by organization {target_org_id} may use the link channel.",
-        )
-
-
 def register_link(store: Store, principal: Principal, target_org_id: str, source_org_id: str,
                   inventory: dict[str, Any]) -> datetime:
     """Record (or refresh) the link of `source_org_id` and the inventory it pushed. A push that changes
     nothing — the interval's, most of the time — only moves `last_synced_at`, quietly: nothing cached
     or waited on reads that, and telling every replica made each drop its caches and wake its long
-    polls once a minute per link (`bench/migration_hosts.py`: a second of slow calls at each push).
+    polls once a minute per link (`bench/migration_hosts.py` measures what that cost; docs/benchmarks.md).
 
     Two pushes for one source org that both find no link both insert it; a push may find a link that
     its token's revocation deletes before the push writes. Either write fails, and the push is recorded

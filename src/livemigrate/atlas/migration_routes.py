@@ -23,12 +23,11 @@ from livemigrate.atlas import (
     migrations,
     validations,
 )
+from livemigrate.authorization import LinkKey, project_role
 from livemigrate.context import AppContext, context_of
 from livemigrate.contracts import ChangeCapture, ProgressReport, ReportAnswer
 from livemigrate.directory.views import iso, self_links
-from livemigrate.guards import LinkKey, project_role
 from livemigrate.http import long_poll
-from livemigrate.http.auth import check_org_id
 from livemigrate.http.bodies import openapi_body, parse_body
 from livemigrate.http.errors import ErrorCode
 from livemigrate.http.openapi import BODY, ORG, PROJECT, GroupId, MigrationId, OrgId, SourceOrgId, ValidationId, errors
@@ -177,8 +176,7 @@ async def validate_in_background(request: Request, project: Project,
     validation = await run_in_threadpool(validations.start_validation, context.store, project.id, migration_request)
     task = asyncio.create_task(run_in_threadpool(validations.run_validation, context.store, context.secret_box,
                                                  project.org_id, project.id, validation.id, migration_request))
-    request.app.state.background_tasks.add(task)  # kept referenced until done
-    task.add_done_callback(request.app.state.background_tasks.discard)
+    context.keep_until_done(task)
     return validation
 
 
@@ -264,7 +262,6 @@ async def jobs(request: Request, org_id: OrgId, source_org_id: SourceOrgId, _lin
     `http/long_poll.py`). A change made by this process is seen within `_LOOK_SECONDS`; one made by
     another process sharing the store, within `_RELIST_SECONDS`."""
     context = context_of(request)
-    check_org_id(source_org_id)
 
     def listing() -> tuple[dict[str, Any], str]:
         listed = [*migration_jobs.jobs_for(context.store, context.secret_box, org_id, source_org_id, window(context)),

@@ -12,12 +12,12 @@ from starlette.responses import Response
 
 from livemigrate.atlas import link_tokens, links
 from livemigrate.atlas.inventory_views import available_project_view
+from livemigrate.authorization import LinkKey, org_role
 from livemigrate.context import context_of
 from livemigrate.contracts import Inventory
 from livemigrate.directory.orgs import find_org
-from livemigrate.guards import LinkKey, org_role
 from livemigrate.http.access_list import IP_OR_CIDR_PATTERN
-from livemigrate.http.auth import Principal, check_org_id
+from livemigrate.http.auth import Principal
 from livemigrate.http.bodies import openapi_body, parse_body
 from livemigrate.http.errors import ErrorCode
 from livemigrate.http.openapi import BODY, ORG, OrgId, SourceOrgId, errors
@@ -80,7 +80,6 @@ async def push_inventory(request: Request, org_id: OrgId, source_org_id: SourceO
     body = await parse_body(request, Inventory, allow_atlas_versioned=True)
 
     def register() -> dict[str, Any]:
-        check_org_id(source_org_id)
         find_org(context.store, org_id, SIDE)
         synced_at = links.register_link(context.store, link_key, org_id, source_org_id, body.model_dump(mode="json"))
         return {"lastSyncedAt": synced_at.strftime("%Y-%m-%dT%H:%M:%SZ")}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 from sqlalchemy import select
 
 from livemigrate.directory.orgs import create_org
@@ -15,20 +17,29 @@ def _organizations(store: Store) -> list[Organization]:
         return list(session.scalars(select(Organization).order_by(Organization.side, Organization.created_at)))
 
 
-def _say_what_is_held(held: list[Organization]) -> None:
-    """A later start: the organizations the store holds, and what to do when their keys are lost."""
+_log = logging.getLogger(__name__)
+
+
+def _say_what_is_held(held: list[Organization], *, as_log_record: bool) -> None:
+    """A later start: the organizations the store holds, and what to do when their keys are lost. Where
+    the log is JSON for a shipper, the output is too: one record, the organizations a field of it."""
+    if as_log_record:
+        _log.info("the store holds %d organization(s); a lost key: `livemigrate admin create-key --org ORG_ID`",
+                  len(held), extra={"organizations": [{"side": org.side, "id": org.id, "name": org.name}
+                                                      for org in held]})
+        return
     lines = "\n".join(f"  {org.side.upper():<7} {org.id}  {org.name}" for org in held)
     print(f"\nThe store holds {len(held)} organization(s):\n{lines}\n"
           "  Lost a key? `livemigrate admin create-key --org ORG_ID` makes a new ORG_OWNER key of that "
           "organization (its private key shown once).\n", flush=True)
 
 
-def bootstrap_if_empty(store: Store, base_url: str) -> bool:
+def bootstrap_if_empty(store: Store, base_url: str, *, json_log: bool = False) -> bool:
     """Create the two orgs when the store has none, and print their credentials once. Replicas starting
     together on an empty store take a lease first: one of them bootstraps, the others find orgs."""
     held = _organizations(store)
     if held:
-        _say_what_is_held(held)
+        _say_what_is_held(held, as_log_record=json_log)
         return False
     if not Lease(store, "bootstrap", replica_name(), ttl_seconds=60).try_hold():
         return False

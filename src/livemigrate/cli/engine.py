@@ -45,8 +45,7 @@ class ProgressView:
 
     def __init__(self, console: Console) -> None:
         # Redrawn 10 times a second on a terminal; elsewhere (a log file, a pipe) only what is printed
-        # at the end shows, and a redraw thread would cost the run CPU for nothing (about 4 µs per
-        # document copied, in `make bench`).
+        # at the end shows, and a redraw thread would cost the run CPU for nothing.
         self.progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                                  TextColumn("{task.fields[note]}"), console=console, transient=False,
                                  auto_refresh=console.is_terminal)

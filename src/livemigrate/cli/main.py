@@ -91,7 +91,8 @@ def serve(
     settings = _settings(db)
     from livemigrate import logs
 
-    logs.configure(settings.log_level, log_format.value if log_format else settings.log_format)
+    chosen_log_format = log_format.value if log_format else settings.log_format
+    logs.configure(settings.log_level, chosen_log_format)
     store = Store(settings.database_url)
     try:
         store.migrate()
@@ -99,7 +100,7 @@ def serve(
         typer.echo(f"Error: the store at {store.safe_url} cannot be reached: "
                    f"{str(error.orig).strip().splitlines()[0]}", err=True)
         raise typer.Exit(2) from None
-    bootstrap_if_empty(store, f"http://{host}:{port}")
+    bootstrap_if_empty(store, f"http://{host}:{port}", json_log=chosen_log_format == "json")
     embedded = None
     if agent:
         from livemigrate.agent.embedded import EmbeddedAgents, default_state_dir

@@ -54,7 +54,8 @@ def parse_output(given: str | OutputFormat) -> OutputFormat:
     if given in ("human", "json"):
         return OutputFormat(given)
     if given.startswith(_JSON_PATH):
-        from jsonpath_ng.ext import parse as parse_json_path  # filters too; only when asked: commands start faster
+        # The extended grammar (filters too), imported only when asked: commands start faster.
+        from jsonpath_ng.ext.parser import parse as parse_json_path
 
         try:
             return OutputFormat("json-path", parse_json_path(given[len(_JSON_PATH):]))

@@ -53,8 +53,7 @@ _CUT_CONNECTION = (httpx.ReadError, httpx.WriteError, httpx.RemoteProtocolError)
 @functools.cache
 def _tls() -> ssl.SSLContext:
     """One TLS context for every channel of the process: httpx builds one per client otherwise, loading
-    the whole CA bundle each time — a tenth of a second for each link push (py-spy: 8 % of a server's CPU
-    in the suite). The same trust as httpx's default (certifi, or SSL_CERT_FILE / SSL_CERT_DIR)."""
+    the whole CA bundle each time, a cost each link push would pay. The same trust as httpx's default (certifi, or SSL_CERT_FILE / SSL_CERT_DIR)."""
     return httpx.create_ssl_context()
 
 

@@ -12,12 +12,11 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
+from livemigrate.authorization import AgentKey
 from livemigrate.client.link_channel import JobList, LinkCallFailed, LinkKeyRefused
 from livemigrate.cloud_manager import hosts, job_leases
-from livemigrate.cloud_manager.job_relay import JobRelay
-from livemigrate.context import AppContext, context_of
+from livemigrate.context import AppContext, HostJobRelay, context_of
 from livemigrate.contracts import HostJob, Lease, LeaseGrant, LeaseRequest, LinkJob, ProgressReport
-from livemigrate.guards import AgentKey
 from livemigrate.http import long_poll
 from livemigrate.http.bodies import openapi_body, parse_body
 from livemigrate.http.errors import ApiError, ErrorCode
@@ -34,8 +33,8 @@ _RELOOK_SECONDS = 1.0
 router = APIRouter(prefix=PREFIX, tags=["source: migration hosts"])
 
 
-def _relay(request: Request) -> JobRelay:
-    return request.app.state.job_relay  # type: ignore[no-any-return]
+def _relay(request: Request) -> HostJobRelay:
+    return context_of(request).job_relay
 
 
 def _unavailable(error: LinkCallFailed) -> ApiError:
@@ -83,7 +82,7 @@ async def agent_jobs(request: Request, group_id: GroupId, hostname: str, agent: 
     return long_poll.not_modified(etag, wait)
 
 
-async def _listed(relay: JobRelay, org_id: str, held: str | None, wait_seconds: float | None) -> JobList:
+async def _listed(relay: HostJobRelay, org_id: str, held: str | None, wait_seconds: float | None) -> JobList:
     try:
         if held is None:
             return await relay.jobs(org_id)

@@ -10,12 +10,12 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
+from livemigrate.authorization import AgentKey, project_role
 from livemigrate.cloud_manager import agents, hosts
 from livemigrate.cloud_manager.inventory import deployment_view
 from livemigrate.cloud_manager.probe import HostAddress
 from livemigrate.context import context_of
 from livemigrate.directory.views import iso, self_links
-from livemigrate.guards import AgentKey, project_role
 from livemigrate.http.bodies import JsonInt, openapi_body, parse_body
 from livemigrate.http.errors import ErrorCode
 from livemigrate.http.openapi import BODY, PROJECT, GroupId, HostId, errors

@@ -7,8 +7,8 @@ whether a migration runs when the target cannot be asked (an unlink is refused r
 
 Hosts waiting for a change share one wait on the target: an org's hosts all hold the same version of
 its list, so a replica asks the target once per org and version however many hosts wait on it. One
-wait per host made the target re-read the list for every host at every write (a heartbeat is one):
-200 idle hosts saturated three replicas (`bench/migration_hosts.py`).
+wait per host made the target re-read the list for every host at every write (a heartbeat is one),
+which saturated the replicas under many idle hosts (`bench/migration_hosts.py`).
 """
 
 from __future__ import annotations

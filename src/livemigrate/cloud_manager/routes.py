@@ -9,8 +9,9 @@ from pydantic import BaseModel, ConfigDict, Field, StrictStr
 from starlette.requests import Request
 from starlette.responses import Response
 
-from livemigrate.cloud_manager.link import LinkService, link_view
-from livemigrate.guards import org_role
+from livemigrate.authorization import org_role
+from livemigrate.cloud_manager.link import link_view
+from livemigrate.context import SourceLinkService, context_of
 from livemigrate.http.auth import Principal
 from livemigrate.http.bodies import openapi_body, parse_body
 from livemigrate.http.errors import ErrorCode
@@ -34,8 +35,8 @@ class ConnectRequest(BaseModel):
                                              "target); any other string is refused, 400 INVALID_LINK_TOKEN.")
 
 
-def link_service(request: Request) -> LinkService:
-    return request.app.state.link_service  # type: ignore[no-any-return]
+def link_service(request: Request) -> SourceLinkService:
+    return context_of(request).link_service
 
 
 @router.post("/orgs/{org_id}/liveExport/migrationLink", summary="Connect this organization to a target with a link-token",

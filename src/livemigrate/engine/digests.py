@@ -60,9 +60,8 @@ def _raw_id_element(raw: bytes | memoryview) -> bytes | None:
 def digest_of(document: RawBSONDocument) -> tuple[bytes, bytes]:
     """(key, digest) of a document: the digest is of its exact BSON, field order included, as MongoDB
     compares documents. BLAKE2b at 128 bits: the fastest of the standard library's hashes in software
-    (a CPU with SHA extensions runs SHA-256 faster: 1.1 against 1.9 µs a KiB on the two-core machine
-    `make bench` is measured on, a gain that depends on the CPU and would change every ledger's
-    digests), and as wide as MongoDB's own dbHash (MD5); twice that doubled the ledger's writes (one
+    (a CPU with SHA extensions runs SHA-256 faster, a gain that depends on the CPU and would change
+    every ledger's digests), and as wide as MongoDB's own dbHash (MD5); twice that doubled the ledger's writes (one
     row per document per side) for a collision chance already beyond reach."""
     raw = document.raw
     key = _raw_id_element(raw)

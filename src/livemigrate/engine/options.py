@@ -55,8 +55,8 @@ class NamespaceFilter:
                    for pattern in self.include)
 
 
-# Below this many documents in all, the default copies in the coordinator's threads: two spawned
-# worker processes cost about 0.6 s of CPU, more than they save on a copy this small.
+# Below this many documents in all, the default copies in the coordinator's threads: spawned worker
+# processes cost an interpreter each, more than they save on a copy this small.
 SHARE_OUT_DOCUMENTS = 100_000
 
 

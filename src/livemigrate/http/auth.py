@@ -1,8 +1,9 @@
-"""Who is calling: digest authentication of programmatic API keys, access lists, and role checks.
+"""Who is calling: digest authentication of API keys, and their access lists.
 
 `Authenticator.authenticate()` turns a request into a `Principal` or raises the documented error:
 401 with a fresh challenge for anything wrong with the credentials, 403 for an address that is not
-on the key's access list.
+on the key's access list. What a principal may then do (its roles, its org, its project) is checked by
+the guards of `authorization.py`.
 """
 
 from __future__ import annotations
@@ -16,8 +17,6 @@ from starlette.requests import Request
 from livemigrate.http import access_list, digest
 from livemigrate.http.errors import ApiError, ErrorCode
 from livemigrate.http.nonces import NonceBook, NonceState
-from livemigrate.http.roles import OrgRole, satisfies
-from livemigrate.ids import is_object_id
 from livemigrate.vocabulary import AGENT_PURPOSE, LINK_PURPOSE, PROGRAMMATIC_PURPOSE
 
 PRINCIPAL_KEY = "livemigrate.principal"
@@ -74,7 +73,7 @@ class Authenticator:
 
     def authenticate(self, request: Request) -> Principal:
         """Authenticate once per request (a nonce count may be consumed only once); later calls reuse it.
-        It reads the store: call it on a worker thread (the guards of `guards.py` are run there)."""
+        It reads the store: call it on a worker thread (the guards of `authorization.py` are run there)."""
         principal: Principal | None = request.scope.get(PRINCIPAL_KEY)
         if principal is None:
             principal = request.scope[PRINCIPAL_KEY] = self._authenticate(request)
@@ -146,28 +145,3 @@ def _request_uri(request: Request) -> str:
     raw_path = request.scope.get("raw_path") or request.url.path.encode()
     query = request.scope.get("query_string", b"")
     return (raw_path + (b"?" + query if query else b"")).decode("latin-1")
-
-
-def check_org_id(org_id: str) -> None:
-    if not is_object_id(org_id):
-        raise ApiError(ErrorCode.INVALID_ORG_ID, f"An invalid organization ID {org_id} was specified.", [org_id])
-
-
-def require_org_role(principal: Principal, org_id: str, role: OrgRole) -> None:
-    """Role failures answer 401, as Cloud Manager documents, naming the role required."""
-    if principal.purpose != PROGRAMMATIC_PURPOSE:
-        reach = "the link channel" if principal.is_link_key else "its project's migration-host calls"
-        raise ApiError(ErrorCode.USER_UNAUTHORIZED, f"This {principal.purpose} API key may only be used on {reach}.")
-    if principal.org_id != org_id or not satisfies(principal.roles, role):
-        raise ApiError(
-            ErrorCode.USER_UNAUTHORIZED,
-            f"The API key is not authorized for this resource: the {role.value} role on organization {org_id} is required.",
-            [role.value],
-        )
-
-
-def require_agent_key(principal: Principal, project_id: str) -> None:
-    """Only an agent API key of this very project may speak for its migration hosts."""
-    if not principal.is_agent_key or principal.project_id != project_id:
-        raise ApiError(ErrorCode.USER_UNAUTHORIZED,
-                       f"Only an agent API key of group {project_id} may call this resource.", [project_id])

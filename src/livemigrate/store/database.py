@@ -43,7 +43,7 @@ class Store:
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
         connect_args: dict[str, Any] = {"check_same_thread": False} if self.is_sqlite else {"connect_timeout": 5}
         # No `pool_pre_ping`: a ping before every checkout is a round trip more for every store call, which
-        # doubled request latency under load (`bench/migration_hosts.py`). A connection in use meets an
+        # `bench/migration_hosts.py` shows in the latency under load. A connection in use meets an
         # outage itself (its call fails, a 503, and SQLAlchemy drops the pool on a disconnect); the idle
         # ones are dropped by the write listener, which hears of the outage first (`notifications.py`).
         self.engine: Engine = create_engine(url, connect_args=connect_args, pool_size=20, max_overflow=20)

@@ -13,8 +13,8 @@ finds it busy waits (`checkpoints.BUSY_SECONDS`). After each batch a worker also
 range's state, for progress; a killed worker loses nothing the checkpoint file does not hold.
 
 Spawned, not forked: the coordinator runs driver threads (monitors, the spooler) whose locks a fork
-would copy in whatever state they are in. A spawned worker costs an interpreter and its imports
-(about 0.3 s of CPU), which is why a small copy is not shared out (`count_for`).
+would copy in whatever state they are in. A spawned worker costs an interpreter and its imports,
+which is why a small copy is not shared out (`count_for`).
 """
 
 from __future__ import annotations

@@ -36,8 +36,8 @@ T = TypeVar("T")
 
 _BATCH = 1000
 # A whole-namespace read asks for this many documents a round trip (a server caps a reply at 16 MiB
-# whatever is asked): fewer getMores cost the server less per document (nx-27017 read 100,000
-# documents of 1 KiB in 3.6 s instead of 4.3 s), while the ledger still takes them `_BATCH` at a time.
+# whatever is asked): fewer getMores cost the server less per document, while the ledger still takes
+# them `_BATCH` at a time.
 _READ_BATCH = 5000
 
 
