@@ -75,6 +75,15 @@ class HostProgress(Contract):
     partitions: list[StrictStr] = Field(default_factory=list, max_length=1000)  # the ranges it holds now
 
 
+class Retries(Contract):
+    """Round trips a migration host tried again after a fault that passed (a reset, a timeout, an
+    election), by side; `restarts`: runs started again from their checkpoints after one."""
+
+    source: StrictInt = Field(default=0, ge=0)
+    destination: StrictInt = Field(default=0, ge=0)
+    restarts: StrictInt = Field(default=0, ge=0)
+
+
 class ProgressReport(Contract):
     """A migration's state as its migration host sees it; the target decides what it means for the
     migration (only a requested cutover completes one)."""
@@ -91,6 +100,7 @@ class ProgressReport(Contract):
     namespaces: list[NamespaceReport] | None = None
     sourceWritesBlocked: StrictBool | None = None  # from the cutover's drain on: setUserWriteBlockMode engaged
     writesAfterCutoverBegan: StrictInt | None = Field(default=None, ge=0)  # writes the source took all the same
+    retries: Retries | None = None  # since this host started the job
     # What a person should act on while the migration runs, e.g. a change stream that delivers nothing.
     warnings: list[StrictStr] | None = None
     errorMessage: StrictStr | None = None

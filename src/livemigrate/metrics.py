@@ -17,7 +17,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 from sqlalchemy import func, select
 
-from livemigrate.atlas.migration_views import events_applied
+from livemigrate.atlas.migration_views import events_applied, retries_of
 from livemigrate.statuses import FINISHED, MigrationStatus
 from livemigrate.store.database import Store
 from livemigrate.store.models import LiveMigration, MigrationHost, utcnow
@@ -61,8 +61,14 @@ def _running(migrations: list[LiveMigration]) -> Iterator[GaugeMetricFamily]:
                               labels=_MIGRATION_LABELS)
     phase = GaugeMetricFamily("livemigrate_migration_phase", "1 for the phase the migration is in.",
                               labels=[*_MIGRATION_LABELS, "phase"])
+    retries = GaugeMetricFamily("livemigrate_migration_retries",
+                                "Round trips the migration host tried again after a fault that passed, by side "
+                                "(source, destination), and runs it started again from their checkpoints (restarts).",
+                                labels=[*_MIGRATION_LABELS, "side"])
     for migration in migrations:
         labels = [migration.id, migration.project_id]
+        for side, count in retries_of(migration).items():
+            retries.add_metric([*labels, side], count)
         if migration.lag_time_seconds is not None:
             lag.add_metric(labels, migration.lag_time_seconds)
         copied.add_metric(labels, migration.copied_documents)
@@ -70,7 +76,7 @@ def _running(migrations: list[LiveMigration]) -> Iterator[GaugeMetricFamily]:
         applied.add_metric(labels, events_applied(migration))
         ready.add_metric(labels, 1 if migration.ready_for_cutover else 0)
         phase.add_metric([*labels, migration.phase or "NONE"], 1)
-    yield from (lag, copied, total, applied, ready, phase)
+    yield from (lag, copied, total, applied, ready, phase, retries)
 
 
 def _heartbeat_ages(hosts: list[tuple[str, str, datetime]], now: datetime) -> GaugeMetricFamily:

@@ -54,6 +54,12 @@ class Settings(BaseSettings):
         default=False, description="Count every document (a scan) instead of asking for each collection's count.")
     agent_spool_limit_mb: int = Field(
         default=10 * 1024, ge=1, description="Disk the changes read during a copy may take before they are applied.")
+    agent_fault_limit_seconds: float = Field(
+        default=300.0, gt=0, description="How long a fault on a job's source or destination (unreachable, no reply, "
+        "an election) may last before the job ends; shorter ones are ridden out.")
+    agent_socket_timeout_seconds: float = Field(
+        default=120.0, gt=0, description="A reply of the source or destination not come after this long counts as "
+        "a fault (index builds wait as long as they take).")
     agent_processes: int | None = Field(
         default=None, ge=1, description="Worker processes for each job's copy; unset: one per core for a large copy.")
     link_push_timeout_seconds: float = Field(default=10.0, gt=0)

@@ -17,7 +17,7 @@ from pathlib import Path
 from pymongo.errors import PyMongoError
 
 from livemigrate.agent.job_thread import JobThread
-from livemigrate.contracts import ChangeCapture, HostJob, NamespaceReport, ProgressReport
+from livemigrate.contracts import ChangeCapture, HostJob, NamespaceReport, ProgressReport, Retries
 from livemigrate.engine import CaptureScope, EngineError, Migration, MigrationEvent, MigrationOptions
 from livemigrate.engine.capture.spool import Spool
 from livemigrate.engine.checkpoints import CheckpointStore, SqliteCheckpointStore
@@ -48,6 +48,8 @@ class RunnerSettings:
     exact_counts: bool = False
     spool_limit_bytes: int = MigrationOptions.spool_limit_bytes
     processes: int | None = None  # the copy's worker processes (`copy/processes.py`); None: the default
+    fault_limit_seconds: float = MigrationOptions.fault_limit_seconds
+    socket_timeout_seconds: float = MigrationOptions.socket_timeout_seconds
     in_process: bool = False  # the migration host `serve` runs, whose capture is `serve --agent-capture`
 
     @classmethod
@@ -61,7 +63,9 @@ class RunnerSettings:
                    ready_lag_seconds=settings.agent_ready_lag_seconds,
                    count_check_seconds=settings.agent_count_check_seconds,
                    verify_sample=settings.agent_verify_sample, exact_counts=settings.agent_exact_counts,
-                   spool_limit_bytes=settings.agent_spool_limit_mb * 1024**2, in_process=in_process)
+                   spool_limit_bytes=settings.agent_spool_limit_mb * 1024**2,
+                   fault_limit_seconds=settings.agent_fault_limit_seconds,
+                   socket_timeout_seconds=settings.agent_socket_timeout_seconds, in_process=in_process)
 
     def options(self, drop_target: bool, change_capture: ChangeCapture | None = None) -> MigrationOptions:
         """A job's options: the capture its migration asks for (`changeCapture`), else this host's."""
@@ -69,6 +73,8 @@ class RunnerSettings:
         return MigrationOptions(drop_target=drop_target, capture=capture, processes=self.processes,
                                 count_check_seconds=self.count_check_seconds, verify_sample=self.verify_sample,
                                 exact_counts=self.exact_counts, spool_limit_bytes=self.spool_limit_bytes,
+                                fault_limit_seconds=self.fault_limit_seconds,
+                                socket_timeout_seconds=self.socket_timeout_seconds,
                                 capture_remedies=self.capture_remedies())
 
     def capture_remedies(self) -> dict[str, str]:
@@ -132,6 +138,7 @@ class JobRunner(JobThread[Migration]):
             docsPerSecond=round(event.docs_per_second, 1),
             namespaces=_namespace_reports(event), sourceWritesBlocked=event.source_writes_blocked,
             writesAfterCutoverBegan=event.writes_after_drain or None,
+            retries=Retries(**event.retries) if event.retries else None,
             warnings=[event.warning] if event.warning else [],
         )
 

@@ -58,7 +58,7 @@ def record_progress(store: Store, target_org_id: str, source_org_id: str, migrat
         if report.totalDocuments is not None:
             migration.total_documents = report.totalDocuments
         if any(figure is not None for figure in (report.namespaces, report.warnings, report.eventsApplied,
-                                                   report.docsPerSecond)):
+                                                   report.docsPerSecond, report.retries)):
             migration.progress = _progress_with(migration, report)
         if status is MigrationStatus.FAILED:
             migration.error_message = report.errorMessage or "the migration host reported a failure"
@@ -87,6 +87,7 @@ def _progress_with(migration: LiveMigration, report: ProgressReport) -> dict[str
             "warnings": previous.get("warnings", []) if report.warnings is None else list(report.warnings),
             "eventsApplied": previous.get("eventsApplied", 0) if report.eventsApplied is None else report.eventsApplied,
             "docsPerSecond": previous.get("docsPerSecond", 0) if report.docsPerSecond is None else report.docsPerSecond,
+            "retries": previous.get("retries") if report.retries is None else report.retries.model_dump(mode="json"),
             "lagSamples": _with_lag_sample(previous.get("lagSamples", []), migration.lag_time_seconds)}
 
 

@@ -26,6 +26,13 @@ def events_applied(migration: LiveMigration) -> int:
     return int((migration.progress or {}).get("eventsApplied", 0))
 
 
+def retries_of(migration: LiveMigration) -> dict[str, int]:
+    """Round trips the migration host tried again after a fault (`source`, `destination`), and runs it
+    started again from their checkpoints (`restarts`), as last reported."""
+    reported = (migration.progress or {}).get("retries") or {}
+    return {side: int(reported.get(side, 0)) for side in ("source", "destination", "restarts")}
+
+
 def _progress_summary(migration: LiveMigration) -> dict[str, Any]:
     """What a person or a script asks of a running migration, in the spirit of mongosync's progress:
     may it be cut over, may the application write to the destination, how long so far, how long to go."""
@@ -57,6 +64,8 @@ def migration_view(migration: LiveMigration) -> dict[str, Any]:
         "copiedDocuments": migration.copied_documents,
         "totalDocuments": migration.total_documents,
         "eventsApplied": events_applied(migration),
+        # An extension: round trips its host tried again after a fault that passed, by side.
+        "retries": retries_of(migration),
         **_progress_summary(migration),
         "namespaces": migration.progress.get("namespaces", []) if migration.progress else [],
         # An extension: each host's part when several share the migration (`agent/shared_job.py`).

@@ -25,18 +25,14 @@ EXIT_STOPPED = 130
 err_console = make_console(stderr=True)
 
 
-def _options(include: list[str], exclude: list[str], drop_target: bool, workers: int, batch_size: int,
-             capture: Capture, split_threshold: int, count_check_seconds: float, verify_sample: int,
-             exact_counts: bool, spool_limit_mb: int, processes: int | None = None) -> Any:
+def _options(include: list[str], exclude: list[str], capture: Capture, spool_limit_mb: int, **given: Any) -> Any:
+    """The engine's options from the command line's: the namespaces, capture and spool limit translated,
+    the others (`given`) as they are named in `MigrationOptions`."""
     from livemigrate.engine import CaptureScope, MigrationOptions
     from livemigrate.engine.options import NamespaceFilter
 
-    return MigrationOptions(namespaces=NamespaceFilter(tuple(include), tuple(exclude)), drop_target=drop_target,
-                            workers=workers, processes=processes, batch_size=batch_size,
-                            capture=CaptureScope(capture.value),
-                            split_threshold=split_threshold, count_check_seconds=count_check_seconds,
-                            verify_sample=verify_sample, exact_counts=exact_counts,
-                            spool_limit_bytes=spool_limit_mb * 1024**2)
+    return MigrationOptions(namespaces=NamespaceFilter(tuple(include), tuple(exclude)),
+                            capture=CaptureScope(capture.value), spool_limit_bytes=spool_limit_mb * 1024**2, **given)
 
 
 class ProgressView:
@@ -61,7 +57,7 @@ class ProgressView:
             ready = "  counts agree" if event.counts_agree else "  counts differ"
         self.progress.update(self.status, description=f"[bold]{event.phase.value}[/bold]",
                              note=f"{event.docs_per_second:,.0f} docs/s  lag {lag}  applied {event.applied_events}"
-                                  + ready + (f"  {event.message}" if event.message else ""))
+                                  + ready + _retries(event.retries) + (f"  {event.message}" if event.message else ""))
 
         for namespace in event.namespaces:
             task = self.tasks.get(namespace.namespace)
@@ -70,6 +66,12 @@ class ProgressView:
                     namespace.namespace, total=max(namespace.total, 1), note="")
             self.progress.update(task, completed=namespace.copied, total=max(namespace.total, namespace.copied, 1),
                                  note="done" if namespace.done else "")
+
+
+def _retries(retries: dict[str, int]) -> str:
+    """Round trips tried again after a fault that passed, by side, when there were any."""
+    told = ", ".join(f"{side} {count:,}" for side, count in retries.items() if count)
+    return f"  retries: {told}" if told else ""
 
 
 def migrate(
@@ -105,6 +107,13 @@ def migrate(
     spool_limit: int = typer.Option(
         10 * 1024, "--spool-limit", min=1, metavar="MB",
         help="Disk the changes read during the copy may take (in --state-dir) before they are applied."),
+    fault_limit: float = typer.Option(
+        300.0, "--fault-limit", min=0.1, metavar="SECONDS",
+        help="How long a fault on either side (unreachable, no reply, an election) may last before the migration "
+             "ends (run again to resume); shorter ones are ridden out."),
+    socket_timeout: float = typer.Option(
+        120.0, "--socket-timeout", min=0.1, metavar="SECONDS",
+        help="A reply not come after this long counts as a fault (index builds wait as long as they take)."),
     dry_run: bool = typer.Option(
         False, "--dry-run",
         help="Report what would be migrated — per namespace, what will not be migrated as is, an estimate of the "
@@ -112,15 +121,20 @@ def migrate(
 ) -> None:
     """Copy SOURCE into TARGET and keep replicating changes: until Ctrl-C (a checkpoint is kept),
     until caught up, or until SIGUSR1 asks for cutover (drain, verify, exit)."""
+    from pymongo.errors import PyMongoError
+
     from livemigrate.engine import EngineError, Migration
     from livemigrate.engine.capture.spool import Spool
     from livemigrate.engine.checkpoints import SqliteCheckpointStore
+    from livemigrate.engine.errors import redact
     from livemigrate.engine.events import Phase
     from livemigrate.engine.ledger import VerificationLedger
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    options = _options(include, exclude, drop_target, workers, batch_size, capture, split_threshold,
-                       count_check_seconds, verify_sample, exact_counts, spool_limit, processes)
+    options = _options(include, exclude, capture, spool_limit, drop_target=drop_target, workers=workers,
+                       batch_size=batch_size, split_threshold=split_threshold, count_check_seconds=count_check_seconds,
+                       verify_sample=verify_sample, exact_counts=exact_counts, processes=processes,
+                       fault_limit_seconds=fault_limit, socket_timeout_seconds=socket_timeout)
     if dry_run:
         _dry_run(source_uri, target_uri, options)
         return
@@ -147,6 +161,9 @@ def migrate(
             result = migration.run(until_caught_up=until_caught_up)
     except EngineError as error:
         typer.echo(f"Error: {error}", err=True)
+        raise typer.Exit(EXIT_ENGINE_ERROR) from None
+    except PyMongoError as error:  # one the engine does not ride out: said in one line, checkpoints kept
+        typer.echo(f"Error: {type(error).__name__}: {redact(str(error), source_uri, target_uri)[:500]}", err=True)
         raise typer.Exit(EXIT_ENGINE_ERROR) from None
     finally:
         checkpoints.close()

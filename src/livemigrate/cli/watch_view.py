@@ -33,6 +33,9 @@ def header(found: dict[str, Any]) -> Text:
              f"lag {'-' if lag is None else f'{lag:.1f} s'}",
              f"changes applied {found.get('eventsApplied', 0):,}",
              f"copied {found.get('copiedDocuments', 0):,}/{found.get('totalDocuments', 0):,}"]
+    retries = found.get("retries") or {}
+    if any(retries.values()):
+        parts.append("retries " + ", ".join(f"{side} {count:,}" for side, count in retries.items() if count))
     if phase == _COPYING and found.get("copyEtaSeconds") is not None:
         parts.append(f"ETA {_duration(found['copyEtaSeconds'])}")
     hosts = found.get("migrationHosts") or []

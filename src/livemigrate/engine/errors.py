@@ -19,6 +19,8 @@ class EngineErrorCode(str, Enum):
     COPY_WORKER_LOST = "COPY_WORKER_LOST"
     DESTINATION_IN_USE = "DESTINATION_IN_USE"  # another migration writes the destination now
     DESTINATION_TAKEN_OVER = "DESTINATION_TAKEN_OVER"  # another migration wrote it since this one last ran
+    TARGET_OUT_OF_SPACE = "TARGET_OUT_OF_SPACE"  # the destination's disk is full
+    STATE_DISK_FULL = "STATE_DISK_FULL"  # the migration host's state directory cannot be written: its disk is full
 
 
 class EngineError(Exception):

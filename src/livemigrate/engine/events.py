@@ -59,6 +59,8 @@ class MigrationEvent:
     # and how many writes reached it after the drain began all the same.
     source_writes_blocked: bool | None = None
     writes_after_drain: int = 0
+    # Round trips tried again after a fault that passed (`mongo/faults.py`), by side: "source", "destination".
+    retries: dict[str, int] = field(default_factory=dict)
     message: str | None = None
     last_error: str | None = None
     details: dict[str, object] = field(default_factory=dict)

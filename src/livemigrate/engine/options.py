@@ -91,6 +91,12 @@ class MigrationOptions:
     # While replicating, the documents changed are read again this often, so that the cutover reads only
     # what changed since (`verify/refresh.py`).
     ledger_refresh_seconds: float = 5.0
+    # How long a fault on one side (the server unreachable, a reply that never comes, an election) may
+    # last before the migration ends FAILED; shorter faults are ridden out (`mongo/faults.py`).
+    fault_limit_seconds: float = 300.0
+    # A reply not come after this long counts as a fault (the driver's socket timeout; index builds
+    # wait as long as they take).
+    socket_timeout_seconds: float = 120.0
     # How a person starts this migration again with the other change capture, keyed by that capture
     # ("collection", "cluster"), for the warning of a capture that seems to miss changes
     # (`verify/divergence.py`); empty: as `livemigrate migrate` is run.

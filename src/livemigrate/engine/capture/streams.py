@@ -9,17 +9,19 @@ later are looked for, copied and added: `coordinator/late_collections.py`).
 
 from __future__ import annotations
 
+import functools
 import logging
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any, Protocol
 
 from pymongo import MongoClient
 from pymongo.change_stream import ChangeStream
-from pymongo.errors import OperationFailure
+from pymongo.errors import OperationFailure, PyMongoError
 
 from livemigrate.engine.changes import CapturedEvent
 from livemigrate.engine.errors import EngineError, EngineErrorCode
+from livemigrate.engine.mongo.faults import Faults, retry
 from livemigrate.engine.options import NamespaceFilter
 from livemigrate.engine.versions import WIRE_EXPANDED_EVENTS
 
@@ -83,16 +85,44 @@ class NoCapture:
         pass
 
 
+def _next_or_reopen(stream: ChangeStream[Any], faults: Faults,
+                    reopen: Callable[[Any], ChangeStream[Any]]) -> tuple[Any | None, ChangeStream[Any]]:
+    """The stream's next event (None when there is none now), and the stream to read on. After a fault
+    that passes — the driver resumes a stream once by itself, and gives up at the second fault — the
+    stream is opened again at the resume token of the last event handed on: nothing skipped, nothing
+    twice. A fault that outlasts the side's limit, or a history that is gone, is raised."""
+    try:
+        event = stream.try_next()
+    except PyMongoError as error:
+        faults.passed_or_raise(error)
+        token = stream.resume_token
+        if token is None:  # never happens once a stream has answered: its start point is a token
+            raise
+        try:
+            stream.close()
+        except PyMongoError:
+            pass  # the connection it was on is gone: nothing to close there
+        return None, reopen(token)
+    faults.succeeded()
+    return event, stream
+
+
 class ClusterCapture:
     def __init__(self, client: MongoClient[Any], namespaces: NamespaceFilter, token: Any | None,
                  wire_version: int, max_await_ms: int, *, keys_only: bool = False, role: str = "source") -> None:
         self._namespaces = namespaces
         self._role = role
-        options = _stream_options(max_await_ms, keys_only)
+        self._client = client
+        self._options = _stream_options(max_await_ms, keys_only)
         if wire_version >= WIRE_EXPANDED_EVENTS:
-            options["show_expanded_events"] = True
-        with history_guard(CLUSTER_STREAM, role):
-            self._stream: ChangeStream[Any] = client.watch(resume_after=token, **options)
+            self._options["show_expanded_events"] = True
+        self._faults = Faults(client, f"reading the {role}'s change stream")
+        self._stream: ChangeStream[Any] = self._open(token)
+
+    def _open(self, token: Any | None) -> ChangeStream[Any]:
+        with history_guard(CLUSTER_STREAM, self._role):
+            return retry(self._client, f"opening the {self._role}'s change stream",
+                         lambda: self._client.watch(resume_after=token, **self._options))
 
     def tokens(self) -> dict[str, Any]:
         return {CLUSTER_STREAM: self._stream.resume_token}
@@ -101,7 +131,7 @@ class ClusterCapture:
         found: list[CapturedEvent] = []
         with history_guard(CLUSTER_STREAM, self._role):
             while len(found) < max_events:
-                event = self._stream.try_next()
+                event, self._stream = _next_or_reopen(self._stream, self._faults, self._open)
                 if event is None:
                     break
                 ns = event.get("ns") or {}
@@ -124,14 +154,21 @@ class CollectionCapture:
         self._client = client
         self._options = _stream_options(max_await_ms, keys_only)
         self._streams: dict[str, ChangeStream[Any]] = {}
+        self._faults: dict[str, Faults] = {}
         self._pending: list[CapturedEvent] = []  # from streams ended by `end_stream`, for the next poll
         for namespace in namespaces:
             self._streams[namespace] = self._watch(namespace, tokens.get(namespace))
 
     def _watch(self, namespace: str, token: Any | None) -> ChangeStream[Any]:
-        database, name = namespace.split(".", 1)
+        collection = self._client.get_database(namespace.split(".", 1)[0])[namespace.split(".", 1)[1]]
         with history_guard(namespace, self._role):
-            return self._client[database][name].watch(resume_after=token, **self._options)
+            return retry(self._client, f"opening the {self._role}'s change stream of {namespace}",
+                         lambda: collection.watch(resume_after=token, **self._options))
+
+    def _faults_of(self, namespace: str) -> Faults:
+        if namespace not in self._faults:
+            self._faults[namespace] = Faults(self._client, f"reading the {self._role}'s change stream of {namespace}")
+        return self._faults[namespace]
 
     # A collection created after the start (`coordinator/late_collections.py`): its stream is opened before its copy
     # and read with the others once the copy is done.
@@ -152,8 +189,14 @@ class CollectionCapture:
         if stream is None:
             return
         with history_guard(namespace, self._role):
-            while (event := stream.try_next()) is not None:
-                self._pending.append(CapturedEvent(namespace, event))
+            while True:
+                event, reopened = _next_or_reopen(stream, self._faults_of(namespace),
+                                                  functools.partial(self._watch, namespace))
+                if event is None and reopened is stream:  # nothing more, rather than a stream opened again
+                    break
+                stream = reopened
+                if event is not None:
+                    self._pending.append(CapturedEvent(namespace, event))
         stream.close()
         database, name = namespace.split(".", 1)
         self._pending.append(CapturedEvent(namespace, {"operationType": "drop", "ns": {"db": database, "coll": name}}))
@@ -168,7 +211,9 @@ class CollectionCapture:
             taken = 0
             with history_guard(namespace, self._role):
                 while taken < per_stream:
-                    event = stream.try_next()
+                    event, stream = _next_or_reopen(stream, self._faults_of(namespace),
+                                                    functools.partial(self._watch, namespace))
+                    self._streams[namespace] = stream
                     if event is None:
                         break
                     taken += 1

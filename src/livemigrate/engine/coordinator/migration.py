@@ -62,12 +62,16 @@ from livemigrate.engine.mongo import writer
 from livemigrate.engine.mongo.claim import DestinationClaim, default_holder
 from livemigrate.engine.mongo.collections import Discovery
 from livemigrate.engine.mongo.connect import connect, wire_version
+from livemigrate.engine.mongo.faults import RESTARTS, is_transient
 from livemigrate.engine.options import CaptureScope, MigrationOptions
 from livemigrate.engine.verify.passes import VerifyReport
 from livemigrate.engine.verify.verdict import Verdict, reach_verdict
 from livemigrate.engine.versions import WIRE_DEPLOYMENT_STREAMS
 
 log = logging.getLogger("livemigrate.engine")
+
+# A run that lasted this long before its fault got somewhere: the fault after it starts a new streak.
+_PROGRESSED_SECONDS = 30.0
 
 
 
@@ -133,11 +137,43 @@ class Migration:
 
     def run(self, *, until_caught_up: bool = False) -> MigrationResult:
         """Run until stopped, cut over, or (with `until_caught_up`) ready for cutover: the copy done, the
-        lag zero and both sides read for verification, so that a later cutover is short."""
+        lag zero and both sides read for verification, so that a later cutover is short.
+
+        The round trips that make up most of a migration ride out faults by themselves (`mongo/faults.py`).
+        A fault that escapes a step with no retry of its own (discovering the source, blocking its
+        writes, listing its collections) starts the run again from its checkpoints, as a restarted
+        process would — within the same limit, after which the migration ends FAILED."""
+        limit = self.options.fault_limit_seconds
+        failing_since: float | None = None
+        while True:
+            attempt_began = time.monotonic()
+            try:
+                return self._run_once(until_caught_up=until_caught_up, after_fault=failing_since is not None)
+            except PyMongoError as error:
+                if not is_transient(error) or self._controls.stopping.is_set():
+                    self._failed(error)
+                    raise
+                now = time.monotonic()
+                if failing_since is None or now - attempt_began > min(_PROGRESSED_SECONDS, limit / 4):
+                    failing_since = now  # the last attempt got somewhere: a new streak
+                if now - failing_since >= limit:
+                    self._failed(error)
+                    raise
+                self._progress.retries.add(RESTARTS)
+                log.warning("a fault outside any retry (%s): the run starts again from its checkpoints",
+                            redact(str(error), self.source_uri, self.target_uri)[:300])
+                self._controls.stopping.wait(min(2.0, limit / 10))
+
+    def _failed(self, error: PyMongoError) -> None:
+        self._progress.emit(Phase.FAILED, force=True, last_error=redact(str(error), self.source_uri, self.target_uri))
+
+    def _run_once(self, *, until_caught_up: bool, after_fault: bool) -> MigrationResult:
+        """One run, from the checkpoints; `after_fault`: the last one ended on a fault, and reaching the
+        servers again may take a while (within the fault limit)."""
         self._progress.emit(Phase.CONNECTING, force=True)
-        source = connect(self.source_uri, "source")
+        source = self._connect(self.source_uri, "source", after_fault=after_fault)
         try:
-            target = connect(self.target_uri, "target")
+            target = self._connect(self.target_uri, "target", after_fault=after_fault)
         except EngineError:
             source.close()
             raise
@@ -159,10 +195,6 @@ class Migration:
             clean_exit = True
             completed = result.phase is Phase.COMPLETE
             return result
-        except PyMongoError as error:
-            message = redact(str(error), self.source_uri, self.target_uri)
-            self._progress.emit(Phase.FAILED, force=True, last_error=message)
-            raise
         finally:
             if replay is not None and not completed:
                 replay.write_block.lift()  # a cutover that did not complete: the source takes writes again
@@ -178,6 +210,25 @@ class Migration:
                 claim.release()  # writing no more: a stopped run that another migration follows cannot resume
             source.close()
             target.close()
+
+    def _connect(self, uri: str, role: str, *, after_fault: bool = False) -> MongoClient[Any]:
+        """A client that rides out faults within the options' limit, its retries counted in progress.
+        `after_fault`: a server that cannot be reached is tried again until the limit (a first start
+        is told at once)."""
+        began = time.monotonic()
+        while True:
+            try:
+                return connect(uri, role, fault_limit_seconds=self.options.fault_limit_seconds,
+                               socket_timeout_ms=int(self.options.socket_timeout_seconds * 1000),
+                               counts=self._progress.retries)
+            except EngineError as error:
+                unreachable = error.code in (EngineErrorCode.SOURCE_UNREACHABLE, EngineErrorCode.TARGET_UNREACHABLE)
+                if not after_fault or not unreachable or time.monotonic() - began >= self.options.fault_limit_seconds \
+                        or self._controls.stopping.is_set():
+                    raise
+                self._progress.retries.add("source" if role == "source" else "destination")
+                log.warning("%s; trying again", error.message)
+                self._controls.stopping.wait(2.0)
 
     def _run_phases(self, source: MongoClient[Any], target: MongoClient[Any], meta: Document, capture: Capture,
                     replay: Replay, spool: Spool, until_caught_up: bool) -> MigrationResult:
@@ -261,7 +312,9 @@ class Migration:
         if not isinstance(self.checkpoints, SqliteCheckpointStore) or self.ledger.path is None:
             return None
         return CopyProcesses(WorkerSetup(self.source_uri, self.target_uri, self.checkpoints.path.parent,
-                                         self.ledger.path, self.options.batch_size), self.options.processes)
+                                         self.ledger.path, self.options.batch_size, self.options.fault_limit_seconds,
+                                         int(self.options.socket_timeout_seconds * 1000)),
+                             self.options.processes, self._progress.retries)
 
     # --- start, or resume ------------------------------------------------------------------------
 

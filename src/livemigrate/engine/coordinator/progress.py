@@ -14,6 +14,7 @@ from typing import Protocol
 
 from livemigrate.engine.copy.initial_copy import InitialCopy
 from livemigrate.engine.events import MigrationEvent, NamespaceProgress, Phase, VerificationState
+from livemigrate.engine.mongo.faults import RetryCounts
 from livemigrate.engine.verify.passes import VerifyReport
 
 EventListener = Callable[[MigrationEvent], None]
@@ -45,8 +46,9 @@ class ReplayState(Protocol):
 
 
 class Progress:
-    def __init__(self, listeners: list[EventListener]) -> None:
+    def __init__(self, listeners: list[EventListener], retries: RetryCounts | None = None) -> None:
         self._listeners = listeners
+        self.retries = retries if retries is not None else RetryCounts()
         self.copy: InitialCopy | None = None
         self.replay: ReplayState | None = None
         self.resumed = False
@@ -71,6 +73,7 @@ class Progress:
                                warning=replay.warning() if replay is not None else None,
                                source_writes_blocked=replay.source_writes_blocked() if replay is not None else None,
                                writes_after_drain=replay.writes_after_drain if replay is not None else 0,
+                               retries=self.retries.snapshot(),
                                message=message, last_error=last_error)
         for listener in self._listeners:
             listener(event)

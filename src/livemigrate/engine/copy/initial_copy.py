@@ -22,6 +22,7 @@ from livemigrate.engine.copy.ranges import RangeState, Record, copy_range, load_
 from livemigrate.engine.events import NamespaceProgress
 from livemigrate.engine.mongo import writer
 from livemigrate.engine.mongo.collections import CollectionSpec, Discovery
+from livemigrate.engine.mongo.faults import retry
 from livemigrate.engine.mongo.reader import plan_ranges, single_bracket
 from livemigrate.engine.options import MigrationOptions
 
@@ -36,7 +37,8 @@ def plan(source: MongoClient[Any], target: MongoClient[Any], discovery: Discover
     for spec in discovery.collections:
         documents[f"ns:{spec.namespace}"] = spec.to_document()
     for spec in discovery.copied:
-        total = source[spec.database][spec.name].estimated_document_count()
+        collection = source[spec.database][spec.name]
+        total = retry(source, f"counting {spec.namespace}", collection.estimated_document_count)
         ranges = plan_ranges(source, spec.namespace, total, options.split_threshold,
                              max(options.workers, options.processes or default_processes()))
         resumable = single_bracket(source, spec.namespace)

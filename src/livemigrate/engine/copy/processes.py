@@ -41,6 +41,7 @@ from livemigrate.engine.copy.ranges import RangeState, copy_range
 from livemigrate.engine.errors import EngineError, EngineErrorCode
 from livemigrate.engine.ledger import Side, VerificationLedger
 from livemigrate.engine.mongo.connect import connect
+from livemigrate.engine.mongo.faults import RetryCounts
 from livemigrate.engine.options import SHARE_OUT_DOCUMENTS
 
 log = logging.getLogger("livemigrate.engine")
@@ -64,14 +65,18 @@ class WorkerSetup:
     checkpoint_dir: Path
     ledger_path: Path | None
     batch_size: int
+    fault_limit_seconds: float
+    socket_timeout_ms: int
 
 
 class CopyProcesses:
     """`processes` None: the default — one per core, for a copy of at least `SHARE_OUT_DOCUMENTS`."""
 
-    def __init__(self, setup: WorkerSetup, processes: int | None) -> None:
+    def __init__(self, setup: WorkerSetup, processes: int | None, retries: RetryCounts | None = None) -> None:
+        """`retries`: where the workers' retries after a fault are counted, for progress."""
         self._setup = setup
         self._processes = processes
+        self._retries = retries if retries is not None else RetryCounts()
 
     def count_for(self, ranges: int, documents: int) -> int:
         """How many worker processes to copy `ranges` pending ranges of about `documents` documents; 1
@@ -87,16 +92,16 @@ class CopyProcesses:
         how many documents it held). Returns once every range is done or, after `stopping`, once each
         worker has checkpointed its batch; raises the first worker's error."""
         context = multiprocessing.get_context("spawn")
-        news: multiprocessing.Queue[tuple[Document, int]] = context.Queue()
+        news: multiprocessing.Queue[News] = context.Queue()
         stop = context.Event()
         with ProcessPoolExecutor(max_workers=processes, mp_context=context, initializer=_start_worker,
                                  initargs=(self._setup, news, stop)) as pool:
             futures = [pool.submit(_copy, state.to_document()) for state in pending]
             try:
-                self._follow(futures, news, stopping, stop, on_batch)
+                self._follow(futures, news, stopping, stop, self._counted(on_batch))
             finally:
                 stop.set()  # an error, or this thread interrupted: the others stop at their next batch
-        _drain(news, on_batch)
+        _drain(news, self._counted(on_batch))
         for future in futures:
             if future.done() and not future.cancelled() and future.exception() is not None:
                 stopping.set()
@@ -108,9 +113,17 @@ class CopyProcesses:
                 raise error  # type: ignore[misc]
         _log_shares([future.result() for future in futures if future.done() and not future.cancelled()])
 
+    def _counted(self, on_batch: Callable[[Document, int], None]) -> Callable[[News], None]:
+        def told(news: News) -> None:
+            document, copied, retries = news
+            for side, count in retries.items():
+                self._retries.add(side, count)
+            on_batch(document, copied)
+        return told
+
     @staticmethod
-    def _follow(futures: list[Future[WorkerShare]], news: multiprocessing.Queue[tuple[Document, int]],
-                stopping: threading.Event, stop: ProcessEvent, on_batch: Callable[[Document, int], None]) -> None:
+    def _follow(futures: list[Future[WorkerShare]], news: multiprocessing.Queue[News],
+                stopping: threading.Event, stop: ProcessEvent, on_batch: Callable[[News], None]) -> None:
         pending = set(futures)
         while pending:
             done, pending = wait(pending, timeout=0.2, return_when=FIRST_EXCEPTION)
@@ -119,6 +132,11 @@ class CopyProcesses:
                 stop.set()
                 for future in pending:
                     future.cancel()  # those not started yet
+
+
+# What a worker tells the coordinator after each batch: the range's state, the documents the batch
+# held, and the round trips it tried again since it last told (by side).
+News = tuple[Document, int, dict[str, int]]
 
 
 @dataclass(frozen=True)
@@ -141,13 +159,13 @@ def _log_shares(shares: Sequence[WorkerShare]) -> None:
         f"process {pid} copied {documents[pid]:,} document(s) on {cpu[pid]:.1f} s of CPU" for pid in sorted(documents)))
 
 
-def _drain(news: multiprocessing.Queue[tuple[Document, int]], on_batch: Callable[[Document, int], None]) -> None:
+def _drain(news: multiprocessing.Queue[News], on_batch: Callable[[News], None]) -> None:
     while True:
         try:
-            document, copied = news.get_nowait()
+            told = news.get_nowait()
         except queue.Empty:
             return
-        on_batch(document, copied)
+        on_batch(told)
 
 
 # --- in the worker process -----------------------------------------------------------------------
@@ -160,21 +178,25 @@ class _Worker:
     checkpoints: SqliteCheckpointStore
     ledger: VerificationLedger | None
     batch_size: int
-    news: multiprocessing.Queue[tuple[Document, int]]
+    news: multiprocessing.Queue[News]
     stop: ProcessEvent
+    retries: RetryCounts
 
 
 _worker: _Worker | None = None
 
 
-def _start_worker(setup: WorkerSetup, news: multiprocessing.Queue[tuple[Document, int]], stop: ProcessEvent) -> None:
+def _start_worker(setup: WorkerSetup, news: multiprocessing.Queue[News], stop: ProcessEvent) -> None:
     global _worker
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     threading.Thread(target=_exit_with_coordinator, name="coordinator-watch", daemon=True).start()
-    _worker = _Worker(connect(setup.source_uri, "source"), connect(setup.target_uri, "target"),
-                      SqliteCheckpointStore(setup.checkpoint_dir),
+    retries = RetryCounts()
+    clients = [connect(uri, role, fault_limit_seconds=setup.fault_limit_seconds,
+                       socket_timeout_ms=setup.socket_timeout_ms, counts=retries)
+               for uri, role in ((setup.source_uri, "source"), (setup.target_uri, "target"))]
+    _worker = _Worker(clients[0], clients[1], SqliteCheckpointStore(setup.checkpoint_dir),
                       VerificationLedger(setup.ledger_path) if setup.ledger_path is not None else None,
-                      setup.batch_size, news, stop)
+                      setup.batch_size, news, stop, retries)
 
 
 def _exit_with_coordinator() -> None:
@@ -191,12 +213,16 @@ def _copy(document: Document) -> WorkerShare:
     assert worker is not None, "a copy worker runs _start_worker first"
     ledger = worker.ledger
     copied = 0
+    told_retries: dict[str, int] = {}
 
     def after_batch(state: RangeState, batch: int) -> None:
-        nonlocal copied
+        nonlocal copied, told_retries
         saved = state.to_document()
         worker.checkpoints.save({state.key: saved})
-        worker.news.put((saved, batch))
+        retries = worker.retries.snapshot()
+        worker.news.put((saved, batch, {side: count - told_retries.get(side, 0) for side, count in retries.items()
+                                        if count != told_retries.get(side, 0)}))
+        told_retries = retries
         copied += batch
 
     if not worker.stop.is_set():

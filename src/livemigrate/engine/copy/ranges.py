@@ -67,7 +67,8 @@ def copy_range(source: MongoClient[Any], target: MongoClient[Any], state: RangeS
     if state.has_last and not state.resumable:
         log.info("%s: range %d has mixed _id types and restarts from its beginning (duplicates are skipped)",
                  state.namespace, state.index)
-    for batch in prefetch(read_batches(source, state.namespace, state.id_range, state.last_id, has_after, batch_size)):
+    for batch in prefetch(read_batches(source, state.namespace, state.id_range, state.last_id, has_after, batch_size,
+                                       resumable=state.resumable)):
         if record is not None:
             record(state.namespace, batch)
         writer.insert_batch(target, state.namespace, batch)

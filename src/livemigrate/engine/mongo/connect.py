@@ -9,19 +9,29 @@ from pymongo import MongoClient
 from pymongo.errors import ConfigurationError, ConnectionFailure, InvalidURI, OperationFailure, PyMongoError
 
 from livemigrate.engine.errors import EngineError, EngineErrorCode, redact, redact_uri
+from livemigrate.engine.mongo.faults import DRIVER_DETAIL, Endpoint, FaultPolicy, RetryCounts
 
 _AUTH_FAILED_CODES = {18, 11, 13}
 
 
-def connect(uri: str, role: str, timeout_ms: int = 5000) -> MongoClient[Any]:
-    """Open a client on `uri` and prove it works (ping, authentication) before anything is written."""
+def connect(uri: str, role: str, timeout_ms: int = 5000, *, fault_limit_seconds: float | None = None,
+            socket_timeout_ms: int | None = None, counts: RetryCounts | None = None) -> Endpoint:
+    """Open a client on `uri` and prove it works (ping, authentication) before anything is written.
+
+    The client knows its side and how long a fault there may be ridden out (`mongo/faults.py`):
+    `fault_limit_seconds`, and `counts`, where the retries of a migration's clients are counted.
+    `socket_timeout_ms` ends a round trip whose reply never comes (the driver sets none: it would
+    wait for ever on a connection that stays open); a timeout in the URI wins."""
     unreachable = EngineErrorCode.SOURCE_UNREACHABLE if role == "source" else EngineErrorCode.TARGET_UNREACHABLE
     auth_failed = EngineErrorCode.SOURCE_AUTH_FAILED if role == "source" else EngineErrorCode.TARGET_AUTH_FAILED
     lowered = uri.lower()
     timeouts: dict[str, Any] = {name: timeout_ms for name in ("serverSelectionTimeoutMS", "connectTimeoutMS")
                 if name.lower() not in lowered}  # a timeout set in the URI wins
+    if socket_timeout_ms is not None and "sockettimeoutms" not in lowered:
+        timeouts["socketTimeoutMS"] = socket_timeout_ms
     try:
-        client: MongoClient[Any] = MongoClient(uri, appname="livemigrate", **timeouts)
+        client = Endpoint(uri, appname="livemigrate", **timeouts)
+        client.open_patient_with(uri, {"appname": "livemigrate", **timeouts})
     except (InvalidURI, ConfigurationError, ValueError) as error:
         raise EngineError(EngineErrorCode.INVALID_URI,
                           f"the {role} URI {redact_uri(uri)} is not valid: {redact(str(error), uri)}") from None
@@ -50,6 +60,12 @@ def connect(uri: str, role: str, timeout_ms: int = 5000) -> MongoClient[Any]:
                                            f"({type(error).__name__}: {redact(str(error), uri)})") from None
         raise EngineError(unreachable, f"the {role} at {redact_uri(uri)} answered in a way that cannot be used: "
                                        f"{type(error).__name__}: {redact(str(error), uri)}") from None
+    defaults = FaultPolicy()
+    client.fault_policy = FaultPolicy(
+        side="source" if role == "source" else "destination",
+        limit_seconds=fault_limit_seconds if fault_limit_seconds is not None else defaults.limit_seconds,
+        counts=counts if counts is not None else RetryCounts())
+    client.address_text = hosts_of(redact_uri(uri))
     return client
 
 
@@ -66,8 +82,6 @@ _CAUSES = (
     (("timed out", "timeout"), "no answer in time", "check that the host is reachable from here (address, firewall, "
                                                     "network)"),
 )
-_DRIVER_DETAIL = re.compile(r"(?:, Timeout: [\d.]+s)?, Topology Description: .*$|\s*\(configured timeouts:[^)]*\)",
-                            re.DOTALL)
 
 
 def describe_failure(error: BaseException, address: str) -> str:
@@ -82,8 +96,13 @@ def describe_failure(error: BaseException, address: str) -> str:
     for signs, cause, check in _CAUSES:
         if any(sign in lowered for sign in signs):
             return f"{where}: {cause}; {check}"
-    detail = _DRIVER_DETAIL.sub("", text).strip()
+    detail = strip_driver_detail(text).strip()
     return f"{where}: {type(error).__name__}: {detail[:300]}"
+
+
+def strip_driver_detail(text: str) -> str:
+    """A driver message without its topology dump and its list of configured timeouts."""
+    return DRIVER_DETAIL.sub("", text)
 
 
 def hosts_of(uri: str) -> str:

@@ -17,6 +17,8 @@ from bson.raw_bson import RawBSONDocument
 from pymongo import ASCENDING, MongoClient
 from pymongo.collection import Collection
 
+from livemigrate.engine.mongo.faults import resumable_reads, retry
+
 RAW = CodecOptions(document_class=RawBSONDocument)
 
 # BSON comparison brackets: values of one bracket sort together and `$gt`/`$lt` compare only within it.
@@ -40,8 +42,10 @@ def _bracket(value: Any) -> str:
     return "number" if isinstance(value, _NUMBERS) and not isinstance(value, bool) else type(value).__name__
 
 
-def _edge_id(collection: Collection[Any], direction: int) -> Any:
-    found = collection.find_one({}, {"_id": 1}, sort=[("_id", direction)])
+def _edge_id(client: MongoClient[Any], collection: Collection[Any], direction: int) -> Any:
+    found = retry(client, f"reading the {'lowest' if direction == ASCENDING else 'highest'} _id of "
+                          f"{collection.full_name}",
+                  lambda: collection.find_one({}, {"_id": 1}, sort=[("_id", direction)]))
     return None if found is None else found["_id"]
 
 
@@ -49,7 +53,7 @@ def single_bracket(client: MongoClient[Any], namespace: str) -> bool:
     """True when every `_id` is of one comparison bracket — then ranges and `$gt` resumption are exact."""
     database, name = namespace.split(".", 1)
     collection = client[database][name]
-    lowest, highest = _edge_id(collection, ASCENDING), _edge_id(collection, -1)
+    lowest, highest = _edge_id(client, collection, ASCENDING), _edge_id(client, collection, -1)
     return lowest is None or _bracket(lowest) == _bracket(highest)
 
 
@@ -63,7 +67,9 @@ def plan_ranges(client: MongoClient[Any], namespace: str, count: int, split_thre
     step = max(count // parts, 1)
     bounds: list[Any] = []
     for index in range(1, parts):
-        found = list(collection.find({}, {"_id": 1}).sort("_id", ASCENDING).skip(step * index).limit(1))
+        found = retry(client, f"planning the copy's ranges of {namespace}",
+                      lambda index=index: list(collection.find({}, {"_id": 1}).sort("_id", ASCENDING)  # type: ignore[misc]
+                                               .skip(step * index).limit(1)))
         if found and (not bounds or found[0]["_id"] != bounds[-1]):
             bounds.append(found[0]["_id"])
     edges = [None, *bounds, None]
@@ -71,18 +77,29 @@ def plan_ranges(client: MongoClient[Any], namespace: str, count: int, split_thre
 
 
 def read_batches(client: MongoClient[Any], namespace: str, id_range: IdRange, after: Any, has_after: bool,
-                 batch_size: int) -> Iterator[list[RawBSONDocument]]:
-    """Batches of documents of the range in `_id` order, starting after `after` when resuming."""
-    bounds: dict[str, Any] = {}
-    if has_after:
-        bounds["$gt"] = after
-    elif id_range.lower is not None:
-        bounds["$gte"] = id_range.lower
-    if id_range.upper is not None:
-        bounds["$lt"] = id_range.upper
-    query = {"_id": bounds} if bounds else {}
-    return in_batches(raw_collection(client, namespace).find(query).sort("_id", ASCENDING).batch_size(batch_size),
-                      batch_size)
+                 batch_size: int, *, resumable: bool = True) -> Iterator[list[RawBSONDocument]]:
+    """Batches of documents of the range in `_id` order, starting after `after` when resuming.
+
+    A fault in the middle (a reset, a timeout, a stepdown: `faults.py`) opens the read again after the
+    last `_id` handed on — exact when the range is `resumable` (its `_id`s of one comparison bracket);
+    otherwise from where this read began, and what is read twice is skipped by the writer."""
+    collection = raw_collection(client, namespace)
+
+    def open_from(position: tuple[bool, Any]) -> Iterator[list[RawBSONDocument]]:
+        resuming, last = position
+        bounds: dict[str, Any] = {}
+        if resuming:
+            bounds["$gt"] = last
+        elif id_range.lower is not None:
+            bounds["$gte"] = id_range.lower
+        if id_range.upper is not None:
+            bounds["$lt"] = id_range.upper
+        query = {"_id": bounds} if bounds else {}
+        return in_batches(collection.find(query).sort("_id", ASCENDING).batch_size(batch_size), batch_size)
+
+    start = (has_after, after)
+    return resumable_reads(client, f"reading {namespace} for the copy", open_from,
+                           lambda batch: (True, batch[-1]["_id"]) if resumable else start, start)
 
 
 # A batch also ends once it holds this many bytes. Counted in documents alone, a batch of a thousand

@@ -20,6 +20,7 @@ from typing import Any
 
 from pymongo import MongoClient
 
+from livemigrate.engine.mongo.faults import retry
 from livemigrate.engine.verify.passes import on_both_sides
 
 
@@ -36,14 +37,16 @@ def count(client: MongoClient[Any], namespace: str, *, exact: bool = False) -> i
     """Documents in one namespace (0 when it does not exist)."""
     database, name = namespace.split(".", 1)
     collection = client[database][name]
-    return collection.count_documents({}) if exact else collection.estimated_document_count()
+    return retry(client, f"counting {namespace}",
+                 lambda: collection.count_documents({}) if exact else collection.estimated_document_count())
 
 
 def counts(client: MongoClient[Any], namespaces: Sequence[str], *, exact: bool = False) -> dict[str, int]:
     """Each namespace's count; one the server does not list is 0 without asking it: nx-27017 creates
     the collection a count names, and a collection dropped on the source came back, empty, at every
     count check (and on the destination once its drop was applied)."""
-    listed = {database: set(client[database].list_collection_names())
+    listed = {database: set(retry(client, f"listing the collections of {database}",
+                                  client[database].list_collection_names))
               for database in {namespace.split(".", 1)[0] for namespace in namespaces}}
     return {namespace: count(client, namespace, exact=exact)
             if namespace.split(".", 1)[1] in listed[namespace.split(".", 1)[0]] else 0 for namespace in namespaces}

@@ -28,6 +28,7 @@ from pymongo.errors import PyMongoError
 from livemigrate.engine.digests import digest_of, identifier_of, namespace_hash
 from livemigrate.engine.events import VerificationState
 from livemigrate.engine.ledger import Side, VerificationLedger
+from livemigrate.engine.mongo.faults import Faults, retry
 from livemigrate.engine.mongo.reader import in_batches, prefetch, raw_collection
 
 log = logging.getLogger("livemigrate.engine.verify")
@@ -92,7 +93,17 @@ def _batches(client: MongoClient[Any], namespace: str) -> Iterator[list[RawBSOND
 
 
 def _digests(client: MongoClient[Any], namespace: str) -> Digests:
-    return dict(digest_of(document) for batch in _batches(client, namespace) for document in batch)
+    """The namespace's digests; after a fault (`mongo/faults.py`), read again from the start."""
+    faults = Faults(client, f"reading {namespace} to verify it")
+    while True:
+        digests: Digests = {}
+        try:
+            for batch in _batches(client, namespace):
+                digests.update(digest_of(document) for document in batch)
+                faults.succeeded()
+            return digests
+        except PyMongoError as error:
+            faults.passed_or_raise(error)
 
 
 def on_both_sides(read: Callable[[MongoClient[Any], Side], T], source: MongoClient[Any],
@@ -199,17 +210,30 @@ class VerificationPass:
                 self._side_read(namespace)
                 continue
             read = True
-            self._ledger.start_pass(side, namespace)
-            for batch in _batches(client, namespace):
-                self._ledger.record(side, namespace, batch)
-                if self._stopping.is_set():
-                    return False
-            self._ledger.finish_pass(side, namespace)
+            if not self._read_namespace(client, side, namespace):
+                return False
             self._side_read(namespace)
         if side is Side.SOURCE and (read or not self._ledger.sample_keys()):
             self._ledger.draw_sample(self._namespaces, self._sample)
         return True
 
+
+    def _read_namespace(self, client: MongoClient[Any], side: Side, namespace: str) -> bool:
+        """One side of a namespace into the ledger; after a fault that passes, that side of it is read
+        again from the start (`start_pass` forgets what the broken read recorded). False if stopped."""
+        faults = Faults(client, f"reading {namespace} for verification")
+        while True:
+            try:
+                self._ledger.start_pass(side, namespace)
+                for batch in _batches(client, namespace):
+                    self._ledger.record(side, namespace, batch)
+                    faults.succeeded()
+                    if self._stopping.is_set():
+                        return False
+                self._ledger.finish_pass(side, namespace)
+                return True
+            except PyMongoError as error:
+                faults.passed_or_raise(error)
 
     def _side_read(self, namespace: str) -> None:
         with self._lock:  # one thread per side counts
@@ -221,7 +245,9 @@ def _read_keys(client: MongoClient[Any], side: Side, namespace: str, keys: Seque
     collection = raw_collection(client, namespace)
     for start in range(0, len(keys), _BATCH):
         part = keys[start:start + _BATCH]
-        found = list(collection.find({"_id": {"$in": [identifier_of(key) for key in part]}}))
+        found = retry(client, f"reading changed documents of {namespace} again",
+                      lambda part=part: list(collection.find({"_id": {"$in": [identifier_of(key)  # type: ignore[misc]
+                                                                             for key in part]}})))
         ledger.replace(side, namespace, part, found)
 
 
