@@ -1,6 +1,8 @@
 """The web console over HTTP, without a browser: sign-in and its refusals, the session cookie, CSRF,
-roles and another org's pages — each checked by what the server answers and what it then holds; and
-what each route declares it requires, read from the app's routes."""
+roles and another org's pages, a read-only key's disabled buttons, a deleted key's session sent to the
+sign-in, the security headers and the icon, notices only the server wrote, the link-tokens listed —
+each checked by what the server answers and what it then holds; and what each route declares it
+requires, read from the app's routes."""
 
 from __future__ import annotations
 
@@ -132,6 +134,13 @@ def test_a_read_only_key_sees_but_does_not_act_and_an_access_list_applies(
         project = api.post(f"{TARGET}/groups", json={"name": "watched", "orgId": target_org.org_id}).json()
     client, csrf = signed_in(server, OrgCredentials(target_org.org_id, reader["publicKey"], reader["privateKey"]))
     try:
+        # The owner's buttons are there, disabled, each saying why; and the page says it once in words.
+        for path in (f"/console/orgs/{target_org.org_id}", f"/console/groups/{project['id']}"):
+            shown = client.get(path).text
+            acting = [(attributes, label) for attributes, label in _buttons(shown) if label != "Sign out"]
+            assert acting and all("disabled" in attributes and "read-only" in attributes for attributes, _ in acting), \
+                (path, acting)
+            assert 'id="read-only"' in shown and "Your key is read-only (ORG_READ_ONLY)" in shown, path
         refused = client.post(f"/console/orgs/{target_org.org_id}/projects", data={"csrf": csrf, "name": "nope"})
         assert refused.status_code == 403 and "ORG_OWNER" in refused.text
         # The owner's actions on a migration, as the API's: refused before the migration is even looked at.
@@ -144,6 +153,91 @@ def test_a_read_only_key_sees_but_does_not_act_and_an_access_list_applies(
     with httpx.Client(base_url=server.base_url, verify=LOOPBACK_TLS) as client:
         answer = post_sign_in(client, fenced["publicKey"], fenced["privateKey"])
         assert answer.status_code == 403 and "127.0.0.1 is not allowed" in answer.text
+
+
+def _buttons(html: str) -> list[tuple[str, str]]:
+    """Each button of a page: its attributes and its label."""
+    return [(attributes, label.strip()) for attributes, label in re.findall(r"<button([^>]*)>([^<]*)</button>", html)]
+
+
+def test_an_owner_and_a_member_key_see_the_buttons_they_may_or_may_not_use(
+        server: ServerProcess, target_org: OrgCredentials, target_browser: tuple[httpx.Client, str]) -> None:
+    owner, _ = target_browser
+    shown = owner.get(f"/console/orgs/{target_org.org_id}").text
+    assert 'id="read-only"' not in shown and not any("disabled" in attributes for attributes, _ in _buttons(shown))
+    with server.client(target_org) as api:
+        member = api.post(f"{TARGET}/orgs/{target_org.org_id}/apiKeys",
+                          json={"desc": "member", "roles": ["ORG_MEMBER"]}).json()
+    client, _ = signed_in(server, OrgCredentials(target_org.org_id, member["publicKey"], member["privateKey"]))
+    try:
+        shown = client.get(f"/console/orgs/{target_org.org_id}").text
+    finally:
+        client.close()
+    assert "Your key is read-only (ORG_MEMBER)" in shown
+    assert all("disabled" in attributes for attributes, label in _buttons(shown) if label != "Sign out")
+
+
+def test_a_deleted_keys_session_is_sent_to_sign_in_saying_so(server: ServerProcess, target_org: OrgCredentials) -> None:
+    with server.client(target_org) as api:
+        keys = f"{TARGET}/orgs/{target_org.org_id}/apiKeys"
+        doomed = api.post(keys, json={"desc": "doomed", "roles": ["ORG_OWNER"]}).json()
+    client, _ = signed_in(server, OrgCredentials(target_org.org_id, doomed["publicKey"], doomed["privateKey"]))
+    try:
+        with server.client(target_org) as api:
+            assert api.delete(f"{keys}/{doomed['id']}").status_code == 204
+        answer = client.get(f"/console/orgs/{target_org.org_id}")
+        assert answer.status_code == 303, answer.text
+        assert answer.headers["location"].startswith("/console/sign-in?") and COOKIE not in client.cookies
+        sign_in_page = client.get(answer.headers["location"])
+        assert sign_in_page.status_code == 200 and 'id="sign-in"' in sign_in_page.text
+        assert "The API key this browser was signed in with no longer exists" in sign_in_page.text
+    finally:
+        client.close()
+
+
+def test_console_answers_carry_security_headers_inline_nothing_and_an_icon(
+        server: ServerProcess, target_org: OrgCredentials, target_browser: tuple[httpx.Client, str]) -> None:
+    client, _ = target_browser
+    icon = client.get("/favicon.ico")
+    assert icon.status_code == 200 and icon.headers["content-type"] == "image/x-icon"
+    assert icon.content.startswith(b"\0\0\1\0")  # an ICO
+    org_page = client.get(f"/console/orgs/{target_org.org_id}")
+    linked = re.findall(r'<link rel="icon" href="([^"]+)"', org_page.text)
+    assert linked and client.get(linked[0]).content == icon.content
+    answers = {"page": org_page, "redirect": client.get("/console/"), "refusal": client.get("/console/groups/nope"),
+               "sign-in": httpx.get(f"{server.base_url}/console/sign-in", verify=LOOPBACK_TLS)}
+    assert [answer.status_code for answer in answers.values()] == [200, 303, 404, 200]
+    for name, answer in answers.items():
+        policy = answer.headers.get("content-security-policy", "")
+        for directive in ("default-src 'none'", "script-src 'self'", "style-src 'self'", "img-src 'self'",
+                          "frame-ancestors 'none'"):
+            assert directive in policy, (name, policy)
+        assert answer.headers.get("x-frame-options") == "DENY", name
+        assert answer.headers.get("referrer-policy") == "same-origin", name
+    # What the policy would block, none is there: no inline script, no style element or attribute.
+    for answer in (org_page, answers["sign-in"]):
+        assert not re.search(r"<script(?![^>]*\bsrc=)|<style|\sstyle=", answer.text)
+
+
+def test_a_notice_is_shown_only_when_this_server_wrote_it_for_this_session(
+        server: ServerProcess, target_org: OrgCredentials, target_browser: tuple[httpx.Client, str]) -> None:
+    client, csrf = target_browser
+    org_path = f"/console/orgs/{target_org.org_id}"
+    crafted = "Your account is locked: call +1 555 0100 with your private key."
+    assert crafted not in client.get(org_path, params={"notice": crafted}).text
+    assert crafted not in client.get(org_path, params={"notice": crafted, "sig": "0" * 32}).text
+    revoked = client.post(f"{org_path}/link-tokens/revoke", data={"csrf": csrf})
+    assert revoked.status_code == 303
+    landed = client.get(revoked.headers["location"])
+    assert '<p class="notice" role="status">Revoked 0 link-token(s) and their links.</p>' in landed.text
+    # The same address, opened in another session (another person's, sent the link): no notice there.
+    other, _ = signed_in(server, target_org)
+    try:
+        assert "Revoked 0 link-token(s)" not in other.get(revoked.headers["location"]).text
+    finally:
+        other.close()
+    with httpx.Client(base_url=server.base_url, verify=LOOPBACK_TLS) as anonymous:  # before a session: fixed keys only
+        assert crafted not in anonymous.get("/console/sign-in", params={"notice": crafted}).text
 
 
 def _form_page(client: httpx.Client, path: str, csrf: str, **fields: str) -> httpx.Response:
@@ -161,13 +255,18 @@ def test_each_sides_actions_over_http_say_what_happened_and_show_secrets_once(
         made = _form_page(atlas, f"{target_page}/link-tokens", atlas_csrf, accessListIps="127.0.0.1")
         token = re.findall(r'id="link-token">([^<]+)<', made.text)[0]
         assert made.status_code == 201 and token.startswith("lmlt1.") and 'data-page="' + target_page in made.text
-        assert token not in atlas.get(target_page).text  # shown once
+        listed = atlas.get(target_page).text
+        assert token not in listed  # shown once; listed without its text, with its access list, unused yet
+        [row] = re.findall(r'<table id="link-tokens">.*?<tbody>(.*?)</tbody>', listed, re.S)
+        assert "127.0.0.1" in row and "no link yet" in row and "never" in row and " UTC" in row, row
 
         source_page = f"/console/orgs/{source_org.org_id}"
         garbage = _form_page(cloud, f"{source_page}/link", cloud_csrf, linkToken="lmlt1.garbage")
         assert garbage.status_code == 400 and "Not linked" in garbage.text
         linked = _form_page(cloud, f"{source_page}/link", cloud_csrf, linkToken=token)
         assert "Linked: SYNCED." in linked.text and 'id="link-status">SYNCED' in linked.text
+        [row] = re.findall(r'<table id="link-tokens">.*?<tbody>(.*?)</tbody>', atlas.get(target_page).text, re.S)
+        assert f"source org <code>{source_org.org_id}</code>" in row and "never" not in row, row
 
         project = _form_page(cloud, f"{source_page}/projects", cloud_csrf, name="shop")
         project_path = str(project.url.path)
@@ -197,7 +296,11 @@ def test_each_sides_actions_over_http_say_what_happened_and_show_secrets_once(
         started = _form_page(atlas, f"{atlas_project}/validations", atlas_csrf, **request)
         assert "Validation" in started.text and "started" in started.text
         assert wait_for(lambda: 'class="badge FAILED"' in atlas.get(atlas_project).text, timeout=10)
-        assert "is not available" in atlas.get(atlas_project).text
+        validations = re.findall(r'<section id="validations".*?</section>', atlas.get(atlas_project).text, re.S)[0]
+        assert "is not available" in validations  # named: the source as the link shows it, and the destination
+        # Refused before its host was asked, it still names what it validated.
+        assert f'<td class="source">{"5f" + "0" * 22} / nowhere</td>' in validations, validations
+        assert '<td class="destination">atlas-shop / Destination</td>' in validations, validations
     finally:
         atlas.close()
         cloud.close()

@@ -142,7 +142,6 @@ def create_app(settings: Settings, store: Store | None = None, *, on_started: Ca
     app.state.context = context
     exception_handlers.install(app)
     app.add_middleware(RequestContextMiddleware, max_body_bytes=settings.max_body_bytes)
-    app.add_middleware(RequestMetricsMiddleware)  # added last: the outermost, it sees every answer
     app.include_router(directory_router(SOURCE, SOURCE_PREFIX))
     app.include_router(source_routes.router)
     app.include_router(source_inventory_routes.router)
@@ -152,7 +151,8 @@ def create_app(settings: Settings, store: Store | None = None, *, on_started: Ca
     app.include_router(target_migration_routes.router)
     app.openapi = openapi.describe(app)  # type: ignore[method-assign]
     api_docs.install(app)
-    console_routes.install(app)
+    console_routes.install(app)  # adds the console's headers middleware
+    app.add_middleware(RequestMetricsMiddleware)  # added last: the outermost, it sees every answer
 
     store_metrics = metrics.store_registry(store)
 

@@ -33,6 +33,10 @@ HOST_ANSWER_SECONDS = 120
 def start_validation(store: Store, project_id: str, request: MigrationRequest) -> LiveMigrationValidation:
     validation = LiveMigrationValidation(id=new_object_id(), project_id=project_id,
                                          source_project_id=request.source.group_id,
+                                         # Named from the start: a validation refused before its host is
+                                         # asked still says what it validated.
+                                         source_cluster_name=request.source.cluster_name,
+                                         destination_cluster_name=request.destination_cluster_name,
                                          status=ValidationStatus.PENDING.value)
     with store.write() as session:
         session.add(validation)

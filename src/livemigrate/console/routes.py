@@ -1,5 +1,6 @@
 """The web console under `/console`: pages rendered on the server from the same services the APIs call,
-for the org of the API key that signed in, with the roles the APIs require for each action.
+for the org of the API key that signed in, with the roles the APIs require for each action. This module
+holds the organizations' and projects' pages and actions; a migration's are in `migration_pages.py`.
 
 Each route declares what it requires in its signature, with the guards of `signed_in.py`: the role of
 each page and each form action reads at its route (`OrgOwner`, `ProjectReader`…), and every form POST
@@ -11,7 +12,7 @@ read or changed. Pages do not exist for another org's ids (404), as the APIs ans
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 
 from fastapi import APIRouter, FastAPI
 from pydantic import BaseModel, ValidationError
@@ -20,7 +21,7 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.staticfiles import StaticFiles
 
-from livemigrate.atlas import clusters, link_tokens, links, migration_views, migrations, validations
+from livemigrate.atlas import clusters, link_tokens, migrations
 from livemigrate.atlas.migration_routes import (
     ClusterRequest,
     LiveMigrationRequest,
@@ -33,36 +34,33 @@ from livemigrate.cloud_manager import agents, hosts
 from livemigrate.cloud_manager.inventory_routes import HostRequest
 from livemigrate.cloud_manager.link import link_view
 from livemigrate.cloud_manager.probe import HostAddress
-from livemigrate.console import signed_in
-from livemigrate.console.lag_chart import lag_chart
+from livemigrate.console import headers, migration_pages, signed_in
 from livemigrate.console.rendering import back, page
-from livemigrate.console.signed_in import (
-    CheckedForm,
-    ConsoleRefusal,
-    Session,
-    console_org_role,
-    console_project_role,
+from livemigrate.console.signed_in import CheckedForm, OrgOwner, OrgReader, ProjectOwner, ProjectReader, Session
+from livemigrate.console.views import (
+    SourceNames,
+    link_token_rows,
+    org_migrations,
+    project_migrations,
+    refused_while_running,
+    validation_rows,
 )
 from livemigrate.context import SignedIn, context_of
 from livemigrate.directory import projects
 from livemigrate.http.errors import ApiError, ErrorCode
-from livemigrate.http.roles import OrgRole
 from livemigrate.store.models import Organization, Project
 from livemigrate.vocabulary import SOURCE
 
 router = APIRouter(prefix="/console", include_in_schema=False)
-
-OrgReader = Annotated[Organization, console_org_role(OrgRole.ORG_READ_ONLY)]
-OrgOwner = Annotated[Organization, console_org_role(OrgRole.ORG_OWNER)]
-ProjectReader = Annotated[Project, console_project_role(OrgRole.ORG_READ_ONLY)]
-ProjectOwner = Annotated[Project, console_project_role(OrgRole.ORG_OWNER)]
 
 
 def install(app: FastAPI) -> None:
     app.mount("/console/static", StaticFiles(directory=Path(__file__).parent / "static"), name="console-static")
     app.include_router(signed_in.router)
     app.include_router(router)
+    app.include_router(migration_pages.router)
     signed_in.add_exception_handlers(app)
+    headers.install(app)
 
 
 def _parsed(model: type[BaseModel], values: dict[str, Any]) -> Any:
@@ -84,20 +82,21 @@ def home(active: Session) -> Response:
 
 def _org_page(request: Request, active: SignedIn, org: Organization, status: int = 200,
               **values: Any) -> Response:
-    store = context_of(request).store
+    context = context_of(request)
+    store = context.store
     org_projects = projects.list_projects(store, org.id)
     if org.side == SOURCE:
         try:
-            link: dict[str, object] | None = link_view(context_of(request).link_service.get_link(org.id))
+            link: dict[str, object] | None = link_view(context.link_service.get_link(org.id))
         except ApiError:
             link = None
         return page(request, "source_org.html", active, status, page_path=f"/console/orgs/{org.id}", org=org,
-                    projects=org_projects, link=link,
-                    notice=request.query_params.get("notice"), **values)
+                    projects=org_projects, link=link, **values)
+    names = SourceNames.of(store, org.id)
     return page(request, "target_org.html", active, status, page_path=f"/console/orgs/{org.id}", org=org,
-                projects=org_projects,
-                available=links.available_projects(store, org.id), notice=request.query_params.get("notice"),
-                **values)
+                projects=org_projects, available=list(names.by_id.values()),
+                link_tokens=link_token_rows(store, org.id),
+                migrations=org_migrations(store, org, names, window(context), hosts_gone(context)), **values)
 
 
 @router.get("/orgs/{org_id}")
@@ -120,8 +119,9 @@ async def connect_link(request: Request, active: Session, form: CheckedForm, org
     try:
         status = await context_of(request).link_service.connect(org.id, form.get("linkToken", "").strip())
     except ApiError as error:
-        return await run_in_threadpool(_org_page, request, active, org, error.status, error=error.detail)
-    return back(f"/console/orgs/{org.id}", f"Linked: {status}.")
+        return await run_in_threadpool(_org_page, request, active, org, error.status,
+                                       error=await run_in_threadpool(_refusal, request, org, error))
+    return back(f"/console/orgs/{org.id}", active, f"Linked: {status}.")
 
 
 @router.post("/orgs/{org_id}/link/delete")
@@ -129,12 +129,14 @@ async def disconnect_link(request: Request, active: Session, _form: CheckedForm,
     try:
         await context_of(request).link_service.delete(org.id)
     except ApiError as error:
-        explained = error.detail
-        if error.code is ErrorCode.CANNOT_DELETE_ORG_LINK_WITH_RUNNING_LIVE_EXPORT:
-            explained += (" A migration of this organization is still running: cut it over (or let it end) on the "
-                          "target first, then disconnect.")
-        return await run_in_threadpool(_org_page, request, active, org, error.status, error=explained)
-    return back(f"/console/orgs/{org.id}", "Disconnected.")
+        return await run_in_threadpool(_org_page, request, active, org, error.status,
+                                       error=await run_in_threadpool(_refusal, request, org, error))
+    return back(f"/console/orgs/{org.id}", active, "Disconnected.")
+
+
+def _refusal(request: Request, org: Organization, error: ApiError) -> str:
+    """A refused link change in the console's words: of the link, naming the projects whose migration runs."""
+    return refused_while_running(error, projects.list_projects(context_of(request).store, org.id))
 
 
 @router.post("/orgs/{org_id}/link-tokens")
@@ -150,9 +152,9 @@ async def create_link_token(request: Request, active: Session, form: CheckedForm
 
 
 @router.post("/orgs/{org_id}/link-tokens/revoke")
-async def revoke_link_tokens(request: Request, _active: Session, _form: CheckedForm, org: OrgOwner) -> Response:
+async def revoke_link_tokens(request: Request, active: Session, _form: CheckedForm, org: OrgOwner) -> Response:
     revoked = await run_in_threadpool(link_tokens.revoke_link_tokens, context_of(request).store, org.id)
-    return back(f"/console/orgs/{org.id}", f"Revoked {revoked} link-token(s) and their links.")
+    return back(f"/console/orgs/{org.id}", active, f"Revoked {revoked} link-token(s) and their links.")
 
 
 # --- projects ----------------------------------------------------------------------------------------
@@ -162,21 +164,17 @@ def _project_page(request: Request, active: SignedIn, project: Project, status: 
                   **values: Any) -> Response:
     context = context_of(request)
     store, settings = context.store, context.settings
-    common = {"project": project, "notice": request.query_params.get("notice"),
-              "page_path": f"/console/groups/{project.id}", **values}
+    common = {"project": project, "page_path": f"/console/groups/{project.id}", **values}
     if active.principal.org_side == SOURCE:
         return page(request, "source_project.html", active, status, hosts=hosts.list_hosts(store, project.id),
                     migration_hosts=[(host, agents.is_alive(host, settings.migration_host_alive_seconds))
                                      for host in agents.list_migration_hosts(store, project.id)],
                     agent_keys=agents.list_agent_keys(store, project.id), **common)
+    names = SourceNames.of(store, project.org_id)
     return page(request, "target_project.html", active, status,
-                clusters=clusters.list_clusters(store, project.id),
-                validations=[validations.validation_view(validation)
-                             for validation in validations.recent_validations(store, project.id)],
-                migrations=[migration_views.migration_view(migration) for migration in
-                            migrations.list_migrations(store, project.id, window(context_of(request)),
-                                                       hosts_gone(context_of(request)))],
-                available=links.available_projects(store, project.org_id), **common)
+                clusters=clusters.list_clusters(store, project.id), validations=validation_rows(store, project, names),
+                migrations=project_migrations(store, project, names, window(context), hosts_gone(context)),
+                available=list(names.by_id.values()), **common)
 
 
 @router.get("/groups/{group_id}")
@@ -201,7 +199,7 @@ async def add_host(request: Request, active: Session, form: CheckedForm, project
         return await run_in_threadpool(_project_page, request, active, project, error.status, error=error.detail)
     probe = (f"probe failed: {host.last_error}" if host.last_error
              else f"MongoDB {host.version}, deployment {host.cluster_name}")
-    return back(f"/console/groups/{project.id}", f"Host {host.hostname}:{host.port} added — {probe}.")
+    return back(f"/console/groups/{project.id}", active, f"Host {host.hostname}:{host.port} added — {probe}.")
 
 
 def _port(given: str) -> int | str:
@@ -226,7 +224,7 @@ async def add_cluster(request: Request, active: Session, form: CheckedForm, proj
                                 body.connectionString)
     except ApiError as error:
         return await run_in_threadpool(_project_page, request, active, project, error.status, error=error.detail)
-    return back(f"/console/groups/{project.id}", f"Destination cluster {body.name} registered.")
+    return back(f"/console/groups/{project.id}", active, f"Destination cluster {body.name} registered.")
 
 
 def _migration_request(form: dict[str, str], project: Project) -> Any:
@@ -262,57 +260,4 @@ async def validate_migration(request: Request, active: Session, form: CheckedFor
     except ApiError as error:
         return await run_in_threadpool(_project_page, request, active, project, error.status, error=error.detail)
     validation = await validate_in_background(request, project, migration_request)
-    return back(f"/console/groups/{project.id}", f"Validation {validation.id} started: its outcome appears below.")
-
-
-# --- a migration -------------------------------------------------------------------------------------
-
-
-def _migration_page(request: Request, active: SignedIn, project: Project, migration_id: str,
-                    status: int = 200, **values: Any) -> Response:
-    """The migration as it is now; also the answer to a refused action on it (`error`), at its own address."""
-    try:
-        migration = migrations.get_migration(context_of(request).store, project.id, migration_id,
-                                             window(context_of(request)), hosts_gone(context_of(request)))
-    except ApiError:
-        raise ConsoleRefusal(404, f"No live migration {migration_id} in this project.") from None
-    return page(request, "migration.html", active, status,
-                page_path=f"/console/groups/{project.id}/migrations/{migration.id}", project=project,
-                migration=migration_views.migration_view(migration), chart=lag_chart(migration_views.lag_samples(migration)),
-                notice=request.query_params.get("notice"), **values)
-
-
-@router.get("/groups/{group_id}/migrations/{migration_id}")
-def migration_page(request: Request, migration_id: str, active: Session, project: ProjectReader) -> Response:
-    return _migration_page(request, active, project, migration_id)
-
-
-@router.post("/groups/{group_id}/migrations/{migration_id}/cutover")
-async def cutover(request: Request, migration_id: str, _active: Session, _form: CheckedForm,
-                  project: ProjectOwner) -> Response:
-    migration_path = f"/console/groups/{project.id}/migrations/{migration_id}"
-    try:
-        detail = await run_in_threadpool(migrations.request_cutover, context_of(request).store, project.id,
-                                         migration_id, window(context_of(request)))
-    except ApiError as error:
-        if error.code is ErrorCode.LIVE_MIGRATION_NOT_FOUND:
-            raise ConsoleRefusal(404, error.detail) from None
-        return back(migration_path, f"Cutover refused: {error.detail}")
-    return back(migration_path, f"Cutover requested: the migration drains, verifies and completes. {detail}")
-
-
-@router.post("/groups/{group_id}/migrations/{migration_id}/cancel")
-async def cancel(request: Request, migration_id: str, active: Session, _form: CheckedForm,
-                 project: ProjectOwner) -> Response:
-    """Cancelled in the name of the session's API key, as `DELETE …/liveMigrations/{id}` words it, so that
-    the migration says the same "Cancelled by API key …" whichever way it was cancelled."""
-    try:
-        await run_in_threadpool(migrations.cancel_migration, context_of(request).store, project.id, migration_id,
-                                window(context_of(request)), f"API key {active.principal.public_key}")
-    except ApiError as error:
-        if error.code is ErrorCode.LIVE_MIGRATION_NOT_FOUND:
-            raise ConsoleRefusal(404, error.detail) from None
-        return await run_in_threadpool(_migration_page, request, active, project, migration_id, error.status,
-                                       error=error.detail)
-    return back(f"/console/groups/{project.id}/migrations/{migration_id}",
-                 "Cancelled: its migration hosts stop writing to the destination at their next batch.")
+    return back(f"/console/groups/{project.id}", active, f"Validation {validation.id} started: its outcome appears below.")

@@ -22,7 +22,7 @@ import hmac
 import secrets
 from dataclasses import dataclass
 from typing import Annotated, Any
-from urllib.parse import parse_qsl, quote
+from urllib.parse import parse_qsl, urlencode
 
 from fastapi import APIRouter, Depends, FastAPI
 from starlette.concurrency import run_in_threadpool
@@ -43,7 +43,13 @@ router = APIRouter(prefix="/console", include_in_schema=False)
 
 
 class SignInRequired(Exception):
-    """No session, or an expired one: the browser goes to the sign-in page."""
+    """No session, an expired one, or one whose key no longer exists: the browser goes to the sign-in
+    page — in the last case saying so (`notice`, a key of `notices.SIGN_IN_NOTICES`), with the cookie
+    of the session that ended cleared."""
+
+    def __init__(self, notice: str | None = None) -> None:
+        super().__init__(notice or "no session")
+        self.notice = notice
 
 
 class ConsoleRefusal(Exception):
@@ -56,8 +62,13 @@ class ConsoleRefusal(Exception):
 
 
 def add_exception_handlers(app: FastAPI) -> None:
-    async def to_sign_in(request: Request, _: Exception) -> Response:
-        return RedirectResponse(f"/console/sign-in?next={quote(request.url.path)}", status_code=303)
+    async def to_sign_in(request: Request, error: Exception) -> Response:
+        assert isinstance(error, SignInRequired)
+        query = {"next": request.url.path, **({"notice": error.notice} if error.notice else {})}
+        answer = RedirectResponse(f"/console/sign-in?{urlencode(query)}", status_code=303)
+        if error.notice:
+            answer.delete_cookie(COOKIE, path="/console")
+        return answer
 
     async def refusal(request: Request, error: Exception) -> Response:
         assert isinstance(error, ConsoleRefusal)
@@ -76,10 +87,18 @@ def caller_ip(request: Request) -> str | None:
 
 
 def active_session(request: Request) -> SignedIn:
-    """A plain function: FastAPI runs it on a worker thread, where reading the store belongs."""
+    """A plain function: FastAPI runs it on a worker thread, where reading the store belongs.
+
+    A session whose key was deleted or revoked since the sign-in ends here, and the browser is sent to
+    sign in again (a 403 page would leave the person nowhere to go); one used from an address off its
+    key's access list is refused (403, saying so): signing in again from there would be refused too."""
+    sessions, token = context_of(request).console_sessions, request.cookies.get(COOKIE)
     try:
-        active = context_of(request).console_sessions.resume(request.cookies.get(COOKIE), caller_ip(request))
-    except ApiError as error:  # the key was deleted or revoked, or this address is off its access list
+        active = sessions.resume(token, caller_ip(request))
+    except ApiError as error:
+        if error.code is ErrorCode.USER_UNAUTHORIZED:  # the key no longer exists, or was revoked
+            sessions.sign_out(token or "")
+            raise SignInRequired("key-gone") from None
         raise ConsoleRefusal(403, error.detail) from None
     if active is None:
         raise SignInRequired()
@@ -153,6 +172,13 @@ class ConsoleProjectRole:
 def console_project_role(role: OrgRole) -> Any:
     """The path's project, of the session's key's organization, with `role` held there."""
     return Depends(ConsoleProjectRole(role))
+
+
+# The guards the pages and actions name: a page needs ORG_READ_ONLY (any role), an action ORG_OWNER.
+OrgReader = Annotated[Organization, console_org_role(OrgRole.ORG_READ_ONLY)]
+OrgOwner = Annotated[Organization, console_org_role(OrgRole.ORG_OWNER)]
+ProjectReader = Annotated[Project, console_project_role(OrgRole.ORG_READ_ONLY)]
+ProjectOwner = Annotated[Project, console_project_role(OrgRole.ORG_OWNER)]
 
 
 # --- signing in and out ----------------------------------------------------------------------------
