@@ -90,7 +90,7 @@ import socket
 import struct
 import threading
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -172,6 +172,7 @@ class _Forced:
     on: frozenset[str]
     code: int | None
     labels: tuple[str, ...] | None
+    where: Callable[[dict[str, Any]], bool] | None = None  # and only a command this says yes to
 
 
 @dataclass
@@ -325,15 +326,17 @@ class FaultProxy(LoopbackServer):
         super().stop()
 
     def inject_next(self, kind: str, on: str | Iterable[str] | None = None, code: int | None = None,
-                    labels: Iterable[str] | None = None) -> None:
+                    labels: Iterable[str] | None = None,
+                    where: Callable[[dict[str, Any]], bool] | None = None) -> None:
         """Force a `kind` fault on the next command matching `on` (default: `any`; a change stream
         getMore for `change_stream_fatal`). `code` for `error` (default: the first of `codes` a server
-        would send that command); `labels` replaces the labels the server's rules give (`()`: none)."""
+        would send that command); `labels` replaces the labels the server's rules give (`()`: none);
+        `where`, when given, must also say yes to the command document (one collection's, say)."""
         if kind not in KINDS:
             raise ValueError(f"unknown fault kind {kind!r}: {KINDS}")
         targets = _targets(on if on is not None else CHANGE_STREAM_GETMORE if kind == CHANGE_STREAM_FATAL else ANY)
         with self._lock:
-            self._forced.append(_Forced(kind, targets, code, None if labels is None else tuple(labels)))
+            self._forced.append(_Forced(kind, targets, code, None if labels is None else tuple(labels), where))
 
     @property
     def pending(self) -> int:
@@ -409,8 +412,8 @@ class FaultProxy(LoopbackServer):
                 if kinds:
                     drawn = self._fault(self._random.choice(kinds), request, None, None, draw=True)
         with self._lock:
-            forced = next((f for f in self._forced if self._matches(f.on, request) and self._applies(f.kind, request)),
-                          None)
+            forced = next((f for f in self._forced if self._matches(f.on, request) and self._applies(f.kind, request)
+                           and (f.where is None or f.where(request.command))), None)
             if forced is not None:
                 self._forced.remove(forced)
         fault = self._fault(forced.kind, request, forced.code, forced.labels, draw=False) if forced else drawn

@@ -120,6 +120,9 @@ class Migration:
         self._progress = Progress([on_event] if on_event else [])
         self._copy: InitialCopy | None = None
         self._resumed = False
+        # A fresh migration's id: the same through runs started again after a fault before it was saved,
+        # so that such a run finds its own claim on the destination rather than another migration's.
+        self._fresh_id = uuid.uuid4().hex
 
     # --- control from other threads ------------------------------------------------------------
 
@@ -302,6 +305,7 @@ class Migration:
         if not part.run(source, target, self._controls.stopping):
             return False
         copy.refresh()
+        copy.finished = time.monotonic()
         log.info("copy done: %d documents copied here, %d by every host, in %.1f s", part.copied,
                  sum(state.copied for state in part.ranges()), time.monotonic() - started)
         return True
@@ -328,7 +332,7 @@ class Migration:
         meta = self.checkpoints.load("meta").get("meta")
         if meta is not None:
             self._check_state(meta)
-        claim = DestinationClaim(target, _migration_id(meta) if meta is not None else uuid.uuid4().hex, self.holder)
+        claim = DestinationClaim(target, _migration_id(meta) if meta is not None else self._fresh_id, self.holder)
         claim.check(resuming=meta is not None)
         discovery = None
         if meta is None:

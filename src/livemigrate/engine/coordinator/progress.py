@@ -63,7 +63,8 @@ class Progress:
             return
         self._phase, self._last_emit = phase, now
         copy, replay = self.copy, self.replay
-        elapsed = max(now - copy.started, 1e-6) if copy is not None else 1.0
+        # The copy's rate over the copy alone: once it has ended, replication's time does not dilute it.
+        elapsed = max((copy.finished or now) - copy.started, 1e-6) if copy is not None else 1.0
         event = MigrationEvent(phase=phase, namespaces=self._namespaces(),
                                docs_per_second=copy.copied_now / elapsed if copy is not None else 0.0,
                                lag_seconds=lag, applied_events=replay.applied if replay is not None else 0,

@@ -69,6 +69,7 @@ class InitialCopy:
         self.copied_now = 0  # by this run
         self._refreshed = 0.0
         self.started = time.monotonic()
+        self.finished: float | None = None  # when this run's copy ended: its rate stops at that moment
 
     def refresh(self, every_seconds: float = 0.0) -> None:
         """Read every range's state again from the checkpoints (other hosts copy some of a shared
@@ -101,7 +102,8 @@ class InitialCopy:
             self._run_in_threads(source, target, pending)
         if self._stopping.is_set():
             return False
-        log.info("copy done: %d documents in %.1f s", self.copied_now, time.monotonic() - self.started)
+        self.finished = time.monotonic()
+        log.info("copy done: %d documents in %.1f s", self.copied_now, self.finished - self.started)
         return True
 
     def _run_in_threads(self, source: MongoClient[Any], target: MongoClient[Any], pending: list[RangeState]) -> None:

@@ -29,6 +29,7 @@ import socket
 import threading
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any
 
 from pymongo import MongoClient
@@ -36,6 +37,7 @@ from pymongo.collection import Collection
 from pymongo.errors import DuplicateKeyError, PyMongoError
 
 from livemigrate.engine.errors import EngineError, EngineErrorCode
+from livemigrate.engine.mongo.faults import retry
 from livemigrate.engine.options import STATE_DATABASE
 
 log = logging.getLogger("livemigrate.engine.claim")
@@ -64,6 +66,7 @@ class DestinationClaim:
     """The claim of migration `migration_id` on the destination `target`, described as `holder`."""
 
     def __init__(self, target: MongoClient[Any], migration_id: str, holder: str) -> None:
+        self._target = target
         self._claims: Collection[Any] = target[STATE_DATABASE]["claims"]
         self.migration_id = migration_id
         self.holder = holder
@@ -74,7 +77,10 @@ class DestinationClaim:
     def check(self, *, resuming: bool) -> None:
         """Raise why this migration may not write the destination, reading only: a refused run leaves
         nothing behind on it."""
-        self._refusal(self._claims.find_one({"_id": _KEY}), resuming)
+        self._refusal(self._current(), resuming)
+
+    def _current(self) -> dict[str, Any] | None:
+        return retry(self._target, "reading the destination's claim", lambda: self._claims.find_one({"_id": _KEY}))
 
     def _refusal(self, current: dict[str, Any] | None, resuming: bool) -> None:
         if current is not None and current.get("migration") != self.migration_id:
@@ -85,8 +91,10 @@ class DestinationClaim:
 
     def take(self, *, resuming: bool) -> None:
         """Claim the destination before anything is written there, or raise why not."""
-        for _ in range(3):  # another run may claim between the read and the write: read again
-            current = self._claims.find_one({"_id": _KEY})
+        # Another run may claim between the read and the write: read again. So does a write whose reply was
+        # lost to a fault and that is tried again: it meets itself (a duplicate key, a version moved on).
+        for _ in range(5):
+            current = self._current()
             self._refusal(current, resuming)
             mine = current is not None and current.get("migration") == self.migration_id
             now = _now()
@@ -95,9 +103,10 @@ class DestinationClaim:
                      "releasedAt": None}
             try:
                 if current is None:
-                    self._claims.insert_one(claim)
+                    retry(self._target, "claiming the destination", partial(self._claims.insert_one, claim))
                     return
-                if self._claims.replace_one(_version_of(current), claim).matched_count == 1:
+                if retry(self._target, "claiming the destination",
+                         partial(self._claims.replace_one, _version_of(current), claim)).matched_count == 1:
                     return
             except DuplicateKeyError:
                 pass

@@ -18,6 +18,9 @@ from typing import Any
 from pymongo import MongoClient
 from pymongo.errors import PyMongoError
 
+from livemigrate.engine.errors import EngineError
+from livemigrate.engine.mongo.faults import retry
+
 log = logging.getLogger("livemigrate.engine.write_block")
 
 
@@ -28,8 +31,9 @@ class WriteBlock:
         self.refusal: str | None = None  # why the source did not block writes, when it did not
 
     def engage(self) -> bool:
-        try:
-            self._source.admin.command({"setUserWriteBlockMode": 1, "global": True})
+        try:  # a fault that passes is tried again: a block lost to a reset would let writes through the drain
+            retry(self._source, "blocking the source's writes for the cutover",
+                  lambda: self._source.admin.command({"setUserWriteBlockMode": 1, "global": True}))
         except PyMongoError as error:
             self.refusal = str(error).split(", full error:")[0][:200]
             log.warning("the source did not block writes (%s): the application's writes must have stopped; any "
@@ -43,9 +47,10 @@ class WriteBlock:
         if not self.engaged:
             return
         try:
-            self._source.admin.command({"setUserWriteBlockMode": 1, "global": False})
+            retry(self._source, "allowing the source's writes again",
+                  lambda: self._source.admin.command({"setUserWriteBlockMode": 1, "global": False}))
             self.engaged = False
             log.info("the cutover did not complete: user writes to the source are allowed again")
-        except PyMongoError as error:
+        except (PyMongoError, EngineError) as error:  # EngineError: the source stayed away past the fault limit
             log.error("the cutover did not complete and the source's write block could not be lifted (%s): lift it "
                       "with db.adminCommand({setUserWriteBlockMode: 1, global: false})", error)
