@@ -13,6 +13,7 @@ import pytest
 
 from livemigrate.engine.ledger import VerificationLedger
 from tests.engine_support import SHAPE_NOTES, SHAPES, Writer, seed, seed_shapes
+from tests.fault_proxy import RESET_BEFORE_REPLY, FaultProxy
 from tests.migration_world import World
 from tests.support import EMBEDDED_AGENT_HOSTNAME, LIVEMIGRATE, SOURCE, metric_families, wait_for
 from tests.terminal import TerminalCapture
@@ -58,9 +59,14 @@ def test_full_migration_through_the_apis(embedded_world: World, tmp_path: Path) 
         seed(client, total=6000)
     world.link()
     world.add_source_project_and_host()
-    # The destination through a proxy that slows the copy's batches: `watch` has a copy to show moving.
+    # The destination through a proxy that slows the copy's batches: `watch` has a copy to show moving; and,
+    # in front of it, one that resets the connection on a batch of the copy, and on the batch sent again.
     slow_destination = SlowCopyProxy(world.destination_db.port).start()
-    world.add_target_project_and_cluster(slow_destination.uri)
+    faulty_destination = FaultProxy(slow_destination.port).start()
+    for _ in range(2):
+        faulty_destination.inject_next(RESET_BEFORE_REPLY, on="insert",
+                                       where=lambda command: command.get("insert") == "alpha")
+    world.add_target_project_and_cluster(faulty_destination.uri)
 
     def listed() -> bool:
         projects = world.available_projects()
@@ -107,6 +113,8 @@ def test_full_migration_through_the_apis(embedded_world: World, tmp_path: Path) 
             assert ready["copiedDocuments"] >= 6000
             assert ready["canCutover"] is True and ready["canWrite"] is False and ready["elapsedSeconds"] > 0
             assert ready["copyEtaSeconds"] is None  # the copy is over
+            # The resets were ridden out, and said so.
+            assert faulty_destination.count(RESET_BEFORE_REPLY) == 2 and ready["retries"]["destination"] >= 1, ready
             # The writer's changes replayed, reported by the host and shown by the target.
             assert world.wait_migration(migration_id, lambda m: m["eventsApplied"] > 0, timeout=30)
             scraped = scrape(world.api.base_url)
@@ -118,6 +126,7 @@ def test_full_migration_through_the_apis(embedded_world: World, tmp_path: Path) 
     assert sample(scraped, "livemigrate_migration_documents_total", **labels) >= 6000
     assert sample(scraped, "livemigrate_migration_events_applied", **labels) > 0
     assert sample(scraped, "livemigrate_migration_ready_for_cutover", **labels) == 1
+    assert sample(scraped, "livemigrate_migration_retries", side="destination", **labels) >= 1
     assert sample(scraped, "livemigrate_migrations", status="WORKING") >= 1
     assert sample(scraped, "livemigrate_migration_host_heartbeat_age_seconds", group_id=world.source_project["id"],
                   hostname=EMBEDDED_AGENT_HOSTNAME) < 30
@@ -165,11 +174,13 @@ def test_full_migration_through_the_apis(embedded_world: World, tmp_path: Path) 
     final = watch.screens[-1]
     assert "COMPLETE" in final and "INITIAL_SYNC" not in final and final.count("VERIFIED") == 12, final
     assert "12 namespace(s) verified equal" in final, final
+    assert re.search(r"retries destination [1-9]", final), final
     assert (done["canCutover"], done["canWrite"]) == (False, True)  # the application writes to the destination now
     assert done["warnings"] == [] and "independent checks: counts of 12 namespace(s)" in world.api.log_text()
     verified = subprocess.run([LIVEMIGRATE, "verify", world.source_db.uri, world.destination_db.uri],
                               capture_output=True, text=True, timeout=120)
     assert verified.returncode == 0, verified.stdout + verified.stderr
+    faulty_destination.stop()
     slow_destination.stop()
 
 
