@@ -135,6 +135,7 @@ CODE_NAMES = {
     234: "RetryChangeStream", 262: "ExceededTimeLimit", 280: "ChangeStreamFatalError", 286: "ChangeStreamHistoryLost",
     9001: "SocketException", 10107: "NotWritablePrimary", 11600: "InterruptedAtShutdown",
     11602: "InterruptedDueToReplStateChange", 13435: "NotPrimaryNoSecondaryOk", 13436: "NotPrimaryOrSecondary",
+    14031: "OutOfDiskSpace",
 }
 TRANSIENT_CODES = (10107, 11602, 189, 91, 6, 89)
 # The server's RetriableError category (error_codes.yml), as far as a client can receive it.
@@ -149,6 +150,7 @@ _MESSAGES = {
     280: "cannot resume stream; the resume token was not found",
     10107: "not primary",
     11602: "operation was interrupted because of a replica set state change",
+    14031: "Cannot write: the disk is full",
 }
 
 

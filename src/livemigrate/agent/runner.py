@@ -30,8 +30,11 @@ from livemigrate.statuses import MigrationStatus
 
 log = logging.getLogger("livemigrate.agent")
 
+# A job that ends with one of these is run again (from its checkpoints) within the host's retries: a server
+# away past the fault limit, a worker lost, a disk full on either side that someone may free meanwhile.
 RETRYABLE = frozenset({EngineErrorCode.SOURCE_UNREACHABLE, EngineErrorCode.TARGET_UNREACHABLE,
-                       EngineErrorCode.COPY_WORKER_LOST})
+                       EngineErrorCode.COPY_WORKER_LOST, EngineErrorCode.STATE_DISK_FULL,
+                       EngineErrorCode.TARGET_OUT_OF_SPACE})
 # A migration's `changeCapture`, in the engine's words.
 CAPTURE_SCOPES = {"AUTO": CaptureScope.AUTO, "DEPLOYMENT": CaptureScope.CLUSTER, "COLLECTION": CaptureScope.COLLECTION}
 

@@ -138,8 +138,12 @@ def migrate(
     if dry_run:
         _dry_run(source_uri, target_uri, options)
         return
-    checkpoints = SqliteCheckpointStore(state_dir)
-    ledger = VerificationLedger(state_dir / VerificationLedger.FILE_NAME)
+    try:  # a new state directory on a full disk: said in one line, as any engine error
+        checkpoints = SqliteCheckpointStore(state_dir)
+        ledger = VerificationLedger(state_dir / VerificationLedger.FILE_NAME)
+    except EngineError as error:
+        typer.echo(f"Error: {error}", err=True)
+        raise typer.Exit(EXIT_ENGINE_ERROR) from None
     view = ProgressView(err_console)
     try:
         migration = Migration(source_uri, target_uri, options, checkpoints, view, ledger,

@@ -34,6 +34,7 @@ from typing import Any
 from bson.raw_bson import RawBSONDocument
 
 from livemigrate.engine.changes import DOCUMENT_OPERATIONS, namespace_of
+from livemigrate.engine.checkpoints import roll_back, writing_state
 from livemigrate.engine.digests import digest_sum, document_key, hash_hex, namespace_hash
 from livemigrate.engine.ledger_tables import MISMATCHED, TABLES, ZERO, insert_digests, key_batches, open_ledger, rows_of
 
@@ -55,7 +56,9 @@ class VerificationLedger:
 
     def __init__(self, path: Path | None = None) -> None:
         self.path = path
-        self._connection = open_ledger(path)
+        self._directory = path.parent if path is not None else None  # where a full disk is told of
+        with writing_state(self._directory, "opening the verification ledger"):
+            self._connection = open_ledger(path)
         self._marks = int(self._connection.execute("SELECT coalesce(max(seq), 0) FROM dirty").fetchone()[0])
         self._lock = threading.Lock()
 
@@ -326,11 +329,12 @@ class VerificationLedger:
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
+        """One transaction, all or nothing; on a full disk, `STATE_DISK_FULL` (`checkpoints.writing_state`)."""
+        with self._lock, writing_state(self._directory, "writing the verification ledger"):
             self._connection.execute("BEGIN IMMEDIATE")
             try:
                 yield self._connection
+                self._connection.execute("COMMIT")
             except BaseException:
-                self._connection.execute("ROLLBACK")
+                roll_back(self._connection)
                 raise
-            self._connection.execute("COMMIT")

@@ -8,6 +8,12 @@ dropped at once) in batches, as the copy writes. The copy's time is the document
 the slower of the two rates. One stream each: the copy runs `--workers` of them, which pays on servers
 that serve them in parallel (the estimate leans long), while the copy's own bookkeeping is not in the
 sample (it leans short). `make bench` measures it against the copy (`bench/engine.py`).
+
+The destination's disk: its free space, as dbStats reports it (`fsTotalSize - fsUsedSize`, where the
+server reports them), against what the copy writes — the source's data and indexes in the namespaces
+migrated (collStats' `size`, uncompressed, and `totalIndexSize`), and a margin — blocks the migration
+when it cannot fit, as mongosync 1.22 checks before it starts. A destination that does not report its
+free space is said to be unknown, never blocked.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ from pymongo import MongoClient
 from pymongo.errors import PyMongoError
 
 from livemigrate.engine.capture.spool import LIMIT_SETTING
+from livemigrate.engine.checkpoints import human_size
 from livemigrate.engine.discover import discover
 from livemigrate.engine.mongo import writer
 from livemigrate.engine.mongo.collections import CollectionSpec
@@ -30,6 +37,10 @@ from livemigrate.engine.options import PREFLIGHT_DATABASE, MigrationOptions
 
 SCRATCH_NAMESPACE = f"{PREFLIGHT_DATABASE}.sample"
 _KEY_SAMPLE = 1000  # documents per collection whose field names are looked at
+# Added to the source's data and indexes for what the copy writes: the destination's own overhead
+# (its storage's pages and the oplog's inserts) is not measured here, while WiredTiger's compression
+# of the data usually gives back more than this (the sizes are uncompressed).
+SPACE_MARGIN = 0.10
 
 
 @dataclass(frozen=True)
@@ -41,11 +52,50 @@ class NamespaceCheck:
     indexes: int
     notes: tuple[str, ...] = ()  # what will happen to it, when it is not migrated as is
     blocking: str | None = None  # why the migration cannot start as asked
+    index_bytes: int | None = None  # the source's indexes (for the destination's space, not reported)
 
     def to_document(self) -> dict[str, Any]:
         return {"namespace": self.namespace, "kind": self.kind, "documents": self.documents,
                 "sizeBytes": self.size_bytes, "indexes": self.indexes, "notes": list(self.notes),
                 "blocking": self.blocking}
+
+
+@dataclass(frozen=True)
+class SpaceCheck:
+    """The destination's free space against what the copy writes there."""
+
+    free_bytes: int | None  # fsTotalSize - fsUsedSize of the destination's dbStats; None: not reported
+    data_bytes: int  # the source's, in the namespaces copied (a size the source did not tell counts 0)
+    index_bytes: int
+
+    @property
+    def needed_bytes(self) -> int:
+        return round((self.data_bytes + self.index_bytes) * (1 + SPACE_MARGIN))
+
+    def _needed(self) -> str:
+        return (f"about {human_size(self.needed_bytes)} ({human_size(self.data_bytes)} of data and "
+                f"{human_size(self.index_bytes)} of indexes on the source, in the namespaces copied, and a "
+                f"{SPACE_MARGIN:.0%} margin)")
+
+    @property
+    def blocking(self) -> str | None:
+        if self.free_bytes is None or self.free_bytes >= self.needed_bytes:
+            return None
+        return (f"the destination's disk has {human_size(self.free_bytes)} free (fsTotalSize - fsUsedSize in "
+                f"its dbStats) and the copy writes {self._needed()}: grow its storage or free space there")
+
+    @property
+    def warning(self) -> str | None:
+        if self.free_bytes is not None:
+            return None
+        return ("the destination does not report its free space (no fsTotalSize and fsUsedSize in its dbStats): "
+                f"make sure it has room for what the copy writes, {self._needed()}")
+
+    def summary(self) -> str:
+        if self.free_bytes is None:
+            return "the destination's free space is unknown"
+        return (f"the destination has {human_size(self.free_bytes)} free for the copy's about "
+                f"{human_size(self.needed_bytes)}")
 
 
 @dataclass(frozen=True)
@@ -56,10 +106,14 @@ class Preflight:
     estimate_seconds: float | None
     history_seconds: float | None  # the source's change history (oplog window), when it tells it
     warnings: tuple[str, ...] = field(default_factory=tuple)
+    space: SpaceCheck | None = None  # the destination's free space against the copy's writes
 
     @property
     def blocking(self) -> list[str]:
-        return [f"{check.namespace}: {check.blocking}" for check in self.namespaces if check.blocking]
+        found = [f"{check.namespace}: {check.blocking}" for check in self.namespaces if check.blocking]
+        if self.space is not None and self.space.blocking is not None:
+            found.append(self.space.blocking)
+        return found
 
     def summary(self) -> str:
         """The findings in a sentence, for an answer that a person reads before the structured fields."""
@@ -74,7 +128,8 @@ class Preflight:
         history = ("the source does not tell its change history" if self.history_seconds is None
                    else f"the source keeps {self.history_seconds:,.0f} s of change history")
         outcome = f"blocked: {'; '.join(self.blocking)}" if self.blocking else "nothing blocks the migration"
-        return (f"{len(self.namespaces)} namespace(s), {documents:,} document(s): {estimate}; {history}; "
+        space = f"{self.space.summary()}; " if self.space is not None else ""
+        return (f"{len(self.namespaces)} namespace(s), {documents:,} document(s): {estimate}; {history}; {space}"
                 f"{not_as_is} namespace(s) not migrated as they are; {outcome}.")
 
     def to_document(self) -> dict[str, Any]:
@@ -115,9 +170,11 @@ def _check_collection(source: MongoClient[Any], target: MongoClient[Any], spec: 
     collection = source[database][name]
     documents = collection.estimated_document_count()
     try:
-        size: int | None = int(source[database].command("collStats", name).get("size") or 0)
+        stats = source[database].command("collStats", name)
+        size: int | None = int(stats.get("size") or 0)
+        index_bytes: int | None = int(stats.get("totalIndexSize") or 0)
     except PyMongoError:
-        size = None
+        size = index_bytes = None
     notes = _option_notes(spec.options)
     dollars = sorted({key for document in collection.find({}, limit=_KEY_SAMPLE) for key in _dollar_fields(document)})
     if dollars:
@@ -134,7 +191,29 @@ def _check_collection(source: MongoClient[Any], target: MongoClient[Any], spec: 
         if theirs:
             blocking = (f"the destination has unique index {theirs[0]['name']} that the source has not: documents "
                         f"the source allows could be refused (drop it, or {replace_data})")
-    return NamespaceCheck(spec.namespace, "collection", documents, size, len(spec.indexes) + 1, tuple(notes), blocking)
+    return NamespaceCheck(spec.namespace, "collection", documents, size, len(spec.indexes) + 1, tuple(notes), blocking,
+                          index_bytes)
+
+
+def _free_bytes(target: MongoClient[Any], databases: Iterable[str]) -> int | None:
+    """The destination's free space, from the first dbStats that reports its disk: `admin`'s (there on
+    every deployment), else a database the copy writes. A database not created yet may answer 0 for
+    both figures, and some servers leave them out: None when no answer tells."""
+    for database in ("admin", *sorted(set(databases))):
+        try:
+            stats = target[database].command("dbStats")
+        except PyMongoError:
+            continue  # not allowed there, say: another database may tell
+        total, used = stats.get("fsTotalSize"), stats.get("fsUsedSize")
+        if isinstance(total, (int, float)) and isinstance(used, (int, float)) and total > 0:
+            return max(0, int(total - used))
+    return None
+
+
+def _space(target: MongoClient[Any], checks: Iterable[NamespaceCheck]) -> SpaceCheck:
+    copied = [check for check in checks if check.kind == "collection"]
+    return SpaceCheck(_free_bytes(target, [check.namespace.split(".", 1)[0] for check in copied]),
+                      sum(check.size_bytes or 0 for check in copied), sum(check.index_bytes or 0 for check in copied))
 
 
 def _history_seconds(source: MongoClient[Any]) -> float | None:
@@ -197,7 +276,8 @@ def preflight(source: MongoClient[Any], target: MongoClient[Any], options: Migra
         slower = min(read_rate, write_rate)
         estimate = round(total / slower, 1) if slower > 0 else None
     history = _history_seconds(source)
-    warnings = []
+    space = _space(target, checks)
+    warnings = [space.warning] if space.warning is not None else []
     if history is None:
         warnings.append("the source does not tell its change history (no oplog to read): the spool keeps the "
                         f"changes of the copy, up to its limit ({LIMIT_SETTING})")
@@ -206,4 +286,4 @@ def preflight(source: MongoClient[Any], target: MongoClient[Any], options: Migra
                         f"the changes made meanwhile wait in the spool (its limit: {LIMIT_SETTING}); a restart during the copy "
                         "may find its resume point gone")
     return Preflight(tuple(checks), read_rate and round(read_rate), write_rate and round(write_rate), estimate,
-                     history, tuple(warnings))
+                     history, tuple(warnings), space)

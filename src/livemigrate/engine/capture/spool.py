@@ -28,6 +28,7 @@ import logging
 import sqlite3
 import threading
 from collections.abc import Mapping
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +37,7 @@ from bson.codec_options import CodecOptions
 
 from livemigrate.engine.capture.streams import Capture
 from livemigrate.engine.changes import CapturedEvent
+from livemigrate.engine.checkpoints import roll_back, writing_state
 from livemigrate.engine.errors import EngineError, EngineErrorCode
 
 log = logging.getLogger("livemigrate.engine.spool")
@@ -54,13 +56,15 @@ class Spool:
         """`path` None keeps the spool in memory (a run without a state directory)."""
         self._path = path
         self.limit_bytes = limit_bytes
-        if path is not None:
-            path.parent.mkdir(parents=True, exist_ok=True)
-        self._connection = sqlite3.connect(":memory:" if path is None else path, check_same_thread=False,
-                                           isolation_level=None)
-        self._connection.execute("PRAGMA journal_mode=WAL")
-        for statement in _SCHEMA:
-            self._connection.execute(statement)
+        self._directory = path.parent if path is not None else None
+        with self._writing("opening the spool"):
+            if path is not None:
+                path.parent.mkdir(parents=True, exist_ok=True)
+            self._connection = sqlite3.connect(":memory:" if path is None else path, check_same_thread=False,
+                                               isolation_level=None)
+            self._connection.execute("PRAGMA journal_mode=WAL")
+            for statement in _SCHEMA:
+                self._connection.execute(statement)
         self._lock = threading.Lock()
         self._bytes = int(self._connection.execute("SELECT COALESCE(SUM(LENGTH(event)), 0) FROM events").fetchone()[0])
         # Numbered here, not by SQLite: a rowid is reused once the rows above it are deleted, and events
@@ -85,13 +89,17 @@ class Spool:
                               f"the spool's limit of {self.limit_bytes / 1024**2:,.0f} MiB: raise it ({LIMIT_SETTING}) where the "
                               "migration host has the disk, or "
                               "shorten the copy (more --workers, fewer namespaces per migration)")
-        with self._lock:
+        with self._lock, self._writing("spooling the changes read during the copy"):
             rows = [(self._last_seq + number, stream, event) for number, (stream, event) in enumerate(encoded, 1)]
             self._connection.execute("BEGIN")
-            self._connection.executemany("INSERT INTO events (seq, stream, event) VALUES (?, ?, ?)", rows)
-            self._connection.execute("INSERT OR REPLACE INTO tokens (id, tokens) VALUES (1, ?)",
-                                     (bson.encode({"tokens": dict(tokens)}),))
-            self._connection.execute("COMMIT")
+            try:
+                self._connection.executemany("INSERT INTO events (seq, stream, event) VALUES (?, ?, ?)", rows)
+                self._connection.execute("INSERT OR REPLACE INTO tokens (id, tokens) VALUES (1, ?)",
+                                         (bson.encode({"tokens": dict(tokens)}),))
+                self._connection.execute("COMMIT")
+            except BaseException:
+                roll_back(self._connection)  # the events and the tokens after them: both, or neither
+                raise
             self._last_seq += len(rows)
             self._bytes += added
 
@@ -109,17 +117,24 @@ class Spool:
 
     def forget_through(self, seq: int) -> None:
         """The events up to `seq` are applied (their tokens saved): they go."""
-        with self._lock:
+        with self._lock, self._writing("deleting applied changes from the spool"):
             freed = self._connection.execute("SELECT COALESCE(SUM(LENGTH(event)), 0) FROM events WHERE seq <= ?",
                                              (seq,)).fetchone()[0]
             self._connection.execute("DELETE FROM events WHERE seq <= ?", (seq,))
             self._bytes -= int(freed)
 
     def clear(self) -> None:
-        with self._lock:
+        with self._lock, self._writing("emptying the spool"):
             self._connection.execute("DELETE FROM events")
             self._connection.execute("DELETE FROM tokens")
             self._bytes = 0
+
+    def _writing(self, doing: str) -> AbstractContextManager[None]:
+        """A full disk met while writing the spool's file: `STATE_DISK_FULL` (`checkpoints.writing_state`),
+        which says that the spool, too, needs room."""
+        return writing_state(self._directory, doing, also_needed=(
+            f", more for the changes that wait in the spool (up to {self.limit_bytes / 1024**2:,.0f} MiB: "
+            f"{LIMIT_SETTING})"))
 
     def close(self) -> None:
         self._connection.close()

@@ -87,24 +87,36 @@ class NoCapture:
 
 def _next_or_reopen(stream: ChangeStream[Any], faults: Faults,
                     reopen: Callable[[Any], ChangeStream[Any]]) -> tuple[Any | None, ChangeStream[Any]]:
-    """The stream's next event (None when there is none now), and the stream to read on. After a fault
-    that passes — the driver resumes a stream once by itself, and gives up at the second fault — the
-    stream is opened again at the resume token of the last event handed on: nothing skipped, nothing
-    twice. A fault that outlasts the side's limit, or a history that is gone, is raised."""
-    try:
-        event = stream.try_next()
-    except PyMongoError as error:
-        faults.passed_or_raise(error)
-        token = stream.resume_token
-        if token is None:  # never happens once a stream has answered: its start point is a token
-            raise
+    """The stream's next event (None only when the server says there is none now), and the stream to
+    read on. After a fault that passes — the driver resumes a stream once by itself, and gives up at the
+    second fault — the stream is opened again at the resume token of the last event handed on (nothing
+    skipped, nothing twice) and read again: a fault never passes for a quiet stream, which the cutover's
+    drain would take for "every change applied". A fault that outlasts the side's limit, or a history
+    that is gone, is raised."""
+    while True:
+        # The driver's own resume answers None from the new cursor's first batch, which the server sends
+        # empty, whatever is pending: that None says nothing of the stream. Seen by the cursor it reads
+        # changing (a private attribute: where it is gone, a resume goes unseen, as it did before).
+        cursor = getattr(stream, "_cursor", None)
         try:
-            stream.close()
-        except PyMongoError:
-            pass  # the connection it was on is gone: nothing to close there
-        return None, reopen(token)
-    faults.succeeded()
-    return event, stream
+            event = stream.try_next()
+            if event is None and cursor is not None and getattr(stream, "_cursor", None) is not cursor \
+                    and stream.alive:
+                faults.resumed_by_the_driver()
+                continue
+        except PyMongoError as error:
+            faults.passed_or_raise(error)
+            token = stream.resume_token
+            if token is None:  # never happens once a stream has answered: its start point is a token
+                raise
+            try:
+                stream.close()
+            except PyMongoError:
+                pass  # the connection it was on is gone: nothing to close there
+            stream = reopen(token)
+            continue
+        faults.succeeded()
+        return event, stream
 
 
 class ClusterCapture:
@@ -190,13 +202,11 @@ class CollectionCapture:
             return
         with history_guard(namespace, self._role):
             while True:
-                event, reopened = _next_or_reopen(stream, self._faults_of(namespace),
-                                                  functools.partial(self._watch, namespace))
-                if event is None and reopened is stream:  # nothing more, rather than a stream opened again
+                event, stream = _next_or_reopen(stream, self._faults_of(namespace),
+                                                functools.partial(self._watch, namespace))
+                if event is None:
                     break
-                stream = reopened
-                if event is not None:
-                    self._pending.append(CapturedEvent(namespace, event))
+                self._pending.append(CapturedEvent(namespace, event))
         stream.close()
         database, name = namespace.split(".", 1)
         self._pending.append(CapturedEvent(namespace, {"operationType": "drop", "ns": {"db": database, "coll": name}}))

@@ -7,11 +7,8 @@
 This module keeps the order of the phases and what survives a restart (the checkpointed step);
 each phase is a module of its own.
 
-Verification is spread over the run (`ledger.py`): the copy records the source's documents as it
-reads them; once it is done, one pass reads the destination into a ledger while changes replicate, and the destination is watched so that any write there marks
-its document too; cutover reads again only the documents changed since. Neither readiness nor the
-verdict trusts the change stream alone: while replicating, both sides' counts are compared
-(`verify/divergence.py`), and the verdict adds counts and a sample read on both sides (`verify/verdict.py`).
+Verification is spread over the run (`ledger.py`, `coordinator/replay.py`): cutover reads again only
+the documents changed since both sides were read, and never trusts the change stream alone.
 
 Guarantees, and where they come from:
 - nothing is written to the target before both ends answer, the migration holds its claim on the
@@ -22,7 +19,9 @@ Guarantees, and where they come from:
   copy is replayed afterwards, however long the copy outlasts the source's change history;
 - copy progress (the last `_id` of every range) and the resume token of every stream are
   checkpointed after each batch; a process killed at any moment resumes from there, and what it
-  re-sends is absorbed (duplicate keys skipped, changes replayed as idempotent writes).
+  re-sends is absorbed (duplicate keys skipped, changes replayed as idempotent writes); a fault that
+  passes is ridden out where it is met (`mongo/faults.py`), or the run starts again from the checkpoints
+  (`coordinator/restarts.py`).
 """
 
 from __future__ import annotations
@@ -50,6 +49,7 @@ from livemigrate.engine.coordinator.replay import (
     saved_tokens,
     token_documents,
 )
+from livemigrate.engine.coordinator.restarts import connect_for_a_run, run_through_faults
 from livemigrate.engine.copy import initial_copy
 from livemigrate.engine.copy.initial_copy import InitialCopy
 from livemigrate.engine.copy.processes import CopyProcesses, WorkerSetup
@@ -61,18 +61,13 @@ from livemigrate.engine.ledger import Side, VerificationLedger
 from livemigrate.engine.mongo import writer
 from livemigrate.engine.mongo.claim import DestinationClaim, default_holder
 from livemigrate.engine.mongo.collections import Discovery
-from livemigrate.engine.mongo.connect import connect, wire_version
-from livemigrate.engine.mongo.faults import RESTARTS, is_transient
+from livemigrate.engine.mongo.connect import wire_version
 from livemigrate.engine.options import CaptureScope, MigrationOptions
 from livemigrate.engine.verify.passes import VerifyReport
 from livemigrate.engine.verify.verdict import Verdict, reach_verdict
 from livemigrate.engine.versions import WIRE_DEPLOYMENT_STREAMS
 
 log = logging.getLogger("livemigrate.engine")
-
-# A run that lasted this long before its fault got somewhere: the fault after it starts a new streak.
-_PROGRESSED_SECONDS = 30.0
-
 
 
 class Step(str, Enum):
@@ -140,32 +135,13 @@ class Migration:
 
     def run(self, *, until_caught_up: bool = False) -> MigrationResult:
         """Run until stopped, cut over, or (with `until_caught_up`) ready for cutover: the copy done, the
-        lag zero and both sides read for verification, so that a later cutover is short.
-
-        The round trips that make up most of a migration ride out faults by themselves (`mongo/faults.py`).
-        A fault that escapes a step with no retry of its own (discovering the source, blocking its
-        writes, listing its collections) starts the run again from its checkpoints, as a restarted
-        process would — within the same limit, after which the migration ends FAILED."""
-        limit = self.options.fault_limit_seconds
-        failing_since: float | None = None
-        while True:
-            attempt_began = time.monotonic()
-            try:
-                return self._run_once(until_caught_up=until_caught_up, after_fault=failing_since is not None)
-            except PyMongoError as error:
-                if not is_transient(error) or self._controls.stopping.is_set():
-                    self._failed(error)
-                    raise
-                now = time.monotonic()
-                if failing_since is None or now - attempt_began > min(_PROGRESSED_SECONDS, limit / 4):
-                    failing_since = now  # the last attempt got somewhere: a new streak
-                if now - failing_since >= limit:
-                    self._failed(error)
-                    raise
-                self._progress.retries.add(RESTARTS)
-                log.warning("a fault outside any retry (%s): the run starts again from its checkpoints",
-                            redact(str(error), self.source_uri, self.target_uri)[:300])
-                self._controls.stopping.wait(min(2.0, limit / 10))
+        lag zero and both sides read for verification, so that a later cutover is short. A fault that
+        no round trip rode out starts the run again from its checkpoints (`coordinator/restarts.py`)."""
+        return run_through_faults(
+            lambda after_fault: self._run_once(until_caught_up=until_caught_up, after_fault=after_fault),
+            limit_seconds=self.options.fault_limit_seconds, stopping=self._controls.stopping,
+            retries=self._progress.retries, on_failed=self._failed,
+            describe=lambda error: redact(str(error), self.source_uri, self.target_uri)[:300])
 
     def _failed(self, error: PyMongoError) -> None:
         self._progress.emit(Phase.FAILED, force=True, last_error=redact(str(error), self.source_uri, self.target_uri))
@@ -214,24 +190,11 @@ class Migration:
             source.close()
             target.close()
 
-    def _connect(self, uri: str, role: str, *, after_fault: bool = False) -> MongoClient[Any]:
-        """A client that rides out faults within the options' limit, its retries counted in progress.
-        `after_fault`: a server that cannot be reached is tried again until the limit (a first start
-        is told at once)."""
-        began = time.monotonic()
-        while True:
-            try:
-                return connect(uri, role, fault_limit_seconds=self.options.fault_limit_seconds,
-                               socket_timeout_ms=int(self.options.socket_timeout_seconds * 1000),
-                               counts=self._progress.retries)
-            except EngineError as error:
-                unreachable = error.code in (EngineErrorCode.SOURCE_UNREACHABLE, EngineErrorCode.TARGET_UNREACHABLE)
-                if not after_fault or not unreachable or time.monotonic() - began >= self.options.fault_limit_seconds \
-                        or self._controls.stopping.is_set():
-                    raise
-                self._progress.retries.add("source" if role == "source" else "destination")
-                log.warning("%s; trying again", error.message)
-                self._controls.stopping.wait(2.0)
+    def _connect(self, uri: str, role: str, *, after_fault: bool) -> MongoClient[Any]:
+        return connect_for_a_run(uri, role, limit_seconds=self.options.fault_limit_seconds,
+                                 socket_timeout_seconds=self.options.socket_timeout_seconds,
+                                 retries=self._progress.retries, stopping=self._controls.stopping,
+                                 after_fault=after_fault)
 
     def _run_phases(self, source: MongoClient[Any], target: MongoClient[Any], meta: Document, capture: Capture,
                     replay: Replay, spool: Spool, until_caught_up: bool) -> MigrationResult:

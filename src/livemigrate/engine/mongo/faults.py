@@ -197,22 +197,15 @@ def _where(client: MongoClient[Any]) -> str:
     return client.address_text if isinstance(client, Endpoint) and client.address_text else "the server"
 
 
-def retry(client: MongoClient[Any], doing: str, operation: Callable[[], T], *,
-          before_retry: Callable[[], None] | None = None) -> T:
+def retry(client: MongoClient[Any], doing: str, operation: Callable[[], T]) -> T:
     """`operation()`, tried again while it fails in a way that passes, within the side's limit.
-    `doing` names the round trip for the log and the final sentence ("writing a copy batch of db.c");
-    `before_retry` prepares the next try (a cursor reopened, a stream resumed)."""
+    `doing` names the round trip for the log and the final sentence ("writing a copy batch of db.c")."""
     faults = Faults(client, doing)
     while True:
         try:
             return operation()
         except PyMongoError as error:
             faults.passed_or_raise(error)
-            if before_retry is not None:
-                try:
-                    before_retry()
-                except PyMongoError as again:  # the server is still away: counted as the same fault
-                    faults.passed_or_raise(again)
 
 
 class Faults:
@@ -235,6 +228,14 @@ class Faults:
                 "it resumes from its checkpoints")) from None
         if not is_transient(error):
             raise error
+        self._wait_or_give_up(_short(error))
+
+    def resumed_by_the_driver(self) -> None:
+        """The driver met a fault and resumed a change stream by itself (its answer then says nothing of
+        what is pending): counted, waited on and bounded like any other fault."""
+        self._wait_or_give_up("the driver resumed the change stream after a fault")
+
+    def _wait_or_give_up(self, cause: str) -> None:
         now = time.monotonic()
         if self._first is None:
             self._first = now
@@ -244,14 +245,14 @@ class Faults:
                     else EngineErrorCode.TARGET_UNREACHABLE)
             raise EngineError(code, (
                 f"the {self._policy.side} ({_where(self._client)}) kept failing for {lasted:.0f} s while "
-                f"{self._doing}, past the {self._policy.limit_seconds:.0f} s a fault may last: {_short(error)}; "
+                f"{self._doing}, past the {self._policy.limit_seconds:.0f} s a fault may last: {cause}; "
                 "check that it is up and reachable from the migration host, then run the migration again: "
                 "it resumes from its checkpoints")) from None
         self._policy.counts.add(self._policy.side)
         delay = min(self._policy.max_delay, self._policy.first_delay * 2 ** self._tries)
         self._tries += 1
         log.warning("the %s failed while %s (%s); trying again in %.2f s", self._policy.side, self._doing,
-                    _short(error), delay)
+                    cause, delay)
         time.sleep(delay)
 
     def succeeded(self) -> None:
@@ -265,9 +266,11 @@ DRIVER_DETAIL = re.compile(r"(?:, Timeout: [\d.]+s)?, Topology Description: .*$|
 
 
 def _short(error: BaseException) -> str:
-    """The cause in a few words: the class and the first line of the driver's message, without its
-    topology dump."""
-    text = DRIVER_DETAIL.sub("", str(error)).strip().splitlines()
+    """The cause in a few words: the class and the server's message (or the first line of the driver's),
+    without the driver's topology dump or the whole reply document."""
+    details = getattr(error, "details", None)
+    message = details.get("errmsg") if isinstance(details, dict) else None
+    text = [str(message)] if message else DRIVER_DETAIL.sub("", str(error)).split(", full error:")[0].strip().splitlines()
     code = getattr(error, "code", None)
     return f"{type(error).__name__}{f' {code}' if code is not None else ''}: {text[0][:200] if text else ''}"
 
