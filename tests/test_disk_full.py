@@ -1,7 +1,7 @@
 """Disks fill: the migration host's, under the state directory, and the destination's.
 
 The state directory's disk is made small and filled for real: a tmpfs of a few MiB is mounted on it
-(the tests run as root; where `mount` is refused the tests that need it are skipped, and say why) and a
+(the tests run as root, as the suite does; where `mount` is refused they fail saying why, never skip) and a
 ballast file takes every byte left, so that SQLite's next write of the checkpoints, the verification
 ledger or the spool meets ENOSPC (`SQLITE_FULL`) as it would on a full disk. Deleting the ballast frees
 the space again.
@@ -55,7 +55,7 @@ def small_disk(tmp_path: Path) -> Iterator[Path]:
     mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={DISK}", "tmpfs", str(mount_point)],
                              capture_output=True, text=True)
     if mounted.returncode != 0:
-        pytest.skip(f"a small disk for the state directory needs `mount -t tmpfs` (root): {mounted.stderr.strip()}")
+        pytest.fail(f"a small disk for the state directory needs `mount -t tmpfs` (root): {mounted.stderr.strip()}")
     try:
         yield mount_point
     finally:
