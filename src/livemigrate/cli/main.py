@@ -12,6 +12,7 @@ import typer
 
 from livemigrate.cli import agent as agent_command
 from livemigrate.cli import engine as engine_commands
+from livemigrate.cli import inventory as inventory_commands
 from livemigrate.cli import migrations as migration_commands
 from livemigrate.cli.capture import CAPTURE_HELP, Capture
 from livemigrate.cli.link import source_link, target_link_token
@@ -33,14 +34,14 @@ app.add_typer(source_app, name="source")
 app.add_typer(target_app, name="target")
 app.add_typer(admin_app, name="admin")
 source_app.add_typer(source_link, name="link")
-source_app.add_typer(migration_commands.source_projects, name="projects")
-target_app.add_typer(migration_commands.target_projects, name="projects")
-source_app.add_typer(migration_commands.source_hosts, name="hosts")
-source_app.add_typer(migration_commands.source_agent_keys, name="agent-keys")
-source_app.add_typer(migration_commands.source_clusters, name="clusters")
-source_app.add_typer(migration_commands.source_migration_hosts, name="migration-hosts")
-target_app.add_typer(migration_commands.target_available_projects, name="available-projects")
-target_app.add_typer(migration_commands.target_clusters, name="clusters")
+source_app.add_typer(inventory_commands.source_projects, name="projects")
+target_app.add_typer(inventory_commands.target_projects, name="projects")
+source_app.add_typer(inventory_commands.source_hosts, name="hosts")
+source_app.add_typer(inventory_commands.source_agent_keys, name="agent-keys")
+source_app.add_typer(inventory_commands.source_clusters, name="clusters")
+source_app.add_typer(inventory_commands.source_migration_hosts, name="migration-hosts")
+target_app.add_typer(inventory_commands.target_available_projects, name="available-projects")
+target_app.add_typer(inventory_commands.target_clusters, name="clusters")
 target_app.add_typer(migration_commands.live_migrations, name="live-migrations")
 app.command("migrate")(engine_commands.migrate)
 app.command("agent")(agent_command.agent)

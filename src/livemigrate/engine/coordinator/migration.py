@@ -39,7 +39,7 @@ from pymongo.errors import PyMongoError
 
 from livemigrate.engine.capture.spool import Spool, SpooledCapture, Spooler
 from livemigrate.engine.capture.streams import Capture, ClusterCapture, CollectionCapture
-from livemigrate.engine.checkpoints import CheckpointStore, Document, SqliteCheckpointStore
+from livemigrate.engine.checkpoints import CheckpointStore, Document
 from livemigrate.engine.coordinator.progress import EventListener, Progress
 from livemigrate.engine.coordinator.replay import (
     SOURCE_TOKENS,
@@ -52,7 +52,7 @@ from livemigrate.engine.coordinator.replay import (
 from livemigrate.engine.coordinator.restarts import connect_for_a_run, run_through_faults
 from livemigrate.engine.copy import initial_copy
 from livemigrate.engine.copy.initial_copy import InitialCopy
-from livemigrate.engine.copy.processes import CopyProcesses, WorkerSetup
+from livemigrate.engine.copy.processes import CopyProcesses
 from livemigrate.engine.copy.shared import SharedHost
 from livemigrate.engine.discover import collection_namespaces, discover
 from livemigrate.engine.errors import EngineError, EngineErrorCode, redact, redact_uri
@@ -245,7 +245,8 @@ class Migration:
             if self.shared is not None:
                 if not self._copy_shared(source, target, copy, self.shared):
                     return meta
-            elif not copy.run(source, target, resumed=self._resumed, workers=self._copy_processes()):
+            elif not copy.run(source, target, resumed=self._resumed, workers=CopyProcesses.sharing(
+                    self.checkpoints, self.ledger, self.source_uri, self.target_uri, self.options, self._progress.retries)):
                 return meta
             self.ledger.copy_finished()
             meta = self._set_step(meta, Step.INDEXES)
@@ -272,16 +273,6 @@ class Migration:
         log.info("copy done: %d documents copied here, %d by every host, in %.1f s", part.copied,
                  sum(state.copied for state in part.ranges()), time.monotonic() - started)
         return True
-
-    def _copy_processes(self) -> CopyProcesses | None:
-        """Worker processes for the copy, when they can share this run's files: the checkpoints and
-        the ledger on disk (a run with either in memory copies in its own threads)."""
-        if not isinstance(self.checkpoints, SqliteCheckpointStore) or self.ledger.path is None:
-            return None
-        return CopyProcesses(WorkerSetup(self.source_uri, self.target_uri, self.checkpoints.path.parent,
-                                         self.ledger.path, self.options.batch_size, self.options.fault_limit_seconds,
-                                         int(self.options.socket_timeout_seconds * 1000)),
-                             self.options.processes, self._progress.retries)
 
     # --- start, or resume ------------------------------------------------------------------------
 

@@ -36,13 +36,13 @@ from typing import Any
 
 from pymongo import MongoClient
 
-from livemigrate.engine.checkpoints import Document, SqliteCheckpointStore
+from livemigrate.engine.checkpoints import CheckpointStore, Document, SqliteCheckpointStore
 from livemigrate.engine.copy.ranges import RangeState, copy_range
 from livemigrate.engine.errors import EngineError, EngineErrorCode
 from livemigrate.engine.ledger import Side, VerificationLedger
 from livemigrate.engine.mongo.connect import connect
 from livemigrate.engine.mongo.faults import RetryCounts
-from livemigrate.engine.options import SHARE_OUT_DOCUMENTS
+from livemigrate.engine.options import SHARE_OUT_DOCUMENTS, MigrationOptions
 
 log = logging.getLogger("livemigrate.engine")
 
@@ -77,6 +77,17 @@ class CopyProcesses:
         self._setup = setup
         self._processes = processes
         self._retries = retries if retries is not None else RetryCounts()
+
+    @classmethod
+    def sharing(cls, checkpoints: CheckpointStore, ledger: VerificationLedger, source_uri: str, target_uri: str,
+                options: MigrationOptions, retries: RetryCounts) -> CopyProcesses | None:
+        """Worker processes for a run's copy, when they can share its files: the checkpoints and the ledger
+        on disk (a run with either in memory copies in its own threads)."""
+        if not isinstance(checkpoints, SqliteCheckpointStore) or ledger.path is None:
+            return None
+        return cls(WorkerSetup(source_uri, target_uri, checkpoints.path.parent, ledger.path, options.batch_size,
+                               options.fault_limit_seconds, int(options.socket_timeout_seconds * 1000)),
+                   options.processes, retries)
 
     def count_for(self, ranges: int, documents: int) -> int:
         """How many worker processes to copy `ranges` pending ranges of about `documents` documents; 1
