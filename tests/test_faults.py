@@ -9,6 +9,8 @@ on the source.
 - A mixed run: faults of every kind at random, about one per 25 round trips on both sides, three seeds.
 - A destination that stays down past `--fault-limit`: the run ends with the sentence; started again
   once it is back, it resumes and completes.
+- A change stream whose history is gone (ChangeStreamFatalError, not resumable): never retried, one
+  sentence.
 
 Each ends `COMPLETE` (exit 0, the verdict EQUAL), equal by the test's own comparison (`livemigrate
 verify` on the servers themselves, not through the proxies), with no `_id` twice on the destination,
@@ -27,6 +29,7 @@ import pytest
 
 from tests.engine_support import MigrateProcess, Writer, seed, wait_until
 from tests.fault_proxy import (
+    CHANGE_STREAM_FATAL,
     ERROR,
     RESET_BEFORE_FORWARD,
     RESET_BEFORE_REPLY,
@@ -206,3 +209,21 @@ def test_a_destination_down_past_the_limit_ends_the_run_and_a_later_run_resumes(
     compared = subprocess.run([LIVEMIGRATE, "verify", source.uri, target.uri], capture_output=True, text=True,
                               timeout=120)
     assert compared.returncode == 0, compared.stdout
+
+
+def test_a_change_stream_whose_history_is_gone_ends_the_run_in_one_sentence(sides: Sides, tmp_path: Path) -> None:
+    """ChangeStreamFatalError (280) is not resumable: never retried, the run ends with RESUME_TOKEN_LOST
+    and what to do, no traceback."""
+    with sides.source.client() as client:
+        seed(client, total=DOCUMENTS, where=WHERE)
+        migration = MigrateProcess(sides.source_proxy.uri, sides.target_proxy.uri, tmp_path / "state",
+                                   *ARGUMENTS).start()
+        assert wait_until(lambda: migration.phase() == "replay", timeout=60), migration.log_text()[-3000:]
+        sides.source_proxy.inject_next(CHANGE_STREAM_FATAL)
+        client.sales.alpha.insert_one({"_id": "after-the-copy", "serial": "after"})
+        assert migration.process is not None and migration.process.wait(timeout=60) == 2
+    log = migration.log_text()
+    [sentence] = [line for line in log.splitlines() if line.startswith("Error: ")]
+    assert sentence.startswith("Error: RESUME_TOKEN_LOST: the source no longer has the changes") and \
+        "start again with a new --state-dir and --drop-target" in sentence
+    assert "Traceback" not in log and sides.source_proxy.count(CHANGE_STREAM_FATAL) == 1
