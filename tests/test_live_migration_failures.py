@@ -54,7 +54,8 @@ def test_agent_killed_during_the_copy_resumes_and_completes_equal(world: World) 
 
 
 @pytest.mark.parametrize("world", [{"agent_env": {"LIVEMIGRATE_AGENT_RETRIES": "2",
-                                                  "LIVEMIGRATE_AGENT_RETRY_SECONDS": "0.5"}}], indirect=True)
+                                                  "LIVEMIGRATE_AGENT_RETRY_SECONDS": "0.5",
+                                                  "LIVEMIGRATE_AGENT_FAULT_LIMIT_SECONDS": "3"}}], indirect=True)
 def test_source_stopped_mid_migration_ends_failed_naming_the_source(world: World) -> None:
     migration_id = prepared(world, 2000)
     world.wait_migration(migration_id, lambda m: m["readyForCutover"], timeout=120)
