@@ -10,6 +10,12 @@ end).
 Restarted with the same `--state-dir`, it picks its running jobs up again and the engine resumes
 them from their checkpoints.
 
+Its calls meet resets and timeouts (`client/agent_api.py` makes each again a few times). A report that
+fails is sent again at the next tick — the latest progress, or the job's outcome: a final report (COMPLETE,
+FAILED, a pre-flight's answer, a cancelled job's stop) is sent until the source answers it, even once the
+job has left the list (the target recorded it, its answer was lost on the way back), and only then is the
+job forgotten. A job this host ended never starts again here, whatever list comes later.
+
 A job cancelled on the target stays in the list, marked `cancelRequested`, until this host says it
 has stopped: its runner is stopped (the engine lifts a source write block a cutover set, and gives
 its destination up), the job's state directory is removed, and a report names this host in
@@ -32,7 +38,7 @@ from livemigrate.agent.runner import JobRunner, RunnerSettings
 from livemigrate.agent.shared_job import SharedJobRunner
 from livemigrate.client.agent_api import AgentApi
 from livemigrate.client.errors import ApiCallError
-from livemigrate.contracts import Heartbeat, HostJob, ProgressReport, describe_invalid
+from livemigrate.contracts import Heartbeat, HostJob, ProgressReport, ReportAnswer, describe_invalid
 from livemigrate.statuses import MigrationStatus
 
 log = logging.getLogger("livemigrate.agent")
@@ -40,6 +46,7 @@ log = logging.getLogger("livemigrate.agent")
 HEARTBEAT_SECONDS = 10.0
 JOBS_WAIT_SECONDS = 10.0  # how long one request for the job list may wait for a change
 RETRY_SECONDS = 1.0  # after a failed request for the job list, or from a server that cannot wait
+ENDED_KEPT = 10_000  # ended jobs remembered (ids, in the order they ended), so that none starts again
 
 
 class MigrationHostAgent:
@@ -53,9 +60,11 @@ class MigrationHostAgent:
         self._runners: dict[str, JobRunner | SharedJobRunner] = {}
         self._preflights: dict[str, PreflightJob] = {}  # validations whose pre-flight runs or waits to be sent
         self._cancelling: dict[str, JobRunner | SharedJobRunner | None] = {}  # cancelled, stopping or stopped
-        # Jobs this agent ended: the job list it reads next may predate the end (the source relays a
-        # list up to a moment old), and such a job must not start again.
-        self._ended: set[str] = set()
+        # Jobs this agent ended: a job list read later may predate the end (the source relays a list up
+        # to a moment old; a list asked for again after a reset may be an older one), and such a job must
+        # not start again. Kept while the agent runs, not only while listed: a list without the job may
+        # come before one that still has it.
+        self._ended: dict[str, None] = {}
         self._stopping = threading.Event()
         self._wake = threading.Event()  # a job's new phase or its end is reported at once, not at the next tick
 
@@ -124,7 +133,6 @@ class MigrationHostAgent:
 
     def _follow(self, jobs: dict[str, HostJob]) -> None:
         """Start the jobs new to this host, pass cutovers on, stop the jobs the target no longer runs."""
-        self._ended &= jobs.keys()
         for job_id, job in jobs.items():
             if job_id in self._ended or job_id in self._preflights or job_id in self._cancelling:
                 continue
@@ -144,9 +152,9 @@ class MigrationHostAgent:
                 missing = ("the source deployment has no monitored hosts on the source side"
                            if not job.sourceUri else "the destination cluster is no longer registered")
                 log.error("job %s cannot start: %s", job_id, missing)
-                self._api.report(job_id, ProgressReport(status=MigrationStatus.FAILED,
-                                                        errorMessage=f"cannot start: {missing}"))
-                self._ended.add(job_id)
+                failed = ProgressReport(status=MigrationStatus.FAILED, errorMessage=f"cannot start: {missing}")
+                if self._deliver(job_id, failed, final=True) is not None:
+                    self._end(job_id)
                 continue
             if job_id not in self._runners and len(job.migrationHosts) > 1:
                 log.info("job %s: taking part in the migration of %s, shared with %s", job_id, job.sourceClusterName,
@@ -160,8 +168,34 @@ class MigrationHostAgent:
             if job.cutoverRequested and job_id in self._runners:
                 self._runners[job_id].request_cutover()
         for job_id in [job_id for job_id in self._runners if job_id not in jobs]:
+            if self._runners[job_id].final_report() is not None:
+                continue  # ended here: its outcome is delivered (`_report`) before the job is forgotten
             log.info("job %s is no longer running on the target side; stopping it", job_id)
             self._runners.pop(job_id).stop()
+
+    def _end(self, job_id: str) -> None:
+        self._ended[job_id] = None
+        if len(self._ended) > ENDED_KEPT:
+            del self._ended[next(iter(self._ended))]
+
+    def _deliver(self, job_id: str, report: ProgressReport, *, final: bool) -> ReportAnswer | None:
+        """Send one report; its answer, or None when it must be sent again (no answer, or one to try again
+        on). A `final` report (an outcome, sent until answered) that the source refuses outright (4xx: the
+        job or the link is gone there) would be refused forever: it counts as answered."""
+        try:
+            return self._api.report(job_id, report)
+        except ApiCallError as error:
+            if final and 400 <= error.status < 500:
+                log.error("job %s: its outcome (%s) is refused, and not sent again: %s", job_id,
+                          report.status.value, error)
+                return ReportAnswer(status=report.status)
+            log.warning("job %s: the report is sent again: %s", job_id, error)
+        except httpx.HTTPError as error:
+            log.warning("job %s: the report is sent again: %s: %s", job_id, type(error).__name__, error)
+        except ValidationError as error:
+            log.error("job %s: the source answered a report with what this agent cannot read (%s); is it another "
+                      "version?", job_id, describe_invalid(error))
+        return None
 
     def _forget_state(self, job_id: str) -> None:
         """An ended job's files — its checkpoints, its verification ledger (a row per document per side),
@@ -183,22 +217,26 @@ class MigrationHostAgent:
             if isinstance(runner, SharedJobRunner):
                 runner.forget_shared_state()
             self._forget_state(job_id)
-            self._api.report(job_id, ProgressReport(status=MigrationStatus.FAILED, stoppedHost=self.hostname))
+            self._cancelling[job_id] = None  # stopped and forgotten: only its stop is left to report
+            stopped = ProgressReport(status=MigrationStatus.FAILED, stoppedHost=self.hostname)
+            if self._deliver(job_id, stopped, final=True) is None:
+                continue
             log.info("job %s: cancelled; this host has stopped writing to its destination", job_id)
             del self._cancelling[job_id]
-            self._ended.add(job_id)
+            self._end(job_id)
 
     def _report(self) -> None:
         self._confirm_cancels()
         for job_id, check in list(self._preflights.items()):
             found = check.answer()
-            if found is not None:
-                self._api.report(job_id, found)
+            if found is not None and self._deliver(job_id, found, final=True) is not None:
                 del self._preflights[job_id]
-                self._ended.add(job_id)
+                self._end(job_id)
         for job_id, runner in list(self._runners.items()):
             report = runner.report()
-            answer = self._api.report(job_id, report)
+            answer = self._deliver(job_id, report, final=report.status is not MigrationStatus.WORKING)
+            if answer is None:
+                continue
             if answer.cutoverRequested:
                 runner.request_cutover()
             # Decided by what was sent, not by asking the runner again: it may have finished since.
@@ -206,6 +244,6 @@ class MigrationHostAgent:
                 log.info("job %s ended %s", job_id, answer.status.value)
                 runner.join(timeout=30)
                 del self._runners[job_id]
-                self._ended.add(job_id)
+                self._end(job_id)
                 if not runner.running:
                     self._forget_state(job_id)

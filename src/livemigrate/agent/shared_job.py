@@ -70,6 +70,10 @@ class SharedJobRunner(JobThread[JobRunner]):
         finally:
             target.close()
 
+    def final_report(self) -> ProgressReport | None:
+        """The outcome once the migration ended here (this host held the capture); None before."""
+        return self._final
+
     def report(self) -> ProgressReport:
         """The migration's report while this host holds the capture (with this host's part), else this
         host's part alone."""

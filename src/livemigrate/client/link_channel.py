@@ -100,9 +100,14 @@ class LinkChannel:
 
     async def report_progress(self, target_org_id: str, source_org_id: str, job_id: str,
                               report: ProgressReport) -> ReportAnswer:
+        """One report, made once more on a cut connection as every idempotent call is: the target records a
+        report twice as once (a final one changes nothing once the migration is finished), and a report
+        whose answer was cut on the way back is otherwise lost to the migration host, which would then
+        wait for the next tick to learn an outcome the target already holds."""
         try:
-            response = await self._client.patch(
-                f"/orgs/{target_org_id}/liveMigrations/links/{source_org_id}/jobs/{job_id}", json=report.to_json())
+            response = await self._idempotent(
+                "PATCH", f"/orgs/{target_org_id}/liveMigrations/links/{source_org_id}/jobs/{job_id}",
+                json=report.to_json())
         except httpx.HTTPError as error:
             raise LinkCallFailed(f"target unreachable: {type(error).__name__}: {error}") from None
         try:

@@ -9,6 +9,7 @@ import httpx
 
 # The server answers at the end of the wait at the latest; this much longer, the connection is deemed lost.
 _GRACE_SECONDS = 15.0
+_CONNECT_SECONDS = 5.0  # the wait is the answer's, not the connection's
 
 
 def wait_options(held: str | None, wait_seconds: float | None) -> dict[str, Any]:
@@ -17,4 +18,4 @@ def wait_options(held: str | None, wait_seconds: float | None) -> dict[str, Any]
     if held is None or not wait_seconds:
         return {}
     return {"headers": {"If-None-Match": held, "Prefer": f"wait={wait_seconds:g}"},
-            "timeout": httpx.Timeout(wait_seconds + _GRACE_SECONDS)}
+            "timeout": httpx.Timeout(wait_seconds + _GRACE_SECONDS, connect=_CONNECT_SECONDS)}

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import time
+from dataclasses import dataclass
 
 from starlette.concurrency import run_in_threadpool
 
@@ -26,10 +27,19 @@ from livemigrate.contracts import ProgressReport, ReportAnswer
 _REJOIN_SECONDS = 0.5  # less than this left of a host's wait after a shared one ends: answer, do not rejoin
 
 
+@dataclass(frozen=True, slots=True)
+class _Kept:
+    """An org's last list: when the call that fetched it was made, and when its answer came."""
+
+    asked_at: float
+    received_at: float
+    jobs: JobList
+
+
 class JobRelay:
     def __init__(self, channels: LinkChannels) -> None:
         self._channels = channels
-        self._jobs: dict[str, tuple[float, JobList]] = {}  # the last list of each org, with when it came
+        self._jobs: dict[str, _Kept] = {}  # the last list of each org
         self._waits: dict[tuple[str, str], asyncio.Task[JobList]] = {}  # (org, version held) -> the shared wait
 
     def is_linked(self, org_id: str) -> bool:
@@ -41,9 +51,9 @@ class JobRelay:
         said it changed, and says so within its wait's look. Every long poll of a host starts here, so
         without that, 200 idle hosts cost the target an immediate listing for every other poll."""
         cached = self._jobs.get(org_id)
-        if cached is not None and (time.monotonic() - cached[0] <= max_age_seconds
-                                   or self._waited_on(org_id, cached[1].etag)):
-            return cached[1]
+        if cached is not None and (time.monotonic() - cached.received_at <= max_age_seconds
+                                   or self._waited_on(org_id, cached.jobs.etag)):
+            return cached.jobs
         return await self.jobs_changed(org_id, None, None)
 
     def _waited_on(self, org_id: str, version: str | None) -> bool:
@@ -79,10 +89,19 @@ class JobRelay:
     async def _ask(self, org_id: str, held: str | None, wait_seconds: float | None) -> JobList:
         credentials = await self._credentials(org_id)
         channel = await self._channels.channel(org_id, credentials)
+        asked_at = time.monotonic()
         found = await channel.list_jobs(credentials.target_org_id, org_id, held, wait_seconds)
-        if found.results is not None:
-            self._jobs[org_id] = (time.monotonic(), found)
-        return found
+        self._keep(org_id, asked_at, found)
+        kept = self._jobs.get(org_id)
+        return kept.jobs if held is None and kept is not None else found  # the newest list, not an older answer
+
+    def _keep(self, org_id: str, asked_at: float, found: JobList) -> None:
+        """Keep a list unless the one kept was asked for later: answers come back out of order (a call made
+        again after a reset, a slow one), and an older list kept would hand a host a job that has ended
+        since — started again."""
+        kept = self._jobs.get(org_id)
+        if found.results is not None and (kept is None or asked_at >= kept.asked_at):
+            self._jobs[org_id] = _Kept(asked_at, time.monotonic(), found)
 
     async def report_progress(self, org_id: str, job_id: str, report: ProgressReport) -> ReportAnswer:
         credentials = await self._credentials(org_id)
@@ -93,14 +112,15 @@ class JobRelay:
         """The source projects with a running migration; when the target cannot say, the last list it gave."""
         try:
             channel = await self._channels.channel(org_id, credentials)
+            asked_at = time.monotonic()
             listed = await channel.list_jobs(credentials.target_org_id, org_id)
-            self._jobs[org_id] = (time.monotonic(), listed)
+            self._keep(org_id, asked_at, listed)
             running = listed.results or []
         except LinkKeyRefused:
             running = []  # the target revoked the link: nothing of it runs any more
         except LinkCallFailed:
             kept = self._jobs.get(org_id)
-            running = (kept[1].results or []) if kept else []
+            running = (kept.jobs.results or []) if kept else []
         return sorted({job.sourceProjectId for job in running if job.kind == "MIGRATION"})  # a pre-flight holds nothing
 
     async def _credentials(self, org_id: str) -> LinkCredentials:

@@ -1,4 +1,8 @@
-"""Every error leaves through here, in the catalogue's shape, honouring `pretty` and `envelope`."""
+"""Every error leaves through here, in the catalogue's shape, honouring `pretty` and `envelope`.
+
+A store connection the database ended under a request is answered 503 here and marked, so that
+`store_retry` can make the request again when nothing of it was written.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +16,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
-from livemigrate.http import openapi
+from livemigrate.http import openapi, store_retry
 from livemigrate.http.errors import ApiError, ErrorCode
 from livemigrate.http.responses import error_response
 
@@ -57,9 +61,11 @@ async def _validation_error(request: Request, error: Exception) -> Response:
 
 
 async def _store_unavailable(request: Request, error: Exception) -> Response:
-    """The database cannot be reached (stopped, restarting, network): 503, and nothing was written —
-    the transaction that met the error is rolled back. Pooled connections are checked before use, so
-    the next request after it returns succeeds without a restart."""
+    """The database cannot be reached (stopped, restarting, network), or ended this request's connection:
+    503, and nothing was written — the transaction that met the error is rolled back. A connection it
+    ended is marked, for `StoreRetryMiddleware` to make the request again when nothing of it was written."""
+    if getattr(error, "connection_invalidated", False):
+        store_retry.mark_disconnected(request.scope)
     log.warning("the store cannot be reached: %s", type(error).__name__)
     api_error = ApiError(ErrorCode.SERVICE_UNAVAILABLE,
                          "The store cannot be reached right now; nothing was changed. Try again shortly.",
@@ -73,3 +79,4 @@ def install(app: FastAPI) -> None:
         app.add_exception_handler(unavailable, _store_unavailable)
     app.add_exception_handler(StarletteHTTPException, _http_exception)
     app.add_exception_handler(RequestValidationError, _validation_error)
+    store_retry.install(app)  # the innermost of the middlewares: it sees the store's 503s first

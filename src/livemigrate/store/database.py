@@ -12,6 +12,7 @@ is back.
 
 from __future__ import annotations
 
+import select
 import threading
 import uuid
 from collections.abc import Iterator
@@ -21,6 +22,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, event, inspect, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import InvalidatePoolError
 from sqlalchemy.orm import Session, sessionmaker
 
 from livemigrate.store.models import Base
@@ -43,12 +45,15 @@ class Store:
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
         connect_args: dict[str, Any] = {"check_same_thread": False} if self.is_sqlite else {"connect_timeout": 5}
         # No `pool_pre_ping`: a ping before every checkout is a round trip more for every store call, which
-        # `bench/migration_hosts.py` shows in the latency under load. A connection in use meets an
-        # outage itself (its call fails, a 503, and SQLAlchemy drops the pool on a disconnect); the idle
-        # ones are dropped by the write listener, which hears of the outage first (`notifications.py`).
+        # `bench/migration_hosts.py` shows in the latency under load. A pooled connection the server ended
+        # is told apart without one instead (`_ended_by_the_server`, at each checkout); a connection in
+        # use meets an outage itself (its call fails, and SQLAlchemy drops the pool on a disconnect); the
+        # idle ones are also dropped by the write listener, which hears of an outage first (`notifications.py`).
         self.engine: Engine = create_engine(url, connect_args=connect_args, pool_size=20, max_overflow=20)
         if self.is_sqlite:
             event.listen(self.engine, "connect", _sqlite_pragmas)
+        else:
+            event.listen(self.engine, "checkout", _refuse_ended_connection)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
         self._write_lock = threading.Lock() if self.is_sqlite else None
         self.origin = uuid.uuid4().hex  # this process, as its NOTIFYs name it
@@ -148,6 +153,24 @@ class Store:
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+def _refuse_ended_connection(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
+    """Before a pooled connection is handed out: one the server ended while it sat in the pool (its
+    backend terminated — `pg_terminate_backend`, a restart, a failover, an idle timeout — or the network
+    cut) is refused, and with it every connection pooled before it (they most likely went the same way);
+    SQLAlchemy then opens a new one for this checkout. Nothing is sent: a connection idle in the pool has
+    nothing to receive, so one the operating system says is readable, or closed, holds the server's
+    farewell (FATAL 57P01 `terminating connection due to administrator command`) or its end of the stream.
+    A connection refused wrongly (a notice received while idle) costs only a new connection."""
+    if getattr(dbapi_connection, "closed", False) or getattr(dbapi_connection, "broken", False):
+        raise InvalidatePoolError("the pooled connection is closed")
+    try:
+        readable, _, failed = select.select([dbapi_connection.fileno()], [], [dbapi_connection.fileno()], 0)
+    except (OSError, ValueError) as error:  # no socket any more
+        raise InvalidatePoolError(f"the pooled connection has no socket ({error})") from None
+    if readable or failed:
+        raise InvalidatePoolError("the server ended the pooled connection")
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
