@@ -13,7 +13,10 @@ key's fields and `_id` (nx-27017 gives `_id` alone, an integer turned into a str
 `fullDocument` — which nx-27017 also gives for a delete, the document before it — supplies both), the
 documents' ObjectIds, dates and BinData are decoded from nx-27017's JSON, and a delete loses the
 `fullDocument` MongoDB would not send. Events caused by a chunk migration are marked `fromMigrate` and
-never shown, unless the stream asks for `showMigrationEvents` (then with `fromMigrate: true`).
+never shown, unless the stream asks for `showMigrationEvents` (then with `fromMigrate: true`). A document
+moved to another shard by a change of its shard key (`mongos_shard_keys.py`) shows as the `delete` and
+the `insert` of one transaction (`ChangeLog.transaction`): one cluster time, the client's `lsid` and
+`txnNumber`, not fromMigrate, the delete first unless `move_order` says otherwise.
 
 `ChangeStreamCursor` is one client's stream over a collection, a database or the whole deployment
 (`allChangesForCluster`), reading the log after its position. Its resume token encodes the position:
@@ -104,6 +107,8 @@ class ChangeLog:
         self._events: list[Logged] = []
         self._scopes: set[tuple[str | None, str | None]] = set()  # what streams have covered
         self._migrating: set[SourceKey] = set()
+        self._transaction: list[tuple[str, str | None, dict[str, Any]]] | None = None  # a move's events, held
+        self.move_order = ("delete", "insert")  # how a document moved by a shard key change shows (mongos_shard_keys)
         self.instance = secrets.token_hex(4)
 
     # --- which collections are tailed ---------------------------------------------------------------
@@ -164,13 +169,36 @@ class ChangeLog:
                 self.pull(keys)
                 self._migrating.difference_update(keys)
 
+    @contextlib.contextmanager
+    def transaction(self, keys: Iterable[SourceKey], session: Mapping[str, Any]) -> Iterator[None]:
+        """What these sources show while inside is one transaction's doing (a document moving to another
+        shard, `mongos_shard_keys.py`): logged at its end with one cluster time, the session's `lsid` and
+        `txnNumber`, deletes and inserts in `move_order`. The log is held meanwhile: no other event slips in."""
+        keys = list(keys)
+        with self._lock:
+            self.pull(keys)  # what came before is not the transaction's
+            self._transaction = []
+            try:
+                yield
+            finally:
+                self.pull(keys)
+                held, self._transaction = self._transaction, None
+                moment = self._clock.tick()
+                order = {operation: index for index, operation in enumerate(self.move_order)}
+                for db, coll, event in sorted(held, key=lambda item: order.get(item[2]["operationType"], len(order))):
+                    self._append(db, coll, {**event, **session}, False, moment)
+
     def append(self, db: str, coll: str | None, event: dict[str, Any]) -> None:
         """An event the emulator makes itself (drop, dropDatabase)."""
         with self._lock:
             self._append(db, coll, event, False)
 
-    def _append(self, db: str, coll: str | None, event: dict[str, Any], from_migrate: bool) -> None:
-        moment = self._clock.tick()
+    def _append(self, db: str, coll: str | None, event: dict[str, Any], from_migrate: bool,
+                moment: Timestamp | None = None) -> None:
+        if self._transaction is not None and moment is None and not from_migrate:
+            self._transaction.append((db, coll, event))
+            return
+        moment = moment or self._clock.tick()
         shaped = {"operationType": event.pop("operationType"), "clusterTime": moment,
                   "wallTime": datetime.now(UTC).replace(tzinfo=None), **event}
         self._events.append(Logged(len(self._events) + 1, moment, db, coll, shaped, from_migrate))

@@ -15,13 +15,16 @@
   written on its own shard by its `_id`. Refusals are write errors at their statement's index.
 - `findAndModify`: to the one shard its filter targets; before 7.1 refused (61) when it targets more,
   from 7.1 done as above; an upsert needs the full shard key.
+- An update statement that may change a document's shard key value (or `_id`) is checked when it runs,
+  by `mongos_shard_keys.py` (its docstring has the rules): refused (a write error at its index), moved
+  to another shard by the emulator itself, or routed as above.
 - A chunk migration (`move_chunk`): the donor's documents in the chunk are inserted on the recipient,
   the chunk's owner flips, and the donor deletes them; their change events are marked fromMigrate.
   Routed writes wait while it runs (MongoDB's migration lets them continue until its short critical
   section); reads go on, shards' copies they do not own left out.
 
-Not emulated: changing a document's shard key value (the document stays on its shard, where MongoDB
-would move it), retryable-write deduplication, transactions across shards.
+Not emulated: retryable-write deduplication, transactions across shards (a document moved by a shard
+key change is deleted and inserted by the emulator, not in a transaction: see `mongos_shard_keys.py`).
 """
 
 from __future__ import annotations
@@ -33,11 +36,14 @@ from typing import Any
 from bson import ObjectId
 
 from tests.mongos_catalog import Chunk, ShardedCollection, exact_id
-from tests.mongos_routing import Router, forwardable
+from tests.mongos_routing import forwardable
+from tests.mongos_shard_keys import WITHOUT_SHARD_KEY, KeyCheck, Moved, ShardKeyWrites, may_change_key
+from tests.mongos_values import project
 from tests.mongos_wire import CommandError
 
-_WITHOUT_SHARD_KEY = "without shard key"
+_WITHOUT_SHARD_KEY = WITHOUT_SHARD_KEY
 _BATCH = 1000
+Plan = list[str] | str | KeyCheck | CommandError  # shards, a write without shard key, checked when it runs, refused
 
 
 @dataclass(frozen=True)
@@ -52,8 +58,8 @@ class ChunkMove:
     documents: int
 
 
-class WriteRouter(Router):
-    """The emulator's router: `Router`'s reads, and writes."""
+class WriteRouter(ShardKeyWrites):
+    """The emulator's router: `Router`'s reads, and writes (`ShardKeyWrites`: shard key changes)."""
 
     moves: list[ChunkMove]
 
@@ -63,7 +69,11 @@ class WriteRouter(Router):
 
     # --- where each statement goes ----------------------------------------------------------------------
 
-    def _update_plan(self, sharded: ShardedCollection, statement: Mapping[str, Any]) -> list[str] | str:
+    def _update_plan(self, sharded: ShardedCollection, statement: Mapping[str, Any]) -> list[str] | str | KeyCheck:
+        route = self._update_route(sharded, statement)
+        return KeyCheck(route) if may_change_key(sharded, statement) else route
+
+    def _update_route(self, sharded: ShardedCollection, statement: Mapping[str, Any]) -> list[str] | str:
         query = statement.get("q") or {}
         order = self.catalog.shard_order
         if statement.get("upsert"):
@@ -104,23 +114,9 @@ class WriteRouter(Router):
                                f"simple collation). Delete request: {dict(statement)}, shard key pattern: "
                                f"{sharded.key}")
 
-    def _find_one(self, db: str, coll: str, sharded: ShardedCollection, query: Mapping[str, Any],
-                  sort: Mapping[str, Any] | None) -> tuple[str, Any] | None:
-        """The shard and `_id` of a document matching `query`: the first step of a write without shard key."""
-        keep = self.owner_filter(sharded)
-        for shard in sharded.shards_for(query, self.catalog.shard_order):
-            command: dict[str, Any] = {"find": coll, "filter": dict(query), "limit": 10}
-            if sort:
-                command["sort"] = dict(sort)
-            for document in self.run(shard, db, command)["cursor"]["firstBatch"]:
-                if keep(shard, document):
-                    return shard, document["_id"]
-        return None
-
     # --- running them ----------------------------------------------------------------------------------
 
-    def _execute(self, db: str, command: Mapping[str, Any], name: str, field: str,
-                 plans: list[list[str] | str | CommandError]) -> dict[str, Any]:
+    def _execute(self, db: str, command: Mapping[str, Any], name: str, field: str, plans: list[Plan]) -> dict[str, Any]:
         coll = str(command[name])
         statements = list(command.get(field) or [])
         ordered = bool(command.get("ordered", True))
@@ -139,23 +135,23 @@ class WriteRouter(Router):
         upserted: list[dict[str, Any]] = []
         errors: list[dict[str, Any]] = []
         for plan, indexes in groups:
-            if isinstance(plan, CommandError):
-                errors.append({"index": indexes[0], "code": plan.code, "errmsg": plan.errmsg})
-            else:
-                batch = [statements[index] for index in indexes]
-                runs: list[tuple[str, list[dict[str, Any]]]]
-                if plan == _WITHOUT_SHARD_KEY:
-                    runs = self._without_shard_key(db, coll, name, batch[0])
-                else:
-                    runs = [(shard, batch) for shard in plan]
-                for shard, sent in runs:
-                    with self.writing(shard, db, coll):
-                        reply = self.run(shard, db, {name: coll, field: sent, "ordered": ordered, **extra})
-                    result["n"] += int(reply.get("n", 0))
-                    if name == "update":
-                        result["nModified"] += int(reply.get("nModified", 0))
-                    upserted += [{**entry, "index": indexes[entry["index"]]} for entry in reply.get("upserted", [])]
-                    errors += [{**entry, "index": indexes[entry["index"]]} for entry in reply.get("writeErrors", [])]
+            replies: list[dict[str, Any]] = []  # each with indexes within the group
+            batch = [statements[index] for index in indexes]
+            try:
+                if isinstance(plan, CommandError):
+                    raise plan
+                runs = self._runs(db, coll, name, plan, batch, command, len(statements), replies)
+            except CommandError as refused:  # a refusal: the statement's write error
+                replies, runs = [{"writeErrors": [{"index": 0, "code": refused.code, "errmsg": refused.errmsg}]}], []
+            for shard, sent in runs:
+                with self.writing(shard, db, coll):
+                    replies.append(self.run(shard, db, {name: coll, field: sent, "ordered": ordered, **extra}))
+            for reply in replies:
+                result["n"] += int(reply.get("n", 0))
+                if name == "update":
+                    result["nModified"] += int(reply.get("nModified", 0))
+                upserted += [{**entry, "index": indexes[entry["index"]]} for entry in reply.get("upserted", [])]
+                errors += [{**entry, "index": indexes[entry["index"]]} for entry in reply.get("writeErrors", [])]
             if ordered and errors:
                 break
         if upserted:
@@ -163,6 +159,21 @@ class WriteRouter(Router):
         if errors:
             result["writeErrors"] = sorted(errors, key=lambda entry: entry["index"])
         return {**result, "ok": 1.0}
+
+    def _runs(self, db: str, coll: str, name: str, plan: Plan, batch: list[Any], command: Mapping[str, Any],
+              statements: int, replies: list[dict[str, Any]]) -> list[tuple[str, list[dict[str, Any]]]]:
+        """Where a group of statements goes; a shard key change the emulator made itself adds its reply."""
+        if isinstance(plan, KeyCheck):
+            moved = self.shard_key_update(db, coll, batch[0], plan.route, command, statements)
+            if moved is not None:
+                upserted = [{"index": 0, "_id": moved.new["_id"]}] if moved.old is None else []
+                replies.append({"n": 1, "nModified": 0 if upserted else 1, "upserted": upserted})
+                return []
+            plan = plan.route
+        if plan == _WITHOUT_SHARD_KEY:
+            return self._without_shard_key(db, coll, name, batch[0])
+        assert isinstance(plan, list)
+        return [(shard, batch) for shard in plan]
 
     def _without_shard_key(self, db: str, coll: str, name: str,
                            statement: Mapping[str, Any]) -> list[tuple[str, list[dict[str, Any]]]]:
@@ -174,12 +185,11 @@ class WriteRouter(Router):
         shard, identifier = found
         return [(shard, [{**statement, "q": {"$and": [dict(statement.get("q") or {}), {"_id": identifier}]}}])]
 
-    def _plans(self, db: str, coll: str, statements: list[Mapping[str, Any]],
-               plan: Any) -> list[list[str] | str | CommandError]:
+    def _plans(self, db: str, coll: str, statements: list[Mapping[str, Any]], plan: Any) -> list[Plan]:
         sharded = self.catalog.sharded(f"{db}.{coll}")
         if sharded is None:
             return [[self.primary(db)] for _ in statements]
-        plans: list[list[str] | str | CommandError] = []
+        plans: list[Plan] = []
         for statement in statements:
             try:
                 plans.append(plan(sharded, statement))
@@ -195,8 +205,7 @@ class WriteRouter(Router):
                      for document in command.get("documents") or []]
         sharded = self.catalog.sharded(f"{db}.{coll}")
         primary = self.primary(db)
-        plans: list[list[str] | str | CommandError] = [
-            [sharded.shard_of(document) if sharded else primary] for document in documents]
+        plans: list[Plan] = [[sharded.shard_of(document) if sharded else primary] for document in documents]
         with self.writes.shared():
             return self._execute(db, {**command, "documents": [dict(document) for document in documents]},
                                  "insert", "documents", plans)
@@ -239,8 +248,26 @@ class WriteRouter(Router):
                     sent["query"] = {"$and": [query, {"_id": identifier}]}
                 else:
                     raise CommandError(61, "Query for sharded findAndModify must contain the shard key")
+            statement = {"q": query, "u": command.get("update"), "upsert": bool(command.get("upsert")),
+                         "sort": command.get("sort"), "arrayFilters": command.get("arrayFilters")}
+            statement = {name: value for name, value in statement.items() if value is not None}
+            if sharded is not None and not command.get("remove") and may_change_key(sharded, statement):
+                moved = self.shard_key_update(db, coll, statement, [shard], command, 1, sent.get("query") or query)
+                if moved is not None:
+                    return self._found_and_moved(moved, command)
             with self.writing(shard, db, coll):
                 return self.run(shard, db, sent)
+
+    @staticmethod
+    def _found_and_moved(moved: Moved, command: Mapping[str, Any]) -> dict[str, Any]:
+        """findAndModify's answer for a document the emulator moved to another shard."""
+        last: dict[str, Any] = {"n": 1, "updatedExisting": moved.old is not None}
+        if moved.old is None:
+            last["upserted"] = moved.new["_id"]
+        value = moved.new if command.get("new") else moved.old
+        if value is not None and command.get("fields"):
+            value = project(value, command["fields"])
+        return {"lastErrorObject": last, "value": value, "ok": 1.0}
 
     # --- migrations ------------------------------------------------------------------------------------
 
