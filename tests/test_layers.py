@@ -26,7 +26,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "src" / "livemigrate"
 # Each engine module's layer, by its name under `livemigrate.engine`; phases by their own name.
 VOCABULARY = {"errors", "options", "events", "changes", "digests", "versions"}
 SHARED_STATE = {"checkpoints", "ledger", "ledger_tables"}
-PHASES = {"discover", "copy", "capture", "apply", "verify"}
+PHASES = {"discover", "sharding", "copy", "capture", "apply", "verify"}
 LAYERS = ("vocabulary", "shared state", "floor", "phase", "coordinator")
 ROLES = ("cloud_manager", "atlas")
 

@@ -180,14 +180,15 @@ def test_what_the_full_pass_found_stays_fixed(server: ServerProcess, target_org:
                            json=[{"ipAddress": "203.0.113.7", "cidrBlock": "198.51.100.0/24"}])
         assert (both.status_code, both.json()["errorCode"]) == (400, "INVALID_ATTRIBUTE"), both.text
         document = client.get("/openapi.json").json()
-    # What the server refuses, the document states: an entry's notation, an empty `sharding`, the drop flags.
+    # What the server refuses, the document states: an entry's notation, a shard key's item, the drop flags.
     entry = document["paths"][f"{TARGET}/orgs/{{org_id}}/apiKeys/{{key_id}}/accessList/{{ip_or_cidr}}"]["delete"]
     (pattern,) = [parameter["schema"]["pattern"] for parameter in entry["parameters"]
                   if parameter["name"] == "ip_or_cidr"]
     assert re.search(pattern, "2001:db8::/32") and not re.search(pattern, "0")
     migration = document["paths"][f"{TARGET}/groups/{{group_id}}/liveMigrations"]["post"]
     request = migration["requestBody"]["content"]["application/json"]["schema"]
-    assert {"type": "object", "maxProperties": 0}.items() <= request["properties"]["sharding"]["anyOf"][0].items()
+    key_item = document["components"]["schemas"]["ShardKeyField"]
+    assert key_item["additionalProperties"] == {"enum": [1, "hashed"]} and key_item["maxProperties"] == 1
     assert "not" in request
     # JSON has one number type: a port of 27017.0 is the integer the document asks for.
     assert HostRequest.model_validate({"hostname": "db.example", "port": 27017.0}).port == 27017

@@ -11,7 +11,17 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StrictStr, ValidationError
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictFloat,
+    StrictInt,
+    StrictStr,
+    ValidationError,
+    model_validator,
+)
 
 from livemigrate.engine.events import Phase, VerificationState
 from livemigrate.statuses import MigrationStatus, ValidationStatus
@@ -52,6 +62,106 @@ class PreflightNamespace(Contract):
     blocking: StrictStr | None = None  # why the migration cannot start as asked
 
 
+ShardKeyPattern = dict[StrictStr, StrictInt | StrictStr]  # {field: 1 | "hashed", …}, in the key's order
+
+
+class ShardKeyField(Contract):
+    """One field of a shard key: 1 (ascending) or "hashed". Atlas also lists -1, on which MongoDB cannot
+    shard a collection: it is refused with that reason. A key naming a field twice, or holding two hashed
+    fields, is refused by the request's checks (LIVE_MIGRATION_INVALID_REQUEST)."""
+
+    model_config = ConfigDict(extra="allow", json_schema_extra={
+        "minProperties": 1, "maxProperties": 1, "propertyNames": {"minLength": 1, "pattern": "^[^$]"},
+        "additionalProperties": {"enum": [1, "hashed"]}})
+
+    @model_validator(mode="after")
+    def one_field(self) -> ShardKeyField:
+        fields = dict(self.model_extra or {})
+        if len(fields) != 1:
+            raise ValueError("each key item names one field, e.g. {\"customerId\": 1}")
+        name, kind = next(iter(fields.items()))
+        if not name or name.startswith("$"):
+            raise ValueError(f"{name!r} is not a field name")
+        if kind == -1 and not isinstance(kind, bool):
+            raise ValueError(f"{name}: -1: MongoDB shards on ascending (1) or hashed fields, never descending ones")
+        if isinstance(kind, bool) or kind not in (1, "hashed"):
+            raise ValueError(f"{name}: 1 or \"hashed\"")
+        if isinstance(kind, float):  # 1.0 is JSON's 1
+            setattr(self, name, 1)
+        return self
+
+    def pair(self) -> tuple[str, int | str]:
+        return next(iter(dict(self.model_extra or {}).items()))
+
+
+class ShardCollection(Contract):
+    key: list[ShardKeyField] = Field(min_length=1, max_length=32)
+
+
+class ShardingEntry(Contract):
+    database: StrictStr = Field(min_length=1, max_length=64)
+    collection: StrictStr = Field(min_length=1, max_length=255)
+    shardCollection: ShardCollection
+
+
+class Sharding(Contract):
+    """Atlas' `sharding` of a live migration: the collections to shard on a sharded destination before the
+    copy, and whether the migration creates the index each key needs."""
+
+    createSupportingIndexes: StrictBool = False
+    shardingEntries: list[ShardingEntry] = Field(default_factory=list, max_length=1000)
+
+    def problems(self) -> list[str]:
+        """What the schema cannot say is wrong: a collection named twice, a key naming a field twice or
+        holding two hashed fields."""
+        found = []
+        named = [f"{entry.database}.{entry.collection}" for entry in self.shardingEntries]
+        for namespace in sorted({namespace for namespace in named if named.count(namespace) > 1}):
+            found.append(f"sharding: {namespace} is named twice")
+        for entry in self.shardingEntries:
+            pairs = [part.pair() for part in entry.shardCollection.key]
+            names = [name for name, _ in pairs]
+            if len(set(names)) != len(names):
+                found.append(f"sharding {entry.database}.{entry.collection}: the key names a field twice")
+            if sum(1 for _, kind in pairs if kind == "hashed") > 1:
+                found.append(f"sharding {entry.database}.{entry.collection}: a key has at most one hashed field")
+        return found
+
+
+class BalancerShape(Contract):
+    mode: StrictStr
+    inBalancerRound: StrictBool
+
+
+class ShardedCollectionShape(Contract):
+    namespace: StrictStr
+    key: ShardKeyPattern
+    unique: StrictBool = False
+
+
+class DeploymentShape(Contract):
+    """A side as the pre-flight found it: a sharded cluster (its shards, keys and balancer) or not."""
+
+    sharded: StrictBool
+    shards: list[StrictStr] = Field(default_factory=list)
+    shardedCollections: list[ShardedCollectionShape] = Field(default_factory=list)
+    balancer: BalancerShape | None = None
+
+
+class CollectionToShard(ShardedCollectionShape):
+    carriedFromSource: StrictBool = False  # the source's own key, no shardingEntries naming it
+
+
+class PreflightSharding(Contract):
+    """What the pre-flight found of sharding (`engine/sharding.py`)."""
+
+    source: DeploymentShape
+    destination: DeploymentShape
+    toShard: list[CollectionToShard] = Field(default_factory=list)
+    notes: list[StrictStr] = Field(default_factory=list)
+    blocking: list[StrictStr] = Field(default_factory=list)
+
+
 class PreflightReport(Contract):
     """A migration host's pre-flight of a validation: the source read, a sample copied, an estimate."""
 
@@ -63,6 +173,7 @@ class PreflightReport(Contract):
     historySeconds: StrictFloat | StrictInt | None = Field(default=None, ge=0)  # the source's oplog window
     warnings: list[StrictStr] = Field(default_factory=list)
     blocking: list[StrictStr] = Field(default_factory=list)
+    sharding: PreflightSharding | None = None
 
 
 class HostProgress(Contract):
@@ -139,6 +250,8 @@ class LinkJob(Contract):
     dropDestinationData: StrictBool = False
     cutoverRequested: StrictBool = False
     changeCapture: ChangeCapture | None = None  # None: the migration host's setting
+    sharding: Sharding | None = None  # Atlas' `sharding`, as asked
+    stopSourceBalancer: StrictBool = False  # our extension: the migration stops a sharded source's balancer
     # Cancelled: stop writing, lift a write block, remove the job's state, then report `stoppedHost`.
     cancelRequested: StrictBool = False
 
@@ -159,6 +272,8 @@ class HostJob(Contract):
     dropDestinationData: StrictBool = False
     cutoverRequested: StrictBool = False
     changeCapture: ChangeCapture | None = None
+    sharding: Sharding | None = None
+    stopSourceBalancer: StrictBool = False
     cancelRequested: StrictBool = False
     # Every host the migration lists: more than one share the copy through leases (`agent/shared_job.py`).
     migrationHosts: list[StrictStr] = Field(default_factory=list)

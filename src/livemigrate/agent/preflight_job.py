@@ -27,7 +27,8 @@ class PreflightJob:
             raise ValueError(f"validation {job.id} cannot run without both connection strings")
         self.job_id = job.id
         self._source_uri, self._target_uri = job.sourceUri, job.destinationUri
-        self._options = settings.options(drop_target=job.dropDestinationData)
+        self._options = settings.options(drop_target=job.dropDestinationData, sharding=job.sharding,
+                                         stop_balancer=job.stopSourceBalancer)
         self._answer: ProgressReport | None = None
         self._on_done = on_done  # the answer is sent at once, not at the next report tick
         self._thread = threading.Thread(target=self._run, name=f"preflight-{job.id}", daemon=True)
@@ -45,7 +46,8 @@ class PreflightJob:
 
         try:
             with connect(self._source_uri, "source") as source, connect(self._target_uri, "target") as target:
-                found = preflight(source, target, self._options, replace_data="set dropDestinationData")
+                found = preflight(source, target, self._options, replace_data="set dropDestinationData",
+                                  stop_balancer="set stopSourceBalancer")
             self._answer = ProgressReport(preflight=PreflightReport.model_validate(found.to_document()))
             log.info("validation %s: pre-flight done, %d namespace(s), %d blocking", self.job_id,
                      len(found.namespaces), len(found.blocking))

@@ -11,13 +11,13 @@ from __future__ import annotations
 import logging
 import socket
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from pymongo.errors import PyMongoError
 
 from livemigrate.agent.job_thread import JobThread
-from livemigrate.contracts import ChangeCapture, HostJob, NamespaceReport, ProgressReport, Retries
+from livemigrate.contracts import ChangeCapture, HostJob, NamespaceReport, ProgressReport, Retries, Sharding
 from livemigrate.engine import CaptureScope, EngineError, Migration, MigrationEvent, MigrationOptions
 from livemigrate.engine.capture.spool import Spool
 from livemigrate.engine.checkpoints import CheckpointStore, SqliteCheckpointStore
@@ -25,6 +25,7 @@ from livemigrate.engine.copy.shared import SharedHost
 from livemigrate.engine.errors import EngineErrorCode, redact
 from livemigrate.engine.events import Phase
 from livemigrate.engine.ledger import VerificationLedger
+from livemigrate.engine.options import ShardingRequest
 from livemigrate.settings import Settings
 from livemigrate.statuses import MigrationStatus
 
@@ -70,10 +71,14 @@ class RunnerSettings:
                    fault_limit_seconds=settings.agent_fault_limit_seconds,
                    socket_timeout_seconds=settings.agent_socket_timeout_seconds, in_process=in_process)
 
-    def options(self, drop_target: bool, change_capture: ChangeCapture | None = None) -> MigrationOptions:
-        """A job's options: the capture its migration asks for (`changeCapture`), else this host's."""
+    def options(self, drop_target: bool, change_capture: ChangeCapture | None = None, sharding: Sharding | None = None,
+                stop_balancer: bool = False) -> MigrationOptions:
+        """A job's options: the capture its migration asks for (`changeCapture`), else this host's; the
+        sharding it asks for, and whether it may stop a sharded source's balancer."""
         capture = self.capture if change_capture is None else CAPTURE_SCOPES[change_capture]
         return MigrationOptions(drop_target=drop_target, capture=capture, processes=self.processes,
+                                sharding=ShardingRequest.from_json(sharding.model_dump()) if sharding else None,
+                                stop_balancer=stop_balancer,
                                 count_check_seconds=self.count_check_seconds, verify_sample=self.verify_sample,
                                 exact_counts=self.exact_counts, spool_limit_bytes=self.spool_limit_bytes,
                                 fault_limit_seconds=self.fault_limit_seconds,
@@ -119,7 +124,10 @@ class JobRunner(JobThread[Migration]):
         self._source_uri = job.sourceUri
         self._target_uri = job.destinationUri
         self._settings = settings
-        self._options = settings.options(drop_target=job.dropDestinationData, change_capture=job.changeCapture)
+        self._options = settings.options(drop_target=job.dropDestinationData, change_capture=job.changeCapture,
+                                         sharding=job.sharding, stop_balancer=job.stopSourceBalancer)
+        if shared is not None:  # the copy is planned for every host it lists (`engine/copy/initial_copy.py`)
+            self._options = replace(self._options, copy_hosts=shared.host.hosts)
         self._latest: MigrationEvent | None = None
         self._final: ProgressReport | None = None
 

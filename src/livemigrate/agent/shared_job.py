@@ -52,7 +52,7 @@ class SharedJobRunner(JobThread[JobRunner]):
         self._hostname = hostname
         self._on_news = on_news
         self._leases = LeaseKeeper(api, job.id, hostname)
-        self._host = SharedHost(hostname, self._leases)
+        self._host = SharedHost(hostname, self._leases, hosts=max(1, len(job.migrationHosts)))
         self._final: ProgressReport | None = None
 
     def forget_shared_state(self) -> None:

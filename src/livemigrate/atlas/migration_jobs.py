@@ -11,7 +11,7 @@ from sqlalchemy import select
 
 from livemigrate.atlas import clusters
 from livemigrate.atlas.migrations import due_to_expire, expire_if_due
-from livemigrate.contracts import ChangeCapture, JobKind, LinkJob, ListedStatus
+from livemigrate.contracts import ChangeCapture, JobKind, LinkJob, ListedStatus, Sharding
 from livemigrate.crypto import SecretBox
 from livemigrate.statuses import RUNNING, MigrationStatus
 from livemigrate.store.database import Store
@@ -59,5 +59,7 @@ def link_job(store: Store, secret_box: SecretBox, record: LiveMigration | LiveMi
         destinationUri=secret_box.open(cluster.uri_encrypted) if cluster else None,
         dropDestinationData=record.drop_destination_data, cutoverRequested=cutover_requested,
         changeCapture=cast(ChangeCapture | None, record.change_capture) if isinstance(record, LiveMigration) else None,
+        sharding=Sharding.model_validate(record.sharding) if record.sharding else None,
+        stopSourceBalancer=record.stop_source_balancer,
         cancelRequested=cancelled,
     )

@@ -15,7 +15,7 @@ from sqlalchemy import select
 from livemigrate.atlas import clusters
 from livemigrate.atlas.destination_claims import claim_key, holder_of, in_use
 from livemigrate.atlas.links import inventory_of
-from livemigrate.contracts import InventoryDeployment, InventoryProject
+from livemigrate.contracts import InventoryDeployment, InventoryProject, Sharding
 from livemigrate.crypto import SecretBox
 from livemigrate.engine.versions import DEPLOYMENT_STREAMS, MINIMUM_SOURCE
 from livemigrate.http.errors import ApiError, ErrorCode
@@ -46,6 +46,7 @@ class MigrationRequest:
     drop_destination_data: bool
     sharding: dict[str, Any] | None
     change_capture: str | None = None  # AUTO, DEPLOYMENT or COLLECTION; None: the migration host's setting
+    stop_source_balancer: bool = False  # a sharded source's balancer stopped while the migration runs
 
     @property
     def migration_host(self) -> str:
@@ -69,7 +70,12 @@ def version_tuple(version: str | None) -> tuple[int, ...] | None:
 
 
 def find_source(store: Store, target_org_id: str, request: MigrationRequest) -> SourceFinding:
-    """Check the request against what linked source orgs pushed; raise with a reason a person can act on."""
+    """Check the request against what linked source orgs pushed; raise with a reason a person can act on.
+    (First what the request says of itself that its schema cannot: its sharding's keys.)"""
+    if request.sharding is not None:
+        problems = Sharding.model_validate(request.sharding).problems()
+        if problems:
+            raise _invalid("; ".join(problems) + ".")
     with store.read() as session:
         links = list(session.scalars(select(TargetLink).where(TargetLink.target_org_id == target_org_id)))
     found = pushed_project(links, request.source.group_id)

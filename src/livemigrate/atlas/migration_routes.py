@@ -8,7 +8,7 @@ from datetime import timedelta
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr, model_validator
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import Request
@@ -25,7 +25,7 @@ from livemigrate.atlas import (
 )
 from livemigrate.authorization import LinkKey, project_role
 from livemigrate.context import AppContext, context_of
-from livemigrate.contracts import ChangeCapture, ProgressReport, ReportAnswer
+from livemigrate.contracts import ChangeCapture, ProgressReport, ReportAnswer, Sharding
 from livemigrate.directory.views import iso, self_links
 from livemigrate.http import long_poll
 from livemigrate.http.bodies import openapi_body, parse_body
@@ -93,19 +93,14 @@ class LiveMigrationRequest(Strict):
     migrationHosts: list[StrictStr] = Field(min_length=1, max_length=migration_requests.MAX_MIGRATION_HOSTS)
     dropDestinationData: StrictBool | None = None
     dropEnabled: StrictBool | None = None  # the older name of dropDestinationData
-    # Only absent, null or {} is taken (`no_sharding_yet`): the document says so with maxProperties.
-    sharding: Annotated[dict[str, Any], Field(json_schema_extra={"maxProperties": 0})] | None = None
+    # Atlas' `sharding`: honoured on a sharded destination, refused (by the validation, or the migration's
+    # start) for one that is not.
+    sharding: Sharding | None = None
     # An extension: the change capture its hosts run (absent: each host's own setting).
     changeCapture: ChangeCapture | None = None
-
-    @field_validator("sharding")
-    @classmethod
-    def no_sharding_yet(cls, sharding: dict[str, Any] | None) -> dict[str, Any] | None:
-        """Refused, not stored and ignored: a sharded destination is not supported yet."""
-        if sharding:
-            raise ValueError("sharded destinations are not supported yet (a destination is migrated as a replica "
-                             "set, without sharding any collection): leave sharding out")
-        return sharding
+    # An extension: a sharded source's balancer, running, blocks the migration; true has the migration stop
+    # it while it runs, and start it again when it stops or ends.
+    stopSourceBalancer: StrictBool = False
 
     @model_validator(mode="after")
     def one_drop_flag(self) -> LiveMigrationRequest:
@@ -124,7 +119,8 @@ class LiveMigrationRequest(Strict):
             migration_hosts=tuple(dict.fromkeys(self.migrationHosts)),  # a host named twice is one host
             drop_destination_data=bool(self.dropDestinationData if self.dropDestinationData is not None
                                        else self.dropEnabled),
-            sharding=None, change_capture=self.changeCapture)
+            sharding=self.sharding.model_dump() if self.sharding is not None else None,
+            change_capture=self.changeCapture, stop_source_balancer=self.stopSourceBalancer)
 
 
 def window(context: AppContext) -> timedelta:

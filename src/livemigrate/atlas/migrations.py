@@ -55,7 +55,7 @@ def create_migration(store: Store, secret_box: SecretBox, target_org_id: str, pr
         hostname_schema_type=request.hostname_schema_type, migration_host=request.migration_host,
         migration_hosts=list(request.migration_hosts) if len(request.migration_hosts) > 1 else None,
         drop_destination_data=request.drop_destination_data, sharding=request.sharding,
-        change_capture=request.change_capture, destination_claim=key, status=MigrationStatus.NEW.value,
+        change_capture=request.change_capture, stop_source_balancer=request.stop_source_balancer, destination_claim=key, status=MigrationStatus.NEW.value,
     )
     try:
         with store.write() as session:

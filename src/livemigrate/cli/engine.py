@@ -35,6 +35,19 @@ def _options(include: list[str], exclude: list[str], capture: Capture, spool_lim
                             capture=CaptureScope(capture.value), spool_limit_bytes=spool_limit_mb * 1024**2, **given)
 
 
+def _sharding_request(path: Path | None) -> Any:
+    """`--sharding FILE` read, or one line saying what is wrong with it and exit status 2."""
+    if path is None:
+        return None
+    from livemigrate.engine.options import ShardingRequest
+
+    try:
+        return ShardingRequest.from_json(json.loads(path.read_text()))
+    except (OSError, ValueError) as error:  # json.JSONDecodeError is a ValueError
+        typer.echo(f"Error: --sharding {path}: {error}", err=True)
+        raise typer.Exit(EXIT_ENGINE_ERROR) from None
+
+
 class ProgressView:
     """Per-namespace bars, docs/s, lag and whether both sides' counts agree, redrawn from the engine's
     events (any thread). Warnings reach the output through the engine's log, once per change."""
@@ -114,6 +127,16 @@ def migrate(
     socket_timeout: float = typer.Option(
         120.0, "--socket-timeout", min=0.1, metavar="SECONDS",
         help="A reply not come after this long counts as a fault (index builds wait as long as they take)."),
+    sharding: Path | None = typer.Option(
+        None, "--sharding", metavar="FILE", exists=True, dir_okay=False, show_default=False,
+        help="Collections to shard on a sharded destination before the copy, as JSON in Atlas' shape: "
+             '{"createSupportingIndexes": true, "shardingEntries": [{"database": "shop", "collection": "orders", '
+             '"shardCollection": {"key": [{"customerId": 1}]}}]}. A sharded source\'s keys are carried over '
+             "without it."),
+    stop_balancer: bool = typer.Option(
+        False, "--stop-balancer",
+        help="A sharded source's balancer, running, blocks the migration: stop it while the migration runs, and "
+             "start it again when it stops or ends."),
     dry_run: bool = typer.Option(
         False, "--dry-run",
         help="Report what would be migrated — per namespace, what will not be migrated as is, an estimate of the "
@@ -134,7 +157,8 @@ def migrate(
     options = _options(include, exclude, capture, spool_limit, drop_target=drop_target, workers=workers,
                        batch_size=batch_size, split_threshold=split_threshold, count_check_seconds=count_check_seconds,
                        verify_sample=verify_sample, exact_counts=exact_counts, processes=processes,
-                       fault_limit_seconds=fault_limit, socket_timeout_seconds=socket_timeout)
+                       fault_limit_seconds=fault_limit, socket_timeout_seconds=socket_timeout,
+                       sharding=_sharding_request(sharding), stop_balancer=stop_balancer)
     if dry_run:
         _dry_run(source_uri, target_uri, options)
         return

@@ -104,8 +104,8 @@ def _job_for_host(context: AppContext, group_id: str, job: LinkJob) -> HostJob:
         if found and not job.cancelRequested else None  # a cancelled job needs no connection to stop
     return HostJob(id=job.id, kind=job.kind, status=job.status, sourceClusterName=job.sourceClusterName, sourceUri=source_uri,
                    destinationUri=job.destinationUri, dropDestinationData=job.dropDestinationData,
-                   cutoverRequested=job.cutoverRequested, changeCapture=job.changeCapture,
-                   cancelRequested=job.cancelRequested, migrationHosts=job.hosts() if len(job.hosts()) > 1 else [])
+                   cutoverRequested=job.cutoverRequested, changeCapture=job.changeCapture, sharding=job.sharding,
+                   stopSourceBalancer=job.stopSourceBalancer, cancelRequested=job.cancelRequested, migrationHosts=job.hosts() if len(job.hosts()) > 1 else [])
 
 
 @router.patch("/groups/{group_id}/liveMigrations/agentJobs/{job_id}",

@@ -5,20 +5,32 @@ events with no effect on data). Replaying an event twice, or replaying events th
 already reflects, converges on the source's state: inserts and replaces are upserts of the full
 document, updates apply their `updateDescription` (or, when a source sends none, the full
 document), deletes are by key.
+
+Each write finds its document by `_id` — the source's `documentKey` may carry the source's shard key
+too, which the destination may not share. On a sharded destination (a collection with key fields
+there, `key_fields`) a write must also carry what mongos routes by: an upsert's filter holds the full
+shard key, taken from the document written, and an update or delete adds the key fields the event's
+`documentKey` holds (a sharded source's, when the keys are alike; else `_id` alone, which mongos
+accepts for a single-document update or delete). A document whose shard key value changed lives on
+another shard than its new value's: an upsert there first deletes any copy of its `_id` whose key
+differs (a broadcast `deleteMany`, which mongos always accepts), so that one document stays; an
+update that sets or removes a key field is applied that way, from the full document, never as a
+`$set` of the key (which mongos refuses without the old key in the filter).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from pymongo import DeleteOne, MongoClient, ReplaceOne, UpdateOne
+from pymongo import DeleteMany, DeleteOne, MongoClient, ReplaceOne, UpdateOne
 
 from livemigrate.engine.changes import COMMAND_OPERATIONS, DOCUMENT_OPERATIONS, namespace_of
 from livemigrate.engine.mongo import writer
 from livemigrate.engine.mongo.collections import CollectionSpec, secondary_indexes
+from livemigrate.engine.mongo.topology import value_at
 
 log = logging.getLogger("livemigrate.engine.apply")
 
@@ -57,21 +69,43 @@ def update_operations(key: dict[str, Any], description: dict[str, Any]) -> tuple
     return tuple(operations)
 
 
-def translate(event: dict[str, Any]) -> DocumentWrite | CommandChange | None:
+def _touches(description: Mapping[str, Any], key_fields: Sequence[str]) -> bool:
+    """Whether an update's delta sets, removes or truncates a shard key field (or a part or parent of one)."""
+    paths = [*(description.get("updatedFields") or {}), *(description.get("removedFields") or []),
+             *(entry["field"] for entry in description.get("truncatedArrays") or [])]
+    return any(path == field or path.startswith(f"{field}.") or field.startswith(f"{path}.")
+               for path in paths for field in key_fields)
+
+
+def _upsert(document: Mapping[str, Any], key_fields: Sequence[str]) -> tuple[Any, ...]:
+    if not key_fields:
+        return (ReplaceOne({"_id": document["_id"]}, document, upsert=True),)
+    key = {field: value_at(document, field) for field in key_fields if field != "_id"}
+    replace = ReplaceOne({"_id": document["_id"], **key}, document, upsert=True)
+    if not key:  # sharded on _id alone: the key cannot change
+        return (replace,)
+    return DeleteMany({"_id": document["_id"], "$nor": [key]}), replace
+
+
+def translate(event: dict[str, Any], key_fields: Sequence[str] = ()) -> DocumentWrite | CommandChange | None:
+    """`key_fields`: the destination collection's shard key fields (none when it is not sharded)."""
     kind = event.get("operationType")
     namespace = namespace_of(event)
     if kind in DOCUMENT_OPERATIONS:
-        key = dict(event["documentKey"])
+        event_key = dict(event["documentKey"])
+        key = {"_id": event_key["_id"]}
+        if key_fields and all(field in event_key for field in key_fields):
+            key.update({field: event_key[field] for field in key_fields})
         if kind == "delete":
             return DocumentWrite(namespace, (DeleteOne(key),))
         description = event.get("updateDescription")
-        if kind == "update" and description:
+        if kind == "update" and description and not _touches(description, key_fields):
             return DocumentWrite(namespace, update_operations(key, description))
         document = event.get("fullDocument")
         if document is None:
             # An update whose document was deleted before it could be looked up: its delete follows.
             return None
-        return DocumentWrite(namespace, (ReplaceOne(key, document, upsert=True),))
+        return DocumentWrite(namespace, _upsert(document, key_fields))
     if kind in COMMAND_OPERATIONS:
         detail: dict[str, Any] = {}
         if kind == "rename":
@@ -82,9 +116,11 @@ def translate(event: dict[str, Any]) -> DocumentWrite | CommandChange | None:
     return None
 
 
-def apply_changes(target: MongoClient[Any], events: Sequence[dict[str, Any]]) -> None:
+def apply_changes(target: MongoClient[Any], events: Sequence[dict[str, Any]],
+                  key_fields: Mapping[str, Sequence[str]] | None = None) -> None:
     """Apply events in source order: document writes grouped per namespace (in order), flushed
-    before any change to collections, which must see every write that preceded it."""
+    before any change to collections, which must see every write that preceded it. `key_fields`: each
+    sharded destination collection's shard key fields, by namespace."""
     pending: dict[str, list[Any]] = {}
 
     def flush() -> None:
@@ -93,7 +129,7 @@ def apply_changes(target: MongoClient[Any], events: Sequence[dict[str, Any]]) ->
         pending.clear()
 
     for event in events:
-        change = translate(event)
+        change = translate(event, (key_fields or {}).get(namespace_of(event), ()))
         if isinstance(change, DocumentWrite):
             pending.setdefault(change.namespace, []).extend(change.operations)
         elif isinstance(change, CommandChange):

@@ -20,6 +20,8 @@ class EngineErrorCode(str, Enum):
     DESTINATION_IN_USE = "DESTINATION_IN_USE"  # another migration writes the destination now
     DESTINATION_TAKEN_OVER = "DESTINATION_TAKEN_OVER"  # another migration wrote it since this one last ran
     TARGET_OUT_OF_SPACE = "TARGET_OUT_OF_SPACE"  # the destination's disk is full
+    SHARDING_REFUSED = "SHARDING_REFUSED"  # the sharding asked for cannot be done on these deployments
+    SOURCE_BALANCER_RUNNING = "SOURCE_BALANCER_RUNNING"  # a sharded source's balancer runs during a copy
     STATE_DISK_FULL = "STATE_DISK_FULL"  # the migration host's state directory cannot be written: its disk is full
 
 

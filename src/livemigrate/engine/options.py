@@ -6,6 +6,7 @@ import fnmatch
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import Enum
+from typing import Any
 
 # The pre-flight's scratch database on a destination (`preflight.py`): while a validation samples
 # the writes there, another validation must not find the destination occupied by it.
@@ -55,6 +56,65 @@ class NamespaceFilter:
                    for pattern in self.include)
 
 
+@dataclass(frozen=True)
+class ShardingEntry:
+    """One collection to shard on the destination before the copy: its namespace and key pattern, each
+    field 1 or "hashed" (as the key is asked for; `mongo/topology.py` says what MongoDB takes)."""
+
+    namespace: str
+    key: tuple[tuple[str, Any], ...]
+
+
+@dataclass(frozen=True)
+class ShardingRequest:
+    """Atlas' `sharding` of a live migration: the collections to shard on a sharded destination, and
+    whether the migration creates the index each key needs. The source's own shard keys are carried
+    over for the sharded collections it does not name (`sharding.py`)."""
+
+    create_supporting_indexes: bool = False
+    entries: tuple[ShardingEntry, ...] = ()
+
+    @classmethod
+    def from_json(cls, sharding: Mapping[str, Any]) -> ShardingRequest:
+        """From Atlas' shape: `{createSupportingIndexes, shardingEntries: [{database, collection,
+        shardCollection: {key: [{field: 1 | "hashed"}, …]}}]}`. Raises ValueError naming what is wrong."""
+        if not isinstance(sharding, Mapping):
+            raise ValueError("sharding: an object is expected")
+        unknown = set(sharding) - {"createSupportingIndexes", "shardingEntries"}
+        if unknown:
+            raise ValueError(f"sharding: unknown field(s) {', '.join(sorted(unknown))}")
+        create = sharding.get("createSupportingIndexes", False)
+        if not isinstance(create, bool):
+            raise ValueError("sharding.createSupportingIndexes: true or false")
+        raw_entries = sharding.get("shardingEntries") or []
+        if not isinstance(raw_entries, list):
+            raise ValueError("sharding.shardingEntries: a list is expected")
+        entries: list[ShardingEntry] = []
+        for number, entry in enumerate(raw_entries):
+            where = f"sharding.shardingEntries[{number}]"
+            if not isinstance(entry, Mapping) or not isinstance(entry.get("database"), str) \
+                    or not isinstance(entry.get("collection"), str) or not entry["database"] or not entry["collection"]:
+                raise ValueError(f"{where}: database and collection (strings) are required")
+            key = (entry.get("shardCollection") or {}).get("key") if isinstance(entry.get("shardCollection"),
+                                                                              Mapping) else None
+            if not isinstance(key, list) or not key or not all(isinstance(part, Mapping) and len(part) == 1
+                                                               for part in key):
+                raise ValueError(f"{where}.shardCollection.key: a list of one-field objects, e.g. "
+                                 '[{"customerId": 1}] or [{"_id": "hashed"}]')
+            namespace = f"{entry['database']}.{entry['collection']}"
+            if any(other.namespace == namespace for other in entries):
+                raise ValueError(f"{where}: {namespace} is named twice")
+            entries.append(ShardingEntry(namespace, tuple(next(iter(part.items())) for part in key)))
+        return cls(create, tuple(entries))
+
+    def to_json(self) -> dict[str, Any]:
+        return {"createSupportingIndexes": self.create_supporting_indexes,
+                "shardingEntries": [{"database": entry.namespace.split(".", 1)[0],
+                                     "collection": entry.namespace.split(".", 1)[1],
+                                     "shardCollection": {"key": [{name: kind} for name, kind in entry.key]}}
+                                    for entry in self.entries]}
+
+
 # Below this many documents in all, the default copies in the coordinator's threads: spawned worker
 # processes cost an interpreter each, more than they save on a copy this small.
 SHARE_OUT_DOCUMENTS = 100_000
@@ -97,7 +157,16 @@ class MigrationOptions:
     # A reply not come after this long counts as a fault (the driver's socket timeout; index builds
     # wait as long as they take).
     socket_timeout_seconds: float = 120.0
+    # Collections to shard on a sharded destination (Atlas' `sharding`); None: only the source's own keys,
+    # carried to a sharded destination.
+    sharding: ShardingRequest | None = None
+    # A sharded source's balancer, running, blocks the migration (chunk moves during the copy); with this,
+    # each run stops it, and starts it again when the run ends.
+    stop_balancer: bool = False
     # How a person starts this migration again with the other change capture, keyed by that capture
     # ("collection", "cluster"), for the warning of a capture that seems to miss changes
     # (`verify/divergence.py`); empty: as `livemigrate migrate` is run.
     capture_remedies: Mapping[str, str] = field(default_factory=dict)
+    # How many migration hosts share the copy (`copy/shared.py`): the plan then splits the collections
+    # for all of their workers (`copy/initial_copy.range_counts`); 1, a single host's plan.
+    copy_hosts: int = 1

@@ -34,6 +34,7 @@ from livemigrate.engine.mongo import writer
 from livemigrate.engine.mongo.collections import CollectionSpec
 from livemigrate.engine.mongo.reader import in_batches, raw_collection
 from livemigrate.engine.options import PREFLIGHT_DATABASE, MigrationOptions
+from livemigrate.engine.sharding import ShardingPlan, plan_sharding
 
 SCRATCH_NAMESPACE = f"{PREFLIGHT_DATABASE}.sample"
 _KEY_SAMPLE = 1000  # documents per collection whose field names are looked at
@@ -107,12 +108,15 @@ class Preflight:
     history_seconds: float | None  # the source's change history (oplog window), when it tells it
     warnings: tuple[str, ...] = field(default_factory=tuple)
     space: SpaceCheck | None = None  # the destination's free space against the copy's writes
+    sharding: ShardingPlan | None = None  # both sides' shapes, and what is sharded on the destination
 
     @property
     def blocking(self) -> list[str]:
         found = [f"{check.namespace}: {check.blocking}" for check in self.namespaces if check.blocking]
         if self.space is not None and self.space.blocking is not None:
             found.append(self.space.blocking)
+        if self.sharding is not None:
+            found += self.sharding.all_blocking
         return found
 
     def summary(self) -> str:
@@ -129,14 +133,19 @@ class Preflight:
                    else f"the source keeps {self.history_seconds:,.0f} s of change history")
         outcome = f"blocked: {'; '.join(self.blocking)}" if self.blocking else "nothing blocks the migration"
         space = f"{self.space.summary()}; " if self.space is not None else ""
+        shapes = ""
+        if self.sharding is not None and (self.sharding.source.sharded or self.sharding.destination.sharded):
+            shapes = (f"from {self.sharding.source.describe()} into {self.sharding.destination.describe()}, "
+                      f"{len(self.sharding.keys)} collection(s) sharded there; ")
         return (f"{len(self.namespaces)} namespace(s), {documents:,} document(s): {estimate}; {history}; {space}"
-                f"{not_as_is} namespace(s) not migrated as they are; {outcome}.")
+                f"{shapes}{not_as_is} namespace(s) not migrated as they are; {outcome}.")
 
     def to_document(self) -> dict[str, Any]:
         return {"summary": self.summary(), "namespaces": [check.to_document() for check in self.namespaces],
                 "readDocsPerSecond": self.read_docs_per_second, "writeDocsPerSecond": self.write_docs_per_second,
                 "copyEstimateSeconds": self.estimate_seconds, "historySeconds": self.history_seconds,
-                "warnings": list(self.warnings), "blocking": self.blocking}
+                "warnings": list(self.warnings), "blocking": self.blocking,
+                "sharding": self.sharding.to_document() if self.sharding is not None else None}
 
 
 def _dollar_fields(document: Mapping[str, Any], prefix: str = "") -> Iterable[str]:
@@ -255,9 +264,14 @@ def _measure(source: MongoClient[Any], target: MongoClient[Any], namespace: str,
 
 
 def preflight(source: MongoClient[Any], target: MongoClient[Any], options: MigrationOptions,
-              sample_seconds: float = 2.0, replace_data: str = "use --drop-target") -> Preflight:
-    """`replace_data`: how the caller's user asks for the destination's data to be replaced, in their words."""
+              sample_seconds: float = 2.0, replace_data: str = "use --drop-target",
+              stop_balancer: str = "pass --stop-balancer") -> Preflight:
+    """`replace_data`, `stop_balancer`: how the caller's user asks for the destination's data to be replaced,
+    and for the source's balancer to be stopped, in their words."""
     discovery = discover(source, options.namespaces)
+    sharding = plan_sharding(source, target, discovery, options,
+                             stop_balancer_help=f"stop it (sh.stopBalancer()), or {stop_balancer} to have the migration "
+                                                "stop it while it runs")
     occupied = set(writer.non_empty_namespaces(target, [spec.namespace for spec in discovery.copied]))
     checks = [_check_collection(source, target, spec, occupied, options.drop_target, replace_data)
               for spec in discovery.copied]
@@ -278,6 +292,7 @@ def preflight(source: MongoClient[Any], target: MongoClient[Any], options: Migra
     history = _history_seconds(source)
     space = _space(target, checks)
     warnings = [space.warning] if space.warning is not None else []
+    warnings += sharding.notes
     if history is None:
         warnings.append("the source does not tell its change history (no oplog to read): the spool keeps the "
                         f"changes of the copy, up to its limit ({LIMIT_SETTING})")
@@ -286,4 +301,4 @@ def preflight(source: MongoClient[Any], target: MongoClient[Any], options: Migra
                         f"the changes made meanwhile wait in the spool (its limit: {LIMIT_SETTING}); a restart during the copy "
                         "may find its resume point gone")
     return Preflight(tuple(checks), read_rate and round(read_rate), write_rate and round(write_rate), estimate,
-                     history, tuple(warnings), space)
+                     history, tuple(warnings), space, sharding)

@@ -9,7 +9,19 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Boolean, DateTime, Float, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    false,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
 
@@ -230,7 +242,9 @@ class LiveMigration(Base):
     # All of them, when more than one shares the copy (None: a record of a single host's migration).
     migration_hosts: Mapped[list[str] | None] = mapped_column(JSON, nullable=True)
     drop_destination_data: Mapped[bool] = mapped_column(Boolean, default=False)
-    sharding: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    sharding: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)  # Atlas' `sharding`, as asked
+    # Whether the migration may stop a sharded source's balancer while it runs (our extension).
+    stop_source_balancer: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     # The change capture its hosts run (AUTO, DEPLOYMENT, COLLECTION); None: each host's own setting.
     change_capture: Mapped[str | None] = mapped_column(String(16), nullable=True)
     # `project/cluster` while the migration may write its destination, None once it no longer can:
@@ -283,6 +297,8 @@ class LiveMigrationValidation(Base):
     destination_cluster_name: Mapped[str | None] = mapped_column(String(64), nullable=True)
     migration_host: Mapped[str | None] = mapped_column(String(255), nullable=True)
     drop_destination_data: Mapped[bool] = mapped_column(Boolean, default=False)
+    sharding: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)  # its pre-flight checks it
+    stop_source_balancer: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     preflight: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)  # the host's answer
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
 

@@ -29,8 +29,6 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from dataclasses import dataclass
-from enum import Enum
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +48,7 @@ from livemigrate.engine.coordinator.replay import (
     token_documents,
 )
 from livemigrate.engine.coordinator.restarts import connect_for_a_run, run_through_faults
+from livemigrate.engine.coordinator.run_state import FreshStart, MigrationResult, Step, migration_id_of
 from livemigrate.engine.copy import initial_copy
 from livemigrate.engine.copy.initial_copy import InitialCopy
 from livemigrate.engine.copy.processes import CopyProcesses
@@ -60,35 +59,19 @@ from livemigrate.engine.events import Phase
 from livemigrate.engine.ledger import Side, VerificationLedger
 from livemigrate.engine.mongo import writer
 from livemigrate.engine.mongo.claim import DestinationClaim, default_holder
-from livemigrate.engine.mongo.collections import Discovery
 from livemigrate.engine.mongo.connect import wire_version
 from livemigrate.engine.options import CaptureScope, MigrationOptions
-from livemigrate.engine.verify.passes import VerifyReport
-from livemigrate.engine.verify.verdict import Verdict, reach_verdict
+from livemigrate.engine.sharding import (
+    BalancerPause,
+    balancer_refusal,
+    destination_key_fields,
+    plan_sharding,
+    shard_destination,
+)
+from livemigrate.engine.verify.verdict import reach_verdict
 from livemigrate.engine.versions import WIRE_DEPLOYMENT_STREAMS
 
 log = logging.getLogger("livemigrate.engine")
-
-
-class Step(str, Enum):
-    """How far a migration got, checkpointed: where a restart picks it up."""
-
-    COPY = "copy"
-    INDEXES = "indexes"
-    REPLAY = "replay"
-    COMPLETE = "complete"
-
-
-@dataclass(frozen=True)
-class MigrationResult:
-    phase: Phase
-    report: VerifyReport | None = None
-    resumed: bool = False
-    verdict: Verdict | None = None  # how the report was reached: which evidence, whether everything was read
-
-
-def _migration_id(meta: Document) -> str:
-    return str(meta.get("id") or meta["startedAt"])  # state from before ids: the start time tells it apart
 
 
 class Migration:
@@ -161,13 +144,18 @@ class Migration:
         claim: DestinationClaim | None = None
         clean_exit = completed = False
         spool = Spool(self.spool_path, self.options.spool_limit_bytes)
+        balancer: BalancerPause | None = None
         try:
-            claim, discovery = self._claim_destination(source, target)
-            meta, capture = self._start_or_resume(source, target, spool, claim.migration_id, discovery)
+            balancer = BalancerPause(source, asked=self.options.stop_balancer)
+            claim, start = self._claim_destination(source, target)
+            meta, capture = self._start_or_resume(source, target, spool, claim.migration_id, start)
+            if meta["phase"] == Step.COPY and balancer.running is not None:
+                raise EngineError(EngineErrorCode.SOURCE_BALANCER_RUNNING, balancer_refusal(balancer.running))
             replay = Replay(source, target, options=self.options, checkpoints=self.checkpoints, ledger=self.ledger,
-                            controls=self._controls, progress=self._progress, migration_id=_migration_id(meta),
+                            controls=self._controls, progress=self._progress, migration_id=migration_id_of(meta),
                             capture_scope=str(meta["capture"]), target_uri=self.target_uri,
-                            planned=self._collections, namespaces_now=lambda: self._namespaces_now(source))
+                            planned=self._collections, namespaces_now=lambda: self._namespaces_now(source),
+                            key_fields=destination_key_fields(target))
             result = self._run_phases(source, target, meta, capture, replay, spool, until_caught_up)
             if claim.lost is not None:
                 raise claim.lost  # stopped because another migration took the destination: not resumable
@@ -187,6 +175,8 @@ class Migration:
                 spool.close()
             if claim is not None:
                 claim.release()  # writing no more: a stopped run that another migration follows cannot resume
+            if balancer is not None:
+                balancer.end()
             source.close()
             target.close()
 
@@ -277,18 +267,19 @@ class Migration:
     # --- start, or resume ------------------------------------------------------------------------
 
     def _claim_destination(self, source: MongoClient[Any],
-                           target: MongoClient[Any]) -> tuple[DestinationClaim, Discovery | None]:
+                           target: MongoClient[Any]) -> tuple[DestinationClaim, FreshStart | None]:
         """This migration's claim on the destination, before anything is written there: refused while
         another migration writes it, to a resumed one when another has written it since, and (a fresh
         one) when the destination holds documents it would copy over without `drop_target`. Each
         refusal is decided by reading only, so that a refused run leaves nothing on the destination.
-        Also what a fresh migration discovered of the source."""
+        Also what a fresh migration discovered of the source, and what it shards on the destination
+        (refused, before anything is written, when it cannot be done: `sharding.py`)."""
         meta = self.checkpoints.load("meta").get("meta")
         if meta is not None:
             self._check_state(meta)
-        claim = DestinationClaim(target, _migration_id(meta) if meta is not None else self._fresh_id, self.holder)
+        claim = DestinationClaim(target, migration_id_of(meta) if meta is not None else self._fresh_id, self.holder)
         claim.check(resuming=meta is not None)
-        discovery = None
+        start = None
         if meta is None:
             discovery = discover(source, self.options.namespaces)
             occupied = writer.non_empty_namespaces(target, [spec.namespace for spec in discovery.collections])
@@ -296,20 +287,23 @@ class Migration:
                 raise EngineError(EngineErrorCode.TARGET_NOT_EMPTY,
                                   f"the target already holds documents in {', '.join(occupied)}; "
                                   "pass --drop-target to replace them, or exclude those namespaces")
+            start = FreshStart(discovery, plan_sharding(source, target, discovery, self.options))
+            start.sharding.check()
         claim.take(resuming=meta is not None)
         claim.keep(on_lost=self.stop)
-        return claim, discovery
+        return claim, start
 
     def _start_or_resume(self, source: MongoClient[Any], target: MongoClient[Any], spool: Spool,
-                         migration_id: str, discovery: Discovery | None) -> tuple[Document, Capture]:
+                         migration_id: str, start: FreshStart | None) -> tuple[Document, Capture]:
         meta = self.checkpoints.load("meta").get("meta")
         if meta is None:
+            assert start is not None  # the claim found no state, so it planned a fresh start
             spool.clear()  # a fresh migration: whatever another one left is not ours
-            return self._start(source, target, migration_id, discovery or discover(source, self.options.namespaces))
+            return self._start(source, target, migration_id, start)
         self._resumed = self._progress.resumed = True
-        if not self.ledger.belongs_to(_migration_id(meta)):
+        if not self.ledger.belongs_to(migration_id_of(meta)):
             log.info("no verification ledger of this migration here: both sides are read again after the copy")
-            self.ledger.begin(_migration_id(meta))
+            self.ledger.begin(migration_id_of(meta))
         tokens = saved_tokens(self.checkpoints, SOURCE_TOKENS)
         # Changes spooled and not applied yet stay in the spool: the capture resumes after them.
         spooled = spool.tokens()
@@ -319,7 +313,8 @@ class Migration:
         return meta, self._open_capture(source, meta, spooled or tokens, [key for key in tokens if key != "*"])
 
     def _start(self, source: MongoClient[Any], target: MongoClient[Any], migration_id: str,
-               discovery: Discovery) -> tuple[Document, Capture]:
+               start: FreshStart) -> tuple[Document, Capture]:
+        discovery = start.discovery
         namespaces = [spec.namespace for spec in discovery.collections]
         scope = self.options.capture
         if scope is CaptureScope.AUTO:
@@ -327,8 +322,9 @@ class Migration:
                      else CaptureScope.COLLECTION)
         meta: Document = {"id": migration_id, "source": redact_uri(self.source_uri),
                           "target": redact_uri(self.target_uri), "capture": scope.value, "phase": Step.COPY.value,
-                          "startedAt": time.time()}
-        self.ledger.begin(_migration_id(meta))
+                          "startedAt": time.time(), "sharded": [
+                              {"namespace": key.namespace, "key": key.as_document()} for key in start.sharding.keys]}
+        self.ledger.begin(migration_id_of(meta))
         if self.shared is None:  # a shared copy is partly copied elsewhere: the pass reads the source
             self.ledger.expect_copy([spec.namespace for spec in discovery.copied])
         self.checkpoints.clear()  # what an earlier start wrote before it died (its plan, without `meta`)
@@ -336,8 +332,9 @@ class Migration:
             writer.drop_namespaces(target, namespaces)
         # The start point, before anything is copied.
         capture = self._open_capture(source, meta, {}, [spec.namespace for spec in discovery.copied])
-        self.checkpoints.save({"meta": meta} | token_documents(SOURCE_TOKENS, capture.tokens())
-                              | initial_copy.plan(source, target, discovery, self.options))
+        planned = initial_copy.plan(source, target, discovery, self.options)  # the collections created, empty
+        shard_destination(source, target, start.sharding)
+        self.checkpoints.save({"meta": meta} | token_documents(SOURCE_TOKENS, capture.tokens()) | planned)
         log.info("starting a fresh sync of %d collection(s) and %d view(s); change capture: %s%s",
                  len(discovery.copied), len(discovery.views), scope.value,
                  f"; skipped time-series: {', '.join(discovery.skipped)}" if discovery.skipped else "")

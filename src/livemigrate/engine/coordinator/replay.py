@@ -16,7 +16,7 @@ import logging
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
@@ -76,8 +76,10 @@ class Replay:
     def __init__(self, source: MongoClient[Any], target: MongoClient[Any], *, options: MigrationOptions,
                  checkpoints: CheckpointStore, ledger: VerificationLedger, controls: Controls, progress: Progress,
                  migration_id: str, capture_scope: str, target_uri: str, planned: Callable[[], list[str]],
-                 namespaces_now: Callable[[], list[str]]) -> None:
+                 namespaces_now: Callable[[], list[str]], key_fields: Mapping[str, Sequence[str]] | None = None) -> None:
+        """`key_fields`: each sharded destination collection's shard key fields, which replayed writes carry."""
         self._source, self._target = source, target
+        self._key_fields = dict(key_fields or {})
         self._options = options
         self._checkpoints = checkpoints
         self._ledger = ledger
@@ -215,7 +217,7 @@ class Replay:
         events = [item.event for item in captured]
         if self._drain_began is not None:
             self._count_writes_after_drain(events)
-        apply_changes(self._target, events)
+        apply_changes(self._target, events, self._key_fields)
         self._ledger.note_events(events)
         delivered = Counter(namespace_of(event) for event in events)
         monitor.delivered(delivered)

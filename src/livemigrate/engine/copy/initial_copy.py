@@ -8,6 +8,7 @@ at any moment resumes from there; what it copies twice is absorbed (duplicate ke
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable
@@ -29,24 +30,64 @@ from livemigrate.engine.options import MigrationOptions
 log = logging.getLogger("livemigrate.engine")
 
 
+# The smallest range a shared copy's plan makes (`range_counts` says why this size).
+MIN_SHARED_RANGE = 4_000
+
+
+def range_counts(totals: dict[str, int], options: MigrationOptions) -> dict[str, int]:
+    """How many ranges each collection is planned in, from its estimated count.
+
+    A single host splits only a collection of more than `split_threshold` documents, into as many
+    ranges as it copies at once (`workers`, or its worker processes). A copy that `copy_hosts` hosts
+    share (`shared.py`) is split for all of their workers: each collection into ranges no larger
+    than one worker's fair part of the whole copy (its documents over hosts x workers), so that
+    about hosts x workers ranges cover it, a larger collection cut into more in proportion to its
+    size. A collection over the threshold is still cut into at least as many as a single host would.
+
+    No range is planned under `MIN_SHARED_RANGE` documents, so a small collection stays whole. A
+    range costs more than its documents: a walk of the `_id` index to find its lower bound when
+    planned; when copied, a lease claimed and released through the source API (two round trips that
+    may cross the internet), a checkpoint read and a query of its own — each about a batch's round trip.
+    Four thousand documents — four batches of the default size — keep those fixed costs a small part
+    of each range, yet let a copy of a few tens of thousands of documents be spread over two hosts'
+    workers (below about hosts x workers x 4,000 documents, fewer ranges than workers are planned)."""
+    at_once = max(options.workers, options.processes or default_processes())
+    single = {namespace: at_once if count > options.split_threshold else 1 for namespace, count in totals.items()}
+    if options.copy_hosts < 2:
+        return single
+    share = sum(totals.values()) / (options.copy_hosts * max(1, options.workers))
+    return {namespace: max(single[namespace], 1, min(math.ceil(count / share) if share else 1,
+                                                      count // MIN_SHARED_RANGE))
+            for namespace, count in totals.items()}
+
+
 def plan(source: MongoClient[Any], target: MongoClient[Any], discovery: Discovery,
          options: MigrationOptions) -> dict[str, Document]:
-    """The plan as checkpoint documents — each namespace's spec, each collection's ranges and estimated
-    total — with the collections created on the target (empty, with their options)."""
+    """The plan as checkpoint documents — each namespace's spec, each collection's ranges
+    (`range_counts`) and estimated total — with the collections created on the target (empty, with
+    their options)."""
     documents: dict[str, Document] = {}
     for spec in discovery.collections:
         documents[f"ns:{spec.namespace}"] = spec.to_document()
+    totals = {spec.namespace: retry(source, f"counting {spec.namespace}",
+                                    source[spec.database][spec.name].estimated_document_count)
+              for spec in discovery.copied}
+    counts = range_counts(totals, options)
+    planned: dict[str, int] = {}
     for spec in discovery.copied:
-        collection = source[spec.database][spec.name]
-        total = retry(source, f"counting {spec.namespace}", collection.estimated_document_count)
-        ranges = plan_ranges(source, spec.namespace, total, options.split_threshold,
-                             max(options.workers, options.processes or default_processes()))
+        total = totals[spec.namespace]
+        ranges = plan_ranges(source, spec.namespace, total, counts[spec.namespace])
+        planned[spec.namespace] = len(ranges)
         resumable = single_bracket(source, spec.namespace)
         for index, id_range in enumerate(ranges):
             state = RangeState(spec.namespace, index, id_range, resumable)
             documents[state.key] = state.to_document()
         documents[f"total:{spec.namespace}"] = {"total": total}
         writer.create_collection(target, spec)
+    if options.copy_hosts > 1:
+        log.info("the copy is planned for %d hosts of %d worker(s) each, in %d range(s): %s", options.copy_hosts,
+                 options.workers, sum(planned.values()), "; ".join(
+                     f"{namespace} ({totals[namespace]:,} document(s)) in {count}" for namespace, count in planned.items()))
     return documents
 
 

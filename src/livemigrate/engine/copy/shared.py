@@ -8,6 +8,12 @@ and releases it when it is done. It stops copying a range the moment its lease i
 (`RangeLeases.holds`): another host may take it over then, and resumes from the last checkpoint.
 The copy is over when every range of the plan is done, by whichever host.
 
+The plan is cut for every host the migration lists (`initial_copy.range_counts`: about hosts x
+workers ranges), and a host holds at most its share of them at a time — one per worker thread, and
+never more than the plan's ranges over the hosts — so that the first host to start cannot lease
+everything before the others come: what it leaves is theirs to take, or its own once it is done
+with what it holds (a host that never comes only slows the copy's end).
+
 Two hosts may still, for a moment, write the same batch (one whose lease ran out mid-batch, and
 its successor): both writes are absorbed (duplicate keys are skipped), and a checkpoint is only
 ever saved after its batch was written, so whichever is saved last is backed by a write.
@@ -16,6 +22,7 @@ ever saved after its batch was written, so whichever is saved last is backed by 
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import zlib
 from collections.abc import Callable
@@ -63,10 +70,12 @@ class SharedCopy:
     """This host's part of a shared copy; `copied` counts what it copied itself, `held()` the ranges it holds."""
 
     def __init__(self, checkpoints: CheckpointStore, leases: RangeLeases, hostname: str, workers: int,
-                 batch_size: int, on_batch: Callable[[], None]) -> None:
+                 batch_size: int, on_batch: Callable[[], None], hosts: int = 1) -> None:
+        """`hosts`: how many the migration lists, which share the plan's ranges."""
         self._checkpoints = checkpoints
         self._leases = leases
         self._workers = max(1, workers)
+        self._hosts = max(1, hosts)
         self._batch_size = batch_size
         self._on_batch = on_batch
         self._offset = zlib.crc32(hostname.encode())  # hosts start looking at different ranges
@@ -82,15 +91,28 @@ class SharedCopy:
         """Every range of the plan as the shared checkpoints have it now, whoever copies it."""
         return load_ranges(self._checkpoints)
 
+    def at_once(self, ranges: int) -> int:
+        """How many of a plan's `ranges` this host holds at a time: one per worker, and no more than its
+        share of them (the ranges over the hosts), so that the others find some left when they come."""
+        return max(1, min(self._workers, math.ceil(ranges / self._hosts)))
+
     def run(self, source: MongoClient[Any], target: MongoClient[Any], stopping: threading.Event) -> bool:
         """Copy leased ranges until every range is done (True) or `stopping` (False)."""
-        with ThreadPoolExecutor(max_workers=self._workers, thread_name_prefix="shared-copy") as pool:
-            futures = [pool.submit(self._work, source, target, stopping, index) for index in range(self._workers)]
-            finished, _ = wait(futures, return_when=FIRST_EXCEPTION)
-            for future in finished:
-                if future.exception() is not None:
-                    stopping.set()
-                    raise future.exception()  # type: ignore[misc]
+        plan = self.ranges()
+        threads = self.at_once(len(plan))
+        log.info("copying this host's share of the shared copy: %d of the plan's %d range(s) not done yet, at most "
+                 "%d at a time (%d host(s) listed)", sum(not state.done for state in plan), len(plan), threads,
+                 self._hosts)
+        try:
+            with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="shared-copy") as pool:
+                futures = [pool.submit(self._work, source, target, stopping, index) for index in range(threads)]
+                finished, _ = wait(futures, return_when=FIRST_EXCEPTION)
+                for future in finished:
+                    if future.exception() is not None:
+                        stopping.set()
+                        raise future.exception()  # type: ignore[misc]
+        finally:
+            log.info("this host copied %d document(s) of the shared copy in this round", self.copied)
         return not stopping.is_set()
 
     def _work(self, source: MongoClient[Any], target: MongoClient[Any], stopping: threading.Event,
@@ -149,11 +171,13 @@ class SharedHost:
 
     hostname: str
     leases: RangeLeases
+    hosts: int = 1  # how many hosts the migration lists (the plan is cut for them all: `MigrationOptions.copy_hosts`)
     parts: list[SharedCopy] = field(default_factory=list)  # every part it took, in this process
 
     def copy_part(self, checkpoints: CheckpointStore, options: MigrationOptions,
                   on_batch: Callable[[], None]) -> SharedCopy:
-        part = SharedCopy(checkpoints, self.leases, self.hostname, options.workers, options.batch_size, on_batch)
+        part = SharedCopy(checkpoints, self.leases, self.hostname, options.workers, options.batch_size, on_batch,
+                          hosts=self.hosts)
         self.parts.append(part)
         return part
 

@@ -57,10 +57,10 @@ def single_bracket(client: MongoClient[Any], namespace: str) -> bool:
     return lowest is None or _bracket(lowest) == _bracket(highest)
 
 
-def plan_ranges(client: MongoClient[Any], namespace: str, count: int, split_threshold: int,
-                parts: int) -> list[IdRange]:
-    """Split a large single-bracket collection into about `parts` ranges of similar size."""
-    if count <= split_threshold or parts < 2 or not single_bracket(client, namespace):
+def plan_ranges(client: MongoClient[Any], namespace: str, count: int, parts: int) -> list[IdRange]:
+    """Split a single-bracket collection of about `count` documents into about `parts` ranges of similar
+    size (`copy/initial_copy.range_counts` decides how many); one walk of the `_id` index per boundary."""
+    if parts < 2 or count < 2 or not single_bracket(client, namespace):
         return [IdRange()]
     database, name = namespace.split(".", 1)
     collection = client[database][name]
