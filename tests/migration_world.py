@@ -51,11 +51,12 @@ class World:
                                    json={"linkToken": self.link_token})
         assert response.json() == {"status": "SYNCED"}, response.text
 
-    def add_source_project_and_host(self) -> None:
+    def add_source_project_and_host(self, port: int | None = None) -> None:
+        """`port`: the source's host (a mongos, say), when not the world's own source server."""
         with self.api.client(self.source) as client:
             self.source_project = client.post(f"{SOURCE}/groups", json={"name": "shop", "orgId": self.source.org_id}).json()
             host = client.post(f"{SOURCE}/groups/{self.source_project['id']}/hosts",
-                               json={"hostname": "127.0.0.1", "port": self.source_db.port})
+                               json={"hostname": "127.0.0.1", "port": port or self.source_db.port})
             assert host.status_code == 201 and host.json()["lastError"] is None, host.text
             self.source_cluster_name = host.json()["clusterName"]
             key = client.post(f"{SOURCE}/groups/{self.source_project['id']}/agentapikeys", json={"desc": "mh1"})

@@ -17,7 +17,13 @@ from tests.engine_support import Writer, namespaces, seed
 from tests.migration_world import World
 from tests.mongos import Mongos
 from tests.support import wait_for
-from tests.test_sharded_migration import documents, ids_on_two_shards, on_each_shard, start_servers
+from tests.test_sharded_migration import (
+    documents,
+    ids_on_two_shards,
+    on_each_shard,
+    shard_the_source,
+    start_servers,
+)
 
 SHARDING = {"createSupportingIndexes": True, "shardingEntries": [
     {"database": "sales", "collection": "alpha", "shardCollection": {"key": [{"serial": 1}]}},
@@ -104,3 +110,49 @@ def test_sharding_for_a_destination_that_is_not_sharded_fails_the_validation(wor
     assert failed["status"] == "FAILED" and "not a sharded cluster" in failed["errorMessage"], failed
     with world.destination_db.client() as destination:
         assert all(destination[db][name].count_documents({}) == 0 for db, name in namespaces())
+
+
+def test_a_sharded_source_through_the_apis_with_its_balancer_stopped(tmp_path: Path) -> None:
+    """A mongos registered as the source's host; its balancer fails the validation until the request says
+    stopSourceBalancer; the migration stops it, completes under a writer, and it runs again after."""
+    shards = start_servers(tmp_path / "shards", 3)
+    source = Mongos(shards).start()
+    world = World(tmp_path)
+    try:
+        shard_the_source(source)
+        world.link()
+        world.add_source_project_and_host(port=source.port)
+        world.start_agent()
+        world.add_target_project_and_cluster()
+        assert wait_for(lambda: any(p["migrationHosts"] for p in world.available_projects()), timeout=30)
+        refused = world.validate(world.request_body())
+        assert refused["status"] == "FAILED" and "balancer runs" in refused["errorMessage"], refused
+        assert "set stopSourceBalancer" in refused["errorMessage"]
+        shown = refused["preflight"]["sharding"]["source"]
+        assert shown["sharded"] and len(shown["shards"]) == 3 and shown["balancer"]["mode"] == "full"
+        assert shown["shardedCollections"] == [{"namespace": "sales.alpha", "key": {"serial": 1}, "unique": False}]
+        body = world.request_body(stopSourceBalancer=True)
+        assert world.validate(body)["status"] == "SUCCESS"
+        with source.client() as client:
+            writer = Writer(client, per_second=40)
+            writer.start()
+            try:
+                created = world.target_call("POST", "/liveMigrations", json=body)
+                assert created.status_code == 201, created.text
+                migration_id = created.json()["_id"]
+                world.wait_migration(migration_id, lambda m: m["readyForCutover"], timeout=120)
+                assert client.admin.command("balancerStatus")["mode"] == "off"
+                assert wait_for(lambda: writer.counts["update"] >= 10, timeout=30)
+            finally:
+                writer.finish()
+            assert world.target_call("PUT", f"/liveMigrations/{migration_id}/cutover").status_code == 202
+            done = world.wait_migration(migration_id, lambda m: m["status"] in ("COMPLETE", "FAILED"), timeout=120)
+            assert done["status"] == "COMPLETE", done
+            with world.destination_db.client() as destination:
+                assert documents(client) == documents(destination)
+            assert wait_for(lambda: client.admin.command("balancerStatus")["mode"] == "full", timeout=10)
+    finally:
+        world.close()
+        source.stop()
+        for shard in shards:
+            shard.stop()
