@@ -18,6 +18,11 @@ MongoDB would, to reach states nx-27017 never shows:
 - `ShortHistoryProxy`: the source keeps its change history for T seconds only, as an oplog that small
   would: a change stream cursor not read for longer than T, or a resume from a token first seen more
   than T ago, is answered ChangeStreamHistoryLost (286).
+- `OplogWindowProxy`: the server keeps T seconds of oplog: the first and the last entry of
+  `local.oplog.rs` (a `find` sorted on `$natural`, as the pre-flight reads the change history) are T
+  seconds apart, as a replica set's oplog of that size shows them; nx-27017 has no oplog to read;
+- `ReadOnlyProxy`: the client's user may read but not write: every `insert`, `update`, `delete` and
+  `drop`/`dropDatabase` is refused with Unauthorized (13), as MongoDB refuses a user holding only `read`.
 
 Every other message is forwarded unchanged.
 """
@@ -259,3 +264,29 @@ class NoWriteBlockProxy(WireProxy):
             return {"ok": 0.0, "errmsg": "no such command: 'setUserWriteBlockMode'", "code": 59,
                     "codeName": "CommandNotFound"}
         return None
+
+
+class OplogWindowProxy(WireProxy):
+    def __init__(self, upstream_port: int, seconds: float) -> None:
+        super().__init__(upstream_port)
+        self.seconds = seconds
+
+    def answer(self, command: dict[str, Any] | None) -> dict[str, Any] | None:
+        if not command or command.get("find") != "oplog.rs" or command.get("$db") != "local":
+            return None
+        now = int(time.time())
+        newest_first = (command.get("sort") or {}).get("$natural") == -1
+        entry = {"ts": bson.Timestamp(now if newest_first else now - int(self.seconds), 1), "op": "n", "o": {}}
+        return {"cursor": {"firstBatch": [entry], "id": 0, "ns": "local.oplog.rs"}, "ok": 1.0}
+
+
+class ReadOnlyProxy(WireProxy):
+    _WRITES = frozenset({"insert", "update", "delete", "drop", "dropDatabase", "findAndModify"})
+
+    def answer(self, command: dict[str, Any] | None) -> dict[str, Any] | None:
+        written = self._WRITES & set(command or {})
+        if not written:
+            return None
+        assert command is not None
+        return {"ok": 0.0, "code": 13, "codeName": "Unauthorized",
+                "errmsg": f"not authorized on {command.get('$db')} to execute command {{ {next(iter(written))}: ... }}"}

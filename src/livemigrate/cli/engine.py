@@ -137,6 +137,10 @@ def migrate(
         False, "--stop-balancer",
         help="A sharded source's balancer, running, blocks the migration: stop it while the migration runs, and "
              "start it again when it stops or ends."),
+    reversible: bool = typer.Option(
+        False, "--reversible",
+        help="Keep, at cutover, where the destination's changes start, so that `livemigrate reverse` can replay "
+             "every write made there since back into the source; the dry run also checks what a reverse needs."),
     dry_run: bool = typer.Option(
         False, "--dry-run",
         help="Report what would be migrated — per namespace, what will not be migrated as is, an estimate of the "
@@ -144,6 +148,55 @@ def migrate(
 ) -> None:
     """Copy SOURCE into TARGET and keep replicating changes: until Ctrl-C (a checkpoint is kept),
     until caught up, or until SIGUSR1 asks for cutover (drain, verify, exit)."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    options = _options(include, exclude, capture, spool_limit, drop_target=drop_target, workers=workers,
+                       batch_size=batch_size, split_threshold=split_threshold, count_check_seconds=count_check_seconds,
+                       verify_sample=verify_sample, exact_counts=exact_counts, processes=processes,
+                       fault_limit_seconds=fault_limit, socket_timeout_seconds=socket_timeout,
+                       sharding=_sharding_request(sharding), stop_balancer=stop_balancer, reversible=reversible)
+    if dry_run:
+        _dry_run(source_uri, target_uri, options)
+        return
+    _run(source_uri, target_uri, options, state_dir, until_caught_up=until_caught_up)
+
+
+def reverse(
+    source_uri: str = typer.Argument(..., envvar="LIVEMIGRATE_SOURCE_URI", show_default=False,
+                                     help="The forward migration's SOURCE: written back into (env LIVEMIGRATE_SOURCE_URI)."),
+    target_uri: str = typer.Argument(..., envvar="LIVEMIGRATE_TARGET_URI", show_default=False,
+                                     help="The forward migration's TARGET: read from (env LIVEMIGRATE_TARGET_URI)."),
+    state_dir: Path = typer.Option(Path(".livemigrate/migrate"), "--state-dir",
+                                   help="The forward migration's (its run with --reversible, complete); the reverse "
+                                        "keeps its own checkpoints in its `reverse` subdirectory."),
+    until_caught_up: bool = typer.Option(False, "--until-caught-up", help="Exit 0 once ready for the cut back."),
+    fault_limit: float = typer.Option(300.0, "--fault-limit", min=0.1, metavar="SECONDS",
+                                      help="How long a fault on either side may last before the reverse ends."),
+) -> None:
+    """Replay every write made on TARGET since the forward cutover back into SOURCE, until SIGUSR1 asks for
+    the cut back (drain with TARGET's writes blocked, verify, SOURCE takes writes again), Ctrl-C or caught up."""
+    from livemigrate.engine.checkpoints import SqliteCheckpointStore
+    from livemigrate.engine.coordinator.reverse import saved_point
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        forward = SqliteCheckpointStore(state_dir)
+        try:
+            point = saved_point(forward)
+        finally:
+            forward.close()
+    except ValueError as error:
+        typer.echo(f"Error: {state_dir}: {error}", err=True)
+        raise typer.Exit(EXIT_ENGINE_ERROR) from None
+    if point is None:
+        typer.echo(f"Error: {state_dir} holds no completed migration run with --reversible: run it with --reversible "
+                   "and cut it over first", err=True)
+        raise typer.Exit(EXIT_ENGINE_ERROR)
+    options = _options([], [], Capture(point.capture), 10 * 1024, reverse_from=point, fault_limit_seconds=fault_limit)
+    _run(target_uri, source_uri, options, state_dir / "reverse", until_caught_up=until_caught_up)
+
+
+def _run(source_uri: str, target_uri: str, options: Any, state_dir: Path, *, until_caught_up: bool) -> None:
+    """A migration (or a reverse) in this process, until it ends; its exit status."""
     from pymongo.errors import PyMongoError
 
     from livemigrate.engine import EngineError, Migration
@@ -152,16 +205,6 @@ def migrate(
     from livemigrate.engine.errors import redact
     from livemigrate.engine.events import Phase
     from livemigrate.engine.ledger import VerificationLedger
-
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    options = _options(include, exclude, capture, spool_limit, drop_target=drop_target, workers=workers,
-                       batch_size=batch_size, split_threshold=split_threshold, count_check_seconds=count_check_seconds,
-                       verify_sample=verify_sample, exact_counts=exact_counts, processes=processes,
-                       fault_limit_seconds=fault_limit, socket_timeout_seconds=socket_timeout,
-                       sharding=_sharding_request(sharding), stop_balancer=stop_balancer)
-    if dry_run:
-        _dry_run(source_uri, target_uri, options)
-        return
     try:  # a new state directory on a full disk: said in one line, as any engine error
         checkpoints = SqliteCheckpointStore(state_dir)
         ledger = VerificationLedger(state_dir / VerificationLedger.FILE_NAME)
@@ -198,6 +241,9 @@ def migrate(
         ledger.close()
     if result.report is not None:
         _print_report(result.report)
+    if result.reverse_point is not None:
+        typer.echo(f"reversible: `livemigrate reverse SOURCE TARGET --state-dir {state_dir}` replays every write made "
+                   "on the target since this cutover back into the source")
     if result.phase is Phase.STOPPED:
         raise typer.Exit(EXIT_STOPPED)
     if result.phase is Phase.FAILED:

@@ -46,6 +46,7 @@ target_app.add_typer(migration_commands.live_migrations, name="live-migrations")
 app.command("migrate")(engine_commands.migrate)
 app.command("agent")(agent_command.agent)
 app.command("verify")(engine_commands.verify)
+app.command("reverse")(engine_commands.reverse)
 target_app.add_typer(target_link_token, name="link-token")
 
 DB_OPTION = typer.Option(None, "--db", help="Store URL (default: env LIVEMIGRATE_DATABASE_URL or the embedded SQLite file).")

@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
+from bson import json_util
+
 # The pre-flight's scratch database on a destination (`preflight.py`): while a validation samples
 # the writes there, another validation must not find the destination occupied by it.
 PREFLIGHT_DATABASE = "livemigrate_preflight"
@@ -115,6 +117,31 @@ class ShardingRequest:
                                     for entry in self.entries]}
 
 
+@dataclass(frozen=True)
+class ReversePoint:
+    """Where a reverse sync starts: the destination's change streams' resume points when the forward
+    cutover ended (after the migration's own last write there), so that every write made on the
+    destination since — before the reverse is asked for, too — is replayed back into the source. Kept
+    as extended JSON: it travels with the job, from the host that cut over to whichever host reverses."""
+
+    capture: str  # the forward run's change capture: "cluster" (one token, "*") or "collection"
+    tokens: Mapping[str, Any]  # namespace (or "*") -> resume token
+    namespaces: tuple[str, ...]  # the collections the forward run migrated
+
+    def to_json(self) -> str:
+        return json_util.dumps({"capture": self.capture, "tokens": dict(self.tokens),
+                                "namespaces": list(self.namespaces)}, json_options=json_util.CANONICAL_JSON_OPTIONS)
+
+    @classmethod
+    def from_json(cls, text: str) -> ReversePoint:
+        """Raises ValueError for what no forward cutover wrote."""
+        try:
+            found = json_util.loads(text)
+            return cls(str(found["capture"]), dict(found["tokens"]), tuple(str(name) for name in found["namespaces"]))
+        except (KeyError, TypeError, ValueError) as error:
+            raise ValueError(f"not a reverse point ({type(error).__name__}: {error})") from None
+
+
 # Below this many documents in all, the default copies in the coordinator's threads: spawned worker
 # processes cost an interpreter each, more than they save on a copy this small.
 SHARE_OUT_DOCUMENTS = 100_000
@@ -163,6 +190,12 @@ class MigrationOptions:
     # A sharded source's balancer, running, blocks the migration (chunk moves during the copy); with this,
     # each run stops it, and starts it again when the run ends.
     stop_balancer: bool = False
+    # A forward migration that may be reversed: at cutover it keeps where the destination's changes
+    # start (`ReversePoint`), and its pre-flight checks what a reverse needs (`reversal.py`).
+    reversible: bool = False
+    # A reverse run: from the destination (this run's source) back into the source (its target), from
+    # the point the forward cutover kept; no copy.
+    reverse_from: ReversePoint | None = None
     # How a person starts this migration again with the other change capture, keyed by that capture
     # ("collection", "cluster"), for the warning of a capture that seems to miss changes
     # (`verify/divergence.py`); empty: as `livemigrate migrate` is run.

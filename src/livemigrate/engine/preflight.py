@@ -32,9 +32,11 @@ from livemigrate.engine.checkpoints import human_size
 from livemigrate.engine.discover import discover
 from livemigrate.engine.mongo import writer
 from livemigrate.engine.mongo.collections import CollectionSpec
+from livemigrate.engine.mongo.connect import wire_version
 from livemigrate.engine.mongo.reader import in_batches, raw_collection
 from livemigrate.engine.options import PREFLIGHT_DATABASE, MigrationOptions
 from livemigrate.engine.sharding import ShardingPlan, plan_sharding
+from livemigrate.engine.versions import WIRE_WRITE_BLOCKING
 
 SCRATCH_NAMESPACE = f"{PREFLIGHT_DATABASE}.sample"
 _KEY_SAMPLE = 1000  # documents per collection whose field names are looked at
@@ -42,6 +44,10 @@ _KEY_SAMPLE = 1000  # documents per collection whose field names are looked at
 # (its storage's pages and the oplog's inserts) is not measured here, while WiredTiger's compression
 # of the data usually gives back more than this (the sizes are uncompressed).
 SPACE_MARGIN = 0.10
+# The destination's change history a reversible migration needs: a reverse asked for within this long after
+# the cutover finds every write made on the destination since.
+REVERSE_HISTORY_SECONDS = 3600
+REVERSE_SCRATCH = "reverse_check"
 
 
 @dataclass(frozen=True)
@@ -109,6 +115,7 @@ class Preflight:
     warnings: tuple[str, ...] = field(default_factory=tuple)
     space: SpaceCheck | None = None  # the destination's free space against the copy's writes
     sharding: ShardingPlan | None = None  # both sides' shapes, and what is sharded on the destination
+    reverse_blocking: tuple[str, ...] = ()  # what a reverse would need and these deployments do not give
 
     @property
     def blocking(self) -> list[str]:
@@ -117,7 +124,7 @@ class Preflight:
             found.append(self.space.blocking)
         if self.sharding is not None:
             found += self.sharding.all_blocking
-        return found
+        return found + list(self.reverse_blocking)
 
     def summary(self) -> str:
         """The findings in a sentence, for an answer that a person reads before the structured fields."""
@@ -263,6 +270,49 @@ def _measure(source: MongoClient[Any], target: MongoClient[Any], namespace: str,
     return read_rate, write_rate
 
 
+def _reverse_checks(source: MongoClient[Any], target: MongoClient[Any]) -> tuple[list[str], list[str]]:
+    """What a reverse of this migration needs, checked now rather than at the worst moment: (blocking,
+    warnings). Its run reads the destination's changes from the forward cutover on, so the destination
+    must offer change streams and keep them long enough; it writes the source, so the migration host's
+    user must be allowed to (a document written and removed in the scratch database); each cutover
+    blocks the side it leaves, where the version has write blocking (MongoDB 6.0)."""
+    blocking: list[str] = []
+    warnings: list[str] = []
+    history = _history_seconds(target)
+    if history is None:
+        warnings.append("reversible: the destination does not tell its change history: a reverse must be asked for "
+                        "before the destination's oplog rolls past the cutover")
+    elif history < REVERSE_HISTORY_SECONDS:
+        blocking.append(f"reversible: the destination keeps {history:,.0f} s of change history, and a reverse reads "
+                        f"the writes made there since the cutover: it needs at least {REVERSE_HISTORY_SECONDS:,} s "
+                        "(grow the destination's oplog, or migrate without reversible)")
+    try:
+        with target[PREFLIGHT_DATABASE][REVERSE_SCRATCH].watch(max_await_time_ms=1):
+            pass
+    except PyMongoError as error:
+        blocking.append(f"reversible: the destination offers no change stream to this user ({_short(error)}), and a "
+                        "reverse reads the destination's changes")
+    scratch = source[PREFLIGHT_DATABASE][REVERSE_SCRATCH]
+    try:
+        scratch.insert_one({"_id": "reverse-check"})
+        scratch.delete_one({"_id": "reverse-check"})
+        source.drop_database(PREFLIGHT_DATABASE)
+    except PyMongoError as error:
+        blocking.append(f"reversible: the source refused a write from the migration host's user ({_short(error)}), "
+                        "and a reverse writes the destination's changes back there: grant it readWrite (and, on "
+                        "MongoDB 6.0+, bypassWriteBlockingMode, since the source stays write-blocked after the cutover)")
+    for side, client in (("source", source), ("destination", target)):
+        if wire_version(client) < WIRE_WRITE_BLOCKING:
+            warnings.append(f"reversible: the {side} cannot block writes (MongoDB 6.0+ can): stop the application's "
+                            f"writes there yourself at each cutover that leaves it")
+    return blocking, warnings
+
+
+def _short(error: PyMongoError) -> str:
+    details = getattr(error, "details", None)
+    return str(details.get("errmsg", error) if isinstance(details, dict) else error).split(", full error:")[0][:200]
+
+
 def preflight(source: MongoClient[Any], target: MongoClient[Any], options: MigrationOptions,
               sample_seconds: float = 2.0, replace_data: str = "use --drop-target",
               stop_balancer: str = "pass --stop-balancer") -> Preflight:
@@ -293,6 +343,8 @@ def preflight(source: MongoClient[Any], target: MongoClient[Any], options: Migra
     space = _space(target, checks)
     warnings = [space.warning] if space.warning is not None else []
     warnings += sharding.notes
+    reverse_blocking, reverse_warnings = _reverse_checks(source, target) if options.reversible else ([], [])
+    warnings += reverse_warnings
     if history is None:
         warnings.append("the source does not tell its change history (no oplog to read): the spool keeps the "
                         f"changes of the copy, up to its limit ({LIMIT_SETTING})")
@@ -301,4 +353,4 @@ def preflight(source: MongoClient[Any], target: MongoClient[Any], options: Migra
                         f"the changes made meanwhile wait in the spool (its limit: {LIMIT_SETTING}); a restart during the copy "
                         "may find its resume point gone")
     return Preflight(tuple(checks), read_rate and round(read_rate), write_rate and round(write_rate), estimate,
-                     history, tuple(warnings), space, sharding)
+                     history, tuple(warnings), space, sharding, tuple(reverse_blocking))

@@ -14,6 +14,7 @@ DEPLOYMENT_STREAMS = (4, 0)  # a deployment-wide change stream (`client.watch()`
 WRITE_BLOCKING = (6, 0)  # setUserWriteBlockMode, which the cutover's drain engages
 
 WIRE_DEPLOYMENT_STREAMS = 7  # 4.0, as a wire version
+WIRE_WRITE_BLOCKING = 17  # 6.0: setUserWriteBlockMode
 WIRE_EXPANDED_EVENTS = 17  # 6.0: `showExpandedEvents` — create, createIndexes, dropIndexes, modify events
 
 

@@ -36,7 +36,7 @@ from pymongo import MongoClient
 from pymongo.errors import PyMongoError
 
 from livemigrate.engine.capture.spool import Spool, SpooledCapture, Spooler
-from livemigrate.engine.capture.streams import Capture, ClusterCapture, CollectionCapture
+from livemigrate.engine.capture.streams import Capture
 from livemigrate.engine.checkpoints import CheckpointStore, Document
 from livemigrate.engine.coordinator.progress import EventListener, Progress
 from livemigrate.engine.coordinator.replay import (
@@ -48,6 +48,13 @@ from livemigrate.engine.coordinator.replay import (
     token_documents,
 )
 from livemigrate.engine.coordinator.restarts import connect_for_a_run, run_through_faults
+from livemigrate.engine.coordinator.reverse import (
+    check_state,
+    hand_writes_back,
+    kept_point,
+    open_capture,
+    start_reverse,
+)
 from livemigrate.engine.coordinator.run_state import FreshStart, MigrationResult, Step, migration_id_of
 from livemigrate.engine.copy import initial_copy
 from livemigrate.engine.copy.initial_copy import InitialCopy
@@ -276,13 +283,14 @@ class Migration:
         (refused, before anything is written, when it cannot be done: `sharding.py`)."""
         meta = self.checkpoints.load("meta").get("meta")
         if meta is not None:
-            self._check_state(meta)
+            check_state(meta, self.source_uri, self.target_uri)
         claim = DestinationClaim(target, migration_id_of(meta) if meta is not None else self._fresh_id, self.holder)
         claim.check(resuming=meta is not None)
         start = None
         if meta is None:
             discovery = discover(source, self.options.namespaces)
-            occupied = writer.non_empty_namespaces(target, [spec.namespace for spec in discovery.collections])
+            occupied = [] if self.options.reverse_from else writer.non_empty_namespaces(
+                target, [spec.namespace for spec in discovery.collections])  # a reverse writes back over a copy
             if occupied and not self.options.drop_target:
                 raise EngineError(EngineErrorCode.TARGET_NOT_EMPTY,
                                   f"the target already holds documents in {', '.join(occupied)}; "
@@ -310,11 +318,16 @@ class Migration:
         if spooled is not None:
             log.info("%d change(s) spooled before the restart wait to be applied; the capture resumes after them",
                      spool.pending())
-        return meta, self._open_capture(source, meta, spooled or tokens, [key for key in tokens if key != "*"])
+        return meta, open_capture(source, self.options, str(meta["capture"]), spooled or tokens,
+                                  [key for key in tokens if key != "*"])
 
     def _start(self, source: MongoClient[Any], target: MongoClient[Any], migration_id: str,
                start: FreshStart) -> tuple[Document, Capture]:
         discovery = start.discovery
+        if self.options.reverse_from is not None:
+            self.ledger.begin(migration_id)
+            return start_reverse(source, self.options, self.checkpoints, migration_id, discovery, {
+                "source": redact_uri(self.source_uri), "target": redact_uri(self.target_uri), "startedAt": time.time()})
         namespaces = [spec.namespace for spec in discovery.collections]
         scope = self.options.capture
         if scope is CaptureScope.AUTO:
@@ -331,7 +344,7 @@ class Migration:
         if self.options.drop_target:
             writer.drop_namespaces(target, namespaces)
         # The start point, before anything is copied.
-        capture = self._open_capture(source, meta, {}, [spec.namespace for spec in discovery.copied])
+        capture = open_capture(source, self.options, scope.value, {}, [spec.namespace for spec in discovery.copied])
         planned = initial_copy.plan(source, target, discovery, self.options)  # the collections created, empty
         shard_destination(source, target, start.sharding)
         self.checkpoints.save({"meta": meta} | token_documents(SOURCE_TOKENS, capture.tokens()) | planned)
@@ -339,20 +352,6 @@ class Migration:
                  len(discovery.copied), len(discovery.views), scope.value,
                  f"; skipped time-series: {', '.join(discovery.skipped)}" if discovery.skipped else "")
         return meta, capture
-
-    def _check_state(self, meta: Document) -> None:
-        if meta["source"] != redact_uri(self.source_uri) or meta["target"] != redact_uri(self.target_uri):
-            raise EngineError(EngineErrorCode.STATE_MISMATCH,
-                              f"the state directory belongs to a migration from {meta['source']} to {meta['target']}; "
-                              "use another --state-dir for this one")
-
-    def _open_capture(self, source: MongoClient[Any], meta: Document, tokens: dict[str, Any],
-                      namespaces: list[str]) -> Capture:
-        if meta["capture"] == CaptureScope.CLUSTER.value:
-            return ClusterCapture(source, self.options.namespaces, tokens.get("*"), wire_version(source),
-                                  max_await_ms=int(self.options.poll_seconds * 1000))
-        # Many streams are polled one after another: each may wait only a little.
-        return CollectionCapture(source, namespaces, tokens, max_await_ms=50)
 
     def _set_step(self, meta: Document, step: Step) -> Document:
         updated = {**meta, "phase": step.value}
@@ -372,8 +371,11 @@ class Migration:
                                 exact_counts=self.options.exact_counts, mismatch_sample=self.options.mismatch_sample)
         report = self._progress.verdict = verdict.report
         if report.equal:
+            if self.options.reverse_from is not None:
+                hand_writes_back(target)  # the source (this reverse's target) is current again
+            point = kept_point(self.checkpoints, self._collections()) if self.options.reversible else None
             self._progress.emit(Phase.COMPLETE, force=True, lag=0.0, message="verified: source and target are equal")
-            return MigrationResult(Phase.COMPLETE, report, self._resumed, verdict)
+            return MigrationResult(Phase.COMPLETE, report, self._resumed, verdict, point)
         message = f"verification found differences in {report.describe_differences()}"
         self._progress.emit(Phase.FAILED, force=True, last_error=message)
         return MigrationResult(Phase.FAILED, report, self._resumed, verdict)

@@ -101,7 +101,7 @@ class Replay:
         # A stream per collection sees only those that existed at the start: the others are looked for.
         self._late = (LateCollections(source, target, options, checkpoints, ledger)
                       if capture_scope == CaptureScope.COLLECTION.value else None)
-        self.write_block = WriteBlock(source)
+        self.write_block = WriteBlock(source, "destination" if options.reverse_from is not None else "source")
         self._drain_began: float | None = None  # when the cutover's drain began (seconds since the epoch)
         self._writes_after_drain = 0
 

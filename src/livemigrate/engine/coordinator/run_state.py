@@ -9,6 +9,7 @@ from enum import Enum
 from livemigrate.engine.checkpoints import Document
 from livemigrate.engine.events import Phase
 from livemigrate.engine.mongo.collections import Discovery
+from livemigrate.engine.options import ReversePoint
 from livemigrate.engine.sharding import ShardingPlan
 from livemigrate.engine.verify.passes import VerifyReport
 from livemigrate.engine.verify.verdict import Verdict
@@ -29,6 +30,7 @@ class MigrationResult:
     report: VerifyReport | None = None
     resumed: bool = False
     verdict: Verdict | None = None  # how the report was reached: which evidence, whether everything was read
+    reverse_point: ReversePoint | None = None  # a reversible migration's, once complete (`reverse.py`)
 
 
 @dataclass(frozen=True)

@@ -25,32 +25,34 @@ log = logging.getLogger("livemigrate.engine.write_block")
 
 
 class WriteBlock:
-    def __init__(self, source: MongoClient[Any]) -> None:
+    def __init__(self, source: MongoClient[Any], side: str = "source") -> None:
+        """`side`: what the person calls the deployment blocked — the destination, in a reverse's cut back."""
         self._source = source
+        self._side = side
         self.engaged = False
         self.refusal: str | None = None  # why the source did not block writes, when it did not
 
     def engage(self) -> bool:
         try:  # a fault that passes is tried again: a block lost to a reset would let writes through the drain
-            retry(self._source, "blocking the source's writes for the cutover",
+            retry(self._source, f"blocking the {self._side}'s writes for the cutover",
                   lambda: self._source.admin.command({"setUserWriteBlockMode": 1, "global": True}))
         except PyMongoError as error:
             self.refusal = str(error).split(", full error:")[0][:200]
-            log.warning("the source did not block writes (%s): the application's writes must have stopped; any "
-                        "that reaches the source from now on is counted and reported", self.refusal)
+            log.warning("the %s did not block writes (%s): the application's writes must have stopped; any "
+                        "that reaches it from now on is counted and reported", self._side, self.refusal)
             return False
         self.engaged = True
-        log.info("cutover: the source blocks user writes (setUserWriteBlockMode) while the drain runs")
+        log.info("cutover: the %s blocks user writes (setUserWriteBlockMode) while the drain runs", self._side)
         return True
 
     def lift(self) -> None:
         if not self.engaged:
             return
         try:
-            retry(self._source, "allowing the source's writes again",
+            retry(self._source, f"allowing the {self._side}'s writes again",
                   lambda: self._source.admin.command({"setUserWriteBlockMode": 1, "global": False}))
             self.engaged = False
-            log.info("the cutover did not complete: user writes to the source are allowed again")
+            log.info("the cutover did not complete: user writes to the %s are allowed again", self._side)
         except (PyMongoError, EngineError) as error:  # EngineError: the source stayed away past the fault limit
-            log.error("the cutover did not complete and the source's write block could not be lifted (%s): lift it "
-                      "with db.adminCommand({setUserWriteBlockMode: 1, global: false})", error)
+            log.error("the cutover did not complete and the %s's write block could not be lifted (%s): lift it "
+                      "with db.adminCommand({setUserWriteBlockMode: 1, global: false})", self._side, error)

@@ -1,0 +1,211 @@
+"""Reading a range of a sharded collection's shard key: the copy of a collection sharded on a ranged key
+follows its chunks (`copy/chunks.py`), and each of its ranges is an interval [lower, upper) of the key,
+read through mongos — which sends it to the one shard owning it — sorted by the key's fields, then `_id`.
+
+**The filter.** A bound is a tuple of values, one per key field, compared as MongoDB orders shard key
+values: field after field (lexicographically), each in BSON order across types (MinKey < null < numbers
+< strings < objects < arrays < BinData < ObjectId < booleans < dates < timestamps < regular expressions
+< MaxKey), a missing field counting as null. A query's `$gt`/`$lt` compare only within one type (`$lt:
+"m"` finds no number), so each comparison here is that operator *or* a `$type` of every type beyond it
+(below it, for `$lt`, with null — which matches a missing field too); `t >= (a, b)` is `t1 > a or (t1 =
+a and t2 >= b)`, and so on. MinKey and MaxKey are never sent as values (a chunk bound holds them; a
+server that stores no MinKey may refuse them in a filter, as nx-27017 does): `>= MinKey` is no condition,
+`< MinKey` none can meet, and a bound of MinKey or MaxKey alone is no bound at all. Two approximations,
+for documents that hold MinKey or MaxKey itself as a shard key value (which applications do not store):
+`> MinKey` and `< MaxKey` are taken as no condition.
+
+**Resuming.** A range is read after the last (key fields…, `_id`) it handed on — exact, since the
+sort and the filter order values the same way, across types. The sort is not the shard key index's
+order alone (ties of the key are ordered by `_id`): where no index starts with the key's fields and `_id`,
+the server sorts the range, which MongoDB 4.4+ may spill to disk (`allowDiskUse`, asked for from that
+release on; 6.0+ does so by default).
+
+**A range's bounds in a checkpoint** are stored tagged (`{"value": v}`, `{"minKey": true}`, `{"maxKey":
+true}`): checkpoints may live on a destination that cannot store MinKey/MaxKey (`destination_state.py`).
+"""
+
+from __future__ import annotations
+
+import datetime
+import re
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import bson
+from bson import Binary, Decimal128, ObjectId, Timestamp
+from bson.datetime_ms import DatetimeMS
+from bson.max_key import MaxKey
+from bson.min_key import MinKey
+from bson.raw_bson import RawBSONDocument
+from bson.regex import Regex
+from pymongo import ASCENDING, MongoClient
+
+from livemigrate.engine.mongo.connect import wire_version
+from livemigrate.engine.mongo.faults import resumable_reads, retry
+from livemigrate.engine.mongo.reader import in_batches, raw_collection
+
+# `$type` aliases in BSON order: a value's bracket is its place here.
+TYPES = ("minKey", "null", "number", "string", "object", "array", "binData", "objectId", "bool", "date",
+         "timestamp", "regex", "maxKey")
+_MIN, _NULL, _MAX = 0, 1, len(TYPES) - 1
+Filter = dict[str, Any] | bool  # True: no condition; False: none can meet it
+Bound = tuple[Any, ...]
+
+
+def bracket(value: Any) -> int | None:
+    """The value's place in BSON order (an index of `TYPES`); None for a type not placed here."""
+    kinds: tuple[tuple[Any, int], ...] = (
+        (MinKey, _MIN), (type(None), _NULL), (bool, 8), ((int, float, Decimal128), 2), (str, 3), (Mapping, 4),
+        ((list, tuple), 5), ((bytes, Binary), 6), (ObjectId, 7), ((datetime.datetime, DatetimeMS), 9),
+        (Timestamp, 10), ((Regex, re.Pattern), 11), (MaxKey, _MAX))
+    return next((place for kind, place in kinds if isinstance(value, kind)), None)
+
+
+def _all(parts: Sequence[Filter]) -> Filter:
+    if any(part is False for part in parts):
+        return False
+    kept = [part for part in parts if part is not True]
+    return True if not kept else kept[0] if len(kept) == 1 else {"$and": kept}
+
+
+def _any(parts: Sequence[Filter]) -> Filter:
+    if any(part is True for part in parts):
+        return True
+    kept = [part for part in parts if part is not False]
+    return False if not kept else kept[0] if len(kept) == 1 else {"$or": kept}
+
+
+def _types(name: str, places: range) -> list[Filter]:
+    return [{name: {"$type": TYPES[place]}} for place in places]
+
+
+def _compare(name: str, op: str, value: Any) -> Filter:
+    """`name op value` ("eq", "gt", "gte", "lt") in BSON order across types, a missing field as null."""
+    place = bracket(value)
+    if op == "eq":
+        if place in (_MIN, _MAX):
+            return {name: {"$type": TYPES[place]}}
+        return {name: {"$eq": value}} if place in (_NULL, 4) else {name: value}
+    if place == _MIN:
+        return op != "lt"
+    if place == _MAX:
+        return True if op == "lt" else False if op == "gt" else _compare(name, "eq", value)
+    if place == _NULL:
+        return {"gt": _any(_types(name, range(_NULL + 1, _MAX + 1))), "gte": True,
+                "lt": {name: {"$type": "minKey"}}}[op]
+    plain = {name: {f"${op}": value}}
+    if place is None:  # a type this does not place: the server's own comparison
+        return plain
+    if op == "lt":
+        return _any([plain, {name: {"$eq": None}}, *_types(name, range(_MIN, 1)), *_types(name, range(2, place))])
+    return _any([plain, *_types(name, range(place + 1, _MAX + 1))])
+
+
+def _from(fields: Sequence[str], bound: Bound, last: str) -> Filter:
+    """The tuple of `fields` above `bound` ("gt") or at or above it ("gte"), lexicographically."""
+    return _any([_all([*(_compare(fields[j], "eq", bound[j]) for j in range(i)),
+                       _compare(fields[i], "gt" if i < len(fields) - 1 else last, bound[i])])
+                 for i in range(len(fields))])
+
+
+def _below(fields: Sequence[str], bound: Bound) -> Filter:
+    return _any([_all([*(_compare(fields[j], "eq", bound[j]) for j in range(i)), _compare(fields[i], "lt", bound[i])])
+                 for i in range(len(fields))])
+
+
+def _value_at(document: Mapping[str, Any], path: str) -> Any:
+    """The value at a dotted path, None where missing (as a shard key counts it); plain, never raw BSON."""
+    value: Any = document
+    for part in path.split("."):
+        if not isinstance(value, Mapping) or part not in value:
+            return None
+        value = value[part]
+    return bson.decode(value.raw) if isinstance(value, RawBSONDocument) else value
+
+
+def encode_bound(bound: Bound | None) -> list[dict[str, Any]] | None:
+    if bound is None:
+        return None
+    return [{"minKey": True} if isinstance(value, MinKey) else {"maxKey": True} if isinstance(value, MaxKey)
+            else {"value": value} for value in bound]
+
+
+def decode_bound(stored: Sequence[Mapping[str, Any]] | None) -> Bound | None:
+    if stored is None:
+        return None
+    return tuple(MinKey() if entry.get("minKey") else MaxKey() if entry.get("maxKey") else entry["value"]
+                 for entry in stored)
+
+
+@dataclass(frozen=True)
+class KeyRange:
+    """[lower, upper) of a shard key whose fields are `fields`; None: the key space's start (or end)."""
+
+    fields: tuple[str, ...]
+    lower: Bound | None = None
+    upper: Bound | None = None
+
+    @property
+    def sort_fields(self) -> tuple[str, ...]:
+        """The order a range is read and resumed in: the key's fields, then `_id` (unless the key holds it)."""
+        return self.fields if "_id" in self.fields else (*self.fields, "_id")
+
+    def query(self, after: Sequence[Any] | None = None) -> Filter:
+        """The range's filter, past `after` (a position: a value per `sort_fields`) when resuming."""
+        lower = True if self.lower is None else _from(self.fields, self.lower, "gte")
+        upper = True if self.upper is None else _below(self.fields, self.upper)
+        resume = True if after is None else _from(self.sort_fields, tuple(after), "gt")
+        return _all([lower, upper, resume])
+
+    def position_of(self, document: Mapping[str, Any]) -> list[Any]:
+        """Where a read stands once `document` is handed on: its values of `sort_fields`."""
+        return [_value_at(document, name) for name in self.sort_fields]
+
+    def to_document(self) -> dict[str, Any]:
+        return {"fields": list(self.fields), "lower": encode_bound(self.lower), "upper": encode_bound(self.upper)}
+
+    @classmethod
+    def from_document(cls, document: Mapping[str, Any]) -> KeyRange:
+        return cls(tuple(document["fields"]), decode_bound(document.get("lower")), decode_bound(document.get("upper")))
+
+
+def read_key_batches(client: MongoClient[Any], namespace: str, key_range: KeyRange, after: Sequence[Any] | None,
+                     batch_size: int) -> Iterator[list[RawBSONDocument]]:
+    """Batches of the range's documents in (key…, `_id`) order, after `after` when resuming; a fault in the
+    middle opens the read again after the last document handed on (`faults.resumable_reads`)."""
+    collection = raw_collection(client, namespace)
+    order = [(name, ASCENDING) for name in key_range.sort_fields]
+    spill = retry(client, "asking the source's version", lambda: wire_version(client)) >= 9  # 4.4: allowDiskUse
+
+    def open_from(position: Sequence[Any] | None) -> Iterator[list[RawBSONDocument]]:
+        query = key_range.query(position)
+        if query is False:
+            return iter(())
+        cursor = collection.find({} if query is True else query).sort(order).batch_size(batch_size)
+        return in_batches(cursor.allow_disk_use(True) if spill else cursor, batch_size)
+
+    return resumable_reads(client, f"reading {namespace} for the copy", open_from,
+                           lambda batch: key_range.position_of(batch[-1]), after)
+
+
+def split_points(client: MongoClient[Any], namespace: str, key_range: KeyRange, estimate: int,
+                 parts: int) -> list[Bound]:
+    """Key values that cut a range of about `estimate` documents into about `parts` (fewer when values
+    repeat), in key order: one walk of the shard key index each (a skip over the range, sorted by the key)."""
+    collection = client[namespace.split(".", 1)[0]][namespace.split(".", 1)[1]]
+    query = key_range.query()
+    if query is False or parts < 2 or estimate < 2:
+        return []
+    projection = {name: 1 for name in key_range.fields} | ({} if "_id" in key_range.fields else {"_id": 0})
+    points: list[Bound] = []
+    for number in range(1, parts):
+        found = retry(client, f"planning the copy's ranges of {namespace}", lambda number=number: list(  # type: ignore[misc]
+            collection.find({} if query is True else query, projection).sort(
+                [(name, ASCENDING) for name in key_range.fields]).skip(estimate * number // parts).limit(1)))
+        if not found:
+            break
+        point = tuple(_value_at(found[0], name) for name in key_range.fields)
+        if point != key_range.lower and (not points or point != points[-1]):
+            points.append(point)
+    return points
