@@ -33,6 +33,8 @@ ListedStatus = Literal[MigrationStatus.NEW, MigrationStatus.WORKING, MigrationSt
 # The change capture a migration asks of its hosts: one deployment-wide stream, one per collection, or
 # the host's choice (by the source's version).
 ChangeCapture = Literal["AUTO", "DEPLOYMENT", "COLLECTION"]
+# A migration's way: from the source into the destination, or (a reverse, after its cutover) back.
+Direction = Literal["FORWARD", "REVERSE"]
 
 
 class Contract(BaseModel):
@@ -219,6 +221,8 @@ class ProgressReport(Contract):
     host: HostProgress | None = None  # from a host of a shared migration
     # A cancelled job's confirmation: this host has stopped writing and removed the job's state.
     stoppedHost: StrictStr | None = Field(default=None, min_length=1, max_length=255)
+    # A reversible migration's final COMPLETE: where its reverse starts (`engine.options.ReversePoint`).
+    reversePoint: StrictStr | None = Field(default=None, max_length=4_000_000, repr=False)
 
     def to_json(self) -> dict[str, object]:
         """As sent and as stored: plain JSON values, absent fields left out."""
@@ -252,6 +256,10 @@ class LinkJob(Contract):
     changeCapture: ChangeCapture | None = None  # None: the migration host's setting
     sharding: Sharding | None = None  # Atlas' `sharding`, as asked
     stopSourceBalancer: StrictBool = False  # our extension: the migration stops a sharded source's balancer
+    reversible: StrictBool = False  # our extension: keep the point a reverse starts from, check what it needs
+    # A reverse: from the destination back into the source, from the point its forward migration kept.
+    direction: Direction = "FORWARD"
+    reverseFrom: StrictStr | None = Field(default=None, repr=False)
     # Cancelled: stop writing, lift a write block, remove the job's state, then report `stoppedHost`.
     cancelRequested: StrictBool = False
 
@@ -274,6 +282,9 @@ class HostJob(Contract):
     changeCapture: ChangeCapture | None = None
     sharding: Sharding | None = None
     stopSourceBalancer: StrictBool = False
+    reversible: StrictBool = False
+    direction: Direction = "FORWARD"  # REVERSE: `sourceUri` is the destination's, `destinationUri` the source's
+    reverseFrom: StrictStr | None = Field(default=None, repr=False)
     cancelRequested: StrictBool = False
     # Every host the migration lists: more than one share the copy through leases (`agent/shared_job.py`).
     migrationHosts: list[StrictStr] = Field(default_factory=list)

@@ -148,8 +148,10 @@ class MigrationHostAgent:
                 log.info("validation %s: running the pre-flight of %s", job_id, job.sourceClusterName)
                 self._preflights[job_id] = PreflightJob(job, self._settings, on_done=self._wake.set).start()
                 continue
-            if job_id not in self._runners and not (job.sourceUri and job.destinationUri):
-                missing = ("the source deployment has no monitored hosts on the source side"
+            unreversible = job.direction == "REVERSE" and not job.reverseFrom
+            if job_id not in self._runners and (not (job.sourceUri and job.destinationUri) or unreversible):
+                missing = ("the migration it reverses kept no point to start from" if unreversible
+                           else "the source deployment has no monitored hosts on the source side"
                            if not job.sourceUri else "the destination cluster is no longer registered")
                 log.error("job %s cannot start: %s", job_id, missing)
                 failed = ProgressReport(status=MigrationStatus.FAILED, errorMessage=f"cannot start: {missing}")

@@ -28,7 +28,7 @@ class PreflightJob:
         self.job_id = job.id
         self._source_uri, self._target_uri = job.sourceUri, job.destinationUri
         self._options = settings.options(drop_target=job.dropDestinationData, sharding=job.sharding,
-                                         stop_balancer=job.stopSourceBalancer)
+                                         stop_balancer=job.stopSourceBalancer, reversible=job.reversible)
         self._answer: ProgressReport | None = None
         self._on_done = on_done  # the answer is sent at once, not at the next report tick
         self._thread = threading.Thread(target=self._run, name=f"preflight-{job.id}", daemon=True)

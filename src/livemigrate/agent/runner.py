@@ -25,7 +25,7 @@ from livemigrate.engine.copy.shared import SharedHost
 from livemigrate.engine.errors import EngineErrorCode, redact
 from livemigrate.engine.events import Phase
 from livemigrate.engine.ledger import VerificationLedger
-from livemigrate.engine.options import ShardingRequest
+from livemigrate.engine.options import ReversePoint, ShardingRequest
 from livemigrate.settings import Settings
 from livemigrate.statuses import MigrationStatus
 
@@ -72,11 +72,14 @@ class RunnerSettings:
                    socket_timeout_seconds=settings.agent_socket_timeout_seconds, in_process=in_process)
 
     def options(self, drop_target: bool, change_capture: ChangeCapture | None = None, sharding: Sharding | None = None,
-                stop_balancer: bool = False) -> MigrationOptions:
+                stop_balancer: bool = False, reversible: bool = False,
+                reverse_from: ReversePoint | None = None) -> MigrationOptions:
         """A job's options: the capture its migration asks for (`changeCapture`), else this host's; the
-        sharding it asks for, and whether it may stop a sharded source's balancer."""
+        sharding it asks for, whether it may stop a sharded source's balancer, whether it may be reversed
+        (and, for a reverse, where it starts)."""
         capture = self.capture if change_capture is None else CAPTURE_SCOPES[change_capture]
         return MigrationOptions(drop_target=drop_target, capture=capture, processes=self.processes,
+                                reversible=reversible, reverse_from=reverse_from,
                                 sharding=ShardingRequest.from_json(sharding.model_dump()) if sharding else None,
                                 stop_balancer=stop_balancer,
                                 count_check_seconds=self.count_check_seconds, verify_sample=self.verify_sample,
@@ -124,8 +127,13 @@ class JobRunner(JobThread[Migration]):
         self._source_uri = job.sourceUri
         self._target_uri = job.destinationUri
         self._settings = settings
+        reverse_from = ReversePoint.from_json(job.reverseFrom) if job.direction == "REVERSE" and job.reverseFrom else None
+        if job.direction == "REVERSE" and reverse_from is None:
+            raise ValueError(f"job {job.id} reverses a migration whose host kept no point to start from")
         self._options = settings.options(drop_target=job.dropDestinationData, change_capture=job.changeCapture,
-                                         sharding=job.sharding, stop_balancer=job.stopSourceBalancer)
+                                         sharding=job.sharding, stop_balancer=job.stopSourceBalancer,
+                                         reversible=job.reversible and job.direction == "FORWARD",
+                                         reverse_from=reverse_from)
         if shared is not None:  # the copy is planned for every host it lists (`engine/copy/initial_copy.py`)
             self._options = replace(self._options, copy_hosts=shared.host.hosts)
         self._latest: MigrationEvent | None = None
@@ -203,7 +211,8 @@ class JobRunner(JobThread[Migration]):
                 verdicts = _namespace_reports(latest) if latest is not None else None
                 if result.phase is Phase.COMPLETE:
                     self._final = ProgressReport(status=MigrationStatus.COMPLETE, phase=Phase.COMPLETE, lagTimeSeconds=0,
-                                                 namespaces=verdicts)
+                                                 namespaces=verdicts, reversePoint=result.reverse_point.to_json()
+                                                 if result.reverse_point is not None else None)
                 elif result.phase is Phase.FAILED:
                     found = result.report.describe_differences() if result.report is not None else "unknown"
                     self._final = ProgressReport(status=MigrationStatus.FAILED, namespaces=verdicts,

@@ -11,7 +11,7 @@ from sqlalchemy import select
 
 from livemigrate.atlas import clusters
 from livemigrate.atlas.migrations import due_to_expire, expire_if_due
-from livemigrate.contracts import ChangeCapture, JobKind, LinkJob, ListedStatus, Sharding
+from livemigrate.contracts import ChangeCapture, Direction, JobKind, LinkJob, ListedStatus, Sharding
 from livemigrate.crypto import SecretBox
 from livemigrate.statuses import RUNNING, MigrationStatus
 from livemigrate.store.database import Store
@@ -60,6 +60,17 @@ def link_job(store: Store, secret_box: SecretBox, record: LiveMigration | LiveMi
         dropDestinationData=record.drop_destination_data, cutoverRequested=cutover_requested,
         changeCapture=cast(ChangeCapture | None, record.change_capture) if isinstance(record, LiveMigration) else None,
         sharding=Sharding.model_validate(record.sharding) if record.sharding else None,
-        stopSourceBalancer=record.stop_source_balancer,
+        stopSourceBalancer=record.stop_source_balancer, reversible=record.reversible,
+        direction=cast(Direction, record.direction) if isinstance(record, LiveMigration) else "FORWARD",
+        reverseFrom=reverse_from(store, record) if isinstance(record, LiveMigration) and not cancelled else None,
         cancelRequested=cancelled,
     )
+
+
+def reverse_from(store: Store, migration: LiveMigration) -> str | None:
+    """A reverse's starting point: the one its forward migration's host reported at cutover."""
+    if migration.direction != "REVERSE" or migration.reverse_of is None:
+        return None
+    with store.read() as session:
+        forward = session.get(LiveMigration, migration.reverse_of)
+    return forward.reverse_point if forward is not None else None

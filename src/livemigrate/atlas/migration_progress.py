@@ -66,6 +66,8 @@ def record_progress(store: Store, target_org_id: str, source_org_id: str, migrat
         elif status is MigrationStatus.COMPLETE:
             migration.ready_for_cutover = False
             migration.lag_time_seconds = 0.0
+            if migration.reversible and report.reversePoint is not None:
+                migration.reverse_point = report.reversePoint  # where its reverse would start
         if status in FINISHED:
             migration.destination_claim = None  # its host reported its end: it writes no more
             if migration.progress:

@@ -47,6 +47,7 @@ class MigrationRequest:
     sharding: dict[str, Any] | None
     change_capture: str | None = None  # AUTO, DEPLOYMENT or COLLECTION; None: the migration host's setting
     stop_source_balancer: bool = False  # a sharded source's balancer stopped while the migration runs
+    reversible: bool = False  # may be reversed after its cutover
 
     @property
     def migration_host(self) -> str:

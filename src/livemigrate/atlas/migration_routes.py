@@ -19,6 +19,7 @@ from livemigrate.atlas import (
     migration_jobs,
     migration_progress,
     migration_requests,
+    migration_reverse,
     migration_views,
     migrations,
     validations,
@@ -101,6 +102,9 @@ class LiveMigrationRequest(Strict):
     # An extension: a sharded source's balancer, running, blocks the migration; true has the migration stop
     # it while it runs, and start it again when it stops or ends.
     stopSourceBalancer: StrictBool = False
+    # An extension: the migration may be reversed after its cutover (POST …/liveMigrations/{id}/reverse); its
+    # validation checks what a reverse needs.
+    reversible: StrictBool = False
 
     @model_validator(mode="after")
     def one_drop_flag(self) -> LiveMigrationRequest:
@@ -120,7 +124,8 @@ class LiveMigrationRequest(Strict):
             drop_destination_data=bool(self.dropDestinationData if self.dropDestinationData is not None
                                        else self.dropEnabled),
             sharding=self.sharding.model_dump() if self.sharding is not None else None,
-            change_capture=self.changeCapture, stop_source_balancer=self.stopSourceBalancer)
+            change_capture=self.changeCapture, stop_source_balancer=self.stopSourceBalancer,
+            reversible=self.reversible)
 
 
 def window(context: AppContext) -> timedelta:
@@ -249,6 +254,22 @@ def cutover(request: Request, group_id: GroupId, migration_id: MigrationId, proj
     context = context_of(request)
     detail = migrations.request_cutover(context.store, project.id, migration_id, window(context))
     return respond(request, {"detail": detail}, 202)
+
+
+@router.post("/groups/{group_id}/liveMigrations/{migration_id}/reverse", summary="Reverse a completed migration",
+             status_code=201,
+             description="An extension of this implementation: a migration created with `reversible: true` and "
+                         "COMPLETE is reversed by a second migration (`direction: REVERSE`, `reverseOf` its id) that "
+                         "replays every write made on the destination since the cutover — those made before this "
+                         "request too — back into the source. Its cutover (the cut back, `PUT …/cutover` on the "
+                         "reverse) drains with the destination's writes blocked, verifies both sides, and lets the "
+                         "source take writes again.",
+             responses=errors(PROJECT, ErrorCode.LIVE_MIGRATION_NOT_FOUND, ErrorCode.LIVE_MIGRATION_NOT_REVERSIBLE,
+                              ErrorCode.LIVE_MIGRATION_DESTINATION_IN_USE))
+def reverse(request: Request, group_id: GroupId, migration_id: MigrationId, project: ProjectOwner) -> Response:
+    context = context_of(request)
+    return respond(request, migration_views.migration_view(
+        migration_reverse.reverse_migration(context.store, project.id, migration_id)), 201)
 
 
 @router.get("/orgs/{org_id}/liveMigrations/links/{source_org_id}/jobs",

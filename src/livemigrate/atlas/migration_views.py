@@ -86,4 +86,11 @@ def migration_view(migration: LiveMigration) -> dict[str, Any]:
         "cancelledAt": iso(migration.cancelled_at) if migration.cancelled_at else None,
         "cancelledBy": migration.cancelled_by,
         "hostsStoppedAt": iso(migration.hosts_stopped_at) if migration.hosts_stopped_at else None,
+        # Extensions: a way back. FORWARD: from the source into the destination; REVERSE: back, after the
+        # forward migration `reverseOf` completed; `canReverse`: a reverse may be asked for now.
+        "reversible": migration.reversible,
+        "direction": migration.direction,
+        "reverseOf": migration.reverse_of,
+        "canReverse": migration.reversible and migration.direction == "FORWARD"
+        and migration.status == MigrationStatus.COMPLETE.value and migration.reverse_point is not None,
     }

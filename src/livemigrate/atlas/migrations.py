@@ -55,7 +55,7 @@ def create_migration(store: Store, secret_box: SecretBox, target_org_id: str, pr
         hostname_schema_type=request.hostname_schema_type, migration_host=request.migration_host,
         migration_hosts=list(request.migration_hosts) if len(request.migration_hosts) > 1 else None,
         drop_destination_data=request.drop_destination_data, sharding=request.sharding,
-        change_capture=request.change_capture, stop_source_balancer=request.stop_source_balancer, destination_claim=key, status=MigrationStatus.NEW.value,
+        change_capture=request.change_capture, stop_source_balancer=request.stop_source_balancer, reversible=request.reversible, destination_claim=key, status=MigrationStatus.NEW.value,
     )
     try:
         with store.write() as session:
@@ -95,7 +95,7 @@ def expire_if_due(migration: LiveMigration, window: timedelta) -> bool:
     return False
 
 
-def _load(session: Session, project_id: str, migration_id: str, *, for_update: bool = False) -> LiveMigration:
+def load_migration(session: Session, project_id: str, migration_id: str, *, for_update: bool = False) -> LiveMigration:
     """`for_update`: the row locked until the transaction ends (PostgreSQL), so that two writers of one
     migration — a cancel and its host's last report, say — take turns rather than overwrite each other."""
     migration = session.get(LiveMigration, migration_id, with_for_update=for_update) \
@@ -111,7 +111,7 @@ def get_migration(store: Store, project_id: str, migration_id: str, window: time
     """The migration as it stands: expired if due, and (with `hosts_gone`) failed when none of its
     migration hosts has been alive for that long."""
     with store.write() as session:
-        migration = _load(session, project_id, migration_id)
+        migration = load_migration(session, project_id, migration_id)
         expire_if_due(migration, window)
         if hosts_gone is not None:
             _fail_if_hosts_gone(session, migration, hosts_gone)
@@ -172,7 +172,7 @@ def cancel_migration(store: Store, project_id: str, migration_id: str, window: t
     block a cutover set, remove the job's state and say so (`hostsStoppedAt`); only then is its
     destination free for another migration (`destination_claims.py`)."""
     with store.write() as session:
-        migration = _load(session, project_id, migration_id, for_update=True)
+        migration = load_migration(session, project_id, migration_id, for_update=True)
         expire_if_due(migration, window)
         if migration.status in FINISHED:
             raise ApiError(ErrorCode.LIVE_MIGRATION_ALREADY_FINISHED,
@@ -191,7 +191,7 @@ def cancel_migration(store: Store, project_id: str, migration_id: str, window: t
 def request_cutover(store: Store, project_id: str, migration_id: str, window: timedelta) -> str:
     """The cutover asked for; the answer says what becomes of the application's writes to the source."""
     with store.write() as session:
-        migration = _load(session, project_id, migration_id)
+        migration = load_migration(session, project_id, migration_id)
         expire_if_due(migration, window)
         if migration.status in FINISHED:
             raise ApiError(ErrorCode.LIVE_MIGRATION_ALREADY_FINISHED,

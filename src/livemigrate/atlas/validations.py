@@ -69,6 +69,7 @@ def run_validation(store: Store, secret_box: SecretBox, target_org_id: str, proj
         validation.destination_cluster_name = request.destination_cluster_name
         validation.drop_destination_data = request.drop_destination_data
         validation.sharding, validation.stop_source_balancer = request.sharding, request.stop_source_balancer
+        validation.reversible = request.reversible
 
 
 def _awaiting_host(validation: LiveMigrationValidation) -> bool:

@@ -34,7 +34,8 @@ ID = typer.Option(..., "--id", help="The migration's or validation's id.")
 
 def _request(group: str, source_group: str, source_cluster: str, destination_cluster: str, migration_hosts: list[str],
              drop_destination_data: bool, source_username: str | None, source_password: str | None,
-             source_ssl: bool, change_capture: ChangeCaptureChoice | None = None) -> dict[str, Any]:
+             source_ssl: bool, change_capture: ChangeCaptureChoice | None = None,
+             reversible: bool = False) -> dict[str, Any]:
     source: dict[str, Any] = {"clusterName": source_cluster, "groupId": source_group, "managedAuthentication": False,
                               "ssl": source_ssl}
     if source_username:
@@ -44,6 +45,8 @@ def _request(group: str, source_group: str, source_cluster: str, destination_clu
                "migrationHosts": migration_hosts, "dropDestinationData": drop_destination_data}
     if change_capture is not None:
         request["changeCapture"] = change_capture.value
+    if reversible:
+        request["reversible"] = True
     return request
 
 
@@ -73,6 +76,10 @@ CHANGE_CAPTURE = typer.Option(
     help="This migration's change capture: DEPLOYMENT (one deployment-wide change stream, MongoDB 4.0+), "
          "COLLECTION (one stream per collection) or AUTO (by the source's version); default: the migration "
          "host's own setting.")
+REVERSIBLE = typer.Option(False, "--reversible",
+                          help="The migration may be reversed after its cutover (`live-migrations reverse`): every "
+                               "write made on the destination since flows back into the source; the validation "
+                               "checks what that needs.")
 
 
 def _request_command(send: Callable[[ApiClient, str, dict[str, Any]], dict[str, Any]],
@@ -83,11 +90,12 @@ def _request_command(send: Callable[[ApiClient, str, dict[str, Any]], dict[str, 
                 destination_cluster: str = DESTINATION, migration_host: list[str] = MIGRATION_HOST,
                 drop_destination_data: bool = DROP, source_username: str | None = SOURCE_USER,
                 source_password: str | None = SOURCE_PASSWORD, source_ssl: bool = SOURCE_SSL,
-                change_capture: ChangeCaptureChoice | None = CHANGE_CAPTURE,
+                change_capture: ChangeCaptureChoice | None = CHANGE_CAPTURE, reversible: bool = REVERSIBLE,
                 output: OutputFormat = OUTPUT_OPTION, base_url: str = BASE_URL,
                 public_key: str = PUBLIC_KEY, private_key: str = PRIVATE_KEY) -> None:
         request = _request(group, source_group, source_cluster, destination_cluster, migration_host,
-                           drop_destination_data, source_username, source_password, source_ssl, change_capture)
+                           drop_destination_data, source_username, source_password, source_ssl, change_capture,
+                           reversible)
         with api_errors(), client(base_url, public_key, private_key) as api:
             answer = send(api, group, request)
         emit(output, answer, lambda: print_fields(answer, shown))
@@ -146,7 +154,7 @@ def migrations_describe(group: str = GROUP, migration_id: str = ID, output: Outp
     """The migration's status, phase, lag and readiness for cutover; exits 1 if it ended FAILED or EXPIRED."""
     with api_errors(), client(base_url, public_key, private_key) as api:
         found = api.migration(group, migration_id)
-    emit(output, found, lambda: print_fields(found, ["_id", "status", "phase", "lagSeconds", "readyForCutover",
+    emit(output, found, lambda: print_fields(found, ["_id", "direction", "status", "phase", "lagSeconds", "readyForCutover",
                                                 "canCutover", "canWrite", "elapsedSeconds", "copyEtaSeconds",
                                                 "copiedDocuments", "totalDocuments", "eventsApplied",
                                                 "migrationHosts", "warnings", "errorMessage"]))
@@ -166,6 +174,27 @@ def migrations_cutover(group: str = GROUP, migration_id: str = ID,
     console.print(f"Cutover of {migration_id} requested; `live-migrations watch` follows it to COMPLETE.")
     if detail:
         typer.echo(detail)  # never wrapped: it may say to stop the application's writes now
+
+
+@live_migrations.command("reverse")
+def migrations_reverse(group: str = GROUP, migration_id: str = ID,
+                       force: bool = typer.Option(False, "--force", help="Do not ask for confirmation."),
+                       output: OutputFormat = OUTPUT_OPTION, base_url: str = BASE_URL, public_key: str = PUBLIC_KEY,
+                       private_key: str = PRIVATE_KEY) -> None:
+    """Reverse a completed reversible migration: a new migration replays every write made on the destination
+    since its cutover back into the source; its own cutover (the cut back) makes the source current again."""
+    if not force and not typer.confirm(f"Reverse live migration {migration_id}? The destination's writes will flow "
+                                       "back into the source until you cut back."):
+        raise typer.Exit(1)
+    with api_errors(), client(base_url, public_key, private_key) as api:
+        found = api.reverse(group, migration_id)
+
+    def human() -> None:
+        print_fields(found, ["_id", "status", "direction", "reverseOf", "migrationHosts"])
+        console.print(f"`live-migrations watch --id {found['_id']}` follows it; `live-migrations cutover --id "
+                      f"{found['_id']}` cuts back once it is ready.")
+
+    emit(output, found, human)
 
 
 @live_migrations.command("cancel")

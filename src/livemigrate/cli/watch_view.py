@@ -26,6 +26,8 @@ def header(found: dict[str, Any]) -> Text:
     """Status (and the phase, when it says more), elapsed, lag, changes applied, and the ETA while copying."""
     status, phase = str(found.get("status")), found.get("phase")
     line = Text(status, style="bold green" if status == MigrationStatus.COMPLETE else "bold")
+    if found.get("direction") == "REVERSE":  # the way back: from the destination into the source
+        line = Text("reverse ", style="bold magenta") + line
     if phase and phase != status:
         line.append(f" · {phase}")
     lag = found.get("lagSeconds")

@@ -103,6 +103,10 @@ class ApiClient:
         answer = self._call("PUT", f"{TARGET_PREFIX}/groups/{group_id}/liveMigrations/{migration_id}/cutover")
         return str(answer["detail"]) if isinstance(answer, dict) and answer.get("detail") else None
 
+    def reverse(self, group_id: str, migration_id: str) -> dict[str, Any]:
+        """The reverse of a completed reversible migration: a new migration, NEW, `direction` REVERSE."""
+        return dict(self._call("POST", f"{TARGET_PREFIX}/groups/{group_id}/liveMigrations/{migration_id}/reverse"))
+
     def cancel(self, group_id: str, migration_id: str) -> dict[str, Any]:
         """The migration, cancelled (FAILED at once; `hostsStoppedAt` once its hosts have stopped)."""
         return dict(self._call("DELETE", f"{TARGET_PREFIX}/groups/{group_id}/liveMigrations/{migration_id}"))

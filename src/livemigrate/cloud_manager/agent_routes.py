@@ -102,8 +102,12 @@ def _job_for_host(context: AppContext, group_id: str, job: LinkJob) -> HostJob:
     source_uri = hosts.cluster_uri(found[0], context.secret_box, job.sourceUsername, job.sourcePassword,
                                    job.sourceSsl, job.sourceCaCertificatePath) \
         if found and not job.cancelRequested else None  # a cancelled job needs no connection to stop
-    return HostJob(id=job.id, kind=job.kind, status=job.status, sourceClusterName=job.sourceClusterName, sourceUri=source_uri,
-                   destinationUri=job.destinationUri, dropDestinationData=job.dropDestinationData,
+    reverse = job.direction == "REVERSE"  # from the destination back into the source
+    return HostJob(id=job.id, kind=job.kind, status=job.status, sourceClusterName=job.sourceClusterName,
+                   sourceUri=job.destinationUri if reverse else source_uri,
+                   destinationUri=source_uri if reverse else job.destinationUri,
+                   dropDestinationData=job.dropDestinationData, reversible=job.reversible, direction=job.direction,
+                   reverseFrom=job.reverseFrom,
                    cutoverRequested=job.cutoverRequested, changeCapture=job.changeCapture, sharding=job.sharding,
                    stopSourceBalancer=job.stopSourceBalancer, cancelRequested=job.cancelRequested, migrationHosts=job.hosts() if len(job.hosts()) > 1 else [])
 

@@ -245,6 +245,12 @@ class LiveMigration(Base):
     sharding: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)  # Atlas' `sharding`, as asked
     # Whether the migration may stop a sharded source's balancer while it runs (our extension).
     stop_source_balancer: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    # A way back (our extension): whether it may be reversed; once complete, where its reverse starts (the
+    # destination's resume points, extended JSON, from its host); a reverse's direction and forward migration.
+    reversible: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    reverse_point: Mapped[str | None] = mapped_column(Text, nullable=True)
+    direction: Mapped[str] = mapped_column(String(8), default="FORWARD", server_default="FORWARD")
+    reverse_of: Mapped[str | None] = mapped_column(String(24), nullable=True, unique=True, index=True)
     # The change capture its hosts run (AUTO, DEPLOYMENT, COLLECTION); None: each host's own setting.
     change_capture: Mapped[str | None] = mapped_column(String(16), nullable=True)
     # `project/cluster` while the migration may write its destination, None once it no longer can:
@@ -299,6 +305,7 @@ class LiveMigrationValidation(Base):
     drop_destination_data: Mapped[bool] = mapped_column(Boolean, default=False)
     sharding: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)  # its pre-flight checks it
     stop_source_balancer: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    reversible: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     preflight: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)  # the host's answer
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
 
