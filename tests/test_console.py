@@ -144,7 +144,7 @@ def test_a_read_only_key_sees_but_does_not_act_and_an_access_list_applies(
         refused = client.post(f"/console/orgs/{target_org.org_id}/projects", data={"csrf": csrf, "name": "nope"})
         assert refused.status_code == 403 and "ORG_OWNER" in refused.text
         # The owner's actions on a migration, as the API's: refused before the migration is even looked at.
-        for action in ("cutover", "cancel"):
+        for action in ("cutover", "cancel", "reverse"):
             answer = client.post(f"/console/groups/{project['id']}/migrations/{'a' * 24}/{action}", data={"csrf": csrf})
             assert answer.status_code == 403 and "This needs the ORG_OWNER role" in answer.text, action
     finally:

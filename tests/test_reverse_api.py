@@ -17,6 +17,7 @@ from pymongo import MongoClient
 from tests.engine_support import Writer, namespaces
 from tests.migration_world import World
 from tests.support import wait_for
+from tests.test_console import signed_in
 
 
 @pytest.fixture
@@ -62,6 +63,13 @@ def test_a_reversible_migration_is_reversed_and_cut_back_through_the_apis(world:
         writer.start()
         forward = run_to_complete(world, forward_id, writer)
     assert forward["canReverse"] is True
+    console, csrf = signed_in(world.api, world.target)
+    forward_page = f"/console/groups/{world.target_project['id']}/migrations/{forward_id}"
+    try:  # the console offers the reverse, behind a confirmation
+        shown = console.get(forward_page).text
+        assert 'id="reverse-migration"' in shown and "data-confirm=\"Reverse this migration?" in shown
+    finally:
+        console.close()
 
     with world.destination_db.client() as destination:
         moved = Writer(destination, per_second=40, first_number=500_000)  # the application, on the destination
@@ -81,6 +89,14 @@ def test_a_reversible_migration_is_reversed_and_cut_back_through_the_apis(world:
         except BaseException:
             moved.finish()
             raise
+        console, csrf = signed_in(world.api, world.target)
+        try:  # its page says which way it goes
+            shown = console.get(f"/console/groups/{world.target_project['id']}/migrations/{reverse['_id']}").text
+            assert 'id="migration-direction">reverse</strong> of' in shown and forward_id in shown
+            refused = console.post(f"{forward_page}/reverse", data={"csrf": csrf})  # reversed already
+            assert refused.status_code == 409 and "reversed already" in refused.text
+        finally:
+            console.close()
         done = run_to_complete(world, reverse["_id"], moved)
         assert done["direction"] == "REVERSE" and done["canReverse"] is False
         with world.source_db.client() as source:

@@ -1,5 +1,6 @@
-"""A migration's page and its two actions, cutover and cancel, over the services `DELETE …/liveMigrations/{id}`
-and `…/cutover` call, with the roles they require.
+"""A migration's page and its actions — cutover, cancel, and reverse (a completed reversible migration) —
+over the services `…/cutover`, `DELETE …/liveMigrations/{id}` and `…/reverse` call, with the roles they
+require.
 
 The page names the migration as a person does — its source project and deployment, its destination
 project and cluster — and says when it started and how fast it copies. What a cutover does about the
@@ -16,7 +17,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
-from livemigrate.atlas import migration_views, migrations
+from livemigrate.atlas import migration_reverse, migration_views, migrations
 from livemigrate.atlas.migration_routes import hosts_gone, window
 from livemigrate.console.lag_chart import lag_chart
 from livemigrate.console.rendering import back, page
@@ -82,3 +83,20 @@ async def cancel(request: Request, migration_id: str, active: Session, _form: Ch
                                        error=error.detail)
     return back(f"/console/groups/{project.id}/migrations/{migration_id}", active,
                 "Cancelled: its migration hosts stop writing to the destination at their next batch.")
+
+
+@router.post("/groups/{group_id}/migrations/{migration_id}/reverse")
+async def reverse(request: Request, migration_id: str, active: Session, _form: CheckedForm,
+                  project: ProjectOwner) -> Response:
+    """The reverse created, the browser goes to its page: it is the migration to follow now, and to cut back."""
+    try:
+        created = await run_in_threadpool(migration_reverse.reverse_migration, context_of(request).store, project.id,
+                                          migration_id)
+    except ApiError as error:
+        if error.code is ErrorCode.LIVE_MIGRATION_NOT_FOUND:
+            raise ConsoleRefusal(404, error.detail) from None
+        return await run_in_threadpool(_migration_page, request, active, project, migration_id, error.status,
+                                       error=error.detail)
+    return back(f"/console/groups/{project.id}/migrations/{created.id}", active,
+                "Reversing: every write made on the destination since the cutover flows back into the source. Cut "
+                "back here once it is ready.")
