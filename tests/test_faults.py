@@ -227,3 +227,20 @@ def test_a_change_stream_whose_history_is_gone_ends_the_run_in_one_sentence(side
     assert sentence.startswith("Error: RESUME_TOKEN_LOST: the source no longer has the changes") and \
         "start again with a new --state-dir and --drop-target" in sentence
     assert "Traceback" not in log and sides.source_proxy.count(CHANGE_STREAM_FATAL) == 1
+
+
+def test_a_fault_met_in_a_copy_worker_process_is_counted_once(sides: Sides, tmp_path: Path) -> None:
+    """A copy in two worker processes of eight collections (a range each, so each worker copies several):
+    one reset on the copy's first insert is one retry in the progress line — a worker tells the
+    coordinator only the retries it has not told yet, whichever range it copies next."""
+    eight = [("sales", f"part{number}") for number in range(8)]
+    with sides.source.client() as client:
+        seed(client, total=12_000, where=eight)  # each range outlasts a retry: the faulted worker copies more
+    sides.target_proxy.inject_next(RESET_BEFORE_FORWARD, on="insert",
+                                   where=lambda command: command.get("$db") == "sales")
+    migration = MigrateProcess(sides.source_proxy.uri, sides.target_proxy.uri, tmp_path / "state", *ARGUMENTS,
+                               "--processes", "2", "--until-caught-up").start()
+    assert migration.process is not None and migration.process.wait(timeout=120) == 0, migration.log_text()[-3000:]
+    log = migration.log_text()
+    assert sides.target_proxy.count(RESET_BEFORE_FORWARD) == 1 and log.count("trying again") == 1, log[-3000:]
+    assert "retries: destination 1" in log and "retries: destination 2" not in log, log[-3000:]

@@ -196,7 +196,8 @@ class Replay:
         monitor = self._monitor = DivergenceMonitor(
             self._source, self._target, self._namespaces_now, self._options.count_check_seconds,
             self._end_of_replication, capture=self._capture_scope, exact=self._options.exact_counts,
-            on_change=controls.wake.set, remedies=self._options.capture_remedies).start()
+            on_change=controls.wake.set, remedies=self._options.capture_remedies,
+            catching_up=lambda: spooled is not None and spooled.draining).start()
         return monitor
 
     def _begin_drain(self) -> None:

@@ -29,7 +29,7 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_EXCEPTION, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from multiprocessing.synchronize import Event as ProcessEvent
 from pathlib import Path
 from typing import Any
@@ -191,7 +191,17 @@ class _Worker:
     batch_size: int
     news: multiprocessing.Queue[News]
     stop: ProcessEvent
-    retries: RetryCounts
+    retries: RetryCounts  # this process's, since it started
+    # What of `retries` the coordinator was told, across every range this process copies: a range's copy
+    # tells only what came since (counted per range, each would tell the process's whole count again).
+    told_retries: dict[str, int] = field(default_factory=dict)
+
+    def retries_since_told(self) -> dict[str, int]:
+        retries = self.retries.snapshot()
+        since = {side: count - self.told_retries.get(side, 0) for side, count in retries.items()
+                 if count != self.told_retries.get(side, 0)}
+        self.told_retries = retries
+        return since
 
 
 _worker: _Worker | None = None
@@ -224,16 +234,12 @@ def _copy(document: Document) -> WorkerShare:
     assert worker is not None, "a copy worker runs _start_worker first"
     ledger = worker.ledger
     copied = 0
-    told_retries: dict[str, int] = {}
 
     def after_batch(state: RangeState, batch: int) -> None:
-        nonlocal copied, told_retries
+        nonlocal copied
         saved = state.to_document()
         worker.checkpoints.save({state.key: saved})
-        retries = worker.retries.snapshot()
-        worker.news.put((saved, batch, {side: count - told_retries.get(side, 0) for side, count in retries.items()
-                                        if count != told_retries.get(side, 0)}))
-        told_retries = retries
+        worker.news.put((saved, batch, worker.retries_since_told()))
         copied += batch
 
     if not worker.stop.is_set():

@@ -95,7 +95,11 @@ class DivergenceMonitor:
 
     def __init__(self, source: MongoClient[Any], target: MongoClient[Any], namespaces: Callable[[], Sequence[str]],
                  interval: float, stopping: threading.Event, *, capture: str, exact: bool = False,
-                 on_change: Callable[[], None] | None = None, remedies: Mapping[str, str] | None = None) -> None:
+                 on_change: Callable[[], None] | None = None, remedies: Mapping[str, str] | None = None,
+                 catching_up: Callable[[], bool] | None = None) -> None:
+        """`catching_up`: true while changes read before (the copy's, from the spool) are still being applied:
+        the destination is behind then for a reason the stream's lag does not show, so a difference waits."""
+        self._catching_up = catching_up or (lambda: False)
         self._clients = (source, target)
         self._capture = capture
         self._remedies = remedies
@@ -167,6 +171,7 @@ class DivergenceMonitor:
         now = time.monotonic()
         lag = self._stream_lag
         window = lag + 2 * self._interval
+        catching_up = self._catching_up()
         with self._lock:
             previous = self._state
             pending: list[str] = []
@@ -177,7 +182,10 @@ class DivergenceMonitor:
                     self._unexplained_since.pop(namespace, None)
                     continue
                 since = self._unexplained_since.setdefault(namespace, now)
-                if now - since > lag + GRACE_SECONDS:
+                if catching_up:  # the spooled changes still being applied explain it: its clock starts after them
+                    self._unexplained_since[namespace] = now
+                    pending.append(namespace)
+                elif now - since > lag + GRACE_SECONDS:
                     divergences.append(Divergence(namespace, on_source[namespace], on_target[namespace], now - since))
                 else:
                     pending.append(namespace)
