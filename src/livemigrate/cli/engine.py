@@ -202,7 +202,7 @@ def _run(source_uri: str, target_uri: str, options: Any, state_dir: Path, *, unt
     from livemigrate.engine import EngineError, Migration
     from livemigrate.engine.capture.spool import Spool
     from livemigrate.engine.checkpoints import SqliteCheckpointStore
-    from livemigrate.engine.errors import redact
+    from livemigrate.engine.errors import EngineErrorCode, redact
     from livemigrate.engine.events import Phase
     from livemigrate.engine.ledger import VerificationLedger
     try:  # a new state directory on a full disk: said in one line, as any engine error
@@ -232,7 +232,9 @@ def _run(source_uri: str, target_uri: str, options: Any, state_dir: Path, *, unt
             result = migration.run(until_caught_up=until_caught_up)
     except EngineError as error:
         typer.echo(f"Error: {error}", err=True)
-        raise typer.Exit(EXIT_ENGINE_ERROR) from None
+        # Another migration writes the destination: refused before anything is written, as a blocked dry run.
+        refused = error.code is EngineErrorCode.DESTINATION_IN_USE
+        raise typer.Exit(EXIT_MISMATCH if refused else EXIT_ENGINE_ERROR) from None
     except PyMongoError as error:  # one the engine does not ride out: said in one line, checkpoints kept
         typer.echo(f"Error: {type(error).__name__}: {redact(str(error), source_uri, target_uri)[:500]}", err=True)
         raise typer.Exit(EXIT_ENGINE_ERROR) from None
