@@ -315,7 +315,7 @@ def test_every_console_route_declares_who_may_use_it_in_its_signature(tmp_path: 
     declared: dict[tuple[str, str], list[Any]] = {
         (method, route.path): [dependency.call for dependency in route.dependant.dependencies]
         for route in app_routes(tmp_path) if route.path.startswith("/console") for method in route.methods}
-    assert len(declared) == 19, sorted(declared)
+    assert len(declared) == 20, sorted(declared)
     unguarded = sorted(route for route, guards in declared.items() if not guards)
     assert unguarded == [("GET", "/console/sign-in"), ("POST", "/console/sign-in")]
     for (method, path), guards in declared.items():

@@ -126,7 +126,9 @@ def test_a_migration_through_the_console_in_a_browser(tmp_path: Path) -> None:
                 assert f"Cancelled by API key {target.public_key} at " in atlas.inner_text("#migration-cancelled")
                 assert atlas.locator("#cancel-migration").count() == 0  # nothing left to cancel
                 assert wait_for(lambda: client.get(migration_api).json()["hostsStoppedAt"] is not None, timeout=10)
-            assert f"job {cancelled_id}: cancelled; this host has stopped writing to its destination" in api.log_text()
+            # The host says so once the target has its report (and hostsStoppedAt): a moment after, at most.
+            assert wait_for(lambda: f"job {cancelled_id}: cancelled; this host has stopped writing to its destination"
+                            in api.log_text(), timeout=10), api.log_text()[-2000:]
             atlas.reload()
             assert "its migration hosts stopped writing at " in atlas.inner_text("#migration-cancelled")
             atlas.screenshot(path=str(screens / "5-migration-cancelled.png"), full_page=True)
