@@ -7,6 +7,7 @@ its gaps, the test says which.
 from __future__ import annotations
 
 import subprocess
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -57,3 +58,15 @@ class NxServer:
 
     def client(self, timeout_ms: int = 5000) -> MongoClient[Any]:
         return MongoClient(self.uri, serverSelectionTimeoutMS=timeout_ms)
+
+
+def start_servers(directory: Path, count: int) -> list[NxServer]:
+    """`count` servers (`shard0`, `shard1`, … under `directory`), started side by side: each takes a
+    moment to start, and a sharded test wants several."""
+    servers = [NxServer(directory / f"shard{number}") for number in range(count)]
+    threads = [threading.Thread(target=server.start) for server in servers]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return servers

@@ -22,18 +22,12 @@ from pymongo import DeleteOne, InsertOne, MongoClient, UpdateOne
 from pymongo.errors import BulkWriteError, OperationFailure
 
 from tests.mongos import Mongos
-from tests.nx import NxServer
+from tests.nx import NxServer, start_servers
 
 
 @pytest.fixture(scope="module")
 def shards(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[NxServer]]:
-    root = Path(tmp_path_factory.mktemp("mongos-shards"))
-    servers = [NxServer(root / f"shard{index}") for index in range(3)]
-    threads = [threading.Thread(target=server.start) for server in servers]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    servers = start_servers(Path(tmp_path_factory.mktemp("mongos-shards")), 3)
     yield servers
     for server in servers:
         server.stop()

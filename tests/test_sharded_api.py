@@ -16,13 +16,13 @@ import pytest
 from tests.engine_support import Writer, namespaces, seed
 from tests.migration_world import World
 from tests.mongos import Mongos
+from tests.nx import start_servers
 from tests.support import wait_for
 from tests.test_sharded_migration import (
     documents,
     ids_on_two_shards,
     on_each_shard,
     shard_the_source,
-    start_servers,
 )
 
 SHARDING = {"createSupportingIndexes": True, "shardingEntries": [

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import threading
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,7 +24,7 @@ from pymongo import MongoClient
 
 from tests.engine_support import MigrateProcess, Writer, namespaces, seed
 from tests.mongos import Mongos
-from tests.nx import NxServer
+from tests.nx import NxServer, start_servers
 from tests.support import LIVEMIGRATE, wait_for
 
 DOCUMENTS = 1200  # 100 a collection
@@ -34,16 +33,6 @@ RANGED = ("sales", "alpha")  # sharded on {serial: 1}: the writer never changes 
 # value, again and again. (Not `_id`: nx-27017 refuses a document into a collection with a hashed `_id` index.)
 HASHED = ("sales", "beta")
 MOVED = 5  # documents whose shard key value the test changes
-
-
-def start_servers(directory: Path, count: int) -> list[NxServer]:
-    servers = [NxServer(directory / f"shard{number}") for number in range(count)]
-    threads = [threading.Thread(target=server.start) for server in servers]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    return servers
 
 
 @pytest.fixture
