@@ -4,7 +4,18 @@ from __future__ import annotations
 
 import sys
 
-from bench import control_plane, cutover, engine, engine_cpu, link_status, migration_hosts, replicas, soak, verdict
+from bench import (
+    control_plane,
+    cutover,
+    engine,
+    engine_cpu,
+    link_status,
+    migration_hosts,
+    replicas,
+    sharded_copy,
+    soak,
+    verdict,
+)
 
 
 def main() -> int:
@@ -23,6 +34,8 @@ def main() -> int:
     failures += replicas.run()
     print()
     failures += migration_hosts.run()
+    print()
+    failures += sharded_copy.run()
     print()
     failures += soak.run()
     return 1 if failures else 0

@@ -29,8 +29,9 @@ What it emulates, each from MongoDB's documentation of mongos:
   waits, up to its maxTimeMS, for a round in progress to end) and `balancerStart`; `balancer_round()`
   holds a round open, to show what a migration in progress looks like. The balancer never moves
   anything by itself.
-- Routing, merging and refusals of reads and writes: `mongos_routing.py` (reads) and `mongos_writes.py`
-  (writes, refusals, migrations) say how. Unsharded collections live on their primary shard.
+- Routing, merging and refusals of reads and writes: `mongos_routing.py` (reads), `mongos_targeting.py`
+  (a ranged key's bounds in a filter) and `mongos_writes.py` (writes, refusals, migrations) say how.
+  Unsharded collections live on their primary shard.
 - Changing a document's shard key value ("Change a Document's Shard Key Value"; `mongos_shard_keys.py`):
   a single-document update (`update` or `findAndModify`) run as a retryable write (the command carried a
   `txnNumber`) with an equality on the full shard key in its filter (from 7.1 a filter without it will

@@ -33,6 +33,7 @@ from bson.max_key import MaxKey
 from bson.min_key import MinKey
 from bson.regex import Regex
 
+from tests.mongos_targeting import targeted
 from tests.mongos_values import hashed, order_key, path_value
 from tests.mongos_wire import CommandError
 
@@ -132,11 +133,13 @@ class ShardedCollection:
 
     def shards_for(self, query: Mapping[str, Any], shard_order: list[str]) -> list[str]:
         """The shards a filter must reach: the owners of each shard key value it allows when it names
-        them all (equalities or `$in` on every field), else every shard owning a chunk."""
+        them all (equalities or `$in` on every field), else those its bounds reach (`mongos_targeting`)."""
         choices = [_equalities(query, name, exact=False) for name in self.fields]
         if any(choice is None for choice in choices) or \
                 _product_size([len(choice or []) for choice in choices]) > _MAX_TARGET_POINTS:
-            return self.owners(shard_order)
+            if self.key[self.fields[0]] == "hashed":
+                return self.owners(shard_order)
+            return targeted(self.fields, self.chunks, query, shard_order, self.owners(shard_order))
         wanted = {self.chunk_at(self.point(dict(zip(self.fields, combination, strict=True)))).shard
                   for combination in itertools.product(*[choice or [] for choice in choices])}
         return [shard for shard in shard_order if shard in wanted]

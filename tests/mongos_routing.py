@@ -2,8 +2,8 @@
 their answers come back as one.
 
 - An unsharded collection lives on its database's primary shard: the command goes there unchanged.
-- A sharded one: `find` goes to the shards owning the chunks the filter can touch (one shard when it has
-  an equality — or `$in` — on the whole shard key, every shard owning a chunk otherwise), each with the
+- A sharded one: `find` goes to the shards owning the chunks the filter can touch (by its equalities — or
+  `$in` — on the whole shard key, else its bounds on a ranged key: `mongos_targeting.py`), each with the
   client's limit raised by its skip; the emulator merges the answers (the sort applied across shards)
   and applies skip and limit after the merge, in a cursor of its own. `count` and `distinct` add up the
   shards' answers; `aggregate` sends the pipeline's leading per-document stages ($match, $project, ...)
@@ -88,8 +88,8 @@ def widen_projection(projection: Mapping[str, Any] | None,
         return None, ()
     widened = dict(projection)
     added: list[str] = []
-    inclusive = any(bool(value) for name, value in projection.items() if name != "_id"
-                    and isinstance(value, bool | int | float))
+    inclusive = any(bool(value) for name, value in projection.items() if (name != "_id" or len(projection) == 1)
+                    and isinstance(value, bool | int | float))  # {_id: 1} alone includes
     for name in dict.fromkeys(needed):
         parts = name.split(".")
         parents = [".".join(parts[:end]) for end in range(1, len(parts) + 1)]

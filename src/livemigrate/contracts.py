@@ -43,6 +43,15 @@ class Contract(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+class ShardReport(Contract):
+    """An extension: a namespace's copy on one shard of a sharded source (`engine/copy/chunks.py`)."""
+
+    shard: StrictStr = Field(min_length=1)
+    copied: StrictInt = Field(ge=0)
+    total: StrictInt = Field(ge=0)
+    done: StrictBool
+
+
 class NamespaceReport(Contract):
     namespace: StrictStr = Field(min_length=1)
     copied: StrictInt = Field(ge=0)
@@ -50,6 +59,8 @@ class NamespaceReport(Contract):
     done: StrictBool
     changesApplied: StrictInt | None = Field(default=None, ge=0)  # changes of the namespace replayed
     verification: VerificationState | None = None
+    # On a sharded source, per shard where its ranges are a shard's; absent otherwise.
+    shards: list[ShardReport] | None = Field(default=None, max_length=1000)
 
 
 class PreflightNamespace(Contract):

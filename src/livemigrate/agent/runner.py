@@ -17,7 +17,15 @@ from pathlib import Path
 from pymongo.errors import PyMongoError
 
 from livemigrate.agent.job_thread import JobThread
-from livemigrate.contracts import ChangeCapture, HostJob, NamespaceReport, ProgressReport, Retries, Sharding
+from livemigrate.contracts import (
+    ChangeCapture,
+    HostJob,
+    NamespaceReport,
+    ProgressReport,
+    Retries,
+    Sharding,
+    ShardReport,
+)
 from livemigrate.engine import CaptureScope, EngineError, Migration, MigrationEvent, MigrationOptions
 from livemigrate.engine.capture.spool import Spool
 from livemigrate.engine.checkpoints import CheckpointStore, SqliteCheckpointStore
@@ -229,4 +237,6 @@ class JobRunner(JobThread[Migration]):
 
 def _namespace_reports(event: MigrationEvent) -> list[NamespaceReport]:
     return [NamespaceReport(namespace=p.namespace, copied=p.copied, total=p.total, done=p.done,
-                            changesApplied=p.changes_applied, verification=p.verification) for p in event.namespaces]
+                            changesApplied=p.changes_applied, verification=p.verification,
+                            shards=[ShardReport(shard=s.shard, copied=s.copied, total=s.total, done=s.done)
+                                    for s in p.shards] or None) for p in event.namespaces]

@@ -77,8 +77,10 @@ class ProgressView:
             if task is None:
                 task = self.tasks[namespace.namespace] = self.progress.add_task(
                     namespace.namespace, total=max(namespace.total, 1), note="")
+            # On a sharded source, each shard's part of the copy (`engine/copy/chunks.py`) beside the bar.
+            shards = "  ".join(f"{shard.shard} {shard.copied:,}/{shard.total:,}" for shard in namespace.shards)
             self.progress.update(task, completed=namespace.copied, total=max(namespace.total, namespace.copied, 1),
-                                 note="done" if namespace.done else "")
+                                 note="done" if namespace.done else shards)
 
 
 def _retries(retries: dict[str, int]) -> str:

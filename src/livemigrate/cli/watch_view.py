@@ -1,5 +1,6 @@
-"""What `live-migrations watch` draws from one progress document: a header, a row per namespace, a row
-per host when several share the migration, and the next step. Kept apart from the loop that fetches, so that a frame is a plain function of the
+"""What `live-migrations watch` draws from one progress document: a header, a row per namespace (and
+one per source shard under it, on a sharded source), a row per host when several share the migration,
+and the next step. Kept apart from the loop that fetches, so that a frame is a plain function of the
 document (the loop redraws it in place; a pipe gets the last frame only)."""
 
 from __future__ import annotations
@@ -47,8 +48,13 @@ def header(found: dict[str, Any]) -> Text:
     return line
 
 
+def _bar(copied: int, total: int) -> ProgressBar:
+    return ProgressBar(total=max(total, copied, 1), completed=copied if total or copied else 1, width=24)
+
+
 def namespaces_table(found: dict[str, Any]) -> Table:
-    """A bar per namespace that fills during the copy; then the changes replayed and the verification."""
+    """A bar per namespace that fills during the copy; then the changes replayed and the verification. On a
+    sharded source, a bar per shard under each namespace (its copy there, of the shard's count)."""
     table = Table(box=None, pad_edge=False, show_edge=False)
     for title, justify in (("NAMESPACE", "left"), ("COPY", "left"), ("COPIED", "right"), ("CHANGES", "right"),
                            ("VERIFICATION", "left")):
@@ -56,10 +62,12 @@ def namespaces_table(found: dict[str, Any]) -> Table:
     for namespace in found.get("namespaces", []):
         total, copied = int(namespace["total"]), int(namespace["copied"])
         state = namespace.get("verification") or "PENDING"
-        table.add_row(namespace["namespace"], ProgressBar(total=max(total, copied, 1),
-                                                          completed=copied if total or copied else 1, width=24),
-                      f"{copied:,}/{total:,}", f"{namespace.get('changesApplied') or 0:,}",
-                      Text(state, style=_STATE_STYLES.get(state, "")))
+        table.add_row(namespace["namespace"], _bar(copied, total), f"{copied:,}/{total:,}",
+                      f"{namespace.get('changesApplied') or 0:,}", Text(state, style=_STATE_STYLES.get(state, "")))
+        for shard in namespace.get("shards") or []:
+            on_shard, of_shard = int(shard["copied"]), int(shard["total"])
+            table.add_row(Text(f"  on {shard['shard']}", style="dim"), _bar(on_shard, of_shard),
+                          f"{on_shard:,}/{of_shard:,}", "", "")
     return table
 
 

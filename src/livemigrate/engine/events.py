@@ -29,6 +29,16 @@ class VerificationState(str, Enum):
 
 
 @dataclass(frozen=True)
+class ShardProgress:
+    """A namespace's copy on one shard of a sharded source: what its ranges there copied, of the shard's count."""
+
+    shard: str
+    copied: int
+    total: int
+    done: bool
+
+
+@dataclass(frozen=True)
 class NamespaceProgress:
     namespace: str
     copied: int
@@ -36,6 +46,9 @@ class NamespaceProgress:
     done: bool
     changes_applied: int = 0  # changes of this namespace replayed on the destination
     verification: VerificationState = VerificationState.PENDING
+    # On a sharded source, per shard (`copy/chunks.py`): empty where the ranges are not a shard's
+    # (a replica set; a collection sharded on a hashed key).
+    shards: tuple[ShardProgress, ...] = ()
 
 
 @dataclass(frozen=True)

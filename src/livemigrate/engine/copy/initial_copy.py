@@ -1,8 +1,11 @@
-"""The initial copy: every collection's documents in `_id` ranges copied in parallel, then indexes and
-views — and how far it has got, which is what a resumed run and the progress events read.
+"""The initial copy: every collection's documents in ranges copied in parallel — `_id` ranges, or, for a
+collection a sharded source shards on a ranged key, shard key ranges along its chunks (`chunks.py`) —
+then indexes and views; and how far it has got, which is what a resumed run and the progress events
+read (per namespace, and per source shard where the ranges know their shard).
 
-Copy progress (each range's last copied `_id`) is checkpointed after every batch, so a process killed
-at any moment resumes from there; what it copies twice is absorbed (duplicate keys are skipped).
+Copy progress (each range's last copied `_id`, or key and `_id`) is checkpointed after every batch, so a
+process killed at any moment resumes from there; what it copies twice is absorbed (duplicate keys are
+skipped).
 """
 
 from __future__ import annotations
@@ -18,13 +21,14 @@ from typing import Any
 from pymongo import MongoClient
 
 from livemigrate.engine.checkpoints import CheckpointStore, Document
+from livemigrate.engine.copy.chunks import SourceShape, plan_along_chunks
 from livemigrate.engine.copy.processes import CopyProcesses, default_processes
-from livemigrate.engine.copy.ranges import RangeState, Record, copy_range, load_ranges
-from livemigrate.engine.events import NamespaceProgress
+from livemigrate.engine.copy.ranges import RangeState, Record, copy_range, load_ranges, spread_over_shards
+from livemigrate.engine.events import NamespaceProgress, ShardProgress
 from livemigrate.engine.mongo import writer
 from livemigrate.engine.mongo.collections import CollectionSpec, Discovery
 from livemigrate.engine.mongo.faults import retry
-from livemigrate.engine.mongo.reader import plan_ranges, single_bracket
+from livemigrate.engine.mongo.reader import IdRange, plan_ranges, single_bracket
 from livemigrate.engine.options import MigrationOptions
 
 log = logging.getLogger("livemigrate.engine")
@@ -32,6 +36,7 @@ log = logging.getLogger("livemigrate.engine")
 
 # The smallest range a shared copy's plan makes (`range_counts` says why this size).
 MIN_SHARED_RANGE = 4_000
+SHOWN_RANGES = 24  # ranges a plan along chunks names in the log
 
 
 def range_counts(totals: dict[str, int], options: MigrationOptions) -> dict[str, int]:
@@ -64,8 +69,9 @@ def range_counts(totals: dict[str, int], options: MigrationOptions) -> dict[str,
 def plan(source: MongoClient[Any], target: MongoClient[Any], discovery: Discovery,
          options: MigrationOptions) -> dict[str, Document]:
     """The plan as checkpoint documents — each namespace's spec, each collection's ranges
-    (`range_counts`) and estimated total — with the collections created on the target (empty, with
-    their options)."""
+    (`range_counts`; along its chunks when a sharded source shards it on a ranged key) and estimated
+    total (and each shard's, on a sharded source) — with the collections created on the target (empty,
+    with their options)."""
     documents: dict[str, Document] = {}
     for spec in discovery.collections:
         documents[f"ns:{spec.namespace}"] = spec.to_document()
@@ -73,16 +79,29 @@ def plan(source: MongoClient[Any], target: MongoClient[Any], discovery: Discover
                                     source[spec.database][spec.name].estimated_document_count)
               for spec in discovery.copied}
     counts = range_counts(totals, options)
+    shape = SourceShape.read(source)
     planned: dict[str, int] = {}
     for spec in discovery.copied:
-        total = totals[spec.namespace]
-        ranges = plan_ranges(source, spec.namespace, total, counts[spec.namespace])
-        planned[spec.namespace] = len(ranges)
-        resumable = single_bracket(source, spec.namespace)
-        for index, id_range in enumerate(ranges):
-            state = RangeState(spec.namespace, index, id_range, resumable)
-            documents[state.key] = state.to_document()
-        documents[f"total:{spec.namespace}"] = {"total": total}
+        total, fields = totals[spec.namespace], shape.ranged_key(spec.namespace)
+        if fields is not None:
+            along = plan_along_chunks(source, spec.namespace, fields, counts[spec.namespace])
+            states = [RangeState(spec.namespace, index, IdRange(), True, key_range=key_range, shard=shard)
+                      for index, (key_range, shard) in enumerate(along.ranges)]
+            shard_totals = along.shard_totals
+            log.info("%s: planned along its %d chunk(s) on %d shard(s), in %d range(s): %s", spec.namespace,
+                     along.chunks, len(shard_totals), len(states),
+                     "; ".join(f"{state.index}: {state.describe()}" for state in states[:SHOWN_RANGES])
+                     + ("; …" if len(states) > SHOWN_RANGES else ""))
+        else:
+            resumable, home = single_bracket(source, spec.namespace), shape.home(spec.namespace)
+            states = [RangeState(spec.namespace, index, id_range, resumable, shard=home)
+                      for index, id_range in enumerate(plan_ranges(source, spec.namespace, total,
+                                                                   counts[spec.namespace]))]
+            shard_totals = {home: total} if home is not None else {}
+        planned[spec.namespace] = len(states)
+        documents |= {state.key: state.to_document() for state in states}
+        documents[f"total:{spec.namespace}"] = {"total": total, "shards": [[shard, count] for shard, count
+                                                                          in sorted(shard_totals.items())]}
         writer.create_collection(target, spec)
     if options.copy_hosts > 1:
         log.info("the copy is planned for %d hosts of %d worker(s) each, in %d range(s): %s", options.copy_hosts,
@@ -106,7 +125,11 @@ class InitialCopy:
         self._lock = threading.Lock()
         self.specs = [CollectionSpec.from_document(dict(doc)) for doc in checkpoints.load("ns:").values()]
         self._ranges = load_ranges(checkpoints)
-        self._totals = {key.split(":", 1)[1]: int(doc["total"]) for key, doc in checkpoints.load("total:").items()}
+        saved = {key.split(":", 1)[1]: doc for key, doc in checkpoints.load("total:").items()}
+        self._totals = {namespace: int(doc["total"]) for namespace, doc in saved.items()}
+        # Each source shard's count, by namespace (a plan made before shards were counted has none).
+        self._shard_totals = {namespace: {str(shard): int(count) for shard, count in doc.get("shards") or []}
+                              for namespace, doc in saved.items()}
         self.copied_now = 0  # by this run
         self._refreshed = 0.0
         self.started = time.monotonic()
@@ -134,7 +157,7 @@ class InitialCopy:
                      "%d of %d ranges done", sum(state.copied for state in self._ranges), sum(self._totals.values()),
                      sum(state.done for state in self._ranges), len(self._ranges))
         self.started = time.monotonic()
-        pending = [state for state in self._ranges if not state.done]
+        pending = spread_over_shards([state for state in self._ranges if not state.done])
         processes = workers.count_for(len(pending), sum(self._totals.values())) if workers is not None else 1
         if workers is not None and processes > 1:
             log.info("copying %d range(s) in %d worker processes", len(pending), processes)
@@ -168,10 +191,7 @@ class InitialCopy:
         """A batch a worker process copied (and checkpointed): its range's state here follows, for progress."""
         reported = RangeState.from_document(document)
         with self._lock:
-            for state in self._ranges:
-                if state.key == reported.key:
-                    state.copied, state.last_id = reported.copied, reported.last_id
-                    state.has_last, state.done = reported.has_last, reported.done
+            self._ranges = [reported if state.key == reported.key else state for state in self._ranges]
             self.copied_now += copied
         self._on_batch()
 
@@ -185,13 +205,27 @@ class InitialCopy:
     def progress(self) -> tuple[NamespaceProgress, ...]:
         copied: dict[str, int] = {}
         done: dict[str, bool] = {}
+        by_shard: dict[str, dict[str, list[int]]] = {}  # namespace -> shard -> [copied, ranges not done]
         with self._lock:
-            for state in self._ranges:
-                copied[state.namespace] = copied.get(state.namespace, 0) + state.copied
-                done[state.namespace] = done.get(state.namespace, True) and state.done
+            ranges = list(self._ranges)
+        for state in ranges:
+            copied[state.namespace] = copied.get(state.namespace, 0) + state.copied
+            done[state.namespace] = done.get(state.namespace, True) and state.done
+            if state.shard is not None:
+                figures = by_shard.setdefault(state.namespace, {}).setdefault(state.shard, [0, 0])
+                figures[0] += state.copied
+                figures[1] += not state.done
         # A total is the count when the copy began; once a namespace is copied, what was copied is its
-        # total (a writer inserts and deletes meanwhile), so that a finished copy never reads 503/501.
+        # total (a writer inserts and deletes meanwhile), so that a finished copy never reads 503/501. So
+        # for each source shard: its count until its ranges are done.
         return tuple(NamespaceProgress(namespace, copied.get(namespace, 0),
                                        copied.get(namespace, 0) if done.get(namespace, False) else total,
-                                       done.get(namespace, False))
+                                       done.get(namespace, False),
+                                       shards=_shards(by_shard.get(namespace, {}), self._shard_totals.get(namespace, {})))
                      for namespace, total in sorted(self._totals.items()))
+
+
+def _shards(figures: dict[str, list[int]], totals: dict[str, int]) -> tuple[ShardProgress, ...]:
+    """Each shard's [copied, ranges not done] as progress: its count for a total until its ranges are done."""
+    return tuple(ShardProgress(shard, on_shard, totals.get(shard, 0) if left else on_shard, not left)
+                 for shard, (on_shard, left) in sorted(figures.items()))

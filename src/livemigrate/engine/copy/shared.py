@@ -12,7 +12,9 @@ The plan is cut for every host the migration lists (`initial_copy.range_counts`:
 workers ranges), and a host holds at most its share of them at a time — one per worker thread, and
 never more than the plan's ranges over the hosts — so that the first host to start cannot lease
 everything before the others come: what it leaves is theirs to take, or its own once it is done
-with what it holds (a host that never comes only slows the copy's end).
+with what it holds (a host that never comes only slows the copy's end). On a sharded source whose plan
+follows the chunks (`chunks.py`), a host takes a range of the shard it reads least at the moment, so
+that its reads spread over the source's shards.
 
 Two hosts may still, for a moment, write the same batch (one whose lease ran out mid-batch, and
 its successor): both writes are absorbed (duplicate keys are skipped), and a checkpoint is only
@@ -25,6 +27,7 @@ import logging
 import math
 import threading
 import zlib
+from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
@@ -33,7 +36,7 @@ from typing import Any, Protocol
 from pymongo import MongoClient
 
 from livemigrate.engine.checkpoints import CheckpointStore
-from livemigrate.engine.copy.ranges import RangeState, copy_range, load_ranges
+from livemigrate.engine.copy.ranges import RangeState, copy_range, load_ranges, spread_over_shards
 from livemigrate.engine.options import MigrationOptions
 
 log = logging.getLogger("livemigrate.engine")
@@ -80,7 +83,7 @@ class SharedCopy:
         self._on_batch = on_batch
         self._offset = zlib.crc32(hostname.encode())  # hosts start looking at different ranges
         self._lock = threading.Lock()
-        self._held: set[str] = set()
+        self._held: dict[str, str | None] = {}  # the ranges this host holds, and their shards
         self.copied = 0
 
     def held(self) -> list[str]:
@@ -129,16 +132,19 @@ class SharedCopy:
                 self._copy(source, target, state, stopping)
             finally:
                 with self._lock:
-                    self._held.discard(state.key)
+                    self._held.pop(state.key, None)
                 self._leases.release(state.key)
 
     def _lease_one(self, pending: list[RangeState], thread: int) -> RangeState | None:
+        pending = spread_over_shards(pending)
         start = (self._offset + thread) % len(pending)
-        for state in pending[start:] + pending[:start]:
+        with self._lock:  # a shard this host reads less first: its reads spread over the source's shards
+            reading = Counter(self._held.values())
+        for state in sorted(pending[start:] + pending[:start], key=lambda state: reading[state.shard]):
             with self._lock:
                 if state.key in self._held:
                     continue
-                self._held.add(state.key)  # no other thread of this host tries it meanwhile
+                self._held[state.key] = state.shard  # no other thread of this host tries it meanwhile
             if self._leases.claim(state.key):
                 # Its latest checkpoint, now that it is ours: the previous holder may have copied on.
                 latest = self._checkpoints.load(state.key).get(state.key)
@@ -146,7 +152,7 @@ class SharedCopy:
                     return RangeState.from_document(latest)
                 self._leases.release(state.key)
             with self._lock:
-                self._held.discard(state.key)
+                self._held.pop(state.key, None)
         return None
 
     def _copy(self, source: MongoClient[Any], target: MongoClient[Any], state: RangeState,
@@ -154,6 +160,8 @@ class SharedCopy:
         if state.has_last:
             log.info("%s: taking range %d over from its checkpoint (%d document(s) copied before)",
                      state.namespace, state.index, state.copied)
+        else:
+            log.info("%s: copying range %d, %s", state.namespace, state.index, state.describe())
 
         def after_batch(copied_state: RangeState, copied: int) -> None:
             self._checkpoints.save({copied_state.key: copied_state.to_document()})

@@ -8,7 +8,9 @@ values: field after field (lexicographically), each in BSON order across types (
 < MaxKey), a missing field counting as null. A query's `$gt`/`$lt` compare only within one type (`$lt:
 "m"` finds no number), so each comparison here is that operator *or* a `$type` of every type beyond it
 (below it, for `$lt`, with null — which matches a missing field too); `t >= (a, b)` is `t1 > a or (t1 =
-a and t2 >= b)`, and so on. MinKey and MaxKey are never sent as values (a chunk bound holds them; a
+a and t2 >= b)`, and so on. Of those types, the first field's are only the ones its values were found in
+when the copy was planned (`value_span`, two walks of the shard key index): a key of strings alone is
+read with a plain `{key: {$gte: a, $lt: b}}`, which any server answers from its index. MinKey and MaxKey are never sent as values (a chunk bound holds them; a
 server that stores no MinKey may refuse them in a filter, as nx-27017 does): `>= MinKey` is no condition,
 `< MinKey` none can meet, and a bound of MinKey or MaxKey alone is no bound at all. Two approximations,
 for documents that hold MinKey or MaxKey itself as a shard key value (which applications do not store):
@@ -62,26 +64,35 @@ def bracket(value: Any) -> int | None:
     return next((place for kind, place in kinds if isinstance(value, kind)), None)
 
 
+def _joined(operator: str, parts: Sequence[Filter], absorbing: bool) -> Filter:
+    """`$and` (absorbing False) or `$or` (absorbing True) of `parts`, nested ones of the same kind flattened."""
+    if any(part is absorbing for part in parts):
+        return absorbing
+    kept: list[Filter] = []
+    for part in parts:
+        if part is not (not absorbing):
+            kept += part[operator] if isinstance(part, dict) and list(part) == [operator] else [part]
+    return (not absorbing) if not kept else kept[0] if len(kept) == 1 else {operator: kept}
+
+
 def _all(parts: Sequence[Filter]) -> Filter:
-    if any(part is False for part in parts):
-        return False
-    kept = [part for part in parts if part is not True]
-    return True if not kept else kept[0] if len(kept) == 1 else {"$and": kept}
+    return _joined("$and", parts, False)
 
 
 def _any(parts: Sequence[Filter]) -> Filter:
-    if any(part is True for part in parts):
-        return True
-    kept = [part for part in parts if part is not False]
-    return False if not kept else kept[0] if len(kept) == 1 else {"$or": kept}
+    return _joined("$or", parts, True)
 
 
-def _types(name: str, places: range) -> list[Filter]:
-    return [{name: {"$type": TYPES[place]}} for place in places]
+Span = tuple[int, int]  # the first and last bracket (`TYPES` places) a field's values were found in
 
 
-def _compare(name: str, op: str, value: Any) -> Filter:
-    """`name op value` ("eq", "gt", "gte", "lt") in BSON order across types, a missing field as null."""
+def _types(name: str, places: range, span: Span) -> list[Filter]:
+    return [{name: {"$type": TYPES[place]}} for place in places if span[0] <= place <= span[1]]
+
+
+def _compare(name: str, op: str, value: Any, span: Span = (_MIN, _MAX)) -> Filter:
+    """`name op value` ("eq", "gt", "gte", "lt") in BSON order across types, a missing field as null; of
+    the other types, only those within `span` are looked for."""
     place = bracket(value)
     if op == "eq":
         if place in (_MIN, _MAX):
@@ -92,26 +103,51 @@ def _compare(name: str, op: str, value: Any) -> Filter:
     if place == _MAX:
         return True if op == "lt" else False if op == "gt" else _compare(name, "eq", value)
     if place == _NULL:
-        return {"gt": _any(_types(name, range(_NULL + 1, _MAX + 1))), "gte": True,
+        return {"gt": _any(_types(name, range(_NULL + 1, _MAX + 1), span)), "gte": True,
                 "lt": {name: {"$type": "minKey"}}}[op]
     plain = {name: {f"${op}": value}}
     if place is None:  # a type this does not place: the server's own comparison
         return plain
     if op == "lt":
-        return _any([plain, {name: {"$eq": None}}, *_types(name, range(_MIN, 1)), *_types(name, range(2, place))])
-    return _any([plain, *_types(name, range(place + 1, _MAX + 1))])
+        nulls: list[Filter] = [{name: {"$eq": None}}] if span[0] <= _NULL <= span[1] else []
+        return _any([plain, *nulls, *_types(name, range(_MIN, 1), span), *_types(name, range(2, place), span)])
+    return _any([plain, *_types(name, range(place + 1, _MAX + 1), span)])
 
 
-def _from(fields: Sequence[str], bound: Bound, last: str) -> Filter:
-    """The tuple of `fields` above `bound` ("gt") or at or above it ("gte"), lexicographically."""
-    return _any([_all([*(_compare(fields[j], "eq", bound[j]) for j in range(i)),
-                       _compare(fields[i], "gt" if i < len(fields) - 1 else last, bound[i])])
-                 for i in range(len(fields))])
+def _spans(fields: Sequence[str], span: Span | None) -> list[Span]:
+    """Each field's span: the first field's as measured, every other's all of BSON's types."""
+    return [(span if index == 0 and span is not None else (_MIN, _MAX)) for index in range(len(fields))]
 
 
-def _below(fields: Sequence[str], bound: Bound) -> Filter:
-    return _any([_all([*(_compare(fields[j], "eq", bound[j]) for j in range(i)), _compare(fields[i], "lt", bound[i])])
-                 for i in range(len(fields))])
+def _from(fields: Sequence[str], bound: Bound, last: str, span: Span | None = None) -> Filter:
+    """The tuple of `fields` above `bound` ("gt") or at or above it ("gte"), lexicographically: `t1 > b1 or
+    (t1 = b1 and (t2, …) above (b2, …))` — `t1 >= b1` where the rest always holds (a bound of MinKey)."""
+    spans = _spans(fields, span)
+
+    def above(index: int) -> Filter:
+        name, value = fields[index], bound[index]
+        if index == len(fields) - 1:
+            return _compare(name, last, value, spans[index])
+        rest = above(index + 1)
+        if rest is True or rest is False:
+            return _compare(name, "gte" if rest else "gt", value, spans[index])
+        return _any([_compare(name, "gt", value, spans[index]), _all([_compare(name, "eq", value), rest])])
+
+    return above(0)
+
+
+def _below(fields: Sequence[str], bound: Bound, span: Span | None = None) -> Filter:
+    """The tuple of `fields` below `bound`, lexicographically."""
+    spans = _spans(fields, span)
+
+    def below(index: int) -> Filter:
+        name, value = fields[index], bound[index]
+        under = _compare(name, "lt", value, spans[index])
+        if index == len(fields) - 1:
+            return under
+        return _any([under, _all([_compare(name, "eq", value), below(index + 1)])])
+
+    return below(0)
 
 
 def _value_at(document: Mapping[str, Any], path: str) -> Any:
@@ -145,6 +181,10 @@ class KeyRange:
     fields: tuple[str, ...]
     lower: Bound | None = None
     upper: Bound | None = None
+    # The brackets of the first field's values when the copy was planned (`value_span`): no document
+    # the copy must read holds another type there (one written since is replayed from the change
+    # stream), so the filter looks for no other. None: every type.
+    span: Span | None = None
 
     @property
     def sort_fields(self) -> tuple[str, ...]:
@@ -153,9 +193,9 @@ class KeyRange:
 
     def query(self, after: Sequence[Any] | None = None) -> Filter:
         """The range's filter, past `after` (a position: a value per `sort_fields`) when resuming."""
-        lower = True if self.lower is None else _from(self.fields, self.lower, "gte")
-        upper = True if self.upper is None else _below(self.fields, self.upper)
-        resume = True if after is None else _from(self.sort_fields, tuple(after), "gt")
+        lower = True if self.lower is None else _from(self.fields, self.lower, "gte", self.span)
+        upper = True if self.upper is None else _below(self.fields, self.upper, self.span)
+        resume = True if after is None else _from(self.sort_fields, tuple(after), "gt", self.span)
         return _all([lower, upper, resume])
 
     def position_of(self, document: Mapping[str, Any]) -> list[Any]:
@@ -163,11 +203,14 @@ class KeyRange:
         return [_value_at(document, name) for name in self.sort_fields]
 
     def to_document(self) -> dict[str, Any]:
-        return {"fields": list(self.fields), "lower": encode_bound(self.lower), "upper": encode_bound(self.upper)}
+        return {"fields": list(self.fields), "lower": encode_bound(self.lower), "upper": encode_bound(self.upper),
+                "span": list(self.span) if self.span is not None else None}
 
     @classmethod
     def from_document(cls, document: Mapping[str, Any]) -> KeyRange:
-        return cls(tuple(document["fields"]), decode_bound(document.get("lower")), decode_bound(document.get("upper")))
+        span = document.get("span")
+        return cls(tuple(document["fields"]), decode_bound(document.get("lower")), decode_bound(document.get("upper")),
+                   (int(span[0]), int(span[1])) if span is not None else None)
 
 
 def read_key_batches(client: MongoClient[Any], namespace: str, key_range: KeyRange, after: Sequence[Any] | None,
@@ -187,6 +230,20 @@ def read_key_batches(client: MongoClient[Any], namespace: str, key_range: KeyRan
 
     return resumable_reads(client, f"reading {namespace} for the copy", open_from,
                            lambda batch: key_range.position_of(batch[-1]), after)
+
+
+def value_span(client: MongoClient[Any], namespace: str, field: str) -> Span | None:
+    """The brackets of the lowest and the highest value of `field` (a missing one as null): a walk to
+    each end of the shard key index. None for an empty collection, or a value of a type not placed here."""
+    collection = client[namespace.split(".", 1)[0]][namespace.split(".", 1)[1]]
+    places = []
+    for direction in (ASCENDING, -1):
+        found = retry(client, f"reading the edges of {namespace}'s shard key", lambda direction=direction: list(  # type: ignore[misc]
+            collection.find({}, {field: 1} | ({} if field == "_id" else {"_id": 0})).sort(field, direction).limit(1)))
+        if not found:
+            return None
+        places.append(bracket(_value_at(found[0], field)))
+    return (places[0], places[1]) if places[0] is not None and places[1] is not None else None
 
 
 def split_points(client: MongoClient[Any], namespace: str, key_range: KeyRange, estimate: int,
