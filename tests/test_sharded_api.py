@@ -112,18 +112,21 @@ def test_sharding_for_a_destination_that_is_not_sharded_fails_the_validation(wor
         assert all(destination[db][name].count_documents({}) == 0 for db, name in namespaces())
 
 
-def test_a_sharded_source_through_the_apis_with_its_balancer_stopped(tmp_path: Path) -> None:
+@pytest.mark.parametrize("into", ["replica set", "sharded"])
+def test_a_sharded_source_through_the_apis_with_its_balancer_stopped(tmp_path: Path, into: str) -> None:
     """A mongos registered as the source's host; its balancer fails the validation until the request says
-    stopSourceBalancer; the migration stops it, completes under a writer, and it runs again after."""
-    shards = start_servers(tmp_path / "shards", 3)
-    source = Mongos(shards).start()
+    stopSourceBalancer; the migration stops it, completes under a writer, and it runs again after. Into a
+    sharded cluster, the source's key is carried over."""
+    shards = start_servers(tmp_path / "shards", 5 if into == "sharded" else 3)
+    source = Mongos(shards[:3]).start()
+    destination = Mongos(shards[3:]).start() if into == "sharded" else None
     world = World(tmp_path)
     try:
         shard_the_source(source)
         world.link()
         world.add_source_project_and_host(port=source.port)
         world.start_agent()
-        world.add_target_project_and_cluster()
+        world.add_target_project_and_cluster(uri=destination.uri if destination is not None else None)
         assert wait_for(lambda: any(p["migrationHosts"] for p in world.available_projects()), timeout=30)
         refused = world.validate(world.request_body())
         assert refused["status"] == "FAILED" and "balancer runs" in refused["errorMessage"], refused
@@ -148,11 +151,18 @@ def test_a_sharded_source_through_the_apis_with_its_balancer_stopped(tmp_path: P
             assert world.target_call("PUT", f"/liveMigrations/{migration_id}/cutover").status_code == 202
             done = world.wait_migration(migration_id, lambda m: m["status"] in ("COMPLETE", "FAILED"), timeout=120)
             assert done["status"] == "COMPLETE", done
-            with world.destination_db.client() as destination:
-                assert documents(client) == documents(destination)
+            with (destination.client() if destination is not None else world.destination_db.client()) as written:
+                assert documents(client) == documents(written)
+                keys = {entry["_id"]: entry["key"] for entry in written.config.collections.find()}
             assert wait_for(lambda: client.admin.command("balancerStatus")["mode"] == "full", timeout=10)
+        if destination is not None:
+            assert keys == {"sales.alpha": {"serial": 1}}, keys  # the source's key, carried
+            assert all(count > 0 for count in on_each_shard(destination, "sales", "alpha"))
+            assert ids_on_two_shards(destination, "sales", "alpha") == []
     finally:
         world.close()
         source.stop()
+        if destination is not None:
+            destination.stop()
         for shard in shards:
             shard.stop()
