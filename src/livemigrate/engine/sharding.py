@@ -266,3 +266,8 @@ def destination_key_fields(target: MongoClient[Any]) -> dict[str, tuple[str, ...
     if not topology.is_mongos(target):
         return {}
     return {namespace: key.fields for namespace, key in topology.shard_keys(target).items()}
+
+
+def unsharded() -> ShardingPlan:
+    """The plan of a run that shards nothing and copies nothing (a reverse): no shape read, nothing refused."""
+    return ShardingPlan(Topology(sharded=False), Topology(sharded=False))

@@ -74,6 +74,7 @@ from livemigrate.engine.sharding import (
     destination_key_fields,
     plan_sharding,
     shard_destination,
+    unsharded,
 )
 from livemigrate.engine.verify.verdict import reach_verdict
 from livemigrate.engine.versions import WIRE_DEPLOYMENT_STREAMS
@@ -295,7 +296,8 @@ class Migration:
                 raise EngineError(EngineErrorCode.TARGET_NOT_EMPTY,
                                   f"the target already holds documents in {', '.join(occupied)}; "
                                   "pass --drop-target to replace them, or exclude those namespaces")
-            start = FreshStart(discovery, plan_sharding(source, target, discovery, self.options))
+            start = FreshStart(discovery, plan_sharding(source, target, discovery, self.options)
+                               if self.options.reverse_from is None else unsharded())  # a reverse copies nothing
             start.sharding.check()
         claim.take(resuming=meta is not None)
         claim.keep(on_lost=self.stop)
