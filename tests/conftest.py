@@ -96,9 +96,11 @@ def servers(tmp_path: Path) -> Iterator[tuple[NxServer, NxServer]]:
 
 # The tests that take longest (tens of seconds each), started first: with them at the end of a
 # worker's queue the whole suite waits on one worker (longest-first scheduling).
-_LONGEST_FIRST = ("test_openapi_fuzz.py", "test_replicas.py", "test_shared_migration.py", "test_live_migration_failures.py",
-                  "test_readme_walk.py", "test_console_browser.py", "test_silent_stream.py", "test_engine_live.py",
-                  "test_live_migration.py", "test_code_quality.py", "test_spool.py")
+_LONGEST_FIRST = ("test_openapi_fuzz.py", "test_replicas.py", "test_faults.py", "test_shared_migration.py",
+                  "test_live_migration_failures.py", "test_sharded_api.py", "test_readme_walk.py",
+                  "test_console_browser.py", "test_silent_stream.py", "test_operate_safely.py",
+                  "test_shared_copy_balance.py", "test_chunk_copy_shared.py", "test_control_plane_faults.py",
+                  "test_engine_live.py", "test_live_migration.py", "test_code_quality.py", "test_spool.py")
 
 
 @pytest.hookimpl(tryfirst=True)

@@ -65,11 +65,11 @@ def small_disk(tmp_path: Path) -> Iterator[Path]:
 def fill(directory: Path) -> Path:
     """Write a ballast file until the disk refuses another byte; delete it to free the space again."""
     ballast = directory / "ballast"
-    with open(ballast, "wb") as file:
+    # Unbuffered: a buffered file would flush what it holds again when closed, and meet ENOSPC there.
+    with open(ballast, "wb", buffering=0) as file:
         try:
             while True:
-                file.write(b"\0" * 65536)
-                file.flush()
+                file.write(b"\0" * 65536)  # the last one writes what still fits, the next is refused
         except OSError as error:
             assert error.errno == errno.ENOSPC, error
     assert os.statvfs(directory).f_bavail == 0
