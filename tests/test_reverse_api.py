@@ -86,6 +86,13 @@ def test_a_reversible_migration_is_reversed_and_cut_back_through_the_apis(world:
             described = world.target_cli("target", "live-migrations", "describe", "--group",
                                          world.target_project["id"], "--id", reverse["_id"])
             assert "REVERSE" in described.stdout, described.stdout
+            # The migration host dies while it replicates the reverse; started again, it resumes it.
+            world.wait_migration(reverse["_id"], lambda m: m["phase"] == "REPLICATING" and m["eventsApplied"] > 0,
+                                 timeout=60)
+            world.kill_agent()
+            written_while_down = sum(moved.counts.values())
+            assert wait_for(lambda: sum(moved.counts.values()) >= written_while_down + 20, timeout=20)
+            world.start_agent()
         except BaseException:
             moved.finish()
             raise
@@ -104,5 +111,9 @@ def test_a_reversible_migration_is_reversed_and_cut_back_through_the_apis(world:
             back = {str(document["_id"]) for db, name in namespaces()
                     for document in source[db][name].find({"_id": {"$regex": "^written5"}}, {"_id": 1})}
     assert moved.counts["insert"] > 0 and len(back) > 0.8 * moved.counts["insert"]  # the rest deleted since
-    log = world.agent_log()
-    assert "starting the reverse of a migration" in log and "the source takes writes again" in log
+    assert "starting the reverse of a migration" in world.agent_log()
+    # The restarted host resumed the reverse from its checkpoints (it did not start it again), and cut back.
+    restarted = (world.directory / f"agent-{world.agent_runs}.log").read_text(errors="replace")
+    assert world.agent_runs == 2 and "starting the reverse of a migration" not in restarted, restarted[-3000:]
+    assert "replicating changes from the saved resume tokens" in restarted
+    assert "the source takes writes again" in restarted
