@@ -27,6 +27,7 @@ import logging
 import os
 import socket
 import threading
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from functools import partial
@@ -43,6 +44,7 @@ from livemigrate.engine.options import STATE_DATABASE
 log = logging.getLogger("livemigrate.engine.claim")
 
 STALE_SECONDS = 60.0  # a claim not renewed for this long belongs to a run that is gone
+RELEASE_ATTEMPTS = 3  # giving a claim up after a fault: tried again after 0.5 s, then 1 s
 RENEW_SECONDS = 10.0
 _KEY = "destination"
 
@@ -139,17 +141,25 @@ class DestinationClaim:
 
     def release(self) -> None:
         """Give the claim up: this run writes no more (another migration may now take the destination).
-        Best effort: a destination that cannot be reached lets the claim go stale instead."""
+        Best effort, tried a few times (a fault that passes — an election, a reset — should not keep the
+        destination from the next migration for a minute): a destination that cannot be reached lets the
+        claim go stale instead."""
         self._stopping.set()
         if self._renewer is not None:
             self._renewer.join(timeout=5)
         if self.lost is not None:
             return
-        try:
-            self._claims.update_one({"_id": _KEY, "migration": self.migration_id}, {"$set": {"releasedAt": _now()}})
-        except PyMongoError as error:
-            log.warning("the destination's claim could not be given up (%s): it lapses in %.0f s",
-                        type(error).__name__, STALE_SECONDS)
+        for attempt in range(1, RELEASE_ATTEMPTS + 1):
+            try:
+                self._claims.update_one({"_id": _KEY, "migration": self.migration_id},
+                                        {"$set": {"releasedAt": _now()}})
+                return
+            except PyMongoError as error:
+                if attempt == RELEASE_ATTEMPTS:
+                    log.warning("the destination's claim could not be given up (%s): it lapses in %.0f s",
+                                type(error).__name__, STALE_SECONDS)
+                else:
+                    time.sleep(0.5 * attempt)
 
     @staticmethod
     def _alive(claim: dict[str, Any]) -> bool:
