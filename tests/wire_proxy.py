@@ -21,8 +21,11 @@ MongoDB would, to reach states nx-27017 never shows:
 - `OplogWindowProxy`: the server keeps T seconds of oplog: the first and the last entry of
   `local.oplog.rs` (a `find` sorted on `$natural`, as the pre-flight reads the change history) are T
   seconds apart, as a replica set's oplog of that size shows them; nx-27017 has no oplog to read;
-- `ReadOnlyProxy`: the client's user may read but not write: every `insert`, `update`, `delete` and
-  `drop`/`dropDatabase` is refused with Unauthorized (13), as MongoDB refuses a user holding only `read`.
+- `ReadOnlyProxy`: the client's user may read but not write, as a user holding only `readAnyDatabase`:
+  `connectionStatus` (with `showPrivileges`) names that user and its privileges as MongoDB lists that
+  role's (find, listCollections, listIndexes, collStats, dbStats, changeStream on every database;
+  listDatabases on the cluster), and every `insert`, `update`, `delete`, `findAndModify` and
+  `drop`/`dropDatabase` is refused with Unauthorized (13).
 
 Every other message is forwarded unchanged.
 """
@@ -282,8 +285,17 @@ class OplogWindowProxy(WireProxy):
 
 class ReadOnlyProxy(WireProxy):
     _WRITES = frozenset({"insert", "update", "delete", "drop", "dropDatabase", "findAndModify"})
+    _STATUS = {"authInfo": {
+        "authenticatedUsers": [{"user": "reader", "db": "admin"}],
+        "authenticatedUserRoles": [{"role": "readAnyDatabase", "db": "admin"}],
+        "authenticatedUserPrivileges": [
+            {"resource": {"db": "", "collection": ""},
+             "actions": ["changeStream", "collStats", "dbStats", "find", "listCollections", "listIndexes"]},
+            {"resource": {"cluster": True}, "actions": ["listDatabases"]}]}, "ok": 1.0}
 
     def answer(self, command: dict[str, Any] | None) -> dict[str, Any] | None:
+        if command and "connectionStatus" in command:
+            return self._STATUS
         written = self._WRITES & set(command or {})
         if not written:
             return None

@@ -270,12 +270,45 @@ def _measure(source: MongoClient[Any], target: MongoClient[Any], namespace: str,
     return read_rate, write_rate
 
 
-def _reverse_checks(source: MongoClient[Any], target: MongoClient[Any]) -> tuple[list[str], list[str]]:
+_WRITES = frozenset({"insert", "update", "remove"})
+
+
+def _write_refusal(source: MongoClient[Any], databases: Iterable[str]) -> str | None:
+    """Why the migration host's user may not write the migrated databases on the source, from its own
+    privileges (`connectionStatus` with `showPrivileges`: nothing is written to find out); None when it may,
+    or when the source runs without access control. On MongoDB 6.0+ it also needs bypassWriteBlockingMode:
+    the forward cutover leaves the source write-blocked, and the reverse writes through the block."""
+    status = source.admin.command({"connectionStatus": 1, "showPrivileges": True})
+    auth = status.get("authInfo") or {}
+    if not auth.get("authenticatedUsers"):
+        return None
+    privileges = auth.get("authenticatedUserPrivileges") or []
+
+    def granted(database: str | None) -> set[str]:
+        found: set[str] = set()
+        for privilege in privileges:
+            resource = privilege.get("resource") or {}
+            if resource.get("anyResource") or (database is None and resource.get("cluster")) or (
+                    database is not None and resource.get("db") in ("", database) and resource.get("collection") == ""):
+                found |= set(privilege.get("actions") or [])
+        return found
+
+    for database in sorted(set(databases)):
+        missing = _WRITES - granted(database)
+        if missing:
+            return f"its user may not {', '.join(sorted(missing))} in {database}"
+    if wire_version(source) >= WIRE_WRITE_BLOCKING and "bypassWriteBlockingMode" not in granted(None):
+        return "its user lacks bypassWriteBlockingMode (MongoDB 6.0+ keeps the source write-blocked after the cutover)"
+    return None
+
+
+def _reverse_checks(source: MongoClient[Any], target: MongoClient[Any],
+                    databases: Iterable[str]) -> tuple[list[str], list[str]]:
     """What a reverse of this migration needs, checked now rather than at the worst moment: (blocking,
     warnings). Its run reads the destination's changes from the forward cutover on, so the destination
-    must offer change streams and keep them long enough; it writes the source, so the migration host's
-    user must be allowed to (a document written and removed in the scratch database); each cutover
-    blocks the side it leaves, where the version has write blocking (MongoDB 6.0)."""
+    must offer change streams and keep them long enough; it writes the migrated databases on the source,
+    so the migration host's user must be allowed to (read from its privileges: nothing is written); each
+    cutover blocks the side it leaves, where the version has write blocking (MongoDB 6.0)."""
     blocking: list[str] = []
     warnings: list[str] = []
     history = _history_seconds(target)
@@ -292,15 +325,14 @@ def _reverse_checks(source: MongoClient[Any], target: MongoClient[Any]) -> tuple
     except PyMongoError as error:
         blocking.append(f"reversible: the destination offers no change stream to this user ({_short(error)}), and a "
                         "reverse reads the destination's changes")
-    scratch = source[PREFLIGHT_DATABASE][REVERSE_SCRATCH]
     try:
-        scratch.insert_one({"_id": "reverse-check"})
-        scratch.delete_one({"_id": "reverse-check"})
-        source.drop_database(PREFLIGHT_DATABASE)
+        refusal = _write_refusal(source, databases)
     except PyMongoError as error:
-        blocking.append(f"reversible: the source refused a write from the migration host's user ({_short(error)}), "
-                        "and a reverse writes the destination's changes back there: grant it readWrite (and, on "
-                        "MongoDB 6.0+, bypassWriteBlockingMode, since the source stays write-blocked after the cutover)")
+        refusal = f"its privileges cannot be read ({_short(error)})"
+    if refusal is not None:
+        blocking.append(f"reversible: the source cannot be written by the migration host's user: {refusal}; a reverse "
+                        "writes the destination's changes back there (grant readWrite on those databases, and on "
+                        "MongoDB 6.0+ bypassWriteBlockingMode)")
     for side, client in (("source", source), ("destination", target)):
         if wire_version(client) < WIRE_WRITE_BLOCKING:
             warnings.append(f"reversible: the {side} cannot block writes (MongoDB 6.0+ can): stop the application's "
@@ -343,7 +375,8 @@ def preflight(source: MongoClient[Any], target: MongoClient[Any], options: Migra
     space = _space(target, checks)
     warnings = [space.warning] if space.warning is not None else []
     warnings += sharding.notes
-    reverse_blocking, reverse_warnings = _reverse_checks(source, target) if options.reversible else ([], [])
+    reverse_blocking, reverse_warnings = _reverse_checks(
+        source, target, {spec.database for spec in discovery.copied}) if options.reversible else ([], [])
     warnings += reverse_warnings
     if history is None:
         warnings.append("the source does not tell its change history (no oplog to read): the spool keeps the "
