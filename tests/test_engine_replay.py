@@ -17,7 +17,7 @@ import pytest
 from bson import ObjectId, Timestamp
 from pymongo import MongoClient
 
-from livemigrate.engine.apply import apply_changes, translate
+from livemigrate.engine.apply import DocumentWrite, apply_changes, translate
 from tests.nx import NxServer
 
 OID = ObjectId("65a1b2c3d4e5f60718293a4b")
@@ -109,3 +109,21 @@ def test_rename_event_moves_the_collection(target: MongoClient[Any]) -> None:
     apply_changes(target, [event("rename", "shop", "orders", 1, to={"db": "shop", "coll": "orders_2023"})])
     assert target.shop.list_collection_names() == ["orders_2023"]
     assert target.shop.orders_2023.find_one() == {"_id": 1, "year": 2023}
+
+
+def test_writes_to_a_sharded_destination_carry_its_key_and_a_delete_finds_any_copy() -> None:
+    """On a destination sharded on `c`: an upsert's filter holds the full key (mongos routes it), after a
+    delete of any copy of its `_id` under another key value; a delete is by `_id` alone, since the copy it
+    removes may still hold a key value the source changed (an update whose lookup found nothing)."""
+    namespace = {"db": "shop", "coll": "orders"}
+    upsert = translate({"operationType": "insert", "ns": namespace, "documentKey": {"_id": 1},
+                        "fullDocument": {"_id": 1, "c": 6, "qty": 2}}, ("c",))
+    assert isinstance(upsert, DocumentWrite)
+    removed, replaced = upsert.operations
+    assert removed._filter == {"_id": 1, "$nor": [{"c": 6}]} and replaced._filter == {"_id": 1, "c": 6}
+    deleted = translate({"operationType": "delete", "ns": namespace, "documentKey": {"_id": 1, "c": 6}}, ("c",))
+    assert isinstance(deleted, DocumentWrite) and deleted.operations[0]._filter == {"_id": 1}
+    keyed = translate({"operationType": "update", "ns": namespace, "documentKey": {"_id": 1, "c": 6},
+                       "updateDescription": {"updatedFields": {"c": 7}}, "fullDocument": {"_id": 1, "c": 7}}, ("c",))
+    assert isinstance(keyed, DocumentWrite) and [type(op).__name__ for op in keyed.operations] == [
+        "DeleteMany", "ReplaceOne"]  # a key change: from the full document, never a $set of the key

@@ -68,6 +68,7 @@ def test_writes_made_on_the_destination_after_cutover_flow_back_and_the_cut_back
             # The application now writes to the destination: some writes before the reverse is asked for.
             moved = Writer(client, per_second=40, first_number=500_000)
             moved.start()
+            client.elsewhere.notes.insert_many([{"_id": n} for n in range(5)])  # not the migration's: stays here
             try:
                 assert wait_for(lambda: sum(moved.counts.values()) >= 40, timeout=20)
                 reverse = Reverse(source, destination, tmp_path / "state").start()
@@ -91,6 +92,7 @@ def test_writes_made_on_the_destination_after_cutover_flow_back_and_the_cut_back
         assert "the destination blocks user writes" in log and "the source takes writes again" in log
         with source.client() as source_client, destination.client() as destination_client:
             assert documents(source_client) == documents(destination_client)
+            assert source_client.elsewhere.notes.count_documents({}) == 0  # the reverse kept to the migration's
             # Every insert the application made on the destination is on the source.
             inserted = {str(document["_id"]) for db, name in namespaces()
                         for document in source_client[db][name].find({"_id": {"$regex": "^written5"}}, {"_id": 1})}

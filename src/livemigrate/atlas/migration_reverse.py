@@ -4,12 +4,15 @@
 first: its migration host reads the destination's changes from the point the forward cutover kept (its
 host reported it with the outcome) and writes them back into the source; its cutover — the cut back — is
 asked for and followed like any migration's. It holds the destination cluster as any migration does, so
-that no other migration writes there meanwhile, and it never drops anything.
+that no other migration writes there meanwhile, and it never drops anything. A reverse that failed (or
+expired) may be asked for again; one running or complete may not.
 """
 
 from __future__ import annotations
 
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from livemigrate.atlas.destination_claims import claim_key, holder_of, in_use
 from livemigrate.atlas.migrations import load_migration
@@ -25,6 +28,14 @@ FORWARD, REVERSE = "FORWARD", "REVERSE"
 def _not_reversible(migration_id: str, reason: str) -> ApiError:
     return ApiError(ErrorCode.LIVE_MIGRATION_NOT_REVERSIBLE, f"Live migration {migration_id} cannot be reversed: "
                                                              f"{reason}.", [migration_id])
+
+
+def _standing_reverse(session: Session, forward_id: str) -> LiveMigration | None:
+    """A reverse of the migration that runs or has completed: one that failed or expired may be asked again,
+    from the same point, while the destination's change history still holds it."""
+    return session.scalars(select(LiveMigration).where(
+        LiveMigration.reverse_of == forward_id,
+        LiveMigration.status.not_in([MigrationStatus.FAILED.value, MigrationStatus.EXPIRED.value]))).first()
 
 
 def reverse_migration(store: Store, project_id: str, migration_id: str) -> LiveMigration:
@@ -43,7 +54,7 @@ def reverse_migration(store: Store, project_id: str, migration_id: str) -> LiveM
             if not forward.reverse_point:
                 raise _not_reversible(migration_id, "its migration host kept no point to start from (the destination "
                                                     "offered no change stream)")
-            existing = session.query(LiveMigration).filter(LiveMigration.reverse_of == forward.id).one_or_none()
+            existing = _standing_reverse(session, forward.id)
             if existing is not None:
                 raise _not_reversible(migration_id, f"it is reversed already, by {existing.id} ({existing.status})")
             key = claim_key(project_id, forward.destination_cluster_name)
@@ -63,7 +74,7 @@ def reverse_migration(store: Store, project_id: str, migration_id: str) -> LiveM
             session.add(reverse)
     except IntegrityError:  # another reverse, or another migration's claim, got there between the look and the insert
         with store.read() as session:
-            existing = session.query(LiveMigration).filter(LiveMigration.reverse_of == migration_id).one_or_none()
+            existing = _standing_reverse(session, migration_id)
             if existing is not None:
                 raise _not_reversible(migration_id, f"it is reversed already, by {existing.id}") from None
             holder = holder_of(session, key) if key is not None else None

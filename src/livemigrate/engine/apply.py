@@ -9,9 +9,10 @@ document), deletes are by key.
 Each write finds its document by `_id` — the source's `documentKey` may carry the source's shard key
 too, which the destination may not share. On a sharded destination (a collection with key fields
 there, `key_fields`) a write must also carry what mongos routes by: an upsert's filter holds the full
-shard key, taken from the document written, and an update or delete adds the key fields the event's
+shard key, taken from the document written, and an update adds the key fields the event's
 `documentKey` holds (a sharded source's, when the keys are alike; else `_id` alone, which mongos
-accepts for a single-document update or delete). A document whose shard key value changed lives on
+accepts for a single-document update or delete); a delete is by `_id` alone, since the copy it
+removes may still hold a key value the source changed since. A document whose shard key value changed lives on
 another shard than its new value's: an upsert there first deletes any copy of its `_id` whose key
 differs (a broadcast `deleteMany`, which mongos always accepts), so that one document stays; an
 update that sets or removes a key field is applied that way, from the full document, never as a
@@ -97,7 +98,9 @@ def translate(event: dict[str, Any], key_fields: Sequence[str] = ()) -> Document
         if key_fields and all(field in event_key for field in key_fields):
             key.update({field: event_key[field] for field in key_fields})
         if kind == "delete":
-            return DocumentWrite(namespace, (DeleteOne(key),))
+            # By `_id` alone, which mongos accepts for one document: the destination's copy may still hold
+            # a key value the source changed since (an update whose lookup found the document gone).
+            return DocumentWrite(namespace, (DeleteOne({"_id": event_key["_id"]}),))
         description = event.get("updateDescription")
         if kind == "update" and description and not _touches(description, key_fields):
             return DocumentWrite(namespace, update_operations(key, description))

@@ -127,17 +127,28 @@ class ReversePoint:
     capture: str  # the forward run's change capture: "cluster" (one token, "*") or "collection"
     tokens: Mapping[str, Any]  # namespace (or "*") -> resume token
     namespaces: tuple[str, ...]  # the collections the forward run migrated
+    include: tuple[str, ...] = ()  # the forward run's namespace filter (`--include`, `--exclude`)
+    exclude: tuple[str, ...] = ()
+
+    def filter(self) -> NamespaceFilter:
+        """What the reverse covers: the forward run's namespaces and no others the destination holds — its
+        filter, and when it had none, the databases it migrated (collections created in them since
+        included)."""
+        include = self.include or tuple(sorted({namespace.split(".", 1)[0] for namespace in self.namespaces}))
+        return NamespaceFilter(include or ("-",), self.exclude)  # "-": no database, when nothing was migrated
 
     def to_json(self) -> str:
         return json_util.dumps({"capture": self.capture, "tokens": dict(self.tokens),
-                                "namespaces": list(self.namespaces)}, json_options=json_util.CANONICAL_JSON_OPTIONS)
+                                "namespaces": list(self.namespaces), "include": list(self.include),
+                                "exclude": list(self.exclude)}, json_options=json_util.CANONICAL_JSON_OPTIONS)
 
     @classmethod
     def from_json(cls, text: str) -> ReversePoint:
         """Raises ValueError for what no forward cutover wrote."""
         try:
             found = json_util.loads(text)
-            return cls(str(found["capture"]), dict(found["tokens"]), tuple(str(name) for name in found["namespaces"]))
+            return cls(str(found["capture"]), dict(found["tokens"]), tuple(str(name) for name in found["namespaces"]),
+                       tuple(found.get("include") or ()), tuple(found.get("exclude") or ()))
         except (KeyError, TypeError, ValueError) as error:
             raise ValueError(f"not a reverse point ({type(error).__name__}: {error})") from None
 

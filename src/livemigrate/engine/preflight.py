@@ -34,7 +34,7 @@ from livemigrate.engine.mongo import writer
 from livemigrate.engine.mongo.collections import CollectionSpec
 from livemigrate.engine.mongo.connect import wire_version
 from livemigrate.engine.mongo.reader import in_batches, raw_collection
-from livemigrate.engine.options import PREFLIGHT_DATABASE, MigrationOptions
+from livemigrate.engine.options import PREFLIGHT_DATABASE, STATE_DATABASE, MigrationOptions
 from livemigrate.engine.sharding import ShardingPlan, plan_sharding
 from livemigrate.engine.versions import WIRE_WRITE_BLOCKING
 
@@ -297,6 +297,9 @@ def _write_refusal(source: MongoClient[Any], databases: Iterable[str]) -> str | 
         missing = _WRITES - granted(database)
         if missing:
             return f"its user may not {', '.join(sorted(missing))} in {database}"
+    state_missing = {"find", "insert", "update"} - granted(STATE_DATABASE)  # the reverse's claim on the source
+    if state_missing:
+        return f"its user may not {', '.join(sorted(state_missing))} in {STATE_DATABASE}, where a reverse holds its claim"
     if wire_version(source) >= WIRE_WRITE_BLOCKING and "bypassWriteBlockingMode" not in granted(None):
         return "its user lacks bypassWriteBlockingMode (MongoDB 6.0+ keeps the source write-blocked after the cutover)"
     return None

@@ -244,8 +244,8 @@ class BalancerPause:
         if not asked:
             self.running = balancer
             return
-        topology.stop_balancer(source)
-        self._stopped = True
+        topology.stop_balancer(source)  # a round still in progress ends first
+        self._stopped = balancer.running  # started again at the end only if it ran: one turned off stays off
         log.warning("the source's balancer is stopped for this run of the migration (it was %s); it starts again "
                     "when the run stops or ends", balancer.mode)
 

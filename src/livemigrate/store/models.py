@@ -250,7 +250,7 @@ class LiveMigration(Base):
     reversible: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     reverse_point: Mapped[str | None] = mapped_column(Text, nullable=True)
     direction: Mapped[str] = mapped_column(String(8), default="FORWARD", server_default="FORWARD")
-    reverse_of: Mapped[str | None] = mapped_column(String(24), nullable=True, unique=True, index=True)
+    reverse_of: Mapped[str | None] = mapped_column(String(24), nullable=True, index=True)
     # The change capture its hosts run (AUTO, DEPLOYMENT, COLLECTION); None: each host's own setting.
     change_capture: Mapped[str | None] = mapped_column(String(16), nullable=True)
     # `project/cluster` while the migration may write its destination, None once it no longer can:

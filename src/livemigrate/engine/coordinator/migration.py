@@ -29,6 +29,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -99,7 +100,9 @@ class Migration:
         self.source_uri = source_uri
         self.spool_path = spool_path
         self.target_uri = target_uri
-        self.options = options
+        # A reverse covers what its forward run migrated, never the destination's other namespaces.
+        self.options = options if options.reverse_from is None else replace(
+            options, namespaces=options.reverse_from.filter())
         self.checkpoints = checkpoints
         self.ledger = ledger if ledger is not None else VerificationLedger()
         self._controls = Controls()
@@ -375,7 +378,8 @@ class Migration:
         if report.equal:
             if self.options.reverse_from is not None:
                 hand_writes_back(target)  # the source (this reverse's target) is current again
-            point = kept_point(self.checkpoints, self._collections()) if self.options.reversible else None
+            point = kept_point(self.checkpoints, self._collections(), self.options.namespaces.include,
+                               self.options.namespaces.exclude) if self.options.reversible else None
             self._progress.emit(Phase.COMPLETE, force=True, lag=0.0, message="verified: source and target are equal")
             return MigrationResult(Phase.COMPLETE, report, self._resumed, verdict, point)
         message = f"verification found differences in {report.describe_differences()}"

@@ -31,6 +31,7 @@ from livemigrate.engine.mongo.collections import Discovery
 from livemigrate.engine.mongo.connect import wire_version
 from livemigrate.engine.mongo.faults import retry
 from livemigrate.engine.options import CaptureScope, MigrationOptions, ReversePoint
+from livemigrate.engine.versions import WIRE_WRITE_BLOCKING
 
 log = logging.getLogger("livemigrate.engine.reverse")
 
@@ -55,7 +56,8 @@ def check_state(meta: Document, source_uri: str, target_uri: str) -> None:
                           "use another --state-dir for this one")
 
 
-def kept_point(checkpoints: CheckpointStore, namespaces: list[str]) -> ReversePoint | None:
+def kept_point(checkpoints: CheckpointStore, namespaces: list[str], include: tuple[str, ...] = (),
+               exclude: tuple[str, ...] = ()) -> ReversePoint | None:
     """Where a reverse would start, as the forward run's checkpoints have it now (its cutover drained);
     None when the destination was not watched (a standalone, or no `changeStream` privilege)."""
     meta = checkpoints.load("meta")["meta"]
@@ -64,7 +66,7 @@ def kept_point(checkpoints: CheckpointStore, namespaces: list[str]) -> ReversePo
         log.warning("this migration cannot be reversed: the destination's changes were not followed (it offers no "
                     "change stream to this user)")
         return None
-    point = ReversePoint(str(meta["capture"]), tokens, tuple(namespaces))
+    point = ReversePoint(str(meta["capture"]), tokens, tuple(namespaces), include, exclude)
     checkpoints.save({REVERSE_POINT: {"point": point.to_json()}})  # what `livemigrate reverse` starts from
     return point
 
@@ -102,7 +104,11 @@ def hand_writes_back(source: MongoClient[Any]) -> None:
         retry(source, "allowing the source's writes again",
               lambda: source.admin.command({"setUserWriteBlockMode": 1, "global": False}))
         log.info("the reverse is complete: the source takes writes again; the destination's stay blocked")
-    except PyMongoError as error:  # a source older than 6.0: it was never blocked
-        log.info("the reverse is complete; the source did not lift a write block (%s)",
-                 str(error).split(", full error:")[0][:200])
+    except PyMongoError as error:
+        reason = str(error).split(", full error:")[0][:200]
+        if wire_version(source) < WIRE_WRITE_BLOCKING:  # older than 6.0: it was never blocked
+            log.info("the reverse is complete; the source has no write block to lift (%s)", reason)
+        else:
+            log.error("the reverse is complete but the source's write block could not be lifted (%s): lift it "
+                      "with db.adminCommand({setUserWriteBlockMode: 1, global: false})", reason)
 

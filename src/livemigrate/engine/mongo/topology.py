@@ -174,10 +174,27 @@ def split_and_spread(client: MongoClient[Any], key: ShardKey, points: Sequence[M
     balancer would spread it only later. A cut made already (a run started again) is not made twice.
     How many chunks were handed out."""
     made = chunk_minimums(client, key.namespace)
-    for number, point in enumerate(points, start=1):
+    for point in points:
         split = {"split": key.namespace, "middle": dict(point)}
         if split["middle"] not in made:
             retry(client, f"splitting {key.namespace}", functools.partial(client.admin.command, split))
-        move = {"moveChunk": key.namespace, "find": dict(point), "to": shards[number % len(shards)]}
-        retry(client, f"moving a chunk of {key.namespace}", functools.partial(client.admin.command, move))
+    owners = chunk_owners(client, key.namespace)
+    first = owners[0][1] if owners else shards[0]
+    turn = [first, *(shard for shard in shards if shard != first)]  # the first chunk stays where it is
+    for number, (lower, owner) in enumerate(owners):
+        wanted = turn[number % len(turn)]
+        if number and owner != wanted:  # a move made already (a run started again) is not made twice
+            move = {"moveChunk": key.namespace, "find": lower, "to": wanted}
+            retry(client, f"moving a chunk of {key.namespace}", functools.partial(client.admin.command, move))
     return len(points)
+
+
+def chunk_owners(client: MongoClient[Any], namespace: str) -> list[tuple[dict[str, Any], str]]:
+    """Each chunk's lower bound and the shard owning it, in key order."""
+    def read() -> list[tuple[dict[str, Any], str]]:
+        entry = client.config["collections"].find_one({"_id": namespace}, {"uuid": 1})
+        chosen = {"uuid": entry["uuid"]} if entry is not None and "uuid" in entry else {"ns": namespace}
+        return [(dict(chunk["min"]), str(chunk["shard"]))
+                for chunk in client.config["chunks"].find(chosen, {"min": 1, "shard": 1}).sort("min", 1)]
+
+    return retry(client, f"reading the chunks of {namespace}", read)

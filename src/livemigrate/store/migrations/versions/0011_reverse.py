@@ -20,7 +20,7 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column('reverse_point', sa.Text(), nullable=True))
         batch_op.add_column(sa.Column('direction', sa.String(length=8), nullable=False, server_default='FORWARD'))
         batch_op.add_column(sa.Column('reverse_of', sa.String(length=24), nullable=True))
-        batch_op.create_index('ix_live_migrations_reverse_of', ['reverse_of'], unique=True)
+        batch_op.create_index('ix_live_migrations_reverse_of', ['reverse_of'], unique=False)
     with op.batch_alter_table('live_migration_validations', schema=None) as batch_op:
         batch_op.add_column(sa.Column('reversible', sa.Boolean(), nullable=False, server_default=sa.false()))
 
