@@ -13,7 +13,7 @@ written, and the destination sharded before the copy.
   runs, or is moving a chunk (chunk moves during a copy are the classic source of duplicates and
   losses), unless the migration is asked to stop it (`stop_balancer`).
 - **The balancer stopped** for a run (`BalancerPause`): stopped when the run starts, started again when
-  it ends, whatever the end — a run killed outright cannot, and says so at its next start.
+  it ends, whatever the end — a run killed outright cannot (nothing records the stop: a person starts it).
 """
 
 from __future__ import annotations
