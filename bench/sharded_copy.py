@@ -29,14 +29,13 @@ import re
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 from typing import Any
 
 from bson.raw_bson import RawBSONDocument
 from tests.mongos import Mongos
-from tests.nx import NxServer
+from tests.nx import NxServer, start_servers
 from tests.support import LIVEMIGRATE
 
 from bench.engine import make_documents
@@ -47,16 +46,6 @@ ROUNDS = 2  # each copy twice, the faster counts: one run varies by half on two 
 OPTIONS = ("--capture", "collection", "--processes", "1", "--workers", "4", "--batch-size", "1000",
            "--split-threshold", "10000")
 _COPY_DONE = re.compile(r"copy done: ([\d,]+) documents in ([\d.]+) s")
-
-
-def _start(directory: Path, names: list[str]) -> list[NxServer]:
-    servers = [NxServer(directory / name) for name in names]
-    threads = [threading.Thread(target=server.start) for server in servers]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    return servers
 
 
 def _documents() -> list[dict[str, Any]]:
@@ -118,7 +107,7 @@ def run() -> list[str]:
     documents = _documents()
     with tempfile.TemporaryDirectory() as directory:
         base = Path(directory)
-        servers = _start(base, ["replica-set", "shard1", "shard2", "shard3", "target1", "target2", "target3"])
+        servers = start_servers(base, 7)  # the replica set, the source's 3 shards, the destination's 3
         replica_set, shards, targets = servers[0], servers[1:4], servers[4:]
         mongos = Mongos(shards).start()
         log = ""

@@ -99,15 +99,9 @@ def _bound(values: dict[str, Any], fields: Sequence[str], edge: type) -> Bound |
 
 
 def read_chunks(source: MongoClient[Any], namespace: str, fields: Sequence[str]) -> list[Chunk]:
-    """The collection's chunks in key order. `config.chunks` names a collection by its `uuid` from 5.0 on,
-    by its namespace before."""
-    def read() -> list[dict[str, Any]]:
-        entry = source.config["collections"].find_one({"_id": namespace}, {"uuid": 1})
-        chosen = {"uuid": entry["uuid"]} if entry is not None and "uuid" in entry else {"ns": namespace}
-        return list(source.config["chunks"].find(chosen, {"min": 1, "max": 1, "shard": 1}).sort("min", 1))
-
+    """The collection's chunks in key order, their bounds on `fields`."""
     return [Chunk(_bound(dict(chunk["min"]), fields, MinKey), _bound(dict(chunk["max"]), fields, MaxKey),
-                  str(chunk["shard"])) for chunk in retry(source, f"reading the chunks of {namespace}", read)]
+                  str(chunk["shard"])) for chunk in topology.chunks_of(source, namespace)]
 
 
 def shard_counts(source: MongoClient[Any], namespace: str) -> dict[str, int] | None:

@@ -46,6 +46,7 @@ from pymongo import ASCENDING, MongoClient
 from livemigrate.engine.mongo.connect import wire_version
 from livemigrate.engine.mongo.faults import resumable_reads, retry
 from livemigrate.engine.mongo.reader import in_batches, raw_collection
+from livemigrate.engine.mongo.topology import value_at
 
 # `$type` aliases in BSON order: a value's bracket is its place here.
 TYPES = ("minKey", "null", "number", "string", "object", "array", "binData", "objectId", "bool", "date",
@@ -151,12 +152,8 @@ def _below(fields: Sequence[str], bound: Bound, span: Span | None = None) -> Fil
 
 
 def _value_at(document: Mapping[str, Any], path: str) -> Any:
-    """The value at a dotted path, None where missing (as a shard key counts it); plain, never raw BSON."""
-    value: Any = document
-    for part in path.split("."):
-        if not isinstance(value, Mapping) or part not in value:
-            return None
-        value = value[part]
+    """`topology.value_at`, plain: a raw BSON sub-document decoded (the copy reads raw documents)."""
+    value = value_at(document, path)
     return bson.decode(value.raw) if isinstance(value, RawBSONDocument) else value
 
 

@@ -155,16 +155,21 @@ def shard_collection(client: MongoClient[Any], key: ShardKey) -> None:
         {"shardCollection": key.namespace, "key": key.as_document(), "unique": key.unique}))
 
 
-def chunk_minimums(client: MongoClient[Any], namespace: str) -> list[dict[str, Any]]:
-    """The lower bounds of a sharded collection's chunks, in key order, the first (all MinKey) left out:
-    where its data is already cut. `config.chunks` names a collection by its `uuid` from 5.0 on, by its
-    namespace before."""
+def chunks_of(client: MongoClient[Any], namespace: str) -> list[dict[str, Any]]:
+    """A sharded collection's chunks (`min`, `max`, `shard`), in key order. `config.chunks` names a
+    collection by its `uuid` from 5.0 on, by its namespace before."""
     def read() -> list[dict[str, Any]]:
         entry = client.config["collections"].find_one({"_id": namespace}, {"uuid": 1})
         chosen = {"uuid": entry["uuid"]} if entry is not None and "uuid" in entry else {"ns": namespace}
-        return [dict(chunk["min"]) for chunk in client.config["chunks"].find(chosen, {"min": 1}).sort("min", 1)]
+        return list(client.config["chunks"].find(chosen, {"min": 1, "max": 1, "shard": 1}).sort("min", 1))
 
-    return retry(client, f"reading the chunks of {namespace}", read)[1:]
+    return retry(client, f"reading the chunks of {namespace}", read)
+
+
+def chunk_minimums(client: MongoClient[Any], namespace: str) -> list[dict[str, Any]]:
+    """The lower bounds of a sharded collection's chunks, in key order, the first (all MinKey) left out:
+    where its data is already cut."""
+    return [dict(chunk["min"]) for chunk in chunks_of(client, namespace)][1:]
 
 
 def split_and_spread(client: MongoClient[Any], key: ShardKey, points: Sequence[Mapping[str, Any]],
@@ -191,10 +196,4 @@ def split_and_spread(client: MongoClient[Any], key: ShardKey, points: Sequence[M
 
 def chunk_owners(client: MongoClient[Any], namespace: str) -> list[tuple[dict[str, Any], str]]:
     """Each chunk's lower bound and the shard owning it, in key order."""
-    def read() -> list[tuple[dict[str, Any], str]]:
-        entry = client.config["collections"].find_one({"_id": namespace}, {"uuid": 1})
-        chosen = {"uuid": entry["uuid"]} if entry is not None and "uuid" in entry else {"ns": namespace}
-        return [(dict(chunk["min"]), str(chunk["shard"]))
-                for chunk in client.config["chunks"].find(chosen, {"min": 1, "shard": 1}).sort("min", 1)]
-
-    return retry(client, f"reading the chunks of {namespace}", read)
+    return [(dict(chunk["min"]), str(chunk["shard"])) for chunk in chunks_of(client, namespace)]
