@@ -49,14 +49,15 @@ from livemigrate.engine.coordinator.replay import (
     token_documents,
 )
 from livemigrate.engine.coordinator.restarts import connect_for_a_run, run_through_faults
-from livemigrate.engine.coordinator.reverse import (
+from livemigrate.engine.coordinator.reverse import hand_writes_back, kept_point, start_reverse
+from livemigrate.engine.coordinator.run_state import (
+    FreshStart,
+    MigrationResult,
+    Step,
     check_state,
-    hand_writes_back,
-    kept_point,
+    migration_id_of,
     open_capture,
-    start_reverse,
 )
-from livemigrate.engine.coordinator.run_state import FreshStart, MigrationResult, Step, migration_id_of
 from livemigrate.engine.copy import initial_copy
 from livemigrate.engine.copy.initial_copy import InitialCopy
 from livemigrate.engine.copy.processes import CopyProcesses

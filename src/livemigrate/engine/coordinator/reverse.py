@@ -22,38 +22,19 @@ from typing import Any
 from pymongo import MongoClient
 from pymongo.errors import PyMongoError
 
-from livemigrate.engine.capture.streams import Capture, ClusterCapture, CollectionCapture
+from livemigrate.engine.capture.streams import Capture
 from livemigrate.engine.checkpoints import CheckpointStore, Document
 from livemigrate.engine.coordinator.replay import DESTINATION_TOKENS, SOURCE_TOKENS, saved_tokens, token_documents
-from livemigrate.engine.coordinator.run_state import Step
-from livemigrate.engine.errors import EngineError, EngineErrorCode, redact_uri
+from livemigrate.engine.coordinator.run_state import Step, open_capture
 from livemigrate.engine.mongo.collections import Discovery
 from livemigrate.engine.mongo.connect import wire_version
 from livemigrate.engine.mongo.faults import retry
-from livemigrate.engine.options import CaptureScope, MigrationOptions, ReversePoint
+from livemigrate.engine.options import MigrationOptions, ReversePoint
 from livemigrate.engine.versions import WIRE_WRITE_BLOCKING
 
 log = logging.getLogger("livemigrate.engine.reverse")
 
 REVERSE_POINT = "reverse-point"  # the checkpoint a reversible migration keeps once complete
-
-
-def open_capture(source: MongoClient[Any], options: MigrationOptions, capture: str, tokens: dict[str, Any],
-                 namespaces: list[str]) -> Capture:
-    """The change capture a run reads, from `tokens` (none: from now)."""
-    if capture == CaptureScope.CLUSTER.value:
-        return ClusterCapture(source, options.namespaces, tokens.get("*"), wire_version(source),
-                              max_await_ms=int(options.poll_seconds * 1000))
-    # Many streams are polled one after another: each may wait only a little.
-    return CollectionCapture(source, namespaces, tokens, max_await_ms=50)
-
-
-def check_state(meta: Document, source_uri: str, target_uri: str) -> None:
-    """A state directory serves the migration it was made for, one way."""
-    if meta["source"] != redact_uri(source_uri) or meta["target"] != redact_uri(target_uri):
-        raise EngineError(EngineErrorCode.STATE_MISMATCH,
-                          f"the state directory belongs to a migration from {meta['source']} to {meta['target']}; "
-                          "use another --state-dir for this one")
 
 
 def kept_point(checkpoints: CheckpointStore, namespaces: list[str], include: tuple[str, ...] = (),
