@@ -36,3 +36,14 @@ class LoopbackServer:
             self._loop.run_forever()
         finally:
             server.close()
+            # The connections' handlers still waiting are cancelled and let finish here, and the loop closed:
+            # left pending, each is destroyed at some later garbage collection in whatever test runs then
+            # ("Task was destroyed but it is pending!", a handler's cleanup meeting a closed loop) — and a
+            # finalizer running inside `ast.parse` trips CPython 3.11's "AST constructor recursion depth
+            # mismatch" in that other test.
+            pending = asyncio.all_tasks(self._loop)
+            for task in pending:
+                task.cancel()
+            if pending:
+                self._loop.run_until_complete(asyncio.wait(pending, timeout=5))
+            self._loop.close()
